@@ -1,0 +1,397 @@
+-- orch.cli: the command line.  Every problem with what the user typed or
+-- configured exits 2 with one line saying what was expected and what was
+-- found; the run itself decides 0, 1 or 128+N.
+local suggest = require "orch.suggest"
+
+local M = {}
+
+local VERSION = "unknown"
+
+local USAGE = [[
+usage: orchlua run NAME|FILE.json [--hours H] [--time-scale X] [--report FILE.jsonl]
+                                  [--junit FILE.xml] [--fail-fast] [-q|-v] [--no-progress]
+       orchlua list                     descriptions found: name, hours, events
+       orchlua check [NAME...]          validate and resolve everything, run nothing
+       orchlua plan NAME [--hours H]    the timeline of firings, and counts per event
+       orchlua --version | --help | help COMMAND
+common: --config FILE  --descriptions DIR  --sources LIST]]
+
+local HELP = {
+  run = [[
+orchlua run NAME|FILE.json [options]
+  Runs the description NAME (found under the descriptions folders) or FILE.json.
+  --hours H          run for H hours instead of total_hours
+  --time-scale X     rehearse X times faster: intervals, timeouts, sleeps, grace and
+                     the total are divided by X; reported times stay in description time
+  --report FILE      write every record as JSON lines (flushed as it happens)
+  --junit FILE       write JUnit XML at the end, one testcase per event id
+  --fail-fast        start the orderly stop at the first failure
+  -q, -v             fewer / more console lines
+  --no-progress      no live progress line
+  --grace SEC        seconds running events get after the kill switch (config grace_sec)
+Exit status: 0 all succeeded; 1 a failure or an error result; 2 usage or
+description errors; 128+N stopped by signal N.]],
+  list = [[
+orchlua list
+  Lists the descriptions found under the descriptions folders: name, hours, events, file.]],
+  check = [[
+orchlua check [NAME...]
+  Loads and validates the descriptions (all of them without NAME), loads the
+  sources and resolves every event and parameter name.  Runs nothing.
+  Exit 0 when everything resolves, 2 otherwise.  Alias: --load-orch.]],
+  plan = [[
+orchlua plan NAME [--hours H]
+  Prints the timeline the run will follow (startup at t0, firings at t0 + k*interval,
+  none at or after the end, teardown after the end) and the firings per event.]],
+  help = [[
+orchlua help COMMAND
+  Shows the help of COMMAND (run, list, check, plan).]],
+}
+
+local COMMANDS = { "run", "list", "check", "plan", "help" }
+
+-- flag -> { key, takes value, commands it applies to (nil: all) }
+local FLAGS = {
+  ["--config"] = { "config", true }, ["--descriptions"] = { "descriptions", true },
+  ["--sources"] = { "sources", true },
+  ["--hours"] = { "hours", true, { run = true, plan = true } },
+  ["--runtime-orch"] = { "hours", true, { run = true, plan = true } },
+  ["--time-scale"] = { "time_scale", true, { run = true } },
+  ["--report"] = { "report", true, { run = true } },
+  ["--junit"] = { "junit", true, { run = true } },
+  ["--grace"] = { "grace", true, { run = true } },
+  ["--fail-fast"] = { "fail_fast", false, { run = true } },
+  ["--no-progress"] = { "no_progress", false, { run = true } },
+  ["-q"] = { "quiet", false, { run = true } }, ["--quiet"] = { "quiet", false, { run = true } },
+  ["-v"] = { "verbose", false }, ["--verbose"] = { "verbose", false },
+  ["-h"] = { "help", false }, ["--help"] = { "help", false },
+  ["--version"] = { "version", false }, ["-V"] = { "version", false },
+}
+
+-- the seed's flags: commands in disguise
+local COMMAND_FLAGS = { ["--run-orch"] = "run", ["--test-orch"] = "run", ["--load-orch"] = "check" }
+
+local UsageError = {}
+
+local function usage_error(fmt, ...)
+  error(setmetatable({ msg = fmt:format(...) }, UsageError), 0)
+end
+
+local function quote(s) return ("%q"):format(s) end
+
+-- Parses argv into {command=, names={}, opts={}}.
+function M.parse(argv)
+  local cmd, names, opts = nil, {}, {}
+  local i = 1
+  local function value_of(flag, inline)
+    if inline then return inline end
+    i = i + 1
+    local v = argv[i]
+    if v == nil then usage_error("%s needs a value", flag) end
+    return v
+  end
+  while i <= #argv do
+    local a = argv[i]
+    local flag, inline = a:match("^(%-%-[%w%-]+)=(.*)$")
+    flag = flag or a
+    if COMMAND_FLAGS[flag] then
+      local c = COMMAND_FLAGS[flag]
+      if cmd and cmd ~= c then usage_error("%s cannot be combined with the command %s", flag, cmd) end
+      cmd = c
+      if c == "run" then names[#names + 1] = value_of(flag, inline) end
+    elseif FLAGS[flag] then
+      local spec = FLAGS[flag]
+      if spec[2] then
+        opts[spec[1]] = value_of(flag, inline)
+      else
+        if inline then usage_error("%s takes no value, found %s", flag, quote(inline)) end
+        opts[spec[1]] = true
+      end
+      opts._seen = opts._seen or {}
+      opts._seen[#opts._seen + 1] = flag
+    elseif a:match("^%-") and a ~= "-" then
+      local known = {}
+      for f in pairs(FLAGS) do known[#known + 1] = f end
+      for f in pairs(COMMAND_FLAGS) do known[#known + 1] = f end
+      usage_error("unknown flag %s%s", flag, suggest.hint(flag, known))
+    elseif cmd == nil then
+      local ok = false
+      for _, c in ipairs(COMMANDS) do if c == a then ok = true end end
+      if not ok then usage_error("unknown command %s%s", quote(a), suggest.hint(a, COMMANDS)) end
+      cmd = a
+    else
+      names[#names + 1] = a
+    end
+    i = i + 1
+  end
+  -- flags that apply to other commands only
+  for _, f in ipairs(opts._seen or {}) do
+    local only = FLAGS[f][3]
+    if only and cmd and not only[cmd] then usage_error("%s does not apply to %s", f, cmd) end
+  end
+  return { command = cmd, names = names, opts = opts }
+end
+
+local function number_opt(opts, key, flag, allow_zero)
+  local v = opts[key]
+  if v == nil then return nil end
+  local n = tonumber(v)
+  if n == nil or n ~= n or n == math.huge or n == -math.huge then
+    usage_error("%s expects a number, found %s", flag, quote(v))
+  end
+  if n < 0 or (n == 0 and not allow_zero) then
+    usage_error("%s expects a number %s 0, found %s", flag, allow_zero and ">=" or ">", v)
+  end
+  return n
+end
+
+-- ---- shared steps ----------------------------------------------------------
+
+local function out(...) io.stdout:write(...) end
+local function err(...) io.stderr:write(...) end
+
+local function load_config(opts)
+  local config = require "orch.config"
+  local cfg, e = config.load(opts.config)
+  if not cfg then return nil, e end
+  local function split(s)
+    local list = {}
+    for part in s:gmatch("[^,]+") do
+      part = part:match("^%s*(.-)%s*$")
+      if part ~= "" then list[#list + 1] = part end
+    end
+    return list
+  end
+  if opts.descriptions then cfg.descriptions = split(opts.descriptions); cfg.descriptions_from_cli = true end
+  if opts.sources then cfg.sources = split(opts.sources); cfg.sources_from_cli = true end
+  config.apply_paths(cfg)
+  return cfg
+end
+
+-- Description folders as absolute paths: from the command line relative to
+-- the current directory, from the config relative to the root.
+local function description_dirs(cfg)
+  local config = require "orch.config"
+  local dirs = {}
+  for _, d in ipairs(cfg.descriptions) do
+    dirs[#dirs + 1] = cfg.descriptions_from_cli and d or config.abs(cfg.root, d)
+  end
+  return dirs
+end
+
+local function print_errors(errors)
+  local description = require "orch.description"
+  for _, e in ipairs(errors) do
+    if type(e) == "table" then
+      err("orchlua: ", description.format_error(e), "\n")
+    else
+      err("orchlua: ", tostring(e), "\n")
+    end
+  end
+end
+
+-- Finds and loads one description; returns desc or nil after printing.
+local function load_description(cfg, name)
+  local description = require "orch.description"
+  local path, e = description.find(description_dirs(cfg), name)
+  if not path then
+    err("orchlua: ", e, "\n")
+    return nil
+  end
+  local desc, errors = description.load(path)
+  if not desc then
+    print_errors(errors)
+    err(("orchlua: %s: %d problem%s\n"):format(path, #errors, #errors == 1 and "" or "s"))
+    return nil
+  end
+  return desc
+end
+
+local loaded_sources
+local function load_sources(cfg)
+  if loaded_sources then return loaded_sources end
+  local sources = require "orch.sources"
+  local root = cfg.sources_from_cli and nil or cfg.root
+  local list, errors = sources.load(cfg.sources, root)
+  if not list then
+    print_errors(errors)
+    return nil
+  end
+  loaded_sources = list
+  return list
+end
+
+local function bind(desc, srcs)
+  local resolve = require "orch.resolve"
+  local events, errors = resolve.bind(desc, srcs)
+  if not events then
+    print_errors(errors)
+    err(("orchlua: %s: %d unresolved name%s\n"):format(desc.file, #errors, #errors == 1 and "" or "s"))
+  end
+  return events
+end
+
+-- ---- commands --------------------------------------------------------------
+
+local cmd = {}
+
+function cmd.help(a)
+  local topic = a.names[1]
+  if topic == nil then out(USAGE, "\n") return 0 end
+  if not HELP[topic] then
+    usage_error("no help for %s%s", quote(topic), suggest.hint(topic, COMMANDS))
+  end
+  out(HELP[topic], "\n")
+  return 0
+end
+
+function cmd.list(a)
+  if #a.names > 0 then usage_error("list takes no names, found %s", quote(a.names[1])) end
+  local cfg, e = load_config(a.opts)
+  if not cfg then err("orchlua: ", e, "\n") return 2 end
+  local description = require "orch.description"
+  local list = description.list(description_dirs(cfg))
+  if #list == 0 then
+    out("no descriptions under ", table.concat(description_dirs(cfg), ", "), "\n")
+    return 0
+  end
+  local w = 4
+  for _, d in ipairs(list) do w = math.max(w, #d.name) end
+  out(("%-" .. w .. "s  %8s  %6s  %s\n"):format("name", "hours", "events", "file"))
+  local status = 0
+  for _, d in ipairs(list) do
+    local desc = description.load(d.path)
+    if desc then
+      out(("%-" .. w .. "s  %8g  %6d  %s\n"):format(d.name, desc.total_hours, #desc.events, d.path))
+    else
+      out(("%-" .. w .. "s  %8s  %6s  %s (invalid: see orchlua check %s)\n"):format(d.name, "?", "?", d.path, d.name))
+    end
+  end
+  return status
+end
+
+function cmd.check(a)
+  local cfg, e = load_config(a.opts)
+  if not cfg then err("orchlua: ", e, "\n") return 2 end
+  local description = require "orch.description"
+  local names = a.names
+  if #names == 0 then
+    for _, d in ipairs(description.list(description_dirs(cfg))) do names[#names + 1] = d.path end
+    if #names == 0 then
+      err("orchlua: no descriptions under ", table.concat(description_dirs(cfg), ", "), "\n")
+      return 2
+    end
+  end
+  local srcs = load_sources(cfg)
+  local bad = srcs == nil
+  for _, name in ipairs(names) do
+    local desc = load_description(cfg, name)
+    if not desc then
+      bad = true
+    elseif srcs then
+      local events = bind(desc, srcs)
+      if events then
+        local c = 0
+        for _, ev in ipairs(events) do if not ev.names then c = c + 1 end end
+        out(("ok  %s (%s): %d event%s, %g h%s\n"):format(desc.test_name, desc.file, #events,
+          #events == 1 and "" or "s", desc.total_hours,
+          c > 0 and (", %d C event%s (names resolved at run time)"):format(c, c == 1 and "" or "s") or ""))
+      else
+        bad = true
+      end
+    end
+  end
+  return bad and 2 or 0
+end
+
+function cmd.plan(a)
+  if #a.names ~= 1 then usage_error("plan needs one description name, found %d", #a.names) end
+  local hours = number_opt(a.opts, "hours", "--hours")
+  local cfg, e = load_config(a.opts)
+  if not cfg then err("orchlua: ", e, "\n") return 2 end
+  local desc = load_description(cfg, a.names[1])
+  if not desc then return 2 end
+  out(require("orch.plan").render(desc, hours or desc.total_hours))
+  return 0
+end
+
+function cmd.run(a)
+  if #a.names ~= 1 then usage_error("run needs one description name or file, found %d", #a.names) end
+  local o = a.opts
+  local hours = number_opt(o, "hours", "--hours")
+  local scale = number_opt(o, "time_scale", "--time-scale")
+  local grace = number_opt(o, "grace", "--grace", true)
+  if o.quiet and o.verbose then usage_error("-q and -v cannot be combined") end
+  local cfg, e = load_config(o)
+  if not cfg then err("orchlua: ", e, "\n") return 2 end
+  local desc = load_description(cfg, a.names[1])
+  if not desc then return 2 end
+  local srcs = load_sources(cfg)
+  if not srcs then return 2 end
+  local events = bind(desc, srcs)
+  if not events then return 2 end
+  -- outputs are checked before anything runs
+  local jsonl
+  if o.report then
+    local e2
+    jsonl, e2 = require("orch.output.jsonl").open(o.report)
+    if not jsonl then err("orchlua: --report ", e2, "\n") return 2 end
+  end
+  if o.junit then
+    local ok, e3 = require("orch.output.junit").check(o.junit)
+    if not ok then err("orchlua: --junit ", e3, "\n") return 2 end
+  end
+  local console = require("orch.output.console").new({ level = o.quiet and 0 or o.verbose and 2 or 1 })
+  local status, run = require("orch.engine").run({
+    desc = desc, events = events, hours = hours, scale = scale or 1,
+    grace = grace or cfg.grace_sec, jsonl = jsonl, console = console,
+    fail_fast = o.fail_fast, version = VERSION, report_path = o.report, junit_path = o.junit,
+  })
+  if jsonl then
+    local ok, e4 = jsonl:close()
+    if not ok then err("orchlua: --report ", tostring(e4), "\n"); if status == 0 then status = 1 end end
+  end
+  if o.junit then
+    local ok, e5 = require("orch.output.junit").write(o.junit, run)
+    if not ok then err("orchlua: --junit ", tostring(e5), "\n"); if status == 0 then status = 1 end end
+  end
+  console:close()
+  return status
+end
+
+-- main(argv, version) -> exit status
+function M.main(argv, version)
+  VERSION = version or VERSION
+  local ok, res = pcall(function()
+    local a = M.parse(argv)
+    if a.opts.version then
+      out("orchlua ", VERSION, " (", _VERSION, ", libuv ", "linked statically", ")\n")
+      if a.opts.verbose then
+        local cfg = load_config(a.opts)
+        local config = require "orch.config"
+        if cfg then
+          local path, cpath = config.search_paths(cfg)
+          out("project root: ", cfg.root, cfg.file and (" (" .. cfg.file .. ")") or " (no .orchlua)", "\n")
+          out("lua path:\n  ", table.concat(path, "\n  "), "\n  ", package.path:gsub(";", "\n  "), "\n")
+          out("lua cpath:\n  ", table.concat(cpath, "\n  "), "\n")
+        end
+      end
+      return 0
+    end
+    if a.opts.help then
+      if a.command and a.command ~= "help" then return cmd.help({ names = { a.command } }) end
+      return cmd.help({ names = {} })
+    end
+    if a.command == nil then usage_error("a command is needed") end
+    return cmd[a.command](a)
+  end)
+  if ok then return res end
+  if getmetatable(res) == UsageError then
+    err("orchlua: ", res.msg, "\n", USAGE, "\n")
+    return 2
+  end
+  err("orchlua: internal error: ", tostring(res), "\n")
+  return 1
+end
+
+return M

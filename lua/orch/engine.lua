@@ -1,0 +1,522 @@
+-- orch.engine: what a run means.  The C core gives timers, fixed-rate
+-- tickers, tasks (one coroutine per invocation), flags and the queue; this
+-- module decides when events fire, what they receive, and how a run ends:
+--
+--   1. unref_setup_fixtures, in order        (setup task)
+--   2. at_startup events at t0               (description order)
+--   3. interval events at t0 + k*interval    (tickers, no drift)
+--   4. at T: stop firing, teardown events, wait for them
+--   5. kill switch set; grace_sec; cancel what still runs
+--   6. finalise fixtures, drain the queue, close outputs, summary
+--
+-- A first signal starts at step 4, a second jumps to step 6.
+local core = require "orch.core"
+local registry = require "orch.registry"
+local resolve = require "orch.resolve"
+local Stats = require "orch.stats"
+local plan = require "orch.plan"
+
+local M = {}
+
+local unpack = table.unpack
+
+local Run = {}
+Run.__index = Run
+
+-- ---- kill switch -------------------------------------------------------
+
+local KillSwitch = {}
+KillSwitch.__index = KillSwitch
+
+function KillSwitch:is_set() return self.flag:is_set() end
+
+-- wait([timeout_sec]) -> true when set, false on timeout; yields.
+function KillSwitch:wait(timeout)
+  return self.flag:wait(timeout)
+end
+
+-- set(): ends the run early, in order (teardown, then the rest) as at T.
+function KillSwitch:set()
+  self.flag:set()
+  self.run:stop("kill switch set by " .. (self.run:current_name() or "a fixture"))
+end
+
+-- ---- log -----------------------------------------------------------------
+
+local function make_log(run)
+  local log = {}
+  for _, level in ipairs({ "debug", "info", "warn", "error" }) do
+    log[level] = function(...)
+      local n = select("#", ...)
+      local parts = {}
+      for i = 1, n do parts[i] = tostring((select(i, ...))) end
+      run.console:log(level, run:current_name(), table.concat(parts, " "))
+    end
+  end
+  return log
+end
+
+-- ---- fixtures at run time ------------------------------------------------
+
+-- Finds the definition for a fixture name: a user one overrides a built-in.
+local function fixture_def(name)
+  return registry.user[name] or registry.builtin_fixtures[name]
+end
+
+-- Resolves one name for invocation inv (nil inv: a run-level setup).
+-- May yield (fixture setup runs in the calling task).
+function Run:value(name, inv)
+  local params = inv and inv.ev.params
+  if params then
+    local v = params[name]
+    if v ~= nil then return v end
+  end
+  local def = fixture_def(name)
+  if def then return self:fixture(def, inv) end
+  local b = self.builtins[name]
+  if b ~= nil then return b end
+  if name == "event" then return inv and inv.event_info or nil end
+  if name == "params" then return params or {} end
+  error(("%q is not a param, a fixture or a built-in"):format(name), 0)
+end
+
+function Run:args(names, inv)
+  local n = #names
+  local args = {}
+  for i = 1, n do args[i] = self:value(names[i], inv) end
+  return args, n
+end
+
+-- Calls a fixture's function: returns value, finaliser.
+function Run:setup(def, inv)
+  local args, n = self:args(def.params, inv)
+  local value, fin = def.fn(unpack(args, 1, n))
+  if fin ~= nil and type(fin) ~= "function" then
+    error(("fixture %q returned a finaliser that is a %s, not a function"):format(def.name, type(fin)), 0)
+  end
+  return value, fin
+end
+
+function Run:fixture(def, inv)
+  if def.scope == "invocation" and inv then
+    local cache = inv.fixtures
+    if cache == nil then cache = { list = {} }; inv.fixtures = cache end
+    local got = cache[def.name]
+    if got then return got.value end
+    local value, fin = self:setup(def, inv)
+    got = { name = def.name, value = value, fin = fin }
+    cache[def.name] = got
+    cache.list[#cache.list + 1] = got
+    return value
+  end
+  local f = self.fixtures[def.name]
+  while f and f.pending do
+    -- another task is setting it up: wait for it, then look again
+    f.pending:wait()
+    f = self.fixtures[def.name]
+  end
+  if f then return f.value end
+  f = { name = def.name, pending = core.flag(), owner = inv }
+  self.fixtures[def.name] = f
+  local ok, value, fin = pcall(self.setup, self, def, inv)
+  local flag = f.pending
+  f.pending = nil
+  if not ok then
+    self.fixtures[def.name] = nil
+    flag:set()
+    error(("fixture %q failed: %s"):format(def.name, tostring(value)), 0)
+  end
+  f.value, f.fin = value, fin
+  self.created[#self.created + 1] = f
+  flag:set()
+  return value
+end
+
+-- ---- records and outputs -------------------------------------------------
+
+function Run:emit(rec)
+  rec.t = rec.t or core.now()
+  rec.ts = rec.ts or core.ts(rec.t)
+  if self.jsonl then self.jsonl:write(rec) end
+end
+
+function Run:current_name()
+  local inv = core.current()
+  if type(inv) == "table" then return inv.id end
+  return nil
+end
+
+-- ---- invocations ---------------------------------------------------------
+
+local function invoke(run, inv)
+  local ev = inv.ev
+  if ev.names then
+    local args, n = run:args(ev.names, inv)
+    ev.fn(unpack(args, 1, n))
+  else
+    -- a C function: one ctx table resolving names lazily
+    local ctx = setmetatable({}, { __index = function(t, k)
+      local v = run:value(k, inv)
+      rawset(t, k, v)
+      return v
+    end })
+    ev.fn(ctx)
+  end
+end
+
+function Run:skip(ev, phase, k, scheduled, reason)
+  local st = self.per_event[ev.id]
+  st.skipped = st.skipped + 1
+  self:emit({ type = "skipped", event = ev.name, id = ev.id, iteration = k, phase = phase,
+              scheduled = scheduled, reason = reason })
+  self.console:skipped(ev, k, phase, scheduled, reason)
+end
+
+-- Starts an invocation of ev.  late_ns: how late the firing is, real time.
+function Run:fire(ev, phase, k, scheduled, late_ns)
+  if self.stopping and phase ~= "teardown" then return end
+  local running = ev.running
+  if next(running) ~= nil then
+    if ev.concurrency == "forbid" then
+      return self:skip(ev, phase, k, scheduled, "previous invocation still running")
+    elseif ev.concurrency == "replace" then
+      for task in pairs(running) do task:cancel("cancelled") end
+    end
+  end
+  local inv = {
+    ev = ev, id = ev.id, phase = phase, iteration = k, scheduled = scheduled,
+    late_ns = late_ns or 0, started = core.now(),
+  }
+  inv.event_info = { name = ev.name, id = ev.id, iteration = k, phase = phase,
+                     scheduled = scheduled }
+  local task = core.go(invoke, self.on_done, inv, self, inv)
+  running[task] = inv
+  self.nrunning = self.nrunning + 1
+  if ev.timeout then task:set_timeout(ev.timeout) end
+  return task
+end
+
+-- The done callback of every invocation task.
+function Run:done(task, status, inv, err)
+  local ev = inv.ev
+  ev.running[task] = nil
+  self.nrunning = self.nrunning - 1
+  local t = core.now()
+  local duration = t - inv.started
+  local late = inv.late_ns / 1e9 * self.scale  -- description seconds
+  local st = self.per_event[ev.id]
+  st.runs = st.runs + 1
+  st.duration:add(duration)
+  st.lateness:add(inv.late_ns / 1e6)             -- real milliseconds
+  if status ~= "ok" then
+    st.failures = st.failures + 1
+    if status == "timeout" then st.timeouts = st.timeouts + 1 end
+    if not st.first_error then st.first_error = err end
+    self.failed = true
+  end
+  local rec = { type = "invocation", t = t, event = ev.name, id = ev.id, iteration = inv.iteration,
+                phase = inv.phase, scheduled = inv.scheduled, started = inv.started,
+                duration = duration, lateness = late, status = status }
+  if status ~= "ok" then
+    rec.error = err
+    st.errors[#st.errors + 1] = err
+  end
+  self:emit(rec)
+  self.console:invocation(rec)
+  if inv.fixtures then self:finalise_invocation(inv) end
+  for name, f in pairs(self.fixtures) do
+    -- a run fixture whose setup died with its task: let waiters retry
+    if f.pending and f.owner == inv then
+      self.fixtures[name] = nil
+      f.pending:set()
+    end
+  end
+  if status ~= "ok" and self.opts.fail_fast and not self.stopping then
+    self:stop("fail-fast: " .. ev.id .. " " .. status)
+  end
+  self:progress()
+end
+
+function Run:finalise_invocation(inv)
+  local list = inv.fixtures.list
+  inv.fixtures = nil
+  local fins = {}
+  for i = #list, 1, -1 do
+    if list[i].fin then fins[#fins + 1] = list[i] end
+  end
+  if #fins == 0 then return end
+  self:background("finalise " .. inv.id, function()
+    for _, f in ipairs(fins) do
+      local ok, e = pcall(f.fin)
+      if not ok then self:internal_error(("finaliser of fixture %q: %s"):format(f.name, tostring(e))) end
+    end
+  end)
+end
+
+-- A task the run waits for before it ends (setup, finalisers).
+function Run:background(name, fn, after)
+  self.nbackground = self.nbackground + 1
+  return core.go(fn, function(_, status, _, err)
+    self.nbackground = self.nbackground - 1
+    if status ~= "ok" then self:internal_error(("%s: %s"):format(name, tostring(err))) end
+    if after then after(status) end
+    self:progress()
+  end, { id = name })
+end
+
+-- An error that is no event's: counted, shown, and fails the run.
+function Run:internal_error(msg)
+  self.errors[#self.errors + 1] = msg
+  self.failed = true
+  self.console:error(msg)
+  self:emit({ type = "result", event = nil, level = "error", data = { error = msg } })
+end
+
+-- ---- the schedule --------------------------------------------------------
+
+function Run:start_schedule()
+  if self.stopping then return self:progress() end
+  for _, ev in ipairs(self.events) do
+    if ev.at_startup then self:fire(ev, "startup", 0, 0, core.hrtime() - self.t0_ns) end
+  end
+  for _, ev in ipairs(self.events) do
+    if ev.interval then
+      local last = plan.last_k(ev.interval, self.total)
+      local first = 1
+      if last >= first then
+        local interval = ev.interval
+        ev.ticker = core.ticker(interval, first, last, function(k, late_ns, missed)
+          if missed then
+            self:skip(ev, "interval", k, k * interval, "missed: the loop was blocked past the next firing")
+          else
+            self:fire(ev, "interval", k, k * interval, late_ns)
+          end
+        end)
+        self.tickers[#self.tickers + 1] = ev.ticker
+      end
+    end
+  end
+  -- the end is a one-firing ticker: anchored at t0 and never early
+  self.end_timer = core.ticker(self.total, 1, 1, function() self:stop("end of run") end)
+  self:progress()
+end
+
+-- Step 4: stop firing; teardown events; then the kill switch.
+function Run:stop(reason)
+  if self.stopping then return end
+  self.stopping = true
+  self.stop_reason = reason
+  self.console:phase("stopping: " .. reason)
+  for _, t in ipairs(self.tickers) do t:close() end
+  if self.end_timer then self.end_timer:close() end
+  self.teardown_t = core.now()
+  for _, ev in ipairs(self.events) do
+    if ev.at_teardown then
+      local last = ev.interval and plan.last_k(ev.interval, self.total) or 0
+      local task = self:fire(ev, "teardown", last + 1, self.total)
+      if task then self.teardown[task] = true end
+    end
+  end
+  self:progress()
+end
+
+-- Step 5 once the teardown invocations are done.
+function Run:kill()
+  if self.killed then return end
+  self.killed = true
+  self.kill_switch.flag:set()
+  if self.nrunning > 0 then
+    self.grace_timer = core.timer(function() self:cancel_all("grace period over") end)
+    self.grace_timer:start(self.grace)
+    core.set_hard_deadline(self.grace)
+  end
+  self:progress()
+end
+
+function Run:cancel_all(why)
+  if self.grace_timer then self.grace_timer:close(); self.grace_timer = nil end
+  self.cancelled_reason = why
+  for _, ev in ipairs(self.events) do
+    local tasks = {}
+    for task in pairs(ev.running) do tasks[#tasks + 1] = task end
+    for _, task in ipairs(tasks) do task:cancel("cancelled") end
+  end
+end
+
+-- Step 6: finalise run fixtures in reverse order of creation.
+function Run:finalise()
+  if self.finalising then return end
+  self.finalising = true
+  if self.grace_timer then self.grace_timer:close(); self.grace_timer = nil end
+  core.set_hard_deadline(nil)
+  local list = self.created
+  self.created = {}
+  self:background("finalise fixtures", function()
+    for i = #list, 1, -1 do
+      local f = list[i]
+      if f.fin and f.name ~= "result_reporter" then
+        local ok, e = pcall(f.fin)
+        if not ok then self:internal_error(("finaliser of fixture %q: %s"):format(f.name, tostring(e))) end
+      end
+    end
+  end, function()
+    self.fixtures_done = true
+    self.queue:close()     -- the reporter drains what is left, then ends
+    self:progress()
+  end)
+end
+
+-- Moves the run along its steps whenever something finished.
+function Run:progress()
+  if not self.stopping then return end
+  if not self.killed then
+    for task in pairs(self.teardown) do
+      if task:status() == "done" then self.teardown[task] = nil end
+    end
+    if next(self.teardown) == nil then self:kill() end
+  end
+  if self.killed and self.nrunning == 0 and self.nbackground == 0 and not self.finalising then
+    self:finalise()
+  end
+end
+
+function Run:on_signal(signum, count)
+  local name = ({ [2] = "SIGINT", [15] = "SIGTERM", [1] = "SIGHUP" })[signum] or ("signal " .. signum)
+  self.signal = self.signal or signum
+  if count == 1 then
+    self.console:phase(("%s: stopping in order (teardown, kill switch, grace %gs); send it again to skip to the drain")
+      :format(name, self.grace))
+    self:stop(name)
+  else
+    self.console:phase(name .. " again: cancelling everything, draining the report queue")
+    self.stopping = true
+    self.killed = true
+    self.kill_switch.flag:set()
+    for _, t in ipairs(self.tickers) do t:close() end
+    if self.end_timer then self.end_timer:close() end
+    self:cancel_all(name .. " twice")
+    self.teardown = {}
+    self:progress()
+  end
+end
+
+-- ---- the run -------------------------------------------------------------
+
+-- opts: desc, events (bound), hours, scale, grace, jsonl, console, junit,
+-- fail_fast.  Returns the exit status.
+function M.run(opts)
+  local desc = opts.desc
+  local run = setmetatable({
+    opts = opts, desc = desc, events = opts.events, scale = opts.scale or 1,
+    total = (opts.hours or desc.total_hours) * 3600, grace = opts.grace or 60,
+    jsonl = opts.jsonl, console = opts.console,
+    per_event = {}, fixtures = {}, created = {}, builtins = {}, tickers = {},
+    teardown = {}, errors = {}, nrunning = 0, nbackground = 0, error_results = 0,
+    results = 0,
+  }, Run)
+  run.on_done = function(task, status, inv, err) run:done(task, status, inv, err) end
+  for _, ev in ipairs(run.events) do
+    ev.running = {}
+    run.per_event[ev.id] = { ev = ev, runs = 0, failures = 0, skipped = 0, timeouts = 0,
+                             duration = Stats.new(), lateness = Stats.new(), errors = {} }
+  end
+
+  core.set_grace(run.grace)
+  run.t0_wall = core.start_clock(run.scale)
+  run.t0_ns = core.hrtime()
+  run.queue = core.queue()
+  run.kill_switch = setmetatable({ flag = core.flag(), run = run }, KillSwitch)
+  run.builtins.kill_switch = run.kill_switch
+  run.builtins.report_queue = run.queue
+  run.builtins.log = make_log(run)
+  run.builtins.description = desc
+  core.on_signal(function(signum, count) run:on_signal(signum, count) end)
+
+  run:emit({ type = "run_start", t = 0, test_name = desc.test_name, file = desc.file,
+             total_hours = run.total / 3600, time_scale = run.scale, grace_sec = run.grace,
+             events = #run.events, version = opts.version })
+  run.console:start(run)
+
+  -- the reporter task: resolve result_reporter (maybe a user fixture), then
+  -- monitor until the queue is closed and drained
+  run.reporter_task = core.go(function()
+    local reporter = run:value("result_reporter", nil)
+    if type(reporter) ~= "table" or type(reporter.monitor) ~= "function" then
+      error("the result_reporter fixture must return a ResultReporter (with monitor/on_result), got "
+        .. type(reporter), 0)
+    end
+    reporter._console = run.console
+    reporter._deliver = function(r)
+      run.results = run.results + 1
+      if r.level == "error" then
+        run.error_results = run.error_results + 1
+        run.failed = true
+        if run.opts.fail_fast and not run.stopping then run:stop("fail-fast: error result") end
+      end
+      if run.jsonl then
+        run.jsonl:write({ type = "result", t = r.t, ts = r.ts, event = r.event,
+                          level = r.level, data = r.data })
+      end
+    end
+    reporter._on_result_error = function(e)
+      run:internal_error("on_result failed: " .. tostring(e))
+    end
+    reporter:monitor()
+  end, function(_, status, _, err)
+    run.reporter_done = true
+    core.on_signal(nil)   -- nothing is left to stop: let the loop end
+    if status ~= "ok" then
+      run:internal_error("the reporter stopped: " .. tostring(err))
+      -- nothing may be lost: drain what is left straight to the report file
+      while true do
+        local r = run.queue:get_nowait()
+        if r == nil then break end
+        run.results = run.results + 1
+        if run.jsonl then
+          run.jsonl:write(type(r) == "table" and { type = "result", t = r.t, ts = r.ts,
+            event = r.event, level = r.level, data = r.data } or { type = "result", data = r })
+        end
+        run.console:result(type(r) == "table" and r or { level = "info", data = r })
+      end
+      if not run.stopping then run:stop("the reporter stopped") end
+    end
+  end, { id = "reporter" })
+
+  -- step 1: unreferenced setup fixtures, then the schedule
+  if #(desc.unref_setup_fixtures or {}) > 0 then
+    run:background("unref_setup_fixtures", function()
+      for _, name in ipairs(desc.unref_setup_fixtures) do run:value(name, nil) end
+    end, function(status)
+      if status ~= "ok" then run:stop("unref_setup_fixtures failed") else run:start_schedule() end
+    end)
+  else
+    run:start_schedule()
+  end
+
+  core.run()
+  core.on_signal(nil)
+
+  local t_end = core.now()
+  run:emit({ type = "run_end", t = t_end, status = run:exit_status(), reason = run.stop_reason,
+             invocations = run:count("runs"), failures = run:count("failures"),
+             skipped = run:count("skipped"), results = run.results, error_results = run.error_results })
+  local status = run:exit_status()
+  run.console:summary(run, status)
+  return status, run
+end
+
+function Run:count(field)
+  local n = 0
+  for _, st in pairs(self.per_event) do n = n + st[field] end
+  return n
+end
+
+function Run:exit_status()
+  if self.signal then return 128 + self.signal end
+  if self.failed or self.error_results > 0 then return 1 end
+  return 0
+end
+
+M.Run = Run
+M.resolve = resolve
+return M

@@ -1,0 +1,51 @@
+-- orch: what events and fixtures use (require "orch").
+--
+-- Helpers that wait (sleep, process waits) need the orchlua host's loop;
+-- outside it (plain lua5.4, busted) they raise a clear error, while
+-- description loading, plan and ResultReporter work anywhere.
+local registry = require "orch.registry"
+
+local M = {}
+
+local has_core, core = pcall(require, "orch.core")
+if not has_core then core = nil end
+
+local function host(name)
+  if not core then
+    error(("orch.%s needs the orchlua host's loop (run the event with orchlua)"):format(name), 3)
+  end
+  return core
+end
+
+M.fixture = registry.fixture
+M.ResultReporter = require "orch.reporter"
+
+-- orch.sleep(sec): yields the calling event; description time.
+function M.sleep(sec)
+  return host("sleep").sleep(sec)
+end
+
+-- orch.now(): seconds since t0, description time.
+function M.now()
+  return host("now").now()
+end
+
+-- orch.log: console lines tagged with the calling event.
+M.log = {}
+for _, level in ipairs({ "debug", "info", "warn", "error" }) do
+  M.log[level] = function(...)
+    local n = select("#", ...)
+    local parts = {}
+    for i = 1, n do parts[i] = tostring((select(i, ...))) end
+    local msg = table.concat(parts, " ")
+    local sink = M._log_sink
+    if sink then return sink(level, msg) end
+    io.stderr:write(level, ": ", msg, "\n")
+  end
+end
+
+M.spawn = function(...) return require("orch.process").spawn(...) end
+M.exec = function(...) return require("orch.process").exec(...) end
+
+M.version = "0.1.0"
+return M

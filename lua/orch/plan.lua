@@ -1,0 +1,102 @@
+-- orch.plan: the arithmetic of the schedule, shared by `orchlua plan` and
+-- the engine so that the plan printed is the run performed.
+--
+-- An interval event fires at k*interval for k = 1 .. last_k (and at 0 when
+-- at_startup); a firing at or after the end does not happen; a teardown
+-- firing comes once after the end.
+local M = {}
+
+-- Largest k >= 0 with k*interval < total.  Computed from the product, as
+-- the ticker does, so floating-point intervals agree with the run.
+function M.last_k(interval, total)
+  local k = math.floor(total / interval)
+  while k > 0 and k * interval >= total do k = k - 1 end
+  while (k + 1) * interval < total do k = k + 1 end
+  return k
+end
+
+-- Counts per event: {startup=, interval=, teardown=, total=}.
+function M.counts(ev, total)
+  local c = { startup = ev.at_startup and 1 or 0, interval = 0, teardown = ev.at_teardown and 1 or 0 }
+  if ev.interval then c.interval = M.last_k(ev.interval, total) end
+  c.total = c.startup + c.interval + c.teardown
+  return c
+end
+
+-- The first `limit` firings in time order: {t=, event=, k=, phase=}.
+-- A merge over the events' own sequences, never a full expansion.
+function M.timeline(events, total, limit)
+  local out, cursors = {}, {}
+  for i, ev in ipairs(events) do
+    cursors[i] = { k = ev.at_startup and 0 or 1, last = ev.interval and M.last_k(ev.interval, total) or 0 }
+  end
+  while #out < limit do
+    local best, bt
+    for i, ev in ipairs(events) do
+      local c = cursors[i]
+      if c.k == 0 or (ev.interval and c.k <= c.last) then
+        local t = c.k * (ev.interval or 0)
+        if bt == nil or t < bt then best, bt = i, t end
+      end
+    end
+    if not best then break end
+    local ev, c = events[best], cursors[best]
+    out[#out + 1] = { t = bt, event = ev, k = c.k, phase = c.k == 0 and "startup" or "interval" }
+    c.k = c.k + 1
+    if c.k == 1 and not ev.interval then c.k = math.huge end
+  end
+  return out
+end
+
+function M.clock(sec)
+  local neg = sec < 0
+  sec = math.abs(sec)
+  local h = math.floor(sec / 3600)
+  local m = math.floor((sec % 3600) / 60)
+  local s = sec - h * 3600 - m * 60
+  return ("%s%d:%02d:%06.3f"):format(neg and "-" or "", h, m, s)
+end
+
+-- Text of `orchlua plan`.
+function M.render(desc, hours, limit)
+  limit = limit or 30
+  local total = hours * 3600
+  local lines = {}
+  local function add(...) lines[#lines + 1] = string.format(...) end
+  add("%s: %g h (%g s), %d event%s, from %s", desc.test_name, hours, total, #desc.events,
+      #desc.events == 1 and "" or "s", desc.file)
+  add("")
+  add("timeline (description time from t0):")
+  local tl = M.timeline(desc.events, total, limit)
+  local all = 0
+  for _, ev in ipairs(desc.events) do
+    local c = M.counts(ev, total)
+    all = all + c.startup + c.interval
+  end
+  for _, f in ipairs(tl) do
+    add("  %s  %-28s %s #%d", M.clock(f.t), f.event.id, f.phase, f.k)
+  end
+  if all > #tl then add("  ... %d more firing%s until %s", all - #tl, all - #tl == 1 and "" or "s", M.clock(total)) end
+  add("  %s  end: no firing at or after this time", M.clock(total))
+  for _, ev in ipairs(desc.events) do
+    if ev.at_teardown then
+      local last = ev.interval and M.last_k(ev.interval, total) or 0
+      add("  %s  %-28s teardown #%d (once, after the end)", M.clock(total), ev.id, last + 1)
+    end
+  end
+  add("")
+  local w = 5
+  for _, ev in ipairs(desc.events) do w = math.max(w, #ev.id) end
+  add("%-" .. w .. "s  %10s  %8s  %8s  %8s  %8s", "event", "every", "startup", "interval", "teardown", "total")
+  local sum = 0
+  for _, ev in ipairs(desc.events) do
+    local c = M.counts(ev, total)
+    sum = sum + c.total
+    add("%-" .. w .. "s  %10s  %8d  %8d  %8d  %8d", ev.id, ev.interval and (("%gs"):format(ev.interval)) or "-",
+        c.startup, c.interval, c.teardown, c.total)
+  end
+  add("%-" .. w .. "s  %10s  %8s  %8s  %8s  %8d", "all", "", "", "", "", sum)
+  return table.concat(lines, "\n") .. "\n"
+end
+
+return M

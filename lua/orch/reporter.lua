@@ -1,0 +1,94 @@
+-- orch.reporter: ResultReporter, as in the seed.  Events report through
+-- add_result/info/error/metric; monitor() runs as the reporter task and
+-- hands each queued record to on_result.  The engine sees every record
+-- before on_result (for the --report file and the counts), so a custom
+-- on_result cannot lose one.
+local class = require("orch.class").class
+local ok_core, core = pcall(require, "orch.core")
+if not ok_core then core = nil end
+
+local ResultReporter = class()
+
+local function now()
+  return core and core.now() or 0
+end
+
+local function need_host(what)
+  if not core then error(what .. " needs the orchlua host (run it with orchlua)", 3) end
+end
+
+function ResultReporter:init(report_queue)
+  if report_queue == nil then error("ResultReporter.new: report_queue expected", 3) end
+  self.queue = report_queue
+end
+
+-- The event reporting: the running invocation's id, when there is one.
+local function current_event()
+  local inv = core and core.current()
+  if type(inv) == "table" then return inv.id end
+  return inv
+end
+
+local function is_error(value)
+  return type(value) == "table" and rawget(value, "error") ~= nil
+end
+
+-- Queues a record {event, level, t, ts, data}.
+function ResultReporter:put(level, data)
+  local t = now()
+  self.queue:put({
+    event = current_event(), level = level, t = t,
+    ts = core and core.ts(t) or os.date("!%Y-%m-%dT%H:%M:%SZ"), data = data,
+  })
+end
+
+-- add_result(value): a table with an `error` field is an error result.
+function ResultReporter:add_result(value)
+  self:put(is_error(value) and "error" or "info", value)
+end
+
+function ResultReporter:info(msg, fields)
+  local data = { message = msg }
+  if fields then for k, v in pairs(fields) do data[k] = v end end
+  self:put("info", data)
+end
+
+function ResultReporter:error(msg, fields)
+  local data = { message = msg, error = msg }
+  if fields then for k, v in pairs(fields) do data[k] = v end end
+  self:put("error", data)
+end
+
+function ResultReporter:metric(name, value, fields)
+  if type(name) ~= "string" then error("metric: name must be a string", 2) end
+  if type(value) ~= "number" then
+    error(("metric %q: value must be a number, got %s"):format(name, type(value)), 2)
+  end
+  self:put("metric", { metric = name, value = value, fields = fields })
+end
+
+-- Runs as the reporter task until the queue is closed and empty.
+function ResultReporter:monitor()
+  need_host("ResultReporter:monitor")
+  local q, deliver = self.queue, self._deliver
+  while true do
+    local r = q:get()
+    if r == nil then return end
+    if type(r) ~= "table" then
+      -- a string pushed by C code on another thread
+      local t = now()
+      r = { event = nil, level = "info", t = t, ts = core.ts(t), data = r }
+    end
+    if deliver then deliver(r) end
+    local ok, err = pcall(self.on_result, self, r)
+    if not ok and self._on_result_error then self._on_result_error(err, r) end
+  end
+end
+
+-- The default on_result prints the record; the engine already wrote it to
+-- the --report file.
+function ResultReporter:on_result(result)
+  if self._console then self._console:result(result) end
+end
+
+return ResultReporter

@@ -1,0 +1,134 @@
+/*
+ * core.h - the per-state host: one libuv loop, the run clock, the task
+ * scheduler and the objects tasks wait on.
+ *
+ * Only sched.c resumes coroutines, and only from loop callbacks (the ready
+ * idle handle, timer callbacks through the ready list).  Everything that
+ * wakes a task pushes its resume values onto the task's own stack and puts
+ * it on the ready list; nothing resumes a coroutine from inside another.
+ */
+#ifndef ORCH_CORE_H
+#define ORCH_CORE_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <uv.h>
+
+#include "lua.h"
+
+/* Intrusive doubly-linked list: a head is a link whose next/prev point to
+ * itself when empty. */
+typedef struct link {
+  struct link *prev, *next;
+} link;
+
+void link_init(link *l);
+int link_empty(const link *l);
+void link_push(link *head, link *l); /* append at the tail */
+void link_remove(link *l);           /* harmless on an unlinked node */
+
+#define link_entry(ptr, type, member) \
+  ((type *)((char *)(ptr) - offsetof(type, member)))
+
+enum task_state { T_READY, T_RUNNING, T_WAITING, T_DONE };
+
+/* Why a task ended other than by returning or raising on its own. */
+enum task_cancel { C_NONE, C_TIMEOUT, C_CANCELLED };
+
+typedef struct orch_core orch_core;
+
+typedef struct task {
+  orch_core *core;
+  lua_State *co;        /* the coroutine; anchored by co_ref */
+  int self_ref;         /* the orch.Task userdata, held until the task ends */
+  int co_ref;
+  int done_ref;         /* done(task, status, tag, err), on the main thread */
+  int tag_ref;          /* any Lua value the engine attaches (the invocation) */
+  int state;            /* enum task_state */
+  int nargs;            /* values waiting on co's stack for the next resume */
+  int cancel;           /* enum task_cancel: set, then raised or applied */
+  link ready;           /* on core->ready while T_READY */
+  link wait;            /* on a waitlist while T_WAITING on a flag/queue */
+  uv_timer_t *timer;    /* sleep and wait timeouts; malloc'd, lazily */
+  int timer_pushes;     /* what a timer wake-up pushes: 0 none, 1 false, 2 nil,"timeout" */
+  uv_timer_t *deadline; /* timeout_sec while the task is waiting */
+  uint64_t deadline_ns; /* same deadline for the count hook (CPU-bound code) */
+  uint64_t started_ns;
+  uint64_t id;
+  void (*on_wait_cancel)(struct task *); /* detaches a pending non-list wait */
+  void *wait_data;
+} task;
+
+/* A buffered output file flushed before the loop blocks, so that a record
+ * written in one loop iteration is on disk before orchlua waits again. */
+typedef struct writer {
+  FILE *fp;
+  int owns_fp;
+  int dirty;
+  int err;              /* first errno seen, 0 if none */
+  link node;            /* core->writers */
+  char *path;
+} writer;
+
+struct orch_core {
+  uv_loop_t loop;
+  lua_State *L;         /* main thread */
+  double scale;         /* --time-scale: real = description / scale */
+  uint64_t t0_ns;       /* uv_hrtime() at t0 */
+  double t0_wall;       /* unix seconds at t0 */
+  link ready;           /* tasks to resume */
+  uv_idle_t ready_idle; /* keeps the loop from blocking while ready is non-empty */
+  uv_prepare_t flush_prep;
+  uv_async_t sig_async;
+  int sig_cb_ref;       /* engine's on_signal(signum, count) */
+  volatile sig_atomic_t sig_count, sig_last;
+  int sig_seen;         /* signals already passed to the engine */
+  uint64_t sig_ns;      /* hrtime of the first signal */
+  uint64_t grace_ns;    /* after a signal, how long a CPU-bound task may run */
+  uint64_t hard_ns;     /* any task still running at this hrtime is cancelled */
+  task *running;
+  link writers;
+  uint64_t next_task_id;
+  /* counters the tests read to assert that nothing leaked */
+  int live_handles, live_tasks, live_refs;
+  int closed;
+};
+
+orch_core *core_get(lua_State *L); /* from the thread's extra space */
+
+/* ref.c: counted registry refs */
+int ref_new(lua_State *L);  /* pops the value, returns the ref */
+void ref_free(lua_State *L, int *ref);
+void ref_push(lua_State *L, int ref);
+
+/* sched.c */
+void sched_init(orch_core *c);
+void sched_ready(task *t);            /* wake: values already on t->co */
+void sched_cancel(task *t, int why);  /* end a task that is not running */
+int sched_wait(lua_State *L, task *t); /* park the running task; returns lua_yield */
+task *sched_current(lua_State *L);    /* the task whose coroutine is L, or NULL */
+void sched_timer_wait(task *t, uint64_t ms, int pushes);
+uint64_t sched_real_ms(orch_core *c, double desc_sec);
+void sched_close(orch_core *c);
+void sched_hook(lua_State *co);
+int sched_call(lua_State *L, int nargs, int nres); /* pcall with traceback */
+
+/* lorch_core.c, queue.c, proc.c */
+task *orch_need_task(lua_State *L, const char *what);
+int queue_open(lua_State *L);
+int proc_open(lua_State *L);
+
+/* handle.c: uv handles malloc'd apart and freed in their close callback */
+void *handle_new(orch_core *c, size_t size);
+void handle_close(uv_handle_t *h); /* harmless on NULL or already closing */
+
+/* writer.c */
+writer *writer_open(orch_core *c, const char *path, FILE *fp, char *err, size_t errlen);
+int writer_write(writer *w, const char *s, size_t n);
+void writer_flush(writer *w);
+int writer_close(writer *w);
+void writer_flush_all(orch_core *c);
+
+#endif

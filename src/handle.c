@@ -1,0 +1,46 @@
+/*
+ * handle.c - uv handles live in malloc'd memory apart from any userdata:
+ * libuv owns them from init to the close callback, which frees them.  The
+ * handle's data field points at the core while it is closing, so the
+ * callback can count it out.
+ */
+#include <stdlib.h>
+
+#include "core.h"
+
+void link_init(link *l) { l->prev = l->next = l; }
+int link_empty(const link *l) { return l->next == l; }
+
+void link_push(link *head, link *l) {
+  l->prev = head->prev;
+  l->next = head;
+  head->prev->next = l;
+  head->prev = l;
+}
+
+void link_remove(link *l) {
+  if (l->next == NULL || l->next == l) return;
+  l->prev->next = l->next;
+  l->next->prev = l->prev;
+  l->next = l->prev = l;
+}
+
+/* Allocates a zeroed handle of `size` bytes; aborts on OOM since a run that
+ * cannot allocate a timer cannot keep its schedule either. */
+void *handle_new(orch_core *c, size_t size) {
+  uv_handle_t *h = calloc(1, size);
+  if (h == NULL) abort();
+  c->live_handles++;
+  return h;
+}
+
+static void on_closed(uv_handle_t *h) {
+  orch_core *c = h->loop->data;
+  c->live_handles--;
+  free(h);
+}
+
+void handle_close(uv_handle_t *h) {
+  if (h == NULL || uv_is_closing(h)) return;
+  uv_close(h, on_closed);
+}

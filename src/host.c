@@ -1,0 +1,95 @@
+/*
+ * host.c - the Lua state: standard libraries, cjson and orch.core linked
+ * in, and the engine's Lua modules in package.preload (or read from
+ * $ORCHLUA_LUA_DIR during development).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lauxlib.h"
+#include "lualib.h"
+
+#include "core.h"
+#include "host.h"
+
+extern const struct orch_embedded {
+  const char *name, *file, *src;
+  size_t len;
+} orch_embedded[];
+
+int luaopen_cjson(lua_State *L);
+int luaopen_cjson_safe(lua_State *L);
+int luaopen_orch_core(lua_State *L);
+
+/* preload loader for an embedded module: upvalue 1 is its index */
+static int load_embedded(lua_State *L) {
+  const struct orch_embedded *m = &orch_embedded[lua_tointeger(L, lua_upvalueindex(1))];
+  char chunkname[600];
+  snprintf(chunkname, sizeof chunkname, "@%s", m->file);
+  if (luaL_loadbufferx(L, m->src, m->len, chunkname, "t") != LUA_OK)
+    return lua_error(L);
+  lua_pushstring(L, m->name);                           /* [chunk name] */
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+static void preload(lua_State *L, const char *name, lua_CFunction f) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, f);
+  lua_setfield(L, -2, name);
+  lua_pop(L, 1);
+}
+
+/* Puts the engine's modules where require finds them. */
+static void install_modules(lua_State *L) {
+  const char *dir = getenv("ORCHLUA_LUA_DIR");
+  int i;
+  preload(L, "cjson", luaopen_cjson);
+  preload(L, "cjson.safe", luaopen_cjson_safe);
+  preload(L, "orch.core", luaopen_orch_core);
+  if (dir != NULL && *dir != '\0') {
+    /* [package] path = DIR/?.lua;DIR/?/init.lua;<old> */
+    lua_getglobal(L, "package");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", dir, dir);
+    lua_getfield(L, -2, "path");
+    lua_concat(L, 2);
+    lua_setfield(L, -2, "path");
+    lua_pop(L, 1);
+    return;
+  }
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  for (i = 0; orch_embedded[i].name != NULL; i++) {
+    lua_pushinteger(L, i);
+    lua_pushcclosure(L, load_embedded, 1);
+    lua_setfield(L, -2, orch_embedded[i].name);
+  }
+  lua_pop(L, 1);
+}
+
+orch_core *host_new(lua_State **out) {
+  orch_core *c = calloc(1, sizeof *c);
+  lua_State *L;
+  if (c == NULL) return NULL;
+  L = luaL_newstate();
+  if (L == NULL) {
+    free(c);
+    return NULL;
+  }
+  /* every thread copies the main thread's extra space: the core pointer */
+  *(orch_core **)lua_getextraspace(L) = c;
+  c->L = L;
+  c->scale = 1.0;
+  uv_loop_init(&c->loop);
+  c->loop.data = c;
+  sched_init(c);
+  luaL_openlibs(L);
+  install_modules(L);
+  *out = L;
+  return c;
+}
+
+void host_free(orch_core *c) {
+  sched_close(c);
+  lua_close(c->L);
+  free(c);
+}

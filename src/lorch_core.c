@@ -1,0 +1,660 @@
+/*
+ * lorch_core.c - the orch.core module: the Lua face of the host.
+ *
+ * Two error channels, as in luv: misuse (a wrong argument, a helper called
+ * outside a task) raises; an expected run-time failure (a file that cannot
+ * be opened) returns nil, message.
+ *
+ * Times given to and returned by this module are in description seconds;
+ * --time-scale is applied here and nowhere else.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "lauxlib.h"
+#include "lualib.h"
+
+#include "core.h"
+#include "orch.h"
+
+#define TASK_MT "orch.Task"
+#define TIMER_MT "orch.Timer"
+#define TICKER_MT "orch.Ticker"
+#define FLAG_MT "orch.Flag"
+#define WRITER_MT "orch.Writer"
+
+
+/* ---- clock ------------------------------------------------------------ */
+
+static double wall_now(void) {
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  return (double)tv.tv_sec + tv.tv_usec / 1e6;
+}
+
+/* core.start_clock(scale): t0 is now. */
+static int l_core_start_clock(lua_State *L) {
+  orch_core *c = core_get(L);
+  double scale = luaL_optnumber(L, 1, 1.0);
+  luaL_argcheck(L, scale > 0 && isfinite(scale), 1, "time scale must be > 0");
+  c->scale = scale;
+  uv_update_time(&c->loop);
+  c->t0_ns = uv_hrtime();
+  c->t0_wall = wall_now();
+  lua_pushnumber(L, c->t0_wall);
+  return 1;
+}
+
+/* core.now(): description seconds since t0. */
+static int l_core_now(lua_State *L) {
+  orch_core *c = core_get(L);
+  lua_pushnumber(L, (double)(uv_hrtime() - c->t0_ns) / 1e9 * c->scale);
+  return 1;
+}
+
+static int l_core_hrtime(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)uv_hrtime());
+  return 1;
+}
+
+static int l_core_wall(lua_State *L) {
+  lua_pushnumber(L, wall_now());
+  return 1;
+}
+
+/* core.iso8601([unix_seconds]) -> "2026-11-25T12:00:00.123Z" */
+static int l_core_iso8601(lua_State *L) {
+  double t = luaL_opt(L, luaL_checknumber, 1, wall_now());
+  time_t sec = (time_t)floor(t);
+  int ms = (int)((t - floor(t)) * 1000.0);
+  struct tm tm;
+  char buf[96];
+  if (ms > 999) ms = 999;
+  gmtime_r(&sec, &tm);
+  snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+           tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+           tm.tm_min, tm.tm_sec, ms);
+  lua_pushstring(L, buf);
+  return 1;
+}
+
+/* core.ts(t_desc): the wall-clock ISO time at description time t.  With
+ * --time-scale, description time is mapped onto the real elapsed time. */
+static int l_core_ts(lua_State *L) {
+  orch_core *c = core_get(L);
+  double t = luaL_checknumber(L, 1);
+  lua_settop(L, 0);
+  lua_pushnumber(L, c->t0_wall + t / c->scale);
+  return l_core_iso8601(L);
+}
+
+/* core.run(): runs the loop until nothing is left to do. */
+static int l_core_run(lua_State *L) {
+  orch_core *c = core_get(L);
+  luaL_argcheck(L, lua_pushthread(L), 1, "core.run must be called from the main thread");
+  lua_pop(L, 1);
+  uv_run(&c->loop, UV_RUN_DEFAULT);
+  return 0;
+}
+
+static int l_core_stop(lua_State *L) {
+  uv_stop(&core_get(L)->loop);
+  return 0;
+}
+
+/* core.stats() -> {handles=, tasks=, refs=}: what is still alive. */
+static int l_core_stats(lua_State *L) {
+  orch_core *c = core_get(L);
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, c->live_handles);
+  lua_setfield(L, -2, "handles");
+  lua_pushinteger(L, c->live_tasks);
+  lua_setfield(L, -2, "tasks");
+  lua_pushinteger(L, c->live_refs);
+  lua_setfield(L, -2, "refs");
+  return 1;
+}
+
+/* core.on_signal(fn): fn(signum, count) for SIGINT/SIGTERM/SIGHUP. */
+static int l_core_on_signal(lua_State *L) {
+  orch_core *c = core_get(L);
+  ref_free(L, &c->sig_cb_ref);
+  lua_settop(L, 1);
+  c->sig_cb_ref = ref_new(L);
+  if (c->sig_cb_ref != LUA_NOREF)
+    uv_ref((uv_handle_t *)&c->sig_async);
+  else
+    uv_unref((uv_handle_t *)&c->sig_async);
+  return 0;
+}
+
+/* core.set_grace(desc_sec): a CPU-bound task still running that long
+ * after the first signal is cancelled by the hook. */
+static int l_core_set_grace(lua_State *L) {
+  orch_core *c = core_get(L);
+  c->grace_ns = sched_real_ms(c, luaL_checknumber(L, 1)) * 1000000u;
+  return 0;
+}
+
+/* core.set_hard_deadline(desc_sec_from_now | nil) */
+static int l_core_set_hard_deadline(lua_State *L) {
+  orch_core *c = core_get(L);
+  if (lua_isnoneornil(L, 1))
+    c->hard_ns = 0;
+  else
+    c->hard_ns = uv_hrtime() + sched_real_ms(c, luaL_checknumber(L, 1)) * 1000000u;
+  return 0;
+}
+
+/* ---- tasks ------------------------------------------------------------ */
+
+static task *check_task(lua_State *L, int i) {
+  return luaL_checkudata(L, i, TASK_MT);
+}
+
+/* The running task, or an error naming the helper that needs one. */
+task *orch_need_task(lua_State *L, const char *what) {
+  task *t = sched_current(L);
+  if (t == NULL)
+    luaL_error(L, "%s must be called from an event, a fixture or the reporter "
+                  "(a task on orchlua's loop), not from %s",
+               what, core_get(L) && core_get(L)->running ? "a nested coroutine"
+                                                        : "outside any task");
+  return t;
+}
+
+/* core.go(fn, done, tag, ...) -> task.  The task starts from the ready
+ * list, i.e. at the next idle callback, never inside the caller. */
+static int l_core_go(lua_State *L) {
+  orch_core *c = core_get(L);
+  int nargs = lua_gettop(L) - 3;
+  lua_State *co;
+  task *t;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (nargs < 0) nargs = 0;
+  lua_settop(L, 3 + nargs);
+  t = lua_newuserdatauv(L, sizeof *t, 0);               /* [fn done tag args t] */
+  memset(t, 0, sizeof *t);
+  t->core = c;
+  t->id = ++c->next_task_id;
+  link_init(&t->ready);
+  link_init(&t->wait);
+  luaL_setmetatable(L, TASK_MT);
+  t->self_ref = LUA_NOREF;
+  t->co_ref = t->done_ref = t->tag_ref = LUA_NOREF;
+  lua_pushvalue(L, -1);
+  t->self_ref = ref_new(L);
+  lua_pushvalue(L, 2);
+  t->done_ref = ref_new(L);
+  lua_pushvalue(L, 3);
+  t->tag_ref = ref_new(L);
+  co = lua_newthread(L);                                /* [... t co] */
+  t->co = co;
+  t->co_ref = ref_new(L);                               /* [... t] */
+  sched_hook(co);
+  lua_checkstack(co, nargs + 1);
+  lua_pushvalue(L, 1);
+  lua_xmove(L, co, 1);
+  if (nargs > 0) {
+    int i;
+    for (i = 0; i < nargs; i++) lua_pushvalue(L, 4 + i);
+    lua_xmove(L, co, nargs);
+  }
+  t->nargs = nargs;
+  t->started_ns = uv_hrtime();
+  c->live_tasks++;
+  sched_ready(t);
+  return 1;
+}
+
+/* core.current() -> tag of the running task (nil outside a task). */
+static int l_core_current(lua_State *L) {
+  orch_core *c = core_get(L);
+  if (c->running == NULL) return 0;
+  ref_push(L, c->running->tag_ref);
+  return 1;
+}
+
+/* core.sleep(desc_sec): yields the running task. */
+static int l_core_sleep(lua_State *L) {
+  double sec = luaL_checknumber(L, 1);
+  task *t = orch_need_task(L, "orch.sleep");
+  luaL_argcheck(L, sec >= 0 && !isnan(sec), 1, "seconds must be >= 0");
+  if (sec == 0) {
+    sched_ready(t);
+    return lua_yield(L, 0);
+  }
+  sched_timer_wait(t, sched_real_ms(t->core, sec), 0);
+  return sched_wait(L, t);
+}
+
+static void on_deadline(uv_timer_t *h) {
+  task *t = h->data;
+  if (t != NULL && t->state != T_DONE && t->state != T_RUNNING)
+    sched_cancel(t, C_TIMEOUT);
+}
+
+/* task:set_timeout(desc_sec): cancel with status "timeout" after sec,
+ * whether the task waits (a timer) or computes (the count hook). */
+static int l_task_set_timeout(lua_State *L) {
+  task *t = check_task(L, 1);
+  double sec = luaL_checknumber(L, 2);
+  uint64_t ms;
+  if (t->state == T_DONE) return 0;
+  ms = sched_real_ms(t->core, sec);
+  t->deadline_ns = t->started_ns + ms * 1000000u;
+  if (t->deadline == NULL) {
+    t->deadline = handle_new(t->core, sizeof *t->deadline);
+    uv_timer_init(&t->core->loop, t->deadline);
+    t->deadline->data = t;
+  }
+  uv_timer_start(t->deadline, on_deadline, ms, 0);
+  return 0;
+}
+
+/* task:cancel([status]) with status "cancelled" (default) or "timeout". */
+static int l_task_cancel(lua_State *L) {
+  static const char *const opts[] = {"cancelled", "timeout", NULL};
+  task *t = check_task(L, 1);
+  int why = luaL_checkoption(L, 2, "cancelled", opts) == 0 ? C_CANCELLED : C_TIMEOUT;
+  sched_cancel(t, why);
+  return 0;
+}
+
+static int l_task_status(lua_State *L) {
+  static const char *const names[] = {"ready", "running", "waiting", "done"};
+  task *t = check_task(L, 1);
+  lua_pushstring(L, names[t->state]);
+  return 1;
+}
+
+static int l_task_tag(lua_State *L) {
+  task *t = check_task(L, 1);
+  if (t->state == T_DONE) return 0;
+  ref_push(L, t->tag_ref);
+  return 1;
+}
+
+static int l_task_id(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)check_task(L, 1)->id);
+  return 1;
+}
+
+/* ---- timers ----------------------------------------------------------- */
+
+/* A plain one-shot or repeating timer whose callback runs on the main
+ * thread.  The uv handle is malloc'd apart; the userdata holds a pointer. */
+typedef struct ltimer {
+  uv_timer_t *h;
+  orch_core *core;
+  int cb_ref;
+  int self_ref;
+} ltimer;
+
+static void on_ltimer(uv_timer_t *h) {
+  ltimer *t = h->data;
+  lua_State *L = t->core->L;
+  ref_push(L, t->cb_ref);
+  ref_push(L, t->self_ref);
+  sched_call(L, 1, 0);
+}
+
+static ltimer *check_ltimer(lua_State *L, int i) {
+  return luaL_checkudata(L, i, TIMER_MT);
+}
+
+/* core.timer(cb) -> timer; cb(timer) */
+static int l_core_timer(lua_State *L) {
+  orch_core *c = core_get(L);
+  ltimer *t;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  t = lua_newuserdatauv(L, sizeof *t, 0);
+  t->core = c;
+  t->h = handle_new(c, sizeof *t->h);
+  uv_timer_init(&c->loop, t->h);
+  t->h->data = t;
+  luaL_setmetatable(L, TIMER_MT);
+  lua_pushvalue(L, 1);
+  t->cb_ref = ref_new(L);
+  t->self_ref = LUA_NOREF;
+  return 1;
+}
+
+/* timer:start(desc_sec, [repeat_desc_sec]) */
+static int l_timer_start(lua_State *L) {
+  ltimer *t = check_ltimer(L, 1);
+  double sec = luaL_checknumber(L, 2);
+  double rep = luaL_optnumber(L, 3, 0);
+  luaL_argcheck(L, t->h != NULL, 1, "timer is closed");
+  if (t->self_ref == LUA_NOREF) {
+    lua_pushvalue(L, 1);
+    t->self_ref = ref_new(L);
+  }
+  uv_timer_start(t->h, on_ltimer, sched_real_ms(t->core, sec),
+                 rep > 0 ? sched_real_ms(t->core, rep) : 0);
+  return 0;
+}
+
+static int l_timer_stop(lua_State *L) {
+  ltimer *t = check_ltimer(L, 1);
+  if (t->h != NULL) uv_timer_stop(t->h);
+  return 0;
+}
+
+static int l_timer_close(lua_State *L) {
+  ltimer *t = check_ltimer(L, 1);
+  if (t->h == NULL) return 0;
+  t->h->data = NULL;
+  handle_close((uv_handle_t *)t->h);
+  t->h = NULL;
+  ref_free(L, &t->cb_ref);
+  ref_free(L, &t->self_ref);
+  return 0;
+}
+
+/* ---- tickers: the fixed-rate schedule ---------------------------------- */
+
+/* Fires cb(k, late_ns) at t0 + k*interval for k = first .. last.  Each
+ * deadline is computed from t0 and k, never from the previous firing, so
+ * the schedule cannot drift however long the run.  A firing found more than
+ * one interval late passes `missed` = true for each firing it skipped. */
+typedef struct ticker {
+  uv_timer_t *h;
+  orch_core *core;
+  double interval_ns; /* real */
+  lua_Integer k, last;
+  int cb_ref, self_ref;
+} ticker;
+
+static uint64_t ticker_due(ticker *t, lua_Integer k) {
+  return t->core->t0_ns + (uint64_t)llround((double)k * t->interval_ns);
+}
+
+static void on_ticker(uv_timer_t *h);
+
+static void ticker_start(ticker *t) {
+  uint64_t due_ns = ticker_due(t, t->k);
+  uint64_t due_ms = (due_ns + 999999u) / 1000000u;
+  uint64_t now_ms = uv_now(&t->core->loop);
+  uv_timer_start(t->h, on_ticker, due_ms > now_ms ? due_ms - now_ms : 0, 0);
+}
+
+static void on_ticker(uv_timer_t *h) {
+  ticker *t = h->data;
+  lua_State *L = t->core->L;
+  uint64_t now = uv_hrtime();
+  while (t != NULL && t->h != NULL && t->k <= t->last) {
+    lua_Integer k = t->k;
+    uint64_t due = ticker_due(t, k);
+    int missed = (k < t->last && now >= ticker_due(t, k + 1));
+    t->k++;
+    ref_push(L, t->cb_ref);
+    lua_pushinteger(L, k);
+    lua_pushinteger(L, (lua_Integer)(now > due ? now - due : 0));
+    lua_pushboolean(L, missed);
+    sched_call(L, 3, 0);
+    if (!missed) break;
+  }
+  if (t != NULL && t->h != NULL && t->k <= t->last) ticker_start(t);
+}
+
+/* core.ticker(interval_desc_sec, first_k, last_k, cb) -> ticker */
+static int l_core_ticker(lua_State *L) {
+  orch_core *c = core_get(L);
+  double interval = luaL_checknumber(L, 1);
+  lua_Integer first = luaL_checkinteger(L, 2);
+  lua_Integer last = luaL_checkinteger(L, 3);
+  ticker *t;
+  luaL_argcheck(L, interval > 0 && isfinite(interval), 1, "interval must be > 0");
+  luaL_checktype(L, 4, LUA_TFUNCTION);
+  t = lua_newuserdatauv(L, sizeof *t, 0);
+  memset(t, 0, sizeof *t);
+  t->core = c;
+  t->interval_ns = interval * 1e9 / c->scale;
+  t->k = first;
+  t->last = last;
+  luaL_setmetatable(L, TICKER_MT);
+  lua_pushvalue(L, 4);
+  t->cb_ref = ref_new(L);
+  lua_pushvalue(L, -1);
+  t->self_ref = ref_new(L);
+  t->h = handle_new(c, sizeof *t->h);
+  uv_timer_init(&c->loop, t->h);
+  t->h->data = t;
+  if (t->k <= t->last) ticker_start(t);
+  return 1;
+}
+
+static int l_ticker_close(lua_State *L) {
+  ticker *t = luaL_checkudata(L, 1, TICKER_MT);
+  if (t->h == NULL) return 0;
+  handle_close((uv_handle_t *)t->h);
+  t->h = NULL;
+  ref_free(L, &t->cb_ref);
+  ref_free(L, &t->self_ref);
+  return 0;
+}
+
+/* ---- flags: the kill switch's mechanism --------------------------------- */
+
+typedef struct flag {
+  int set;
+  link waiters;
+} flag;
+
+static flag *check_flag(lua_State *L, int i) {
+  return luaL_checkudata(L, i, FLAG_MT);
+}
+
+static int l_core_flag(lua_State *L) {
+  flag *f = lua_newuserdatauv(L, sizeof *f, 0);
+  f->set = 0;
+  link_init(&f->waiters);
+  luaL_setmetatable(L, FLAG_MT);
+  return 1;
+}
+
+/* flag:set(): wakes every waiter with true; returns true if it was not
+ * set before. */
+static int l_flag_set(lua_State *L) {
+  flag *f = check_flag(L, 1);
+  int was = f->set;
+  f->set = 1;
+  while (!link_empty(&f->waiters)) {
+    task *t = link_entry(f->waiters.next, task, wait);
+    link_remove(&t->wait);
+    lua_pushboolean(t->co, 1);
+    t->nargs = 1;
+    sched_ready(t);
+  }
+  lua_pushboolean(L, !was);
+  return 1;
+}
+
+static int l_flag_is_set(lua_State *L) {
+  lua_pushboolean(L, check_flag(L, 1)->set);
+  return 1;
+}
+
+/* flag:wait([desc_sec]) -> true when set, false on timeout.  Yields. */
+static int l_flag_wait(lua_State *L) {
+  flag *f = check_flag(L, 1);
+  task *t;
+  if (f->set) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  t = orch_need_task(L, "kill_switch:wait");
+  if (!lua_isnoneornil(L, 2)) {
+    double sec = luaL_checknumber(L, 2);
+    if (sec <= 0) {
+      lua_pushboolean(L, 0);
+      return 1;
+    }
+    sched_timer_wait(t, sched_real_ms(t->core, sec), 1);
+  }
+  link_push(&f->waiters, &t->wait);
+  return sched_wait(L, t);
+}
+
+/* A flag collected with waiters cannot happen: waiters are tasks whose
+ * stack holds the flag as the `self` argument. */
+
+/* ---- writers ----------------------------------------------------------- */
+
+typedef struct lwriter {
+  writer *w;
+} lwriter;
+
+static int push_writer(lua_State *L, const char *path, FILE *fp) {
+  char err[512];
+  lwriter *lw = lua_newuserdatauv(L, sizeof *lw, 0);
+  lw->w = writer_open(core_get(L), path, fp, err, sizeof err);
+  if (lw->w == NULL) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  luaL_setmetatable(L, WRITER_MT);
+  return 1;
+}
+
+/* core.writer(path) -> writer | nil, message */
+static int l_core_writer(lua_State *L) {
+  return push_writer(L, luaL_checkstring(L, 1), NULL);
+}
+
+/* core.stdio("stdout"|"stderr") -> writer */
+static int l_core_stdio(lua_State *L) {
+  const char *which = luaL_checkstring(L, 1);
+  return push_writer(L, which, strcmp(which, "stderr") == 0 ? stderr : stdout);
+}
+
+static writer *check_writer(lua_State *L) {
+  lwriter *lw = luaL_checkudata(L, 1, WRITER_MT);
+  luaL_argcheck(L, lw->w != NULL, 1, "writer is closed");
+  return lw->w;
+}
+
+/* writer:write(s...) -> true | nil, message (the first error met) */
+static int l_writer_write(lua_State *L) {
+  writer *w = check_writer(L);
+  int i, n = lua_gettop(L);
+  for (i = 2; i <= n; i++) {
+    size_t len;
+    const char *s = luaL_checklstring(L, i, &len);
+    writer_write(w, s, len);
+  }
+  if (w->err) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", w->path, strerror(w->err));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_writer_flush(lua_State *L) {
+  writer *w = check_writer(L);
+  writer_flush(w);
+  if (w->err) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", w->path, strerror(w->err));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* writer:close() -> true | nil, message; a second close is harmless. */
+static int l_writer_close(lua_State *L) {
+  lwriter *lw = luaL_checkudata(L, 1, WRITER_MT);
+  writer *w = lw->w;
+  int err;
+  if (w == NULL) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lw->w = NULL;
+  err = writer_close(w);
+  if (err) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", w->path, strerror(err));
+  } else {
+    lua_pushboolean(L, 1);
+  }
+  free(w->path);
+  free(w);
+  return err ? 2 : 1;
+}
+
+/* ---- registration ------------------------------------------------------- */
+
+static void new_mt(lua_State *L, const char *name, const luaL_Reg *methods,
+                   lua_CFunction gc) {
+  luaL_newmetatable(L, name);
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "__index");
+  if (gc != NULL) {
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_pop(L, 1);
+}
+
+int luaopen_orch_core(lua_State *L);
+int luaopen_orch_core(lua_State *L) {
+  static const luaL_Reg task_m[] = {{"set_timeout", l_task_set_timeout},
+                                    {"cancel", l_task_cancel},
+                                    {"status", l_task_status},
+                                    {"tag", l_task_tag},
+                                    {"id", l_task_id},
+                                    {NULL, NULL}};
+  static const luaL_Reg timer_m[] = {{"start", l_timer_start},
+                                     {"stop", l_timer_stop},
+                                     {"close", l_timer_close},
+                                     {NULL, NULL}};
+  static const luaL_Reg ticker_m[] = {{"close", l_ticker_close}, {NULL, NULL}};
+  static const luaL_Reg flag_m[] = {{"set", l_flag_set},
+                                    {"is_set", l_flag_is_set},
+                                    {"wait", l_flag_wait},
+                                    {NULL, NULL}};
+  static const luaL_Reg writer_m[] = {{"write", l_writer_write},
+                                      {"flush", l_writer_flush},
+                                      {"close", l_writer_close},
+                                      {NULL, NULL}};
+  static const luaL_Reg funcs[] = {
+      {"start_clock", l_core_start_clock}, {"now", l_core_now},
+      {"hrtime", l_core_hrtime}, {"wall", l_core_wall},
+      {"iso8601", l_core_iso8601}, {"ts", l_core_ts},
+      {"run", l_core_run}, {"stop", l_core_stop},
+      {"stats", l_core_stats}, {"on_signal", l_core_on_signal},
+      {"set_grace", l_core_set_grace},
+      {"set_hard_deadline", l_core_set_hard_deadline},
+      {"go", l_core_go}, {"current", l_core_current},
+      {"sleep", l_core_sleep}, {"timer", l_core_timer},
+      {"ticker", l_core_ticker}, {"flag", l_core_flag},
+      {"writer", l_core_writer}, {"stdio", l_core_stdio},
+      {NULL, NULL}};
+  if (core_get(L) == NULL)
+    return luaL_error(L, "orch.core needs the orchlua host (run this with orchlua)");
+  new_mt(L, TASK_MT, task_m, NULL);
+  new_mt(L, TIMER_MT, timer_m, l_timer_close);
+  new_mt(L, TICKER_MT, ticker_m, l_ticker_close);
+  new_mt(L, FLAG_MT, flag_m, NULL);
+  new_mt(L, WRITER_MT, writer_m, l_writer_close);
+  luaL_newlib(L, funcs);
+  queue_open(L);
+  lua_setfield(L, -2, "queue");
+  proc_open(L);
+  lua_pushinteger(L, ORCH_API_VERSION);
+  lua_setfield(L, -2, "api_version");
+  return 1;
+}

@@ -1,0 +1,284 @@
+/*
+ * queue.c - the report queue: a FIFO of Lua values with a blocking get()
+ * for tasks, and a thread-safe side door for C code on other threads.
+ *
+ * In-loop values live in the userdata's uservalue table between head and
+ * tail.  Strings pushed from other threads wait in a mutex-guarded list
+ * and are appended on the loop thread by an async callback, so every value
+ * reaches get() in the order the loop saw it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lauxlib.h"
+
+#include "core.h"
+#include "orch.h"
+
+#define QUEUE_MT "orch.Queue"
+
+typedef struct item {
+  struct item *next;
+  size_t len;
+  char data[];
+} item;
+
+/* The part shared with other threads; freed when its last holder lets go. */
+struct orch_queue {
+  uv_mutex_t mu;
+  int holders;
+  int closed;
+  item *head, *tail;
+  size_t pending;
+  uv_async_t *async; /* NULL once closed */
+};
+
+typedef struct lqueue {
+  orch_queue *q;
+  orch_core *core;
+  lua_Integer head, tail; /* values at [head, tail) in the uservalue */
+  link getters;
+  int closed;
+  int self_ref; /* held while the async handle is open */
+} lqueue;
+
+void orch_queue_retain(orch_queue *q) {
+  uv_mutex_lock(&q->mu);
+  q->holders++;
+  uv_mutex_unlock(&q->mu);
+}
+
+void orch_queue_release(orch_queue *q) {
+  int last;
+  uv_mutex_lock(&q->mu);
+  last = --q->holders == 0;
+  uv_mutex_unlock(&q->mu);
+  if (last) {
+    item *it = q->head;
+    while (it != NULL) {
+      item *next = it->next;
+      free(it);
+      it = next;
+    }
+    uv_mutex_destroy(&q->mu);
+    free(q);
+  }
+}
+
+int orch_queue_push(orch_queue *q, const char *s, size_t len) {
+  item *it = malloc(sizeof *it + len + 1);
+  if (it == NULL) return -1;
+  it->next = NULL;
+  it->len = len;
+  memcpy(it->data, s, len);
+  it->data[len] = '\0';
+  uv_mutex_lock(&q->mu);
+  if (q->closed) {
+    uv_mutex_unlock(&q->mu);
+    free(it);
+    return -1;
+  }
+  if (q->tail != NULL)
+    q->tail->next = it;
+  else
+    q->head = it;
+  q->tail = it;
+  q->pending++;
+  uv_async_send(q->async);
+  uv_mutex_unlock(&q->mu);
+  return 0;
+}
+
+static lqueue *check_queue(lua_State *L, int i) {
+  return luaL_checkudata(L, i, QUEUE_MT);
+}
+
+orch_queue *orch_queue_check(lua_State *L, int idx) {
+  lqueue *lq = check_queue(L, idx);
+  orch_queue_retain(lq->q);
+  return lq->q;
+}
+
+/* Appends the value on top of L (popped) to the queue at index qi, or hands
+ * it straight to the first waiting getter. */
+static void queue_append(lua_State *L, lqueue *lq, int qi) {
+  if (!link_empty(&lq->getters)) {
+    task *t = link_entry(lq->getters.next, task, wait);
+    link_remove(&t->wait);
+    lua_xmove(L, t->co, 1);
+    t->nargs = 1;
+    sched_ready(t);
+    return;
+  }
+  lua_getiuservalue(L, qi, 1);                          /* [v items] */
+  lua_insert(L, -2);                                    /* [items v] */
+  lua_rawseti(L, -2, lq->tail++);                       /* [items] */
+  lua_pop(L, 1);
+}
+
+/* Moves strings pushed by other threads into the Lua FIFO. */
+static void queue_pull(lua_State *L, lqueue *lq, int qi) {
+  item *it;
+  orch_queue *q = lq->q;
+  uv_mutex_lock(&q->mu);
+  it = q->head;
+  q->head = q->tail = NULL;
+  q->pending = 0;
+  uv_mutex_unlock(&q->mu);
+  qi = lua_absindex(L, qi);
+  while (it != NULL) {
+    item *next = it->next;
+    lua_pushlstring(L, it->data, it->len);
+    free(it);
+    queue_append(L, lq, qi);
+    it = next;
+  }
+}
+
+static void on_queue_async(uv_async_t *h) {
+  lqueue *lq = h->data;
+  lua_State *L;
+  if (lq == NULL) return;
+  L = lq->core->L;
+  ref_push(L, lq->self_ref);                            /* [q] */
+  queue_pull(L, lq, -1);
+  lua_pop(L, 1);
+}
+
+/* core.queue() -> queue */
+static int l_queue_new(lua_State *L) {
+  orch_core *c = core_get(L);
+  lqueue *lq = lua_newuserdatauv(L, sizeof *lq, 1);
+  memset(lq, 0, sizeof *lq);
+  lq->core = c;
+  lq->head = lq->tail = 1;
+  link_init(&lq->getters);
+  lq->self_ref = LUA_NOREF;
+  luaL_setmetatable(L, QUEUE_MT);
+  lua_newtable(L);
+  lua_setiuservalue(L, -2, 1);
+  lq->q = calloc(1, sizeof *lq->q);
+  if (lq->q == NULL) return luaL_error(L, "out of memory");
+  uv_mutex_init(&lq->q->mu);
+  lq->q->holders = 1;
+  lq->q->async = handle_new(c, sizeof *lq->q->async);
+  uv_async_init(&c->loop, lq->q->async, on_queue_async);
+  lq->q->async->data = lq;
+  /* the queue must not keep the loop alive on its own */
+  uv_unref((uv_handle_t *)lq->q->async);
+  lua_pushvalue(L, -1);
+  lq->self_ref = ref_new(L);
+  return 1;
+}
+
+/* queue:put(value): any Lua value but nil. */
+static int l_queue_put(lua_State *L) {
+  lqueue *lq = check_queue(L, 1);
+  luaL_checkany(L, 2);
+  luaL_argcheck(L, !lua_isnil(L, 2), 2, "a value other than nil expected");
+  if (lq->closed) return luaL_error(L, "report_queue is closed (the run has ended)");
+  lua_settop(L, 2);
+  queue_append(L, lq, 1);
+  return 0;
+}
+
+/* Pops the first value onto L; returns 0 when empty. */
+static int queue_take(lua_State *L, lqueue *lq) {
+  if (lq->head >= lq->tail) return 0;
+  lua_getiuservalue(L, 1, 1);                           /* [items] */
+  lua_rawgeti(L, -1, lq->head);                         /* [items v] */
+  lua_pushnil(L);
+  lua_rawseti(L, -3, lq->head++);
+  lua_remove(L, -2);                                    /* [v] */
+  if (lq->head == lq->tail) lq->head = lq->tail = 1;
+  return 1;
+}
+
+/* queue:get() -> value, waiting (yielding) while empty; nil once the queue
+ * is closed and empty. */
+static int l_queue_get(lua_State *L) {
+  lqueue *lq = check_queue(L, 1);
+  task *t;
+  if (lq->q->pending) queue_pull(L, lq, 1);
+  if (queue_take(L, lq)) return 1;
+  if (lq->closed) return 0;
+  t = orch_need_task(L, "report_queue:get");
+  link_push(&lq->getters, &t->wait);
+  return sched_wait(L, t);
+}
+
+/* queue:get_nowait() -> value | nil */
+static int l_queue_get_nowait(lua_State *L) {
+  lqueue *lq = check_queue(L, 1);
+  if (lq->q->pending) queue_pull(L, lq, 1);
+  return queue_take(L, lq);
+}
+
+static int l_queue_size(lua_State *L) {
+  lqueue *lq = check_queue(L, 1);
+  lua_pushinteger(L, (lq->tail - lq->head) + (lua_Integer)lq->q->pending);
+  return 1;
+}
+
+/* queue:close(): no more puts; waiting getters get nil once it is empty.
+ * Values already queued stay readable.  A second close is harmless. */
+static int l_queue_close(lua_State *L) {
+  lqueue *lq = check_queue(L, 1);
+  orch_queue *q = lq->q;
+  uv_async_t *async;
+  if (lq->closed) return 0;
+  queue_pull(L, lq, 1);
+  uv_mutex_lock(&q->mu);
+  q->closed = 1;
+  async = q->async;
+  q->async = NULL;
+  uv_mutex_unlock(&q->mu);
+  async->data = NULL;
+  handle_close((uv_handle_t *)async);
+  lq->closed = 1;
+  while (!link_empty(&lq->getters)) {
+    task *t = link_entry(lq->getters.next, task, wait);
+    link_remove(&t->wait);
+    lua_pushnil(t->co);
+    t->nargs = 1;
+    sched_ready(t);
+  }
+  ref_free(L, &lq->self_ref);
+  return 0;
+}
+
+/* queue:handle() -> lightuserdata of the orch_queue, for C modules that
+ * take it with orch_queue_check instead. */
+static int l_queue_handle(lua_State *L) {
+  lua_pushlightuserdata(L, check_queue(L, 1)->q);
+  return 1;
+}
+
+static int l_queue_gc(lua_State *L) {
+  lqueue *lq = check_queue(L, 1);
+  if (lq->q != NULL) {
+    if (!lq->closed) l_queue_close(L);
+    orch_queue_release(lq->q);
+    lq->q = NULL;
+  }
+  return 0;
+}
+
+/* Registers orch.Queue; leaves the constructor on the stack. */
+int queue_open(lua_State *L) {
+  static const luaL_Reg m[] = {{"put", l_queue_put},
+                               {"get", l_queue_get},
+                               {"get_nowait", l_queue_get_nowait},
+                               {"size", l_queue_size},
+                               {"close", l_queue_close},
+                               {"handle", l_queue_handle},
+                               {NULL, NULL}};
+  luaL_newmetatable(L, QUEUE_MT);
+  luaL_newlib(L, m);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_queue_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_queue_new);
+  return 1;
+}

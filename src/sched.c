@@ -1,0 +1,373 @@
+/*
+ * sched.c - tasks: one coroutine per invocation, resumed only here.
+ *
+ * A task is resumed from the ready idle handle, i.e. from a loop callback
+ * and never from inside another coroutine.  Waking a task (timer, flag,
+ * queue, process exit) pushes the resume values onto the task's stack and
+ * appends it to core->ready.  A task that finishes, fails, times out or is
+ * cancelled calls done(task, status, tag, err) on the main thread, then gives back its
+ * refs and handles.
+ *
+ * CPU-bound code cannot be stopped by a timer, because the loop does not run
+ * while it does; a count hook on every task reads the clock every
+ * HOOK_COUNT instructions and raises once a deadline has passed, re-armed to
+ * one instruction so that a pcall in user code cannot swallow it.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lauxlib.h"
+
+#include "core.h"
+
+#define HOOK_COUNT 1000
+
+orch_core *core_get(lua_State *L) {
+  return *(orch_core **)lua_getextraspace(L);
+}
+
+task *sched_current(lua_State *L) {
+  orch_core *c = core_get(L);
+  return (c != NULL && c->running != NULL && c->running->co == L) ? c->running
+                                                                  : NULL;
+}
+
+uint64_t sched_real_ms(orch_core *c, double desc_sec) {
+  double ms = desc_sec * 1000.0 / c->scale;
+  if (ms <= 0) return 0;
+  if (ms > 1e15) ms = 1e15;
+  return (uint64_t)(ms + 0.5);
+}
+
+/* msghandler for sched_call: any error value becomes a string with a
+ * traceback, as lua.c does. */
+static int msghandler(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      return 1;
+    msg = lua_pushfstring(L, "(error object is a %s value)",
+                          luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* Calls the function below nargs arguments on L in protected mode.  An
+ * error in the engine's own callbacks is printed and the loop goes on: a
+ * soak run must not die of one bad callback.  [fn args...] -> [results] */
+int sched_call(lua_State *L, int nargs, int nres) {
+  int base = lua_gettop(L) - nargs;
+  int st;
+  lua_pushcfunction(L, msghandler);
+  lua_insert(L, base);
+  st = lua_pcall(L, nargs, nres, base);
+  lua_remove(L, base);
+  if (st != LUA_OK) {
+    fprintf(stderr, "orchlua: internal error: %s\n", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    if (nres > 0) {
+      int i;
+      for (i = 0; i < nres; i++) lua_pushnil(L);
+    }
+  }
+  return st;
+}
+
+static void task_hook(lua_State *L, lua_Debug *ar) {
+  orch_core *c = core_get(L);
+  task *t = c->running;
+  (void)ar;
+  if (t == NULL) return;
+  if (t->cancel == C_NONE) {
+    uint64_t now = uv_hrtime();
+    if (t->deadline_ns != 0 && now >= t->deadline_ns)
+      t->cancel = C_TIMEOUT;
+    else if ((c->hard_ns != 0 && now >= c->hard_ns) || c->sig_count >= 2 ||
+             (c->sig_count == 1 && c->grace_ns != 0 &&
+              now >= c->sig_ns + c->grace_ns))
+      t->cancel = C_CANCELLED;
+  }
+  if (t->cancel != C_NONE) {
+    lua_sethook(t->co, task_hook, LUA_MASKCOUNT, 1);
+    lua_sethook(L, task_hook, LUA_MASKCOUNT, 1);
+    luaL_error(L, t->cancel == C_TIMEOUT ? "timeout" : "cancelled");
+  }
+}
+
+static void on_idle(uv_idle_t *h);
+
+void sched_ready(task *t) {
+  orch_core *c = t->core;
+  if (t->state == T_DONE) return;
+  link_remove(&t->wait);
+  if (t->timer != NULL) uv_timer_stop(t->timer);
+  t->state = T_READY;
+  link_remove(&t->ready);
+  link_push(&c->ready, &t->ready);
+  if (!uv_is_active((uv_handle_t *)&c->ready_idle))
+    uv_idle_start(&c->ready_idle, on_idle);
+}
+
+int sched_wait(lua_State *L, task *t) {
+  if (t->state == T_RUNNING) t->state = T_WAITING;
+  return lua_yield(L, 0);
+}
+
+static void on_task_timer(uv_timer_t *h) {
+  task *t = h->data;
+  if (t == NULL || t->state != T_WAITING) return;
+  if (t->on_wait_cancel != NULL) t->on_wait_cancel(t);
+  t->on_wait_cancel = NULL;
+  if (t->timer_pushes == 1) {
+    lua_pushboolean(t->co, 0);
+    t->nargs = 1;
+  } else if (t->timer_pushes == 2) {
+    lua_pushnil(t->co);
+    lua_pushliteral(t->co, "timeout");
+    t->nargs = 2;
+  }
+  sched_ready(t);
+}
+
+void sched_timer_wait(task *t, uint64_t ms, int pushes) {
+  if (t->timer == NULL) {
+    t->timer = handle_new(t->core, sizeof *t->timer);
+    uv_timer_init(&t->core->loop, t->timer);
+    t->timer->data = t;
+  }
+  t->timer_pushes = pushes;
+  uv_timer_start(t->timer, on_task_timer, ms, 0);
+}
+
+/* Protected __tostring of an error value: it may itself raise. */
+static int safe_tostring(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
+/* Leaves on L the message for a task that ended with status st on co. */
+static void push_task_error(lua_State *L, task *t, int st) {
+  lua_State *co = t->co;
+  const char *msg;
+  if (t->cancel == C_TIMEOUT) {
+    lua_pushliteral(L, "timeout");
+  } else if (t->cancel == C_CANCELLED) {
+    lua_pushliteral(L, "cancelled");
+  } else if (st == LUA_ERRMEM) {
+    lua_pushliteral(L, "not enough memory");
+  } else if (lua_type(co, -1) == LUA_TSTRING || lua_type(co, -1) == LUA_TNUMBER) {
+    lua_pushstring(L, lua_tostring(co, -1));
+  } else if (luaL_getmetafield(co, -1, "__tostring") != LUA_TNIL) {
+    lua_pop(co, 1);
+    lua_pushcfunction(L, safe_tostring);
+    lua_pushvalue(co, -1);
+    lua_xmove(co, L, 1);                                   /* [f err] */
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+      msg = lua_pushfstring(L, "(error object's __tostring failed: %s)",
+                            lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+      lua_remove(L, -2);
+      (void)msg;
+    }
+  } else {
+    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(co, -1));
+  }
+  /* [msg] -> [msg+traceback]; the dead coroutine still holds its frames */
+  if (st != LUA_ERRMEM) {
+    msg = lua_tostring(L, -1);
+    luaL_traceback(L, co, msg, 0);
+    lua_remove(L, -2);
+  }
+}
+
+static const char *status_name(task *t, int st) {
+  if (t->cancel == C_TIMEOUT) return "timeout";
+  if (t->cancel == C_CANCELLED) return "cancelled";
+  return st == LUA_OK ? "ok" : "error";
+}
+
+/* Ends a task: calls done(task, status, tag, err), then releases it all. */
+static void task_finish(task *t, int st, const char *forced_err) {
+  orch_core *c = t->core;
+  lua_State *L = c->L;
+  const char *status = forced_err ? "error" : status_name(t, st);
+  if (t->state == T_DONE) return;
+  t->state = T_DONE;
+  link_remove(&t->ready);
+  link_remove(&t->wait);
+  if (t->on_wait_cancel != NULL) t->on_wait_cancel(t);
+  t->on_wait_cancel = NULL;
+  handle_close((uv_handle_t *)t->timer);
+  t->timer = NULL;
+  handle_close((uv_handle_t *)t->deadline);
+  t->deadline = NULL;
+  ref_push(L, t->done_ref);                              /* [done] */
+  ref_push(L, t->self_ref);                              /* [done task] */
+  lua_pushstring(L, status);                             /* [done task status] */
+  ref_push(L, t->tag_ref);                               /* [done task status tag] */
+  if (forced_err != NULL) {
+    luaL_traceback(L, t->co, forced_err, 0);
+  } else if (st == LUA_OK && t->cancel == C_NONE) {
+    lua_pushnil(L);
+  } else {
+    push_task_error(L, t, st);
+  }                                                      /* [done task status tag err] */
+  lua_resetthread(t->co);  /* closes pending to-be-closed variables */
+  c->live_tasks--;
+  if (lua_isnil(L, -5)) {
+    lua_pop(L, 5);
+  } else {
+    sched_call(L, 4, 0);
+  }
+  ref_free(L, &t->done_ref);
+  ref_free(L, &t->tag_ref);
+  ref_free(L, &t->co_ref);
+  ref_free(L, &t->self_ref);
+}
+
+static void task_resume(orch_core *c, task *t) {
+  int nres, st;
+  int nargs = t->nargs;
+  t->nargs = 0;
+  t->state = T_RUNNING;
+  c->running = t;
+  st = lua_resume(t->co, c->L, nargs, &nres);
+  c->running = NULL;
+  if (st == LUA_YIELD) {
+    lua_pop(t->co, nres);
+    if (t->cancel != C_NONE) {
+      task_finish(t, LUA_ERRRUN, NULL);
+    } else if (t->state == T_RUNNING) {
+      task_finish(t, LUA_ERRRUN,
+                  "yielded outside an orch helper (use orch.sleep, "
+                  "kill_switch:wait or a process wait to wait)");
+    }
+    return;
+  }
+  task_finish(t, st, NULL);
+}
+
+/* Runs the tasks that were ready when the idle callback began; tasks made
+ * ready meanwhile wait for the next iteration, so timers are never starved. */
+static void on_idle(uv_idle_t *h) {
+  orch_core *c = h->data;
+  link batch;
+  link_init(&batch);
+  if (link_empty(&c->ready)) {
+    uv_idle_stop(h);
+    return;
+  }
+  /* move the whole ready list to batch */
+  batch.next = c->ready.next;
+  batch.prev = c->ready.prev;
+  batch.next->prev = &batch;
+  batch.prev->next = &batch;
+  link_init(&c->ready);
+  while (!link_empty(&batch)) {
+    task *t = link_entry(batch.next, task, ready);
+    link_remove(&t->ready);
+    task_resume(c, t);
+  }
+  if (link_empty(&c->ready)) uv_idle_stop(h);
+}
+
+void sched_cancel(task *t, int why) {
+  if (t->state == T_DONE) return;
+  if (t->state == T_RUNNING) {
+    /* only the running task itself can ask this; the hook raises at once */
+    t->cancel = why;
+    lua_sethook(t->co, task_hook, LUA_MASKCOUNT, 1);
+    return;
+  }
+  t->cancel = why;
+  task_finish(t, LUA_ERRRUN, NULL);
+}
+
+static void on_flush(uv_prepare_t *h) { writer_flush_all(h->data); }
+
+/* Signal handler: only counts, stamps and wakes the loop (uv_async_send is
+ * async-signal-safe).  The count hook reads sig_count, so a second signal
+ * stops even a CPU-bound event. */
+static orch_core *sig_core;
+
+static void on_signal_raw(int signum) {
+  orch_core *c = sig_core;
+  struct timespec ts;
+  if (c == NULL) return;
+  if (c->sig_count == 0) {
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    c->sig_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+  }
+  c->sig_last = signum;
+  c->sig_count++;
+  uv_async_send(&c->sig_async);
+}
+
+static void on_sig_async(uv_async_t *h) {
+  orch_core *c = h->data;
+  while (c->sig_seen < c->sig_count) {
+    c->sig_seen++;
+    if (c->sig_cb_ref == LUA_NOREF) continue;
+    ref_push(c->L, c->sig_cb_ref);
+    lua_pushinteger(c->L, c->sig_last);
+    lua_pushinteger(c->L, c->sig_seen);
+    sched_call(c->L, 2, 0);
+  }
+}
+
+void sched_init(orch_core *c) {
+  struct sigaction sa;
+  link_init(&c->ready);
+  link_init(&c->writers);
+  uv_idle_init(&c->loop, &c->ready_idle);
+  c->ready_idle.data = c;
+  uv_prepare_init(&c->loop, &c->flush_prep);
+  c->flush_prep.data = c;
+  uv_prepare_start(&c->flush_prep, on_flush);
+  uv_unref((uv_handle_t *)&c->flush_prep);
+  uv_async_init(&c->loop, &c->sig_async, on_sig_async);
+  c->sig_async.data = c;
+  uv_unref((uv_handle_t *)&c->sig_async);
+  c->sig_cb_ref = LUA_NOREF;
+  /* one process, one host: the signal handler needs a global */
+  sig_core = c;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal_raw;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+/* Sets the count hook on a new task's coroutine. */
+void sched_hook(lua_State *co) {
+  lua_sethook(co, task_hook, LUA_MASKCOUNT, HOOK_COUNT);
+}
+
+static void on_walk_close(uv_handle_t *h, void *arg) {
+  (void)arg;
+  handle_close(h); /* every handle left is one of handle_new's */
+}
+
+/* Closes the internal handles and runs the loop until every close
+ * callback has been called.  Callers own their handles: by now they are
+ * closed; anything left is closed here (and reported by the stats). */
+void sched_close(orch_core *c) {
+  if (c->closed) return;
+  c->closed = 1;
+  sig_core = NULL;
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
+  signal(SIGHUP, SIG_DFL);
+  writer_flush_all(c);
+  uv_close((uv_handle_t *)&c->ready_idle, NULL);
+  uv_close((uv_handle_t *)&c->flush_prep, NULL);
+  uv_close((uv_handle_t *)&c->sig_async, NULL);
+  uv_run(&c->loop, UV_RUN_DEFAULT);
+  uv_walk(&c->loop, on_walk_close, NULL);
+  uv_run(&c->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&c->loop);
+}
