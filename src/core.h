@@ -32,6 +32,13 @@ void link_remove(link *l);           /* harmless on an unlinked node */
 #define link_entry(ptr, type, member) \
   ((type *)((char *)(ptr) - offsetof(type, member)))
 
+/* Work put off to the idle callback of this loop iteration, after the
+ * ready tasks have run (an overdue ticker's next firing). */
+typedef struct deferred {
+  link node;
+  void (*fn)(struct deferred *d);
+} deferred;
+
 enum task_state { T_READY, T_RUNNING, T_WAITING, T_DONE };
 
 /* Why a task ended other than by returning or raising on its own. */
@@ -79,6 +86,7 @@ struct orch_core {
   uint64_t t0_ns;       /* uv_hrtime() at t0 */
   double t0_wall;       /* unix seconds at t0 */
   link ready;           /* tasks to resume */
+  link deferred;        /* struct deferred, run after the ready tasks */
   uv_idle_t ready_idle; /* keeps the loop from blocking while ready is non-empty */
   uv_prepare_t flush_prep;
   uv_async_t sig_async;
@@ -112,6 +120,7 @@ task *sched_current(lua_State *L);    /* the task whose coroutine is L, or NULL 
 void sched_timer_wait(task *t, uint64_t ms, int pushes);
 uint64_t sched_real_ms(orch_core *c, double desc_sec);
 void sched_close(orch_core *c);
+void sched_defer(orch_core *c, deferred *d); /* harmless if already deferred */
 void sched_hook(lua_State *co);
 int sched_call(lua_State *L, int nargs, int nres); /* pcall with traceback */
 

@@ -360,10 +360,13 @@ static int l_timer_close(lua_State *L) {
 
 /* Fires cb(k, late_ns) at t0 + k*interval for k = first .. last.  Each
  * deadline is computed from t0 and k, never from the previous firing, so
- * the schedule cannot drift however long the run.  A firing found more than
- * one interval late passes `missed` = true for each firing it skipped. */
+ * the schedule cannot drift however long the run.  When the loop falls
+ * behind (a CPU-bound event, a rehearsal faster than the timer resolution)
+ * no firing is dropped: overdue ones follow one per loop iteration, so the
+ * tasks of one run before the next fires, each with its lateness. */
 typedef struct ticker {
   uv_timer_t *h;
+  deferred overdue;   /* on core->deferred while the next firing is overdue */
   orch_core *core;
   double interval_ns; /* real */
   lua_Integer k, last;
@@ -375,31 +378,38 @@ static uint64_t ticker_due(ticker *t, lua_Integer k) {
 }
 
 static void on_ticker(uv_timer_t *h);
+static void ticker_fire(ticker *t);
 
+static void on_overdue(deferred *d) {
+  ticker_fire(link_entry(d, ticker, overdue));
+}
+
+/* Arms the timer for the next firing, or defers it to the idle callback
+ * when it is already due. */
 static void ticker_start(ticker *t) {
   uint64_t due_ns = ticker_due(t, t->k);
   uint64_t due_ms = (due_ns + 999999u) / 1000000u;
   uint64_t now_ms = uv_now(&t->core->loop);
-  uv_timer_start(t->h, on_ticker, due_ms > now_ms ? due_ms - now_ms : 0, 0);
+  if (due_ms > now_ms)
+    uv_timer_start(t->h, on_ticker, due_ms - now_ms, 0);
+  else
+    sched_defer(t->core, &t->overdue);
 }
 
-static void on_ticker(uv_timer_t *h) {
-  ticker *t = h->data;
+static void on_ticker(uv_timer_t *h) { ticker_fire(h->data); }
+
+static void ticker_fire(ticker *t) {
   lua_State *L = t->core->L;
   uint64_t now = uv_hrtime();
-  while (t != NULL && t->h != NULL && t->k <= t->last) {
-    lua_Integer k = t->k;
-    uint64_t due = ticker_due(t, k);
-    int missed = (k < t->last && now >= ticker_due(t, k + 1));
-    t->k++;
-    ref_push(L, t->cb_ref);
-    lua_pushinteger(L, k);
-    lua_pushinteger(L, (lua_Integer)(now > due ? now - due : 0));
-    lua_pushboolean(L, missed);
-    sched_call(L, 3, 0);
-    if (!missed) break;
-  }
-  if (t != NULL && t->h != NULL && t->k <= t->last) ticker_start(t);
+  lua_Integer k = t->k;
+  uint64_t due = ticker_due(t, k);
+  t->k++;
+  ref_push(L, t->cb_ref);
+  lua_pushinteger(L, k);
+  lua_pushinteger(L, (lua_Integer)(now > due ? now - due : 0));
+  sched_call(L, 2, 0);
+  /* the callback may have closed the ticker */
+  if (t->h != NULL && t->k <= t->last) ticker_start(t);
 }
 
 /* core.ticker(interval_desc_sec, first_k, last_k, cb) -> ticker */
@@ -422,6 +432,8 @@ static int l_core_ticker(lua_State *L) {
   t->cb_ref = ref_new(L);
   lua_pushvalue(L, -1);
   t->self_ref = ref_new(L);
+  link_init(&t->overdue.node);
+  t->overdue.fn = on_overdue;
   t->h = handle_new(c, sizeof *t->h);
   uv_timer_init(&c->loop, t->h);
   t->h->data = t;
@@ -429,9 +441,23 @@ static int l_core_ticker(lua_State *L) {
   return 1;
 }
 
+/* ticker:flush(): fires now every firing already due and not yet fired
+ * (the end of the run came while the loop was catching up). */
+static int l_ticker_flush(lua_State *L) {
+  ticker *t = luaL_checkudata(L, 1, TICKER_MT);
+  uint64_t now = uv_hrtime();
+  while (t->h != NULL && t->k <= t->last && ticker_due(t, t->k) <= now) {
+    link_remove(&t->overdue.node);
+    uv_timer_stop(t->h);
+    ticker_fire(t);
+  }
+  return 0;
+}
+
 static int l_ticker_close(lua_State *L) {
   ticker *t = luaL_checkudata(L, 1, TICKER_MT);
   if (t->h == NULL) return 0;
+  link_remove(&t->overdue.node);
   handle_close((uv_handle_t *)t->h);
   t->h = NULL;
   ref_free(L, &t->cb_ref);
@@ -621,7 +647,9 @@ int luaopen_orch_core(lua_State *L) {
                                      {"stop", l_timer_stop},
                                      {"close", l_timer_close},
                                      {NULL, NULL}};
-  static const luaL_Reg ticker_m[] = {{"close", l_ticker_close}, {NULL, NULL}};
+  static const luaL_Reg ticker_m[] = {{"close", l_ticker_close},
+                                      {"flush", l_ticker_flush},
+                                      {NULL, NULL}};
   static const luaL_Reg flag_m[] = {{"set", l_flag_set},
                                     {"is_set", l_flag_is_set},
                                     {"wait", l_flag_wait},

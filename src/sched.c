@@ -248,28 +248,54 @@ static void task_resume(orch_core *c, task *t) {
   task_finish(t, st, NULL);
 }
 
-/* Runs the tasks that were ready when the idle callback began; tasks made
- * ready meanwhile wait for the next iteration, so timers are never starved. */
-static void on_idle(uv_idle_t *h) {
-  orch_core *c = h->data;
+/* Moves every node of list `from` to the empty head `to`. */
+static void link_take(link *to, link *from) {
+  link_init(to);
+  if (link_empty(from)) return;
+  to->next = from->next;
+  to->prev = from->prev;
+  to->next->prev = to;
+  to->prev->next = to;
+  link_init(from);
+}
+
+/* Runs the tasks that were ready when the idle callback began, then the
+ * deferred work and the tasks it started; whatever is made ready after
+ * that waits for the next iteration, so timers are never starved, and an
+ * overdue ticker fires at most once per iteration, each firing's task
+ * started before the next firing. */
+static void run_ready(orch_core *c) {
   link batch;
-  link_init(&batch);
-  if (link_empty(&c->ready)) {
-    uv_idle_stop(h);
-    return;
-  }
-  /* move the whole ready list to batch */
-  batch.next = c->ready.next;
-  batch.prev = c->ready.prev;
-  batch.next->prev = &batch;
-  batch.prev->next = &batch;
-  link_init(&c->ready);
+  link_take(&batch, &c->ready);
   while (!link_empty(&batch)) {
     task *t = link_entry(batch.next, task, ready);
     link_remove(&t->ready);
     task_resume(c, t);
   }
-  if (link_empty(&c->ready)) uv_idle_stop(h);
+}
+
+static void on_idle(uv_idle_t *h) {
+  orch_core *c = h->data;
+  link batch;
+  run_ready(c);
+  if (!link_empty(&c->deferred)) {
+    link_take(&batch, &c->deferred);
+    while (!link_empty(&batch)) {
+      deferred *d = link_entry(batch.next, deferred, node);
+      link_remove(&d->node);
+      d->fn(d);
+    }
+    /* the tasks those firings started run now, before the next timers */
+    run_ready(c);
+  }
+  if (link_empty(&c->ready) && link_empty(&c->deferred)) uv_idle_stop(h);
+}
+
+void sched_defer(orch_core *c, deferred *d) {
+  link_remove(&d->node);
+  link_push(&c->deferred, &d->node);
+  if (!uv_is_active((uv_handle_t *)&c->ready_idle))
+    uv_idle_start(&c->ready_idle, on_idle);
 }
 
 void sched_cancel(task *t, int why) {
@@ -319,6 +345,7 @@ static void on_sig_async(uv_async_t *h) {
 void sched_init(orch_core *c) {
   struct sigaction sa;
   link_init(&c->ready);
+  link_init(&c->deferred);
   link_init(&c->writers);
   uv_idle_init(&c->loop, &c->ready_idle);
   c->ready_idle.data = c;

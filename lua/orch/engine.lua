@@ -20,6 +20,9 @@ local M = {}
 
 local unpack = table.unpack
 
+-- 3.0 -> 3 in the records: description times read as they were written
+local function num(x) return math.tointeger(x) or x end
+
 local Run = {}
 Run.__index = Run
 
@@ -211,15 +214,20 @@ function Run:done(task, status, inv, err)
   if status ~= "ok" then
     st.failures = st.failures + 1
     if status == "timeout" then st.timeouts = st.timeouts + 1 end
-    if not st.first_error then st.first_error = err end
     self.failed = true
   end
   local rec = { type = "invocation", t = t, event = ev.name, id = ev.id, iteration = inv.iteration,
                 phase = inv.phase, scheduled = inv.scheduled, started = inv.started,
                 duration = duration, lateness = late, status = status }
+  if status == "timeout" then
+    err = ("timed out after %gs (timeout_sec)%s"):format(ev.timeout or 0,
+      tostring(err or ""):match("\n.*$") or "")
+  elseif status == "cancelled" then
+    err = ("cancelled (%s)%s"):format(self:cancel_reason_for(ev), tostring(err or ""):match("\n.*$") or "")
+  end
   if status ~= "ok" then
     rec.error = err
-    st.errors[#st.errors + 1] = err
+    if #st.errors < 100 then st.errors[#st.errors + 1] = err end
   end
   self:emit(rec)
   self.console:invocation(rec)
@@ -235,6 +243,12 @@ function Run:done(task, status, inv, err)
     self:stop("fail-fast: " .. ev.id .. " " .. status)
   end
   self:progress()
+end
+
+function Run:cancel_reason_for(ev)
+  if self.cancelled_reason then return self.cancelled_reason end
+  if ev.concurrency == "replace" and not self.stopping then return "replaced by a newer firing" end
+  return "run stopping"
 end
 
 function Run:finalise_invocation(inv)
@@ -285,12 +299,8 @@ function Run:start_schedule()
       local first = 1
       if last >= first then
         local interval = ev.interval
-        ev.ticker = core.ticker(interval, first, last, function(k, late_ns, missed)
-          if missed then
-            self:skip(ev, "interval", k, k * interval, "missed: the loop was blocked past the next firing")
-          else
-            self:fire(ev, "interval", k, k * interval, late_ns)
-          end
+        ev.ticker = core.ticker(interval, first, last, function(k, late_ns)
+          self:fire(ev, "interval", k, num(k * interval), late_ns)
         end)
         self.tickers[#self.tickers + 1] = ev.ticker
       end
@@ -304,6 +314,10 @@ end
 -- Step 4: stop firing; teardown events; then the kill switch.
 function Run:stop(reason)
   if self.stopping then return end
+  if reason == "end of run" then
+    -- firings due before the end happen even if the loop was behind
+    for _, t in ipairs(self.tickers) do t:flush() end
+  end
   self.stopping = true
   self.stop_reason = reason
   self.console:phase("stopping: " .. reason)
@@ -313,7 +327,8 @@ function Run:stop(reason)
   for _, ev in ipairs(self.events) do
     if ev.at_teardown then
       local last = ev.interval and plan.last_k(ev.interval, self.total) or 0
-      local task = self:fire(ev, "teardown", last + 1, self.total)
+      -- scheduled at the end, or at the stop when the run ends early
+      local task = self:fire(ev, "teardown", last + 1, num(math.min(self.total, self.teardown_t)))
       if task then self.teardown[task] = true end
     end
   end
@@ -384,8 +399,7 @@ function Run:on_signal(signum, count)
   local name = ({ [2] = "SIGINT", [15] = "SIGTERM", [1] = "SIGHUP" })[signum] or ("signal " .. signum)
   self.signal = self.signal or signum
   if count == 1 then
-    self.console:phase(("%s: stopping in order (teardown, kill switch, grace %gs); send it again to skip to the drain")
-      :format(name, self.grace))
+    self.console:phase(("%s: send it again to skip the teardown and the grace period"):format(name))
     self:stop(name)
   else
     self.console:phase(name .. " again: cancelling everything, draining the report queue")
@@ -430,6 +444,7 @@ function M.run(opts)
   run.builtins.report_queue = run.queue
   run.builtins.log = make_log(run)
   run.builtins.description = desc
+  require("orch")._log_sink = function(level, msg) run.console:log(level, run:current_name(), msg) end
   core.on_signal(function(signum, count) run:on_signal(signum, count) end)
 
   run:emit({ type = "run_start", t = 0, test_name = desc.test_name, file = desc.file,
@@ -495,6 +510,11 @@ function M.run(opts)
 
   core.run()
   core.on_signal(nil)
+  if os.getenv("ORCHLUA_DEBUG_STATS") then
+    -- what the run left alive; the specs assert all zero
+    local s = core.stats()
+    io.stderr:write(("orchlua-stats: handles=%d tasks=%d refs=%d\n"):format(s.handles, s.tasks, s.refs))
+  end
 
   local t_end = core.now()
   run:emit({ type = "run_end", t = t_end, status = run:exit_status(), reason = run.stop_reason,

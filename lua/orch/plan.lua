@@ -6,12 +6,14 @@
 -- firing comes once after the end.
 local M = {}
 
--- Largest k >= 0 with k*interval < total.  Computed from the product, as
--- the ticker does, so floating-point intervals agree with the run.
+-- Largest k >= 0 with k*interval < total, as a person computes it: a
+-- product within a billionth of the end counts as at the end (12 * 0.3 is
+-- 3.5999999999999996 in binary, and is not a firing before 3.6).
 function M.last_k(interval, total)
+  local limit = total - 1e-9 * math.max(total, 1)
   local k = math.floor(total / interval)
-  while k > 0 and k * interval >= total do k = k - 1 end
-  while (k + 1) * interval < total do k = k + 1 end
+  while k > 0 and k * interval >= limit do k = k - 1 end
+  while (k + 1) * interval < limit do k = k + 1 end
   return k
 end
 

@@ -79,7 +79,15 @@ function M.load_one(path, root)
     end
     tbl = res
   else
-    local chunk, err = loadfile(path, "t", source_env(file))
+    local f, ferr = io.open(path, "rb")
+    if not f then
+      registry.current_source = nil
+      return nil, ("%s: cannot read: %s"):format(file, ferr)
+    end
+    local text = f:read("a")
+    f:close()
+    -- the chunk is named by its project-relative path, as users see it
+    local chunk, err = load(text, "@" .. file, "t", source_env(file))
     if not chunk then
       registry.current_source = nil
       -- loadfile's message already reads "path:line: ..."

@@ -1,0 +1,64 @@
+-- spec/helper.lua: running the real binary from specs.
+local M = {}
+
+M.root = (function()
+  local p = io.popen("pwd"); local d = p:read("l"); p:close(); return d
+end)()
+M.bin = M.root .. "/orchlua"
+
+function M.q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+function M.tmpdir()
+  local p = io.popen("mktemp -d /tmp/orchlua-spec.XXXXXX"); local d = p:read("l"); p:close(); return d
+end
+
+function M.write(path, text)
+  os.execute("mkdir -p " .. M.q(path:match("^(.*)/") or "."))
+  local f = assert(io.open(path, "w")); f:write(text); f:close()
+end
+
+function M.read(path)
+  local f = io.open(path, "r"); if not f then return nil end
+  local s = f:read("a"); f:close(); return s
+end
+
+-- Runs orchlua with args (a string of shell words) in dir; returns
+-- status, stdout, stderr.
+function M.run(args, dir, env)
+  local out, err = os.tmpname(), os.tmpname()
+  local cmd = ("cd %s && %s %s %s >%s 2>%s"):format(M.q(dir or M.root), env or "", M.q(M.bin), args, out, err)
+  local _, _, code = os.execute(cmd)
+  local o, e = M.read(out), M.read(err)
+  os.remove(out); os.remove(err)
+  return code, o, e
+end
+
+-- Reads a JSONL file into a list of records.
+function M.jsonl(path)
+  local cjson = require "cjson"
+  local recs = {}
+  for line in io.lines(path) do recs[#recs + 1] = cjson.decode(line) end
+  return recs
+end
+
+function M.select(recs, ty, field, value)
+  local out = {}
+  for _, r in ipairs(recs) do
+    if r.type == ty and (field == nil or r[field] == value) then out[#out + 1] = r end
+  end
+  return out
+end
+
+-- A project folder with .orchlua, descriptions and sources.
+function M.project(files)
+  local d = M.tmpdir()
+  M.write(d .. "/.orchlua", files[".orchlua"] or 'return { sources = { "events/*.lua" }, grace_sec = 5 }\n')
+  for name, text in pairs(files) do
+    if name ~= ".orchlua" then M.write(d .. "/" .. name, text) end
+  end
+  return d
+end
+
+function M.rm(d) if d and d:match("^/tmp/orchlua%-spec") then os.execute("rm -rf " .. M.q(d)) end end
+
+return M

@@ -1,0 +1,43 @@
+#!/bin/sh
+# Runs every suite (C, busted unit, busted end-to-end) and ends with one
+# line "N passed, N failed" over all of them, for CI to count.
+cd "$(dirname "$0")/.." || exit 2
+passed=0
+failed=0
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+
+count() { # suite name; TAP on $out
+  p=$(grep -c '^ok ' "$out")
+  f=$(grep -c '^not ok ' "$out")
+  passed=$((passed + p))
+  failed=$((failed + f))
+  echo "== $1: $p passed, $f failed"
+  grep -A12 '^not ok ' "$out" | head -200
+}
+
+# C tests: each prints TAP
+for t in spec/c/test_*.c; do
+  [ -e "$t" ] || continue
+  bin=build/$(basename "$t" .c)
+  if ${CC:-cc} -std=gnu99 -O1 -Wall -Wextra -Isrc -I/usr/include/lua5.4 -o "$bin" "$t" \
+      src/handle.c src/ref.c src/writer.c src/sched.c src/queue.c src/lorch_core.c src/proc.c $(ls src/lorch_sys.c 2>/dev/null) \
+      /usr/lib/$(${CC:-cc} -print-multiarch)/liblua5.4.a /usr/lib/$(${CC:-cc} -print-multiarch)/libuv_a.a -lm -ldl -lpthread -lrt 2>"$out.cc"; then
+    "$bin" >"$out" 2>&1
+  else
+    echo "not ok 1 - $t does not build" >"$out"; cat "$out.cc" >>"$out"
+  fi
+  rm -f "$out.cc"
+  count "$t"
+done
+
+for suite in spec/unit spec/e2e; do
+  ls $suite/*_spec.lua >/dev/null 2>&1 || continue
+  busted --lua=lua5.4 -o TAP $suite >"$out" 2>&1
+  count "$suite"
+  # a suite that crashed before printing a plan counts as a failure
+  grep -q '^1\.\.[0-9]' "$out" || { failed=$((failed + 1)); echo "== $suite did not finish:"; tail -20 "$out"; }
+done
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
