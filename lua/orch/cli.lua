@@ -172,9 +172,13 @@ end
 -- the current directory, from the config relative to the root.
 local function description_dirs(cfg)
   local config = require "orch.config"
+  local cwd = config.cwd()
   local dirs = {}
   for _, d in ipairs(cfg.descriptions) do
-    dirs[#dirs + 1] = cfg.descriptions_from_cli and d or config.abs(cfg.root, d)
+    d = cfg.descriptions_from_cli and d or config.abs(cfg.root, d)
+    -- shown as the user would type it from here
+    if d:sub(1, #cwd + 1) == cwd .. "/" then d = d:sub(#cwd + 2) end
+    dirs[#dirs + 1] = d
   end
   return dirs
 end

@@ -16,16 +16,18 @@ M.DEFAULTS = {
 local KEYS = { descriptions = "string or list", sources = "string or list",
                grace_sec = "number >= 0", lua_path = "list", lua_cpath = "list" }
 
+local cached_cwd
 local function cwd()
-  local p = os.getenv("PWD")
-  local h = io.popen("pwd")
+  if cached_cwd then return cached_cwd end
+  local h = io.popen("pwd -P 2>/dev/null")
   if h then
     local d = h:read("l")
     h:close()
-    if d and d ~= "" then return d end
+    if d and d ~= "" then cached_cwd = d return d end
   end
-  return p or "."
+  return os.getenv("PWD") or "."
 end
+M.cwd = cwd
 
 local function readable(path)
   local f = io.open(path, "r")

@@ -1,0 +1,429 @@
+-- orch.description: find, load and validate description files.
+--
+-- A description is data, never code: it is read as JSON-with-comments
+-- (orch.json) and checked against orch.schema. Validation reports every
+-- problem of a file at once, each located by file, line, column and JSON path
+-- (0-based array indices, as in orch.json), saying what was expected and what
+-- was found, so one `orchlua check` fixes a whole file.
+--
+-- Errors are records {file =, line =, col =, path =, message =}; line, col and
+-- path are nil when they do not apply (an unreadable file), path is "" for the
+-- root. format_error turns one into FILE:LINE:COL: PATH: MESSAGE.
+
+local json = require "orch.json"
+local schema = require "orch.schema"
+local suggest = require "orch.suggest"
+
+local description = {}
+
+--- Larger files are refused before they are read: a description is a page of
+-- JSON, and a 2 GiB file given by mistake must not take the machine down.
+description.MAX_SIZE = 16 * 1024 * 1024
+
+-- The validator looks at most this deep (events[0].params.video_path is 4),
+-- so the index need not hold an entry for every number in a huge params value.
+local INDEX_DEPTH = 4
+
+local LUA_KEYWORDS = {}
+for word in ([[and break do else elseif end false for function goto if in
+  local nil not or repeat return then true until while]]):gmatch("%a+") do
+  LUA_KEYWORDS[word] = true
+end
+
+-- ---------------------------------------------------------------------------
+-- Validation
+
+-- ctx: { file =, text =, index =, errors = {} } for one file.
+
+local function add_error(ctx, path, where, message)
+  local errors = ctx.errors
+  errors[#errors + 1] = { file = ctx.file, path = path, message = message,
+    line = where and where.line, col = where and where.col, seq = #errors + 1 }
+end
+
+-- The JSON kind of `value` at `path`: the index knows {} from [], Lua does not.
+local function kind_of(ctx, value, path)
+  local entry = ctx.index[path]
+  if entry then return entry.kind end
+  if value == json.null then return "null" end
+  local t = type(value)
+  if t == "table" then
+    return (next(value) == nil or value[1] ~= nil) and "array" or "object"
+  end
+  return t
+end
+
+-- A found value as the user wrote it: "abc" (cut if long), numbers as in the
+-- source (1e400, not inf), true, null, an object, an array.
+local function found(ctx, value, path)
+  local kind = kind_of(ctx, value, path)
+  if kind == "object" then return "an object" end
+  if kind == "array" then return "an array" end
+  if kind == "null" then return "null" end
+  if kind == "string" then return json.quote(value) end
+  local entry = ctx.index[path]
+  if kind == "number" and entry and entry.finish then
+    return ctx.text:sub(entry.offset, entry.finish)
+  end
+  return tostring(value)
+end
+
+local function mismatch(ctx, path, value, typ, extra)
+  add_error(ctx, path, ctx.index[path],
+    ("expected %s, found %s%s"):format(typ.expected, found(ctx, value, path), extra or ""))
+end
+
+local function is_identifier(s)
+  return s:match("^[A-Za-z_][A-Za-z0-9_]*$") ~= nil and not LUA_KEYWORDS[s]
+end
+
+local check   -- forward: check and check_object call each other
+
+-- Checks the members of an object against a key list; returns the normalized
+-- table (field names from entry.to), without the members that were bad, so
+-- that later checks (duplicate ids) still see what was good.
+local function check_object(ctx, value, keys, path)
+  local out = {}
+  -- unknown keys (load sorts all errors by position, so pairs order is fine)
+  local valid = schema.key_names(keys)
+  for key in pairs(value) do
+    if not schema.entry(keys, key) then
+      local kpath = json.join(path, key)
+      local at = ctx.index[kpath]
+      add_error(ctx, kpath, at and { line = at.key_line, col = at.key_col },
+        ('unknown key %s%s'):format(json.quote(key), suggest.hint(key, valid)))
+    end
+  end
+  local groups = {}   -- group name -> the entries given, in source order
+  for _, entry in ipairs(keys) do
+    local v = value[entry.key]
+    local kpath = json.join(path, entry.key)
+    local field = entry.to or entry.key
+    if v == nil then
+      if entry.required then
+        add_error(ctx, path, ctx.index[path],
+          ("missing required key %s"):format(json.quote(entry.key)))
+      elseif type(entry.default) == "table" then
+        out[field] = out[field] or {}   -- a fresh table: callers may fill it
+      elseif out[field] == nil then
+        out[field] = entry.default
+      end
+    else
+      if entry.group then   -- given at all counts, valid or not
+        local g = groups[entry.group] or {}
+        groups[entry.group] = g
+        g[#g + 1] = { entry = entry, at = ctx.index[kpath] }
+      end
+      local nv = check(ctx, v, entry.type, kpath)
+      if nv ~= nil and entry.scale then
+        nv = nv * entry.scale
+        if nv == math.huge then   -- finite in hours, not in seconds
+          mismatch(ctx, kpath, v, entry.type, " (too large once in seconds)")
+          nv = nil
+        end
+      end
+      if nv ~= nil then
+        if entry.basename and ctx.basename and nv ~= ctx.basename then
+          add_error(ctx, kpath, ctx.index[kpath],
+            ("expected %s (the file is %s), found %s"):format(
+              json.quote(ctx.basename), ctx.filename, json.quote(nv)))
+        end
+        out[field] = nv
+        if entry.group then out[entry.group .. "_key"] = entry.key end
+      end
+    end
+  end
+  for name, given in pairs(groups) do
+    if #given > 1 then
+      -- the first key in the file stands; each later one is the mistake
+      table.sort(given, function(a, b)
+        return (a.at and a.at.offset or 0) < (b.at and b.at.offset or 0)
+      end)
+      local members = {}
+      for _, entry in ipairs(keys) do
+        if entry.group == name then members[#members + 1] = json.quote(entry.key) end
+      end
+      for i = 2, #given do
+        local kpath = json.join(path, given[i].entry.key)
+        local at = ctx.index[kpath]
+        add_error(ctx, kpath, at and { line = at.key_line, col = at.key_col },
+          ("only one of %s may be given, found %s and %s"):format(
+            table.concat(members, ", "), json.quote(given[1].entry.key),
+            json.quote(given[i].entry.key)))
+      end
+    end
+  end
+  for _, entry in ipairs(keys) do
+    if entry.default_from and out[entry.to or entry.key] == nil then
+      out[entry.to or entry.key] = out[entry.default_from]
+    end
+  end
+  return out
+end
+
+-- Checks `value` (at `path`) against type `typ`; returns the normalized value,
+-- or nil after recording the errors. Containers come back with their good
+-- parts only: whether the whole is valid is whether any error was recorded.
+function check(ctx, value, typ, path)
+  local kind = kind_of(ctx, value, path)
+  if kind ~= typ.kind then
+    mismatch(ctx, path, value, typ)
+    return nil
+  end
+  if kind == "string" then
+    if typ.nonempty and value == "" then
+      mismatch(ctx, path, value, typ)
+      return nil
+    end
+    if typ.identifier and not is_identifier(value) then
+      mismatch(ctx, path, value, typ, LUA_KEYWORDS[value] and " (a Lua keyword)" or "")
+      return nil
+    end
+    if typ.values then
+      for _, allowed in ipairs(typ.values) do
+        if value == allowed then return value end
+      end
+      mismatch(ctx, path, value, typ, suggest.hint(value, typ.values))
+      return nil
+    end
+    return value
+  elseif kind == "number" then
+    -- value ~= value is NaN; cjson reads 1e400 as infinity
+    if typ.positive and not (value > 0 and value < math.huge) then
+      local extra = value == math.huge and " (too large: it reads as infinity)" or ""
+      mismatch(ctx, path, value, typ, extra)
+      return nil
+    end
+    return value
+  elseif kind == "object" then
+    if typ.keys then return check_object(ctx, value, typ.keys, path) end
+    return value
+  elseif kind == "array" then
+    if typ.min_items and #value < typ.min_items then
+      add_error(ctx, path, ctx.index[path], ("expected at least %s %s, found %s"):format(
+        typ.min_items == 1 and "one" or typ.min_items, typ.items.noun or "item",
+        #value == 0 and "an empty array" or "only " .. #value))
+      return nil
+    end
+    local out = {}
+    for i, item in ipairs(value) do
+      out[i] = check(ctx, item, typ.items, json.element(path, i - 1))   -- a hole when bad
+    end
+    return out
+  end
+  return value   -- boolean
+end
+
+-- Checks what the schema cannot say per key: event ids must differ. Also
+-- stamps each event with where it is. `count` is the raw array's length:
+-- events that failed validation left holes.
+local function check_events(ctx, events, count)
+  local seen = {}   -- id -> the first event with it
+  for i = 1, count do
+    local ev = events[i]
+    local path = json.element("events", i - 1)
+    local at = ctx.index[path] or {}
+    -- no event or no id: its bad name or id was reported already
+    if ev then
+      ev.index, ev.path, ev.line, ev.col = i, path, at.line, at.col
+    end
+    local first = ev and ev.id and seen[ev.id]
+    if first then
+      local explicit = ctx.index[path .. ".id"]
+      add_error(ctx, explicit and path .. ".id" or path, explicit or at,
+        ('duplicate event id %s, also used by %s at line %s; give one of them a distinct "id"')
+        :format(json.quote(ev.id), first.path, first.line or "?"))
+    elseif ev and ev.id then
+      seen[ev.id] = ev
+    end
+  end
+end
+
+-- Duplicate keys: cjson silently keeps the last one, which hides a mistake.
+local function check_duplicates(ctx)
+  for _, d in ipairs(json.duplicates(ctx.index)) do
+    add_error(ctx, d.path, d, ("duplicate key %s (first at line %d, col %d)")
+      :format(json.quote(d.key), d.first_line, d.first_col))
+  end
+end
+
+local function sort_errors(errors)
+  table.sort(errors, function(a, b)
+    local la, lb = a.line or 0, b.line or 0
+    if la ~= lb then return la < lb end
+    local ca, cb = a.col or 0, b.col or 0
+    if ca ~= cb then return ca < cb end
+    return a.seq < b.seq
+  end)
+  for _, e in ipairs(errors) do e.seq = nil end
+  return errors
+end
+
+local function basename(path)
+  return (path:match("([^/]*)$"))
+end
+
+--- Validates a description given as text. `file` names it in errors and,
+-- when given, test_name must equal its base name without ".json".
+-- Returns the normalized description, or nil, errors (sorted by line/col).
+function description.decode(text, file)
+  local value, index = json.decode(text, { max_depth = INDEX_DEPTH })
+  if value == nil then
+    local err = index
+    return nil, { { file = file, line = err.line, col = err.col, message = err.message } }
+  end
+  -- comments never overlap values: the raw text serves to quote numbers
+  local ctx = { file = file, text = text, index = index, errors = {} }
+  if file then
+    ctx.filename = basename(file)
+    ctx.basename = ctx.filename:gsub("%.json$", "")
+  end
+  check_duplicates(ctx)
+  local desc = check(ctx, value, schema.root, "")
+  if desc and desc.events then check_events(ctx, desc.events, #value.events) end
+  if #ctx.errors > 0 then return nil, sort_errors(ctx.errors) end
+  desc.file, desc.index = file, index
+  return desc
+end
+
+-- Opens `path` for reading a description; nil, message when it cannot.
+local function open_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then
+    -- io.open says "PATH: reason"; the error record names the file already
+    local reason = err:sub(1, #path + 2) == path .. ": " and err:sub(#path + 3) or err
+    return nil, "cannot open: " .. reason
+  end
+  -- opening a directory succeeds on Linux; reading it fails with EISDIR (21)
+  local ok, rerr, code = f:read(0)
+  if ok == nil and rerr then
+    f:close()
+    if code == 21 then return nil, "is a directory, not a description file" end
+    return nil, "cannot read: " .. rerr
+  end
+  return f
+end
+
+--- Loads and validates the description at `path`.
+-- Returns the normalized description:
+--   { test_name =, total_hours =, unref_setup_fixtures = {...}, file =, index =,
+--     events = { { name =, id =, interval = (seconds) | nil, interval_key =,
+--                  at_startup =, at_teardown =, params =, timeout =,
+--                  concurrency =, index = (1-based), path =, line =, col = } } }
+-- or nil, errors.
+function description.load(path)
+  local f, err = open_file(path)
+  if not f then return nil, { { file = path, message = err } } end
+  local size = f:seek("end")
+  if size > description.MAX_SIZE then
+    f:close()
+    return nil, { { file = path, message = ("file is %.1f MiB (%d bytes), over the %d MiB limit for a description")
+      :format(size / 1048576, size, description.MAX_SIZE // 1048576) } }
+  end
+  f:seek("set")
+  local text = f:read("a")
+  f:close()
+  if not text then return nil, { { file = path, message = "cannot read the file" } } end
+  return description.decode(text, path)
+end
+
+--- FILE:LINE:COL: PATH: MESSAGE, leaving out what is unknown (line and column
+-- when the error is about the whole file, the path at the root).
+function description.format_error(e)
+  local where = e.file or ""
+  if e.line then
+    where = (where ~= "" and where .. ":" or "") .. e.line .. ":" .. (e.col or 1)
+  end
+  local out = where ~= "" and where .. ": " or ""
+  if e.path and e.path ~= "" then out = out .. e.path .. ": " end
+  return out .. e.message
+end
+
+-- ---------------------------------------------------------------------------
+-- Finding descriptions on disk. Lua cannot list a directory and the binary
+-- links no lfs, so find(1) does the walking; its output is split on NUL so
+-- that no file name can confuse us.
+
+local function shell_quote(s)
+  return "'" .. s:gsub("'", [['\'']]) .. "'"
+end
+
+local function is_directory(path)
+  local f = io.open(path, "rb")
+  if not f then return false end
+  local ok, _, code = f:read(0)
+  f:close()
+  return ok == nil and code == 21
+end
+
+local function as_list(dirs)
+  if dirs == nil then return { "descriptions" } end
+  if type(dirs) == "string" then return { dirs } end
+  return dirs
+end
+
+-- Every *.json under `dirs`: a sorted list of {name =, path =}, and the dirs
+-- that do not exist.
+local function scan(dirs)
+  local files, missing = {}, {}
+  for _, dir in ipairs(as_list(dirs)) do
+    if not is_directory(dir) then
+      missing[#missing + 1] = dir
+    else
+      -- a relative dir starting with '-' would read as an option to find
+      local arg = dir:sub(1, 1) == "-" and "./" .. dir or dir
+      local p = io.popen("find -L " .. shell_quote(arg)
+        .. " -type f -name '*.json' -print0 2>/dev/null")
+      local out = p:read("a")
+      p:close()
+      for file in out:gmatch("%Z+") do
+        files[#files + 1] = { name = basename(file):gsub("%.json$", ""), path = file }
+      end
+    end
+  end
+  table.sort(files, function(a, b)
+    if a.name ~= b.name then return a.name < b.name end
+    return a.path < b.path
+  end)
+  return files, missing
+end
+
+--- Every description under `dirs` (a folder or a list; searched recursively):
+-- a sorted array of {name =, path =}.
+function description.list(dirs)
+  return (scan(dirs))
+end
+
+--- The path of the description `name` under `dirs`, or nil, message.
+-- A name ending in ".json" or holding a '/' is a path and is taken as is.
+function description.find(dirs, name)
+  if name:match("%.json$") or name:find("/", 1, true) then
+    local f, err = open_file(name)
+    if not f then return nil, name .. ": " .. err end
+    f:close()
+    return name
+  end
+  local files, missing = scan(dirs)
+  local hits, names = {}, {}
+  for _, d in ipairs(files) do
+    if d.name == name then hits[#hits + 1] = d.path end
+    names[d.name] = true
+  end
+  if #hits == 1 then return hits[1] end
+  local where = table.concat(as_list(dirs), ", ")
+  if #hits > 1 then
+    return nil, ('description "%s" is ambiguous: %s'):format(name, table.concat(hits, " and "))
+  end
+  local msg
+  if #files == 0 then
+    msg = ('no description "%s": no *.json files in %s'):format(name, where)
+  else
+    msg = ('no description "%s" in %s%s'):format(name, where, suggest.hint(name, names))
+  end
+  if #missing > 0 then
+    msg = msg .. (" (not a directory: %s)"):format(table.concat(missing, ", "))
+  end
+  return nil, msg
+end
+
+return description

@@ -1,0 +1,176 @@
+-- orch.schema: the keys of a description, described once, as data.
+--
+-- This table is the single source for validation (orch.description), "did
+-- you mean" (the valid keys), `orchlua check` and the README's key table
+-- (schema.render_markdown). Add a key here and all of them follow.
+--
+-- A key entry:
+--   key       the JSON key
+--   type      a type from schema.types (below)
+--   required  true when the key must be present
+--   default   the value when absent (tables are copied per use)
+--   default_from  take the default from another key of the same object
+--   group     keys sharing a group are mutually exclusive (at most one)
+--   to        the field name in the normalized description (default: key)
+--   scale     multiplier applied to the value when normalizing (minutes and
+--             hours become seconds)
+--   meaning   one line for the README
+--
+-- A type:
+--   kind      the JSON kind it needs ("string", "number", "boolean",
+--             "object", "array")
+--   expected  how messages name it: "expected <expected>, found ..."
+--   doc       how the README names it
+--   plus the constraints the validator knows: nonempty, identifier,
+--   positive, values (an enum), items / min_items (arrays), keys (an object
+--   with exactly these keys, each a key entry).
+
+local schema = {}
+
+local T = {}
+schema.types = T
+
+T.string = { kind = "string", expected = "a string", doc = "string" }
+
+T.nonempty = { kind = "string", nonempty = true,
+  expected = "a non-empty string", doc = "string" }
+
+-- Event names are looked up as functions in sources and fixture names are
+-- injected as parameter names: both must be spellable in Lua.
+T.identifier = { kind = "string", identifier = true,
+  expected = "a name (a Lua identifier)", doc = "string (a Lua identifier)" }
+
+-- NaN and infinity are refused too: a run of inf hours or an interval of
+-- 1e400 seconds is a typo, never an intent.
+T.positive = { kind = "number", positive = true,
+  expected = "a number > 0", doc = "number > 0" }
+
+T.boolean = { kind = "boolean", expected = "true or false", doc = "bool" }
+
+-- Free-form: params values may be any JSON, so nothing below is checked.
+T.object = { kind = "object", expected = "an object", doc = "object" }
+
+T.concurrency = { kind = "string", values = { "forbid", "allow", "replace" },
+  expected = 'one of "forbid", "allow", "replace"',
+  doc = '`"forbid"`, `"allow"`, `"replace"`' }
+
+T.names = { kind = "array", items = T.identifier,
+  expected = "an array of names", doc = "array of names" }
+
+schema.event = {
+  { key = "name", type = T.identifier, required = true,
+    meaning = "the event function's name" },
+  { key = "interval_sec", type = T.positive, group = "interval",
+    to = "interval", scale = 1,
+    meaning = "period; without one the event runs only at startup/teardown" },
+  { key = "interval_min", type = T.positive, group = "interval",
+    to = "interval", scale = 60 },
+  { key = "interval_hour", type = T.positive, group = "interval",
+    to = "interval", scale = 3600 },
+  { key = "at_startup", type = T.boolean, default = true,
+    meaning = "run once at t0; if false, the first run is at t0 + interval" },
+  { key = "at_teardown", type = T.boolean, default = false,
+    meaning = "run once more after the end time" },
+  { key = "params", type = T.object, default = {},
+    meaning = "values injected by name" },
+  { key = "timeout_sec", type = T.positive, to = "timeout",
+    meaning = "an invocation running longer is cancelled and fails" },
+  { key = "concurrency", type = T.concurrency, default = "forbid",
+    meaning = "a firing while the previous invocation still runs: skip it "
+      .. "(recorded as skipped), run both, or cancel the old one" },
+  { key = "id", type = T.nonempty, default_from = "name",
+    meaning = "distinguishes two entries of the same event with different params" },
+}
+
+T.event = { kind = "object", keys = schema.event, noun = "event",
+  expected = "an object (an event)", doc = "object" }
+
+T.events = { kind = "array", items = T.event, min_items = 1,
+  expected = "an array of events", doc = "array, at least one" }
+
+schema.top = {
+  { key = "test_name", type = T.string, required = true, basename = true,
+    meaning = "must equal the file's base name" },
+  { key = "total_hours", type = T.positive, required = true,
+    meaning = "length of the run" },
+  { key = "unref_setup_fixtures", type = T.names, default = {},
+    meaning = "fixtures set up at start though no event names them" },
+  { key = "events", type = T.events, required = true,
+    meaning = "the events" },
+}
+
+T.description = { kind = "object", keys = schema.top,
+  expected = "an object (a description)", doc = "object" }
+
+--- The root type of a description.
+schema.root = T.description
+
+-- Per key list: its names in order and a name -> entry map, built once
+-- (a big description validates the same event keys thousands of times).
+local lookups = setmetatable({}, { __mode = "k" })
+local function lookup(keys)
+  local l = lookups[keys]
+  if not l then
+    l = { names = {}, by_key = {} }
+    for i, entry in ipairs(keys) do
+      l.names[i] = entry.key
+      l.by_key[entry.key] = entry
+    end
+    lookups[keys] = l
+  end
+  return l
+end
+
+--- The valid key names of a key list, in order (for "did you mean").
+-- The list is shared: do not modify it.
+function schema.key_names(keys)
+  return lookup(keys).names
+end
+
+--- The entry for `key` in a key list, or nil.
+function schema.entry(keys, key)
+  return lookup(keys).by_key[key]
+end
+
+-- A default as JSON shows it.
+local function default_text(entry)
+  if entry.required then return "required" end
+  if entry.default_from then return "`" .. entry.default_from .. "`" end
+  local d = entry.default
+  if d == nil then return "none" end
+  if type(d) == "table" then
+    return entry.type.kind == "object" and "`{}`" or "`[]`"
+  end
+  if type(d) == "string" then return '`"' .. d .. '"`' end
+  return "`" .. tostring(d) .. "`"
+end
+
+-- Rows for one key list; a group of exclusive keys shares one row, as in the
+-- design's table ("`interval_sec` / `interval_min` / `interval_hour`").
+local function rows(out, keys, prefix)
+  local i = 1
+  while i <= #keys do
+    local entry = keys[i]
+    local names = { "`" .. prefix .. entry.key .. "`" }
+    local j = i + 1
+    while entry.group and keys[j] and keys[j].group == entry.group do
+      names[#names + 1] = "`" .. keys[j].key .. "`"
+      j = j + 1
+    end
+    local doc = entry.type.doc
+    if entry.group then doc = doc .. ", at most one" end
+    out[#out + 1] = ("| %s | %s | %s | %s |"):format(
+      table.concat(names, " / "), doc, default_text(entry), entry.meaning or "")
+    i = j
+  end
+end
+
+--- The README's table of description keys, in Markdown.
+function schema.render_markdown()
+  local out = { "| key | type | default | meaning |", "|---|---|---|---|" }
+  rows(out, schema.top, "")
+  rows(out, schema.event, "events[i].")
+  return table.concat(out, "\n") .. "\n"
+end
+
+return schema
