@@ -119,6 +119,7 @@ int sched_wait(lua_State *L, task *t); /* park the running task; returns lua_yie
 task *sched_current(lua_State *L);    /* the task whose coroutine is L, or NULL */
 void sched_timer_wait(task *t, uint64_t ms, int pushes);
 uint64_t sched_real_ms(orch_core *c, double desc_sec);
+uint64_t sched_timeout_from(orch_core *c, uint64_t from_ns, uint64_t ms);
 void sched_close(orch_core *c);
 void sched_defer(orch_core *c, deferred *d); /* harmless if already deferred */
 void sched_hook(lua_State *co);

@@ -252,7 +252,7 @@ static int l_task_set_timeout(lua_State *L) {
     uv_timer_init(&t->core->loop, t->deadline);
     t->deadline->data = t;
   }
-  uv_timer_start(t->deadline, on_deadline, ms, 0);
+  uv_timer_start(t->deadline, on_deadline, sched_timeout_from(t->core, t->started_ns, ms), 0);
   return 0;
 }
 
@@ -334,7 +334,8 @@ static int l_timer_start(lua_State *L) {
     lua_pushvalue(L, 1);
     t->self_ref = ref_new(L);
   }
-  uv_timer_start(t->h, on_ltimer, sched_real_ms(t->core, sec),
+  uv_timer_start(t->h, on_ltimer,
+                 sched_timeout_from(t->core, uv_hrtime(), sched_real_ms(t->core, sec)),
                  rep > 0 ? sched_real_ms(t->core, rep) : 0);
   return 0;
 }

@@ -131,6 +131,15 @@ static void on_task_timer(uv_timer_t *h) {
   sched_ready(t);
 }
 
+/* The uv timer timeout that expires no earlier than `ms` after the real
+ * time `from_ns`: libuv counts from the loop's cached time, which may be
+ * behind the clock by the time spent in callbacks since it was updated. */
+uint64_t sched_timeout_from(orch_core *c, uint64_t from_ns, uint64_t ms) {
+  uint64_t due_ms = (from_ns + ms * 1000000u + 999999u) / 1000000u;
+  uint64_t now_ms = uv_now(&c->loop);
+  return due_ms > now_ms ? due_ms - now_ms : 0;
+}
+
 void sched_timer_wait(task *t, uint64_t ms, int pushes) {
   if (t->timer == NULL) {
     t->timer = handle_new(t->core, sizeof *t->timer);
@@ -138,7 +147,7 @@ void sched_timer_wait(task *t, uint64_t ms, int pushes) {
     t->timer->data = t;
   }
   t->timer_pushes = pushes;
-  uv_timer_start(t->timer, on_task_timer, ms, 0);
+  uv_timer_start(t->timer, on_task_timer, sched_timeout_from(t->core, uv_hrtime(), ms), 0);
 }
 
 /* Protected __tostring of an error value: it may itself raise. */

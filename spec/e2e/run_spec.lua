@@ -49,6 +49,13 @@ function M.waiter(kill_switch, result_reporter)
 end
 function M.ender(kill_switch) kill_switch:set() end
 function M.errresult(result_reporter) result_reporter:add_result({ error = "disk full" }) end
+function M.builtins(event, params, description, log, report_queue, result_reporter)
+  log.info("hello from", event.id)
+  local before = report_queue:size()
+  report_queue:put({ event = event.id, level = "info", t = orch.now(), ts = "x", data = { raw = true } })
+  result_reporter:add_result({ id = event.id, phase = event.phase, k = event.iteration,
+    scheduled = event.scheduled, p = params.p, test = description.test_name, qsize = report_queue:size() - before >= 0 })
+end
 return M
 ]]
 
@@ -409,7 +416,72 @@ return {}
     end)
   end)
 
+  describe("built-ins", function()
+    it("provides event, params, description, log and report_queue", function()
+      dir = project({ b = [[{"test_name":"b","total_hours":0.001,"events":[
+        {"name":"builtins","id":"bi","interval_sec":2,"params":{"p":"v"}}]}]] })
+      local code, recs, out = run(dir, "b --time-scale 2")
+      assert.equal(0, code)
+      local r = results(recs, function(x) return x.data.id end)
+      assert.equal(2, #r)
+      assert.same({ id = "bi", phase = "interval", k = 1, scheduled = 2, p = "v", test = "b", qsize = true }, r[2].data)
+      assert.equal(2, #results(recs, function(x) return x.data.raw end))
+      assert.matches("bi info: hello from bi", out)
+    end)
+  end)
+
+  describe("C events", function()
+    it("gets a ctx table resolving params and fixtures lazily", function()
+      dir = project({ c = [[{"test_name":"c","total_hours":0.001,"events":[
+        {"name":"c_ping","interval_sec":2,"params":{"count":7}}]}]] },
+        { [".orchlua"] = ('return { sources = { "events/*.lua", %q }, grace_sec = 5 }\n')
+            :format(h.root .. "/events/cevents.so") })
+      local code, recs, _, err = run(dir, "c --time-scale 2 -q")
+      assert.equal(0, code, err)
+      local r = results(recs)
+      assert.equal(2, #r)
+      assert.same({ pong = 7, from = "C" }, r[1].data)
+      assert.equal("c_ping", r[1].event)
+    end)
+  end)
+
+  describe("--fail-fast", function()
+    it("starts the orderly stop at the first failure", function()
+      dir = project({ f = [[{"test_name":"f","total_hours":1,"events":[
+        {"name":"tick","interval_sec":0.1},{"name":"boom","at_startup":false,"interval_sec":0.5},
+        {"name":"last_word","at_startup":false,"at_teardown":true}]}]] })
+      local code, recs = run(dir, "f -q --fail-fast")
+      assert.equal(1, code)
+      assert.equal("fail-fast: boom error", recs[#recs].reason)
+      assert.equal(1, #invocations(recs, "boom"))
+      assert.equal(1, #invocations(recs, "last_word"))
+      assert.is_true(recs[#recs].t < 2)
+    end)
+  end)
+
   describe("seed compatibility", function()
+    it("reproduces the seed's test_config: 0.0025 h, events every 3 s, a shared fixture, typed params", function()
+      dir = project({ test_config = [[{
+        "test_name": "test_config", "total_hours": 0.0025,
+        "events": [
+          {"name": "tick", "interval_sec": 3},
+          {"name": "tick", "id": "tick_late", "interval_sec": 3, "at_startup": false},
+          {"name": "typed", "interval_sec": 3,
+           "params": {"count": 1, "ratio": 1.5, "name": "n", "flag": true, "list": [1], "obj": {"k": "v"}}}
+        ]}]] })
+      local code, recs = run(dir, "test_config --time-scale 3 -q")
+      assert.equal(0, code)
+      assert.equal(3, #invocations(recs, "tick"))
+      assert.equal(2, #invocations(recs, "tick_late"))
+      assert.equal(3, #invocations(recs, "typed"))
+      -- one shared fixture for both tick entries: set up once, finalised once
+      assert.equal(1, #results(recs, function(r) return r.data.message == "shared setup" end))
+      local fin = results(recs, function(r) return r.data.message == "shared finalised" end)
+      assert.equal(5, fin[1].data.n)
+      assert.same({ "integer", "float", "string", "boolean", "table", "table" },
+        results(recs, function(r) return r.data.types end)[1].data.types)
+    end)
+
     it("runs with --run-orch and --test-orch like run", function()
       dir = project({ s = [[{"test_name":"s","total_hours":0.0025,"events":[
         {"name":"tick","interval_sec":3},{"name":"typed","params":{"count":1,"ratio":1.5,"name":"n","flag":true,"list":[],"obj":{}}}]}]] })
