@@ -49,9 +49,20 @@ build/%.o: src/%.c $(wildcard src/*.h) | build
 build/embed: tools/embed.c | build
 	$(Q)$(CC) -O1 -o $@ $<
 
-build/embedded.c: build/embed $(LUA_SRC)
-	@echo "  EMBED   lua/"
-	$(Q)build/embed lua $@ $(LUA_SRC)
+# The HTML report's charting library, Debian's libjs-dygraphs, is compiled
+# in as the modules orch.assets.dygraph_js/_css, so a report opens offline.
+DYGRAPHS_DIR ?= /usr/share/javascript/dygraphs
+ASSETS := orch.assets.dygraph_js=$(DYGRAPHS_DIR)/dygraph.min.js \
+          orch.assets.dygraph_css=$(DYGRAPHS_DIR)/dygraph.min.css
+ASSET_FILES := $(foreach a,$(ASSETS),$(word 2,$(subst =, ,$(a))))
+
+build/embedded.c: build/embed $(LUA_SRC) $(ASSET_FILES)
+	@echo "  EMBED   lua/ dygraphs"
+	$(Q)build/embed lua $@ $(LUA_SRC) $(ASSETS)
+
+$(DYGRAPHS_DIR)/%:
+	@echo "orchlua: $@ is missing: the HTML report embeds dygraphs (Debian's libjs-dygraphs); run make deps" >&2
+	@exit 1
 
 build/embedded.o: build/embedded.c
 	$(Q)$(CC) -O0 -c -o $@ $<
@@ -63,7 +74,7 @@ events/%.so: events/%.c src/orch.h
 
 # ---- dependencies ----------------------------------------------------------
 DEB_PKGS := build-essential liblua5.4-dev lua5.4 lua-cjson-dev lua-cjson libuv1-dev \
-            luarocks lua-busted lua-check lua-luv lua-expat
+            luarocks lua-busted lua-check lua-luv lua-expat libjs-dygraphs tmux chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 deps:
@@ -80,6 +91,11 @@ test: all
 bench: all
 	$(Q)sh bench/run.sh
 
+# the benchmark floor: the same workloads on libuv alone (bench/run.sh builds it)
+bench/floor: bench/floor.c
+	@echo "  CC      $@"
+	$(Q)$(CC) $(CFLAGS) $(WARN) -std=gnu99 -o $@ $< $(LIBDIR)/libuv_a.a -lm -ldl -lpthread -lrt
+
 # ---- install ---------------------------------------------------------------
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/orchlua/events
@@ -91,3 +107,87 @@ clean:
 	rm -rf build orchlua events/*.so
 
 .PHONY: all deps test bench install clean
+
+# ---- hardening: sanitizers, fuzzing, valgrind, soak ------------------------
+# clang with Debian's compiler-rt (libclang-rt-14-dev): ASan, UBSan, LSan and
+# libFuzzer.  Everything lands in build/asan/ and build/fuzz/; nothing here
+# changes how ./orchlua is built.
+CLANG ?= clang
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
+             -fno-sanitize=function
+SAN_CFLAGS := -O1 -g $(SAN_FLAGS) $(WARN) -std=gnu99 -I$(LUA_INC) -Isrc -Ibuild \
+              -DORCH_VERSION='"$(VERSION)"'
+ASAN_OBJ := $(patsubst src/%.c,build/asan/%.o,$(SRC)) build/embedded.o
+# Every report goes to a file under build/asan/log/: the suite compares
+# stderr word for word, and an empty folder after the run is the verdict.
+# handle_segv/sigbus/sigfpe=0: orchlua's own crash handler (kill every
+# process group, then die of the signal) is what the specs check; a memory
+# error is still caught by the instrumentation, and a crash fails its spec.
+SAN_LOG := $(CURDIR)/build/asan/log
+SAN_ENV := ASAN_OPTIONS=log_path=$(SAN_LOG)/asan:detect_leaks=1:handle_segv=0:handle_sigbus=0:handle_sigfpe=0:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1:abort_on_error=0 \
+           UBSAN_OPTIONS=log_path=$(SAN_LOG)/ubsan:print_stacktrace=1:halt_on_error=0 \
+           LSAN_OPTIONS=suppressions=$(CURDIR)/spec/fuzz/lsan.supp:print_suppressions=0
+
+build/asan build/fuzz:
+	$(Q)mkdir -p $@
+
+build/asan/%.o: src/%.c $(wildcard src/*.h) | build/asan
+	@echo "  CC/SAN  $<"
+	$(Q)$(CLANG) $(SAN_CFLAGS) -c -o $@ $<
+
+build/asan/orchlua: $(ASAN_OBJ)
+	@echo "  LD/SAN  $@"
+	$(Q)$(CLANG) $(SAN_FLAGS) -Wl,-E -o $@ $(ASAN_OBJ) $(LDLIBS)
+
+# The whole suite against the sanitized binary (spec/helper.lua reads
+# ORCHLUA_BIN; the C specs are built with the sanitizers too), then the
+# verdict: no ASan, UBSan or LeakSanitizer report from any process.
+check-asan: all build/asan/orchlua
+	$(Q)rm -rf $(SAN_LOG) && mkdir -p $(SAN_LOG)
+	$(Q)st=0; $(SAN_ENV) ORCHLUA_BIN=build/asan/orchlua CC=$(CLANG) \
+	  SPEC_CFLAGS="$(SAN_FLAGS) -g" sh spec/run.sh || st=$$?; \
+	if [ -n "$$(ls -A $(SAN_LOG))" ]; then \
+	  echo "check-asan: sanitizer reports in build/asan/log:"; \
+	  for f in $(SAN_LOG)/*; do echo "== $$f"; head -60 "$$f"; done; exit 1; \
+	fi; \
+	echo "check-asan: no sanitizer report"; exit $$st
+
+.PHONY: check-asan
+
+# libFuzzer harnesses (spec/fuzz/harness.c running spec/fuzz/<target>.lua in
+# the real host).  `make fuzz FUZZ_SECONDS=N` runs each for N seconds on a
+# corpus seeded from descriptions/ and spec/ (spec/fuzz/seed.sh) plus the
+# kept inputs in spec/fuzz/regress/; a finding leaves its input in
+# build/fuzz/crash-<target>-* and fails the target.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := description writer
+FUZZ_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
+              -fno-omit-frame-pointer -fno-sanitize=function
+FUZZ_CFLAGS := -O1 -g $(FUZZ_FLAGS) $(WARN) -std=gnu99 -I$(LUA_INC) -Isrc -Ibuild \
+               -DORCH_VERSION='"$(VERSION)"'
+FUZZ_OBJ := $(patsubst src/%.c,build/fuzz/%.o,$(filter-out src/main.c,$(SRC))) build/embedded.o
+FUZZ_BINS := $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
+
+build/fuzz/%.o: src/%.c $(wildcard src/*.h) | build/fuzz
+	@echo "  CC/FUZZ $<"
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+build/fuzz/harness_%.o: spec/fuzz/harness.c src/host.h src/core.h | build/fuzz
+	@echo "  CC/FUZZ $< ($*)"
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -DFUZZ_TARGET='"$*"' \
+	  -DFUZZ_ROOT='"$(CURDIR)"' -c -o $@ $<
+
+build/fuzz/fuzz_%: build/fuzz/harness_%.o $(FUZZ_OBJ)
+	@echo "  LD/FUZZ $@"
+	$(Q)$(CLANG) $(FUZZ_FLAGS) -fsanitize=fuzzer -Wl,-E -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+# Runs every target for FUZZ_SECONDS; prints executions and coverage (the
+# fuzzer's own "cov:" for C edges and Lua line edges, and Lua line coverage
+# of the modules under test from spec/fuzz/luacov.lua).
+fuzz: $(FUZZ_BINS)
+	$(Q)sh spec/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+.PRECIOUS: build/fuzz/%.o build/fuzz/harness_%.o
+.PHONY: fuzz fuzz-build

@@ -1,6 +1,6 @@
 #!/bin/sh
-# Runs every suite (C, busted unit, busted end-to-end) and ends with one
-# line "N passed, N failed" over all of them, for CI to count.
+# Runs every suite (C, busted unit, busted end-to-end, luacheck) and ends
+# with one line "N passed, N failed" over all of them, for CI to count.
 cd "$(dirname "$0")/.." || exit 2
 passed=0
 failed=0
@@ -20,8 +20,9 @@ count() { # suite name; TAP on $out
 for t in spec/c/test_*.c; do
   [ -e "$t" ] || continue
   bin=build/$(basename "$t" .c)
-  if ${CC:-cc} -std=gnu99 -O1 -Wall -Wextra -Isrc -I/usr/include/lua5.4 -o "$bin" "$t" \
-      src/handle.c src/ref.c src/writer.c src/sched.c src/queue.c src/lorch_core.c src/proc.c $(ls src/lorch_sys.c 2>/dev/null) \
+  # SPEC_CFLAGS: extra flags (make check-asan builds them with the sanitizers)
+  if ${CC:-cc} -std=gnu99 -O1 -Wall -Wextra ${SPEC_CFLAGS:-} -Isrc -I/usr/include/lua5.4 -o "$bin" "$t" \
+      src/handle.c src/ref.c src/writer.c src/sched.c src/queue.c src/lorch_core.c src/proc.c src/net.c src/jsonw.c $(ls src/lorch_sys.c 2>/dev/null) \
       /usr/lib/$(${CC:-cc} -print-multiarch)/liblua5.4.a /usr/lib/$(${CC:-cc} -print-multiarch)/libuv_a.a -lm -ldl -lpthread -lrt 2>"$out.cc"; then
     "$bin" >"$out" 2>&1
   else
@@ -38,6 +39,17 @@ for suite in spec/unit spec/e2e; do
   # a suite that crashed before printing a plan counts as a failure
   grep -q '^1\.\.[0-9]' "$out" || { failed=$((failed + 1)); echo "== $suite did not finish:"; tail -20 "$out"; }
 done
+
+# luacheck over the shipped Lua (engine, example events, helpers rock), with
+# .luacheckrc: TAP, "ok" per clean file, "not ok" per warning
+if command -v luacheck >/dev/null 2>&1; then
+  luacheck --formatter TAP --no-color lua events helpers >"$out" 2>&1
+  count "luacheck"
+  grep -q '^1\.\.[0-9]' "$out" || { failed=$((failed + 1)); echo "== luacheck did not finish:"; tail -20 "$out"; }
+else
+  failed=$((failed + 1))
+  echo "== luacheck: not installed (make deps installs lua-check)"
+fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

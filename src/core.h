@@ -56,6 +56,7 @@ typedef struct task {
   int state;            /* enum task_state */
   int nargs;            /* values waiting on co's stack for the next resume */
   int cancel;           /* enum task_cancel: set, then raised or applied */
+  int hooked;           /* the watchdog has set the stopping hook */
   link ready;           /* on core->ready while T_READY */
   link wait;            /* on a waitlist while T_WAITING on a flag/queue */
   uv_timer_t *timer;    /* sleep and wait timeouts; malloc'd, lazily */
@@ -85,6 +86,8 @@ struct orch_core {
   double scale;         /* --time-scale: real = description / scale */
   uint64_t t0_ns;       /* uv_hrtime() at t0 */
   double t0_wall;       /* unix seconds at t0 */
+  int64_t iso_sec;      /* the second iso_head formats */
+  char iso_head[48];    /* "YYYY-MM-DDTHH:MM:SS." */
   link ready;           /* tasks to resume */
   link deferred;        /* struct deferred, run after the ready tasks */
   uv_idle_t ready_idle; /* keeps the loop from blocking while ready is non-empty */
@@ -96,12 +99,20 @@ struct orch_core {
   uint64_t sig_ns;      /* hrtime of the first signal */
   uint64_t grace_ns;    /* after a signal, how long a CPU-bound task may run */
   uint64_t hard_ns;     /* any task still running at this hrtime is cancelled */
-  task *running;
+  task *running;        /* guarded by watch_mu for the watchdog thread */
+  uv_mutex_t watch_mu;
+  uv_thread_t watch_thread;
+  int watch_stop;
+  /* finished coroutines kept for reuse: creating a thread and collecting
+   * it again costs more than a trivial invocation itself */
+  lua_State *pool[64];
+  int pool_ref[64];
+  int pool_n;
   link writers;
   uint64_t next_task_id;
   /* counters the tests read to assert that nothing leaked */
   int live_handles, live_tasks, live_refs;
-  int closed;
+  int shut, closed;
 };
 
 orch_core *core_get(lua_State *L); /* from the thread's extra space */
@@ -120,15 +131,20 @@ task *sched_current(lua_State *L);    /* the task whose coroutine is L, or NULL 
 void sched_timer_wait(task *t, uint64_t ms, int pushes);
 uint64_t sched_real_ms(orch_core *c, double desc_sec);
 uint64_t sched_timeout_from(orch_core *c, uint64_t from_ns, uint64_t ms);
-void sched_close(orch_core *c);
+void sched_shutdown(orch_core *c); /* before lua_close */
+void sched_close(orch_core *c);    /* after lua_close */
 void sched_defer(orch_core *c, deferred *d); /* harmless if already deferred */
 void sched_hook(lua_State *co);
+lua_State *sched_thread(lua_State *L, int *ref); /* a fresh coroutine, anchored by *ref */
 int sched_call(lua_State *L, int nargs, int nres); /* pcall with traceback */
 
 /* lorch_core.c, queue.c, proc.c */
 task *orch_need_task(lua_State *L, const char *what);
 int queue_open(lua_State *L);
 int proc_open(lua_State *L);
+int net_open(lua_State *L);  /* net.c: sets core.tcp_connect */
+void proc_task_cancelled(task *t); /* SIGTERM/SIGKILL the groups t spawned */
+void proc_shutdown(orch_core *c);  /* exit path: kill and reap every group */
 
 /* handle.c: uv handles malloc'd apart and freed in their close callback */
 void *handle_new(orch_core *c, size_t size);

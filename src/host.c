@@ -20,6 +20,7 @@ extern const struct orch_embedded {
 int luaopen_cjson(lua_State *L);
 int luaopen_cjson_safe(lua_State *L);
 int luaopen_orch_core(lua_State *L);
+int luaopen_orch_sys(lua_State *L);
 
 /* preload loader for an embedded module: upvalue 1 is its index */
 static int load_embedded(lua_State *L) {
@@ -47,6 +48,7 @@ static void install_modules(lua_State *L) {
   preload(L, "cjson", luaopen_cjson);
   preload(L, "cjson.safe", luaopen_cjson_safe);
   preload(L, "orch.core", luaopen_orch_core);
+  preload(L, "orch.sys", luaopen_orch_sys);
   if (dir != NULL && *dir != '\0') {
     /* [package] path = DIR/?.lua;DIR/?/init.lua;<old> */
     lua_getglobal(L, "package");
@@ -89,7 +91,8 @@ orch_core *host_new(lua_State **out) {
 }
 
 void host_free(orch_core *c) {
-  sched_close(c);
+  sched_shutdown(c);
   lua_close(c->L);
+  sched_close(c);
   free(c);
 }

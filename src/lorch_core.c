@@ -19,6 +19,7 @@
 #include "lualib.h"
 
 #include "core.h"
+#include "jsonw.h"
 #include "orch.h"
 
 #define TASK_MT "orch.Task"
@@ -66,18 +67,33 @@ static int l_core_wall(lua_State *L) {
   return 1;
 }
 
-/* core.iso8601([unix_seconds]) -> "2026-11-25T12:00:00.123Z" */
-static int l_core_iso8601(lua_State *L) {
-  double t = luaL_opt(L, luaL_checknumber, 1, wall_now());
+/* Formats unix time t as "2026-11-25T12:00:00.123Z".  Results come in
+ * bursts within one second: the date part is formatted once per second. */
+static void iso8601(orch_core *c, double t, char out[32]) {
   time_t sec = (time_t)floor(t);
   int ms = (int)((t - floor(t)) * 1000.0);
-  struct tm tm;
-  char buf[96];
   if (ms > 999) ms = 999;
-  gmtime_r(&sec, &tm);
-  snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-           tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-           tm.tm_min, tm.tm_sec, ms);
+  if (ms < 0) ms = 0;
+  if (c->iso_sec != sec || c->iso_head[0] == '\0') {
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    snprintf(c->iso_head, sizeof c->iso_head, "%04d-%02d-%02dT%02d:%02d:%02d.",
+             (tm.tm_year + 1900) % 10000, (tm.tm_mon + 1) % 100, tm.tm_mday % 100,
+             tm.tm_hour % 100, tm.tm_min % 100, tm.tm_sec % 100);
+    c->iso_sec = sec;
+  }
+  memcpy(out, c->iso_head, 20);
+  out[20] = (char)('0' + ms / 100);
+  out[21] = (char)('0' + ms / 10 % 10);
+  out[22] = (char)('0' + ms % 10);
+  out[23] = 'Z';
+  out[24] = '\0';
+}
+
+/* core.iso8601([unix_seconds]) -> "2026-11-25T12:00:00.123Z" */
+static int l_core_iso8601(lua_State *L) {
+  char buf[32];
+  iso8601(core_get(L), luaL_opt(L, luaL_checknumber, 1, wall_now()), buf);
   lua_pushstring(L, buf);
   return 1;
 }
@@ -86,10 +102,22 @@ static int l_core_iso8601(lua_State *L) {
  * --time-scale, description time is mapped onto the real elapsed time. */
 static int l_core_ts(lua_State *L) {
   orch_core *c = core_get(L);
-  double t = luaL_checknumber(L, 1);
-  lua_settop(L, 0);
-  lua_pushnumber(L, c->t0_wall + t / c->scale);
-  return l_core_iso8601(L);
+  char buf[32];
+  iso8601(c, c->t0_wall + luaL_checknumber(L, 1) / c->scale, buf);
+  lua_pushstring(L, buf);
+  return 1;
+}
+
+/* core.stamp() -> t, ts: now in description seconds and as ISO time, in
+ * one call for the reporter's hot path. */
+static int l_core_stamp(lua_State *L) {
+  orch_core *c = core_get(L);
+  double t = (double)(uv_hrtime() - c->t0_ns) / 1e9 * c->scale;
+  char buf[32];
+  iso8601(c, c->t0_wall + t / c->scale, buf);
+  lua_pushnumber(L, t);
+  lua_pushstring(L, buf);
+  return 2;
 }
 
 /* core.run(): runs the loop until nothing is left to do. */
@@ -114,7 +142,7 @@ static int l_core_stats(lua_State *L) {
   lua_setfield(L, -2, "handles");
   lua_pushinteger(L, c->live_tasks);
   lua_setfield(L, -2, "tasks");
-  lua_pushinteger(L, c->live_refs);
+  lua_pushinteger(L, c->live_refs - c->pool_n);  /* the pool's are not leaks */
   lua_setfield(L, -2, "refs");
   return 1;
 }
@@ -192,10 +220,8 @@ static int l_core_go(lua_State *L) {
   t->done_ref = ref_new(L);
   lua_pushvalue(L, 3);
   t->tag_ref = ref_new(L);
-  co = lua_newthread(L);                                /* [... t co] */
+  co = sched_thread(L, &t->co_ref);
   t->co = co;
-  t->co_ref = ref_new(L);                               /* [... t] */
-  sched_hook(co);
   lua_checkstack(co, nargs + 1);
   lua_pushvalue(L, 1);
   lua_xmove(L, co, 1);
@@ -535,11 +561,13 @@ static int l_flag_wait(lua_State *L) {
 
 typedef struct lwriter {
   writer *w;
+  jbuf buf; /* reused by record() */
 } lwriter;
 
 static int push_writer(lua_State *L, const char *path, FILE *fp) {
   char err[512];
   lwriter *lw = lua_newuserdatauv(L, sizeof *lw, 0);
+  memset(lw, 0, sizeof *lw);
   lw->w = writer_open(core_get(L), path, fp, err, sizeof err);
   if (lw->w == NULL) {
     lua_pushnil(L);
@@ -585,6 +613,53 @@ static int l_writer_write(lua_State *L) {
   return 1;
 }
 
+/* writer:record(value, [type]) -> true | false | nil, message: value as
+ * one line of JSON; with type (a string), a table's line starts with
+ * "type":type, so a record need not be copied to say what it is.  false:
+ * the value holds something only orch.output.json can render (a function,
+ * a cycle...), nothing was written. */
+static int l_writer_record(lua_State *L) {
+  lwriter *lw = luaL_checkudata(L, 1, WRITER_MT);
+  writer *w;
+  size_t tl = 0;
+  luaL_argcheck(L, lw->w != NULL, 1, "writer is closed");
+  w = lw->w;
+  luaL_checkany(L, 2);
+  lw->buf.len = 0;
+  /* [type-as-JSON-string][value]: the type first, so that no second buffer
+   * is needed; it is escaped like any string (a quote in it must not end
+   * the string early, a bad byte must not break the line's UTF-8) */
+  if (lua_type(L, 3) == LUA_TSTRING) {
+    size_t n;
+    const char *ty = lua_tolstring(L, 3, &n);
+    if (jsonw_string(&lw->buf, ty, n) != 0) return luaL_error(L, "not enough memory");
+    tl = lw->buf.len;
+  }
+  if (jsonw_encode(&lw->buf, L, 2) != 0) {
+    if (lw->buf.cap > (1u << 20)) jbuf_free(&lw->buf);
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (tl > 0 && lw->buf.data[tl] == '{') {
+    /* record(t, type): {"type":<type>, then t's own fields */
+    writer_write(w, "{\"type\":", 8);
+    writer_write(w, lw->buf.data, tl);
+    if (lw->buf.len - tl > 2) writer_write(w, ",", 1);
+    writer_write(w, lw->buf.data + tl + 1, lw->buf.len - tl - 1);
+  } else {
+    writer_write(w, lw->buf.data + tl, lw->buf.len - tl);
+  }
+  writer_write(w, "\n", 1);
+  if (lw->buf.cap > (1u << 20)) jbuf_free(&lw->buf); /* do not keep a huge one */
+  if (w->err) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", w->path, strerror(w->err));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int l_writer_flush(lua_State *L) {
   writer *w = check_writer(L);
   writer_flush(w);
@@ -602,6 +677,7 @@ static int l_writer_close(lua_State *L) {
   lwriter *lw = luaL_checkudata(L, 1, WRITER_MT);
   writer *w = lw->w;
   int err;
+  jbuf_free(&lw->buf);
   if (w == NULL) {
     lua_pushboolean(L, 1);
     return 1;
@@ -656,13 +732,14 @@ int luaopen_orch_core(lua_State *L) {
                                     {"wait", l_flag_wait},
                                     {NULL, NULL}};
   static const luaL_Reg writer_m[] = {{"write", l_writer_write},
+                                      {"record", l_writer_record},
                                       {"flush", l_writer_flush},
                                       {"close", l_writer_close},
                                       {NULL, NULL}};
   static const luaL_Reg funcs[] = {
       {"start_clock", l_core_start_clock}, {"now", l_core_now},
       {"hrtime", l_core_hrtime}, {"wall", l_core_wall},
-      {"iso8601", l_core_iso8601}, {"ts", l_core_ts},
+      {"iso8601", l_core_iso8601}, {"ts", l_core_ts}, {"stamp", l_core_stamp},
       {"run", l_core_run}, {"stop", l_core_stop},
       {"stats", l_core_stats}, {"on_signal", l_core_on_signal},
       {"set_grace", l_core_set_grace},
@@ -683,6 +760,7 @@ int luaopen_orch_core(lua_State *L) {
   queue_open(L);
   lua_setfield(L, -2, "queue");
   proc_open(L);
+  net_open(L);
   lua_pushinteger(L, ORCH_API_VERSION);
   lua_setfield(L, -2, "api_version");
   return 1;

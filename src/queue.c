@@ -171,14 +171,26 @@ static int l_queue_new(lua_State *L) {
   return 1;
 }
 
-/* queue:put(value): any Lua value but nil. */
+/* queue:put(value): any Lua value but nil.  A task that puts while the
+ * queue holds QUEUE_HIGH values yields once, so that the reporter drains
+ * them: an event reporting a million results in a loop then costs memory
+ * for a few thousand, not a million.  (Not when put cannot yield, e.g.
+ * called through a C function.) */
+#define QUEUE_HIGH 4096
+
 static int l_queue_put(lua_State *L) {
   lqueue *lq = check_queue(L, 1);
+  task *t;
   luaL_checkany(L, 2);
   luaL_argcheck(L, !lua_isnil(L, 2), 2, "a value other than nil expected");
   if (lq->closed) return luaL_error(L, "report_queue is closed (the run has ended)");
   lua_settop(L, 2);
   queue_append(L, lq, 1);
+  if (lq->tail - lq->head >= QUEUE_HIGH && (t = sched_current(L)) != NULL &&
+      lua_isyieldable(L)) {
+    sched_ready(t);
+    return lua_yield(L, 0);
+  }
   return 0;
 }
 

@@ -9,9 +9,12 @@
  * refs and handles.
  *
  * CPU-bound code cannot be stopped by a timer, because the loop does not run
- * while it does; a count hook on every task reads the clock every
- * HOOK_COUNT instructions and raises once a deadline has passed, re-armed to
- * one instruction so that a pcall in user code cannot swallow it.
+ * while it does.  A count hook would, but a hook on every task makes every
+ * Lua instruction go through the debugger (a tight loop runs 1.8x slower).
+ * So a watchdog thread looks at the running task every WATCH_MS and, once
+ * a deadline has passed, sets the hook on that task's coroutine (as lua.c
+ * does from its signal handler); the hook raises, re-armed to every
+ * instruction so that a pcall in user code cannot swallow it.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +24,7 @@
 
 #include "core.h"
 
-#define HOOK_COUNT 1000
+#define WATCH_MS 10
 
 orch_core *core_get(lua_State *L) {
   return *(orch_core **)lua_getextraspace(L);
@@ -75,6 +78,9 @@ int sched_call(lua_State *L, int nargs, int nres) {
   return st;
 }
 
+static int must_stop(orch_core *c, task *t, uint64_t now);
+static void watchdog(void *arg);
+
 static void task_hook(lua_State *L, lua_Debug *ar) {
   orch_core *c = core_get(L);
   task *t = c->running;
@@ -84,9 +90,7 @@ static void task_hook(lua_State *L, lua_Debug *ar) {
     uint64_t now = uv_hrtime();
     if (t->deadline_ns != 0 && now >= t->deadline_ns)
       t->cancel = C_TIMEOUT;
-    else if ((c->hard_ns != 0 && now >= c->hard_ns) || c->sig_count >= 2 ||
-             (c->sig_count == 1 && c->grace_ns != 0 &&
-              now >= c->sig_ns + c->grace_ns))
+    else if (must_stop(c, t, now))
       t->cancel = C_CANCELLED;
   }
   if (t->cancel != C_NONE) {
@@ -207,6 +211,7 @@ static void task_finish(task *t, int st, const char *forced_err) {
   link_remove(&t->wait);
   if (t->on_wait_cancel != NULL) t->on_wait_cancel(t);
   t->on_wait_cancel = NULL;
+  if (t->cancel != C_NONE) proc_task_cancelled(t);
   handle_close((uv_handle_t *)t->timer);
   t->timer = NULL;
   handle_close((uv_handle_t *)t->deadline);
@@ -222,7 +227,14 @@ static void task_finish(task *t, int st, const char *forced_err) {
   } else {
     push_task_error(L, t, st);
   }                                                      /* [done task status tag err] */
-  lua_resetthread(t->co);  /* closes pending to-be-closed variables */
+  /* closes pending to-be-closed variables; a thread that reset cleanly is
+   * as good as new and goes back to the pool */
+  if (lua_resetthread(t->co) == LUA_OK && c->pool_n < (int)(sizeof c->pool / sizeof c->pool[0])) {
+    lua_settop(t->co, 0);
+    c->pool[c->pool_n] = t->co;
+    c->pool_ref[c->pool_n++] = t->co_ref;
+    t->co_ref = LUA_NOREF;
+  }
   c->live_tasks--;
   if (lua_isnil(L, -5)) {
     lua_pop(L, 5);
@@ -240,9 +252,13 @@ static void task_resume(orch_core *c, task *t) {
   int nargs = t->nargs;
   t->nargs = 0;
   t->state = T_RUNNING;
+  uv_mutex_lock(&c->watch_mu);
   c->running = t;
+  uv_mutex_unlock(&c->watch_mu);
   st = lua_resume(t->co, c->L, nargs, &nres);
+  uv_mutex_lock(&c->watch_mu);
   c->running = NULL;
+  uv_mutex_unlock(&c->watch_mu);
   if (st == LUA_YIELD) {
     lua_pop(t->co, nres);
     if (t->cancel != C_NONE) {
@@ -366,6 +382,8 @@ void sched_init(orch_core *c) {
   c->sig_async.data = c;
   uv_unref((uv_handle_t *)&c->sig_async);
   c->sig_cb_ref = LUA_NOREF;
+  uv_mutex_init(&c->watch_mu);
+  uv_thread_create(&c->watch_thread, watchdog, c);
   /* one process, one host: the signal handler needs a global */
   sig_core = c;
   memset(&sa, 0, sizeof sa);
@@ -378,9 +396,60 @@ void sched_init(orch_core *c) {
   signal(SIGPIPE, SIG_IGN);
 }
 
-/* Sets the count hook on a new task's coroutine. */
+/* Whether the running task t must stop now (a deadline has passed). */
+static int must_stop(orch_core *c, task *t, uint64_t now) {
+  return (t->deadline_ns != 0 && now >= t->deadline_ns) ||
+         (c->hard_ns != 0 && now >= c->hard_ns) || c->sig_count >= 2 ||
+         (c->sig_count == 1 && c->grace_ns != 0 && now >= c->sig_ns + c->grace_ns);
+}
+
+static void watchdog(void *arg) {
+  orch_core *c = arg;
+  for (;;) {
+    task *t;
+    uv_sleep(WATCH_MS);
+    uv_mutex_lock(&c->watch_mu);
+    if (c->watch_stop) {
+      uv_mutex_unlock(&c->watch_mu);
+      return;
+    }
+    t = c->running;
+    if (t != NULL && !t->hooked && must_stop(c, t, uv_hrtime())) {
+      /* lua_sethook is safe to call asynchronously (lua.c's laction) */
+      t->hooked = 1;
+      lua_sethook(t->co, task_hook, LUA_MASKCOUNT, 1);
+    }
+    uv_mutex_unlock(&c->watch_mu);
+  }
+}
+
+/* Clears what a previous task left on a pooled coroutine. */
 void sched_hook(lua_State *co) {
-  lua_sethook(co, task_hook, LUA_MASKCOUNT, HOOK_COUNT);
+  lua_sethook(co, NULL, 0, 0);
+}
+
+/* A coroutine ready to run a function: from the pool, or new.  The caller
+ * owns *ref (released with ref_free or given back by task_finish). */
+lua_State *sched_thread(lua_State *L, int *ref) {
+  orch_core *c = core_get(L);
+  lua_State *co;
+  if (c->pool_n > 0) {
+    c->pool_n--;
+    *ref = c->pool_ref[c->pool_n];
+    co = c->pool[c->pool_n];
+  } else {
+    co = lua_newthread(L);                              /* [co] */
+    *ref = ref_new(L);                                  /* [] */
+  }
+  sched_hook(co);  /* a stopped task's thread still has its hook */
+  return co;
+}
+
+static void pool_free(orch_core *c) {
+  while (c->pool_n > 0) {
+    c->pool_n--;
+    ref_free(c->L, &c->pool_ref[c->pool_n]);
+  }
 }
 
 static void on_walk_close(uv_handle_t *h, void *arg) {
@@ -388,21 +457,46 @@ static void on_walk_close(uv_handle_t *h, void *arg) {
   handle_close(h); /* every handle left is one of handle_new's */
 }
 
-/* Closes the internal handles and runs the loop until every close
- * callback has been called.  Callers own their handles: by now they are
- * closed; anything left is closed here (and reported by the stats). */
-void sched_close(orch_core *c) {
-  if (c->closed) return;
-  c->closed = 1;
+/* The exit path, in two steps around lua_close:
+ *
+ * sched_shutdown (Lua still open): no more watchdog or signals, spawned
+ * process groups killed and reaped, pooled threads released, writers
+ * flushed.
+ *
+ * lua_close then runs the finalizers, which close the handles their
+ * userdata own (timers, tickers, the queue's async, connections); all
+ * finalizers run before any object is freed, so nothing they touch is gone.
+ *
+ * sched_close (Lua gone): whatever handle is left (a waiting task's timer)
+ * is closed without its callback ever running again, the loop runs only
+ * close callbacks, and is closed.  No Lua is called from here on. */
+void sched_shutdown(orch_core *c) {
+  if (c->shut) return;
+  c->shut = 1;
+  pool_free(c);
+  uv_mutex_lock(&c->watch_mu);
+  c->watch_stop = 1;
+  uv_mutex_unlock(&c->watch_mu);
+  uv_thread_join(&c->watch_thread);
+  uv_mutex_destroy(&c->watch_mu);
+  proc_shutdown(c); /* before the signals go back to their defaults */
   sig_core = NULL;
   signal(SIGINT, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
   signal(SIGHUP, SIG_DFL);
   writer_flush_all(c);
+}
+
+void sched_close(orch_core *c) {
+  if (c->closed) return;
+  c->closed = 1;
+  sched_shutdown(c);
+  /* tasks made ready by finalizers must never run: their Lua is gone */
+  link_init(&c->ready);
+  link_init(&c->deferred);
   uv_close((uv_handle_t *)&c->ready_idle, NULL);
   uv_close((uv_handle_t *)&c->flush_prep, NULL);
   uv_close((uv_handle_t *)&c->sig_async, NULL);
-  uv_run(&c->loop, UV_RUN_DEFAULT);
   uv_walk(&c->loop, on_walk_close, NULL);
   uv_run(&c->loop, UV_RUN_DEFAULT);
   uv_loop_close(&c->loop);

@@ -9,7 +9,11 @@ local VERSION = "unknown"
 
 local USAGE = [[
 usage: orchlua run NAME|FILE.json [--hours H] [--time-scale X] [--report FILE.jsonl]
-                                  [--junit FILE.xml] [--fail-fast] [-q|-v] [--no-progress]
+                                  [--junit FILE.xml] [--html FILE.html] [--fail-fast] [-q|-v]
+                                  [--no-progress]
+       orchlua report RUN.jsonl [--html FILE.html]    the summary (and HTML report) of a --report file
+       orchlua report A.jsonl B.jsonl [--threshold PCT] [--higher-is-better NAMES]
+                                        what changed from run A to run B; exit 1 on a regression
        orchlua list                     descriptions found: name, hours, events
        orchlua check [NAME...]          validate and resolve everything, run nothing
        orchlua plan NAME [--hours H]    the timeline of firings, and counts per event
@@ -25,9 +29,12 @@ orchlua run NAME|FILE.json [options]
                      the total are divided by X; reported times stay in description time
   --report FILE      write every record as JSON lines (flushed as it happens)
   --junit FILE       write JUnit XML at the end, one testcase per event id
+  --html FILE        write a self-contained HTML report at the end (timeline, durations,
+                     lateness, metrics, errors); opens offline
   --fail-fast        start the orderly stop at the first failure
   -q, -v             fewer / more console lines
-  --no-progress      no live progress line
+  --no-progress      no live status area (there is none unless stdout is a terminal;
+                     NO_COLOR turns colours off, TERM=dumb the area and the colours)
   --grace SEC        seconds running events get after the kill switch (config grace_sec)
 Exit status: 0 all succeeded; 1 a failure or an error result; 2 usage or
 description errors; 128+N stopped by signal N.]],
@@ -43,12 +50,28 @@ orchlua check [NAME...]
 orchlua plan NAME [--hours H]
   Prints the timeline the run will follow (startup at t0, firings at t0 + k*interval,
   none at or after the end, teardown after the end) and the firings per event.]],
+  report = [[
+orchlua report RUN.jsonl [--html FILE.html]
+  Reads a --report file (from this machine or another) and prints the run's
+  summary: per event runs, failures, skipped, timeouts, duration and lateness.
+  --html FILE        also write the self-contained HTML report of the run
+orchlua report A.jsonl B.jsonl [--threshold PCT] [--higher-is-better NAMES]
+  Compares run B with run A: per event the counts and the duration percentiles,
+  per metric (name and fields) the count, mean and p99.  A change beyond the
+  threshold in the wrong direction is a regression: more failures, timeouts or
+  skipped firings (as a rate of runs), fewer runs, slower p50/p99 (by more than
+  1 ms real), later p99 (by more than 10 ms), a higher metric mean or p99 (lower
+  for the metrics named in --higher-is-better), an event or metric gone.
+  --threshold PCT    percent of change tolerated (default 10)
+  --higher-is-better NAMES   comma-separated metric names for which more is better
+Exit status: 0 no regression (or one file read); 1 a regression; 2 a file that
+cannot be read or is not a report.]],
   help = [[
 orchlua help COMMAND
-  Shows the help of COMMAND (run, list, check, plan).]],
+  Shows the help of COMMAND (run, list, check, plan, report).]],
 }
 
-local COMMANDS = { "run", "list", "check", "plan", "help" }
+local COMMANDS = { "run", "list", "check", "plan", "report", "help" }
 
 -- flag -> { key, takes value, commands it applies to (nil: all) }
 local FLAGS = {
@@ -59,6 +82,9 @@ local FLAGS = {
   ["--time-scale"] = { "time_scale", true, { run = true } },
   ["--report"] = { "report", true, { run = true } },
   ["--junit"] = { "junit", true, { run = true } },
+  ["--html"] = { "html", true, { run = true, report = true } },
+  ["--threshold"] = { "threshold", true, { report = true } },
+  ["--higher-is-better"] = { "higher_is_better", true, { report = true } },
   ["--grace"] = { "grace", true, { run = true } },
   ["--fail-fast"] = { "fail_fast", false, { run = true } },
   ["--no-progress"] = { "no_progress", false, { run = true } },
@@ -345,22 +371,84 @@ function cmd.run(a)
     local ok, e3 = require("orch.output.junit").check(o.junit)
     if not ok then err("orchlua: --junit ", e3, "\n") return 2 end
   end
-  local console = require("orch.output.console").new({ level = o.quiet and 0 or o.verbose and 2 or 1 })
+  -- --html is made from the records: without --report they go to a
+  -- temporary file
+  local html_src = o.report
+  if o.html then
+    local ok, e6 = require("orch.output.html").check(o.html)
+    if not ok then err("orchlua: --html ", e6, "\n") return 2 end
+    if not jsonl then
+      html_src = os.tmpname()
+      local e7
+      jsonl, e7 = require("orch.output.jsonl").open(html_src)
+      if not jsonl then err("orchlua: --html: a temporary file: ", e7, "\n") return 2 end
+    end
+  end
+  local console = require("orch.output.console").new({ level = o.quiet and 0 or o.verbose and 2 or 1,
+                                                        progress = not o.no_progress })
   local status, run = require("orch.engine").run({
     desc = desc, events = events, hours = hours, scale = scale or 1,
     grace = grace or cfg.grace_sec, jsonl = jsonl, console = console,
     fail_fast = o.fail_fast, version = VERSION, report_path = o.report, junit_path = o.junit,
+    html_path = o.html,
   })
   if jsonl then
     local ok, e4 = jsonl:close()
-    if not ok then err("orchlua: --report ", tostring(e4), "\n"); if status == 0 then status = 1 end end
+    if not ok and not run.report_failed then
+      err("orchlua: --report ", tostring(e4), "\n")
+      if status == 0 then status = 1 end
+    end
   end
   if o.junit then
     local ok, e5 = require("orch.output.junit").write(o.junit, run)
-    if not ok then err("orchlua: --junit ", tostring(e5), "\n"); if status == 0 then status = 1 end end
+    if not ok then err("orchlua: --junit ", o.junit, ": ", tostring(e5), "\n"); if status == 0 then status = 1 end end
   end
   console:close()
+  if o.html then
+    local ok, e8 = require("orch.output.html").from_report(html_src, o.html, o.report)
+    if html_src ~= o.report then os.remove(html_src) end
+    if not ok then err("orchlua: --html ", tostring(e8), "\n"); if status == 0 then status = 1 end end
+  end
   return status
+end
+
+-- report RUN.jsonl [--html F] | report A.jsonl B.jsonl: exit 0, 1 (a
+-- regression), 2 (a file that is not a report)
+function cmd.report(a)
+  local o = a.opts
+  if #a.names < 1 or #a.names > 2 then
+    usage_error("report needs one JSONL report, or two to compare, found %d", #a.names)
+  end
+  if #a.names == 2 and o.html then usage_error("--html takes one report, found two") end
+  if #a.names == 1 and (o.threshold or o.higher_is_better) then
+    usage_error("%s compares two reports, found one", o.threshold and "--threshold" or "--higher-is-better")
+  end
+  if o.html then
+    local ok, e = require("orch.output.html").check(o.html)
+    if not ok then err("orchlua: --html ", e, "\n") return 2 end
+  end
+  local report = require "orch.report"
+  local reps = {}
+  for i, path in ipairs(a.names) do
+    local rep, e = report.load(path, { points = o.html ~= nil })
+    if not rep then err("orchlua: ", e, "\n") return 2 end
+    reps[i] = rep
+  end
+  if #reps == 1 then
+    out(report.render_summary(reps[1]))
+    if o.html then
+      local ok, e = require("orch.output.html").write(o.html, reps[1])
+      if not ok then err("orchlua: --html ", tostring(e), "\n") return 1 end
+      out("html: ", o.html, "\n")
+    end
+    return 0
+  end
+  local thr = number_opt(o, "threshold", "--threshold", true)
+  local better = {}
+  for name in (o.higher_is_better or ""):gmatch("[^,%s]+") do better[name] = true end
+  local cmp = report.compare(reps[1], reps[2], { threshold = (thr or 10) / 100, higher_is_better = better })
+  out(report.render_compare(cmp))
+  return #cmp.regressions > 0 and 1 or 0
 end
 
 -- main(argv, version) -> exit status

@@ -78,7 +78,16 @@ function Run:value(name, inv)
   if def then return self:fixture(def, inv) end
   local b = self.builtins[name]
   if b ~= nil then return b end
-  if name == "event" then return inv and inv.event_info or nil end
+  if name == "event" then
+    if not inv then return nil end
+    local info = inv.event_info
+    if not info then
+      info = { name = inv.ev.name, id = inv.id, iteration = inv.iteration, phase = inv.phase,
+               scheduled = inv.scheduled }
+      inv.event_info = info
+    end
+    return info
+  end
   if name == "params" then return params or {} end
   error(("%q is not a param, a fixture or a built-in"):format(name), 0)
 end
@@ -140,7 +149,19 @@ end
 function Run:emit(rec)
   rec.t = rec.t or core.now()
   rec.ts = rec.ts or core.ts(rec.t)
-  if self.jsonl then self.jsonl:write(rec) end
+  if self.jsonl then self:write_report(rec) end
+end
+
+-- A report file that fails mid-run (a full disk) is said once, fails the
+-- run, and the console goes on showing everything.
+function Run:write_report(rec, type_)
+  local ok, err = self.jsonl:write(rec, type_)
+  if not ok and not self.report_failed then
+    self.report_failed = true
+    self.failed = true
+    self.errors[#self.errors + 1] = "--report " .. tostring(err)
+    self.console:error(("--report %s; the run goes on, the console still shows every result"):format(err))
+  end
 end
 
 function Run:current_name()
@@ -190,8 +211,6 @@ function Run:fire(ev, phase, k, scheduled, late_ns)
     ev = ev, id = ev.id, phase = phase, iteration = k, scheduled = scheduled,
     late_ns = late_ns or 0, started = core.now(),
   }
-  inv.event_info = { name = ev.name, id = ev.id, iteration = k, phase = phase,
-                     scheduled = scheduled }
   local task = core.go(invoke, self.on_done, inv, self, inv)
   running[task] = inv
   self.nrunning = self.nrunning + 1
@@ -206,32 +225,38 @@ function Run:done(task, status, inv, err)
   self.nrunning = self.nrunning - 1
   local t = core.now()
   local duration = t - inv.started
-  local late = inv.late_ns / 1e9 * self.scale  -- description seconds
   local st = self.per_event[ev.id]
   st.runs = st.runs + 1
   st.duration:add(duration)
   st.lateness:add(inv.late_ns / 1e6)             -- real milliseconds
-  if status ~= "ok" then
-    st.failures = st.failures + 1
-    if status == "timeout" then st.timeouts = st.timeouts + 1 end
-    self.failed = true
+  if inv.fixtures then self:finalise_invocation(inv) end
+  if status == "ok" then
+    if self.jsonl or self.console.level >= 1 then
+      local rec = { type = "invocation", t = t, event = ev.name, id = ev.id, iteration = inv.iteration,
+                    phase = inv.phase, scheduled = inv.scheduled, started = inv.started,
+                    duration = duration, lateness = inv.late_ns / 1e9 * self.scale, status = status }
+      self:emit(rec)
+      self.console:invocation(rec)
+    end
+    if self.stopping then self:progress() end
+    return
   end
+  st.failures = st.failures + 1
+  self.failed = true
+  local trace = tostring(err or ""):match("\n.*$") or ""
+  if status == "timeout" then
+    st.timeouts = st.timeouts + 1
+    err = ("timed out after %gs (timeout_sec)%s"):format(ev.timeout or 0, trace)
+  elseif status == "cancelled" then
+    err = ("cancelled (%s)%s"):format(self:cancel_reason_for(ev), trace)
+  end
+  if #st.errors < 100 then st.errors[#st.errors + 1] = err end
   local rec = { type = "invocation", t = t, event = ev.name, id = ev.id, iteration = inv.iteration,
                 phase = inv.phase, scheduled = inv.scheduled, started = inv.started,
-                duration = duration, lateness = late, status = status }
-  if status == "timeout" then
-    err = ("timed out after %gs (timeout_sec)%s"):format(ev.timeout or 0,
-      tostring(err or ""):match("\n.*$") or "")
-  elseif status == "cancelled" then
-    err = ("cancelled (%s)%s"):format(self:cancel_reason_for(ev), tostring(err or ""):match("\n.*$") or "")
-  end
-  if status ~= "ok" then
-    rec.error = err
-    if #st.errors < 100 then st.errors[#st.errors + 1] = err end
-  end
+                duration = duration, lateness = inv.late_ns / 1e9 * self.scale, status = status,
+                error = err }
   self:emit(rec)
   self.console:invocation(rec)
-  if inv.fixtures then self:finalise_invocation(inv) end
   for name, f in pairs(self.fixtures) do
     -- a run fixture whose setup died with its task: let waiters retry
     if f.pending and f.owner == inv then
@@ -239,10 +264,10 @@ function Run:done(task, status, inv, err)
       f.pending:set()
     end
   end
-  if status ~= "ok" and self.opts.fail_fast and not self.stopping then
+  if self.opts.fail_fast and not self.stopping then
     self:stop("fail-fast: " .. ev.id .. " " .. status)
   end
-  self:progress()
+  if self.stopping then self:progress() end
 end
 
 function Run:cancel_reason_for(ev)
@@ -356,6 +381,7 @@ function Run:cancel_all(why)
     for task in pairs(ev.running) do tasks[#tasks + 1] = task end
     for _, task in ipairs(tasks) do task:cancel("cancelled") end
   end
+  core.kill_processes()  -- every spawned process group: SIGTERM, SIGKILL 500 ms later
 end
 
 -- Step 6: finalise run fixtures in reverse order of creation.
@@ -468,10 +494,8 @@ function M.run(opts)
         run.failed = true
         if run.opts.fail_fast and not run.stopping then run:stop("fail-fast: error result") end
       end
-      if run.jsonl then
-        run.jsonl:write({ type = "result", t = r.t, ts = r.ts, event = r.event,
-                          level = r.level, data = r.data })
-      end
+      -- the record itself, as on_result gets it: {event, level, t, ts, data}
+      if run.jsonl then run:write_report(r, "result") end
     end
     reporter._on_result_error = function(e)
       run:internal_error("on_result failed: " .. tostring(e))

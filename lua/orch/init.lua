@@ -46,6 +46,8 @@ end
 
 M.spawn = function(...) return require("orch.process").spawn(...) end
 M.exec = function(...) return require("orch.process").exec(...) end
+setmetatable(M, { __index = function(t, k) if k == "sys" then t.sys = require "orch.sys"; return t.sys end end })
+M.net = setmetatable({}, { __index = function(_, k) return require("orch.net")[k] end }) -- TCP, loaded on first use
 
 M.version = "0.1.0"
 return M

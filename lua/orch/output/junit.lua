@@ -1,8 +1,13 @@
 -- orch.output.junit: JUnit XML for CI servers, one testcase per event id.
+local json = require "orch.output.json"
+
 local M = {}
 
+-- Text for an XML attribute or element: valid UTF-8 (the file says so; a
+-- bad byte becomes U+FFFD), without the characters XML 1.0 forbids (C0
+-- controls but tab and newlines, U+FFFE, U+FFFF: "?"), markup escaped.
 local function esc(s)
-  s = tostring(s):gsub("[%z\1-\8\11\12\14-\31]", "?")
+  s = json.valid_utf8(tostring(s)):gsub("[%z\1-\8\11\12\14-\31]", "?"):gsub("\239\191[\190\191]", "?")
   return (s:gsub("[&<>\"']", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;",
                                ['"'] = "&quot;", ["'"] = "&apos;" }))
 end

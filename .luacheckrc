@@ -1,0 +1,20 @@
+-- luacheck configuration.  make test (spec/run.sh) runs
+--   luacheck lua events helpers
+-- (the engine, the example events, the helpers rock) and counts a warning
+-- as a failure; `luacheck .` checks the specs too.  Given a rockspec,
+-- luacheck checks the modules it installs: luacheck rockspec/*.rockspec.
+std = "lua54"
+-- A method keeps its `:` signature when it does not read self (a
+-- ResultReporter subclass overrides them).
+self = false
+-- cjson's, luarocks' and busted's files are not ours.
+exclude_files = { "lua_modules/**", "build/**", ".luarocks/**" }
+
+-- lua/orch/output/junit.lua:45 is one XML template line of 132 characters,
+-- above the default 120.  TODO: wrap it, then drop this exception.
+files["lua/orch/output/junit.lua"] = { max_line_length = 140 }
+
+-- Specs assert whole messages (error text is part of the contract), so
+-- their lines run as long as the messages do.
+files["spec"] = { max_line_length = false }
+files["spec/**/*_spec.lua"] = { std = "+busted", max_line_length = false }

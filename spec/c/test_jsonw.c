@@ -1,0 +1,71 @@
+/* test_jsonw.c - the report encoder on values a hostile event may report.
+ * Prints TAP. */
+#include <stdio.h>
+#include <string.h>
+
+#include "lauxlib.h"
+#include "lualib.h"
+
+#include "jsonw.h"
+
+static int n_test;
+static int failed;
+
+/* Encodes the value `expr` evaluates to and compares with `want` (NULL:
+ * the encoder must refuse it). */
+static void check(lua_State *L, const char *expr, const char *want) {
+  jbuf b = {0};
+  char code[512];
+  int r;
+  snprintf(code, sizeof code, "return %s", expr);
+  if (luaL_dostring(L, code) != LUA_OK) {
+    printf("not ok %d - %s: %s\n", ++n_test, expr, lua_tostring(L, -1));
+    failed++;
+    lua_settop(L, 0);
+    return;
+  }
+  r = jsonw_encode(&b, L, -1);
+  if (want == NULL) {
+    if (r == 0) {
+      printf("not ok %d - %s: expected a refusal, got %.*s\n", ++n_test, expr, (int)b.len, b.data);
+      failed++;
+    } else {
+      printf("ok %d - %s is refused\n", ++n_test, expr);
+    }
+  } else if (r != 0 || b.len != strlen(want) || memcmp(b.data, want, b.len) != 0) {
+    printf("not ok %d - %s: want %s, got %.*s\n", ++n_test, expr, want, r ? 7 : (int)b.len,
+           r ? "refused" : b.data);
+    failed++;
+  } else {
+    printf("ok %d - %s is %s\n", ++n_test, expr, want);
+  }
+  jbuf_free(&b);
+  lua_settop(L, 0);
+}
+
+int main(void) {
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  check(L, "42", "42");
+  check(L, "-9007199254740993", "-9007199254740993");
+  check(L, "3.0", "3");
+  check(L, "0.5", "0.5");
+  check(L, "0/0", "null");
+  check(L, "math.huge", "null");
+  check(L, "'a\"b\\\\c\\n\\1'", "\"a\\\"b\\\\c\\n\\u0001\"");
+  check(L, "'caf\\xc3\\xa9'", "\"caf\xc3\xa9\"");  /* valid UTF-8 passes */
+  check(L, "'\\xff\\xc3'", "\"\\ufffd\\ufffd\"");
+  check(L, "'\\xed\\xa0\\x80'", "\"\\ufffd\\ufffd\\ufffd\"");   /* a UTF-16 surrogate */
+  check(L, "{}", "{}");
+  check(L, "{1, 2, {3}}", "[1,2,[3]]");
+  check(L, "{nil, 'x'}", "[null,\"x\"]");
+  check(L, "{[100] = 2}", "{\"100\":2}");  /* too sparse for an array */
+  check(L, "{a = true}", "{\"a\":true}");
+  check(L, "{[2.5] = 1}", "{\"2.5\":1}");
+  check(L, "{f = print}", NULL);
+  check(L, "(function() local t = {} t.t = t return t end)()", NULL);
+  check(L, "{[{}] = 1}", NULL);
+  printf("1..%d\n", n_test);
+  lua_close(L);
+  return failed != 0;
+}

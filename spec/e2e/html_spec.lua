@@ -1,0 +1,210 @@
+-- End-to-end specs of the HTML report: `orchlua run --html` and `orchlua
+-- report RUN.jsonl --html`, opened in headless Chromium with the network
+-- cut off.  The page writes what each chart holds into #orch-selfcheck
+-- (read back with --dump-dom); a screenshot is taken; the console must
+-- stay silent.  Chromium comes from `make deps`; without it the specs say
+-- so and are pending.
+local h = require "helper"
+local cjson = require "cjson"
+
+local EVENTS = [[
+local orch = require "orch"
+local M = {}
+function M.tick(result_reporter, event)
+  result_reporter:metric("load", 0.5 + event.iteration % 3 * 0.1, { cpu = 0 })
+  result_reporter:metric("load", 0.2 + event.iteration % 2 * 0.1, { cpu = 1 })
+  result_reporter:metric("mem_mb", 100 + event.iteration)
+end
+local function deeper(n) if n == 0 then error("kaboom <b>not bold</b>") end deeper(n - 1) end
+function M.boom(event)
+  if event.iteration == 2 then deeper(2) end
+end
+function M.slowpoke(seconds) orch.sleep(seconds) end
+function M.bad_result(result_reporter) result_reporter:error("disk almost full", { free_mb = 12 }) end
+function M.final(result_reporter) result_reporter:metric("final_score", 42, { run = "a b" }) end
+return M
+]]
+
+local DESC = [[
+{ "test_name": "page", "total_hours": 0.005,
+  "events": [
+    { "name": "tick", "interval_sec": 1 },
+    { "name": "boom", "interval_sec": 3 },
+    { "name": "slowpoke", "interval_sec": 2, "timeout_sec": 2.5, "params": { "seconds": 3 } },
+    { "name": "bad_result", "at_startup": false, "interval_sec": 7 },
+    { "name": "final", "at_startup": false, "at_teardown": true }
+  ] }
+]]
+
+local CHROMIUM = os.execute("command -v chromium >/dev/null 2>&1") and "chromium" or nil
+
+local FLAGS = "--headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking "
+  .. "--disable-component-update --disable-sync --disable-extensions --hide-scrollbars "
+  .. "--host-resolver-rules='MAP * ~NOTFOUND' --enable-logging=stderr --v=0"
+
+-- Opens each page in its own Chromium (in parallel): {dom=, log=} per page.
+local function chromium(dir, jobs)
+  local cmds = {}
+  for i, j in ipairs(jobs) do
+    local prof = ("%s/profile%d"):format(dir, i)
+    local action = j.screenshot and ("--window-size=1300,2400 --screenshot=" .. h.q(j.screenshot)) or "--dump-dom"
+    cmds[i] = ("timeout 60 %s %s --user-data-dir=%s %s file://%s >%s/out%d 2>%s/log%d"):format(
+      CHROMIUM, FLAGS, h.q(prof), action, h.q(j.page), dir, i, dir, i)
+  end
+  os.execute("(" .. table.concat(cmds, " & ") .. " & wait) </dev/null")
+  local res = {}
+  for i in ipairs(jobs) do
+    res[i] = { dom = h.read(("%s/out%d"):format(dir, i)) or "", log = h.read(("%s/log%d"):format(dir, i)) or "" }
+  end
+  return res
+end
+
+local function selfcheck(dom)
+  local text = dom:match('<pre id="orch%-selfcheck"[^>]*>(.-)</pre>')
+  assert(text, "no #orch-selfcheck in the page:\n" .. dom:sub(1, 2000))
+  text = text:gsub("&quot;", '"'):gsub("&lt;", "<"):gsub("&gt;", ">"):gsub("&amp;", "&")
+  return cjson.decode(text)
+end
+
+-- What the JSONL says the page must show.
+local function expected(recs)
+  local ev, order, runs, skips, metrics = {}, {}, {}, {}, {}
+  for _, r in ipairs(recs) do
+    if r.type == "invocation" or r.type == "skipped" then
+      if not ev[r.id] then ev[r.id] = true; order[#order + 1] = r.id end
+      if r.type == "invocation" then runs[r.id] = (runs[r.id] or 0) + 1
+      else skips[#skips + 1] = r end
+    elseif r.type == "result" and r.level == "metric" then
+      local d = r.data
+      local keys = {}
+      for k in pairs(type(d.fields) == "table" and d.fields or {}) do keys[#keys + 1] = k end
+      table.sort(keys)
+      local parts = {}
+      for i, k in ipairs(keys) do
+        local v = d.fields[k]
+        parts[i] = k .. "=" .. (type(v) == "number" and v == math.floor(v) and ("%d"):format(v) or tostring(v))
+      end
+      local label = #parts > 0 and ("{" .. table.concat(parts, ",") .. "}") or d.metric
+      metrics[d.metric] = metrics[d.metric] or {}
+      metrics[d.metric][label] = (metrics[d.metric][label] or 0) + 1
+    end
+  end
+  return { ids = ev, order = order, runs = runs, skips = skips, metrics = metrics }
+end
+
+local function check_page(page, recs)
+  local want = expected(recs)
+  local c = selfcheck(page.dom)
+  assert.same({}, c.errors)
+  assert.is_true(c.done)
+  local console = {}
+  for line in page.log:gmatch("[^\n]+") do
+    if line:find(":CONSOLE", 1, true) then console[#console + 1] = line end
+  end
+  assert.same({}, console)
+  local by = {}
+  for _, ch in ipairs(c.charts) do by[ch.id] = ch end
+  -- the timeline: a row per event, every bar and every skipped firing drawn
+  local tl = by["chart-timeline"]
+  assert.truthy(tl, "no timeline chart")
+  local ids = {}
+  for id in pairs(want.ids) do ids[#ids + 1] = id end
+  table.sort(ids)
+  local got = {}
+  for i, id in ipairs(tl.y_labels) do got[i] = id end
+  table.sort(got)
+  assert.same(ids, got)
+  local runs = 0
+  for _, n in pairs(want.runs) do runs = runs + n end
+  assert.equal(runs, tl.bars)        -- invocations far apart: one bar each
+  assert.equal(tl.bars, tl.bars_drawn)
+  assert.equal(#want.skips, tl.skips)
+  assert.is_true(tl.skips > 0)
+  assert.equal(tl.skips, tl.skips_drawn)
+  assert.is_true(tl.points.error + tl.points.timeout >= 2)
+  -- duration and lateness: a series per event with a point per invocation
+  for _, id in ipairs({ "chart-duration", "chart-lateness" }) do
+    local ch = by[id]
+    assert.truthy(ch, "no chart " .. id)
+    for ev, n in pairs(want.runs) do assert.equal(n, ch.points[ev], id .. " " .. ev) end
+  end
+  -- a chart per metric name, a series per fields, a point per value
+  local names = {}
+  for _, ch in pairs(by) do
+    if ch.id:match("^chart%-metric%-") then
+      names[ch.title] = true
+      assert.truthy(want.metrics[ch.title], "unexpected metric chart " .. ch.title)
+      for label, n in pairs(want.metrics[ch.title]) do
+        assert.equal(n, ch.points[label], ch.title .. " " .. label)
+      end
+    end
+  end
+  for name in pairs(want.metrics) do assert.truthy(names[name], "no chart for metric " .. name) end
+  assert.same({ final_score = true, load = true, mem_mb = true }, names)
+  assert.same({ ["{cpu=0}"] = 18, ["{cpu=1}"] = 18 }, by["chart-metric-1"].points)
+  return c
+end
+
+describe("the HTML report", function()
+  if not CHROMIUM then
+    pending("chromium is not installed: `make deps` installs it (Debian's chromium)")
+    return
+  end
+  local dir, code, out, err, recs, pages, shot
+  setup(function()
+    dir = h.project({ ["events/ev.lua"] = EVENTS, ["descriptions/page.json"] = DESC })
+    code, out, err = h.run("run page --time-scale 12 -q --report r.jsonl --html run.html", dir)
+    recs = h.jsonl(dir .. "/r.jsonl")
+    -- the same from the file, as on a workstation, from another folder
+    os.execute(("mkdir -p %s/ws && cp %s/r.jsonl %s/ws/device.jsonl"):format(dir, dir, dir))
+    h.run("report device.jsonl --html rep.html", dir .. "/ws")
+    shot = h.root .. "/build/html-report.png"
+    pages = chromium(dir, { { page = dir .. "/run.html" }, { page = dir .. "/ws/rep.html" },
+                            { page = dir .. "/run.html", screenshot = shot } })
+  end)
+  teardown(function() h.rm(dir) end)
+
+  it("is written at the end of a run with --html, and said where", function()
+    assert.equal(1, code, err)
+    assert.matches("\nhtml: run.html\n", out)
+    local page = h.read(dir .. "/run.html")
+    assert.matches("^<!DOCTYPE html>", page)
+  end)
+
+  it("is one offline file: no external script, style or image", function()
+    local page = h.read(dir .. "/run.html")
+    assert.is_nil(page:find("<script[^>]* src=", 1))
+    assert.is_nil(page:find("<link[^>]* href=", 1))
+    assert.is_nil(page:find("sourceMappingURL", 1, true))
+    assert.truthy(page:find("Dygraph", 1, true))
+  end)
+
+  it("draws every chart in Chromium with the run's data and no console error", function()
+    local c = check_page(pages[1], recs)
+    assert.same({ "bad_result", "boom", "final", "slowpoke", "tick" },
+      (function() local t = {} for i, v in ipairs(c.events) do t[i] = v end table.sort(t) return t end)())
+  end)
+
+  it("is the same from `orchlua report RUN.jsonl --html`", function()
+    check_page(pages[2], recs)
+    local a, b = selfcheck(pages[1].dom), selfcheck(pages[2].dom)
+    assert.same(a.charts, b.charts)
+  end)
+
+  it("shows the summary and the errors with their tracebacks, escaped", function()
+    local dom = pages[1].dom
+    assert.matches("<th>event</th><th>runs</th><th>fail</th>", dom)
+    assert.matches('<tr><td>boom</td><td>6</td><td class="bad">1</td>', dom)
+    assert.matches("kaboom &lt;b&gt;not bold&lt;/b&gt;<details><summary>traceback</summary><pre>stack traceback:", dom)
+    assert.matches("in %a+ 'deeper'", dom)
+    assert.matches("disk almost full", dom)
+    assert.matches('<p class="status%-bad" id="exit">exit 1: ', dom)
+  end)
+
+  it("is photographed", function()
+    local png = h.read(shot)
+    assert.truthy(png, "no screenshot at " .. shot .. ":\n" .. pages[3].log:sub(-2000))
+    assert.equal("\137PNG", png:sub(1, 4))
+    assert.is_true(#png > 30000, "a blank page? " .. #png .. " bytes")
+  end)
+end)

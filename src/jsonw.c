@@ -1,0 +1,247 @@
+/*
+ * jsonw.c - the report's JSON encoder: a Lua value to one line of JSON,
+ * written straight into an output buffer.  Every record of the --report
+ * file goes through here, a million results a second at best, so it
+ * avoids what makes a general encoder slow for small records (printf for
+ * integers, an intermediate Lua string per record).
+ *
+ * It refuses what it cannot write faithfully (functions, userdata, cycles
+ * or nesting deeper than JSONW_DEPTH, keys that are neither strings nor
+ * numbers) and records over JSONW_MAX_BYTES (a table shared k times deep
+ * down is written 2^k times: {t, t} nested 40 deep is a terabyte): the
+ * caller then falls back to orch.output.json, which turns those into
+ * printable placeholders.  Strings that are not valid UTF-8 get
+ * U+FFFD for each bad byte, so every line stays valid JSON.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lauxlib.h"
+
+#include "jsonw.h"
+
+#define JSONW_DEPTH 48
+#define JSONW_MAX_BYTES ((size_t)16 << 20)
+
+static int grow(jbuf *b, size_t need) {
+  size_t cap;
+  char *p;
+  if (b->len + need <= b->cap) return 0;
+  cap = b->cap ? b->cap : 256;
+  while (cap < b->len + need) cap *= 2;
+  p = realloc(b->data, cap);
+  if (p == NULL) return -1;
+  b->data = p;
+  b->cap = cap;
+  return 0;
+}
+
+static int put(jbuf *b, const char *s, size_t n) {
+  if (grow(b, n)) return -1;
+  memcpy(b->data + b->len, s, n);
+  b->len += n;
+  return 0;
+}
+
+#define PUTLIT(b, s) put((b), (s), sizeof(s) - 1)
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
+static size_t utf8_len(const unsigned char *s, size_t n) {
+  unsigned c = s[0];
+  size_t len, i;
+  unsigned cp;
+  if (c < 0x80) return 1;
+  if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; }
+  else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; }
+  else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; }
+  else return 0;
+  if (n < len) return 0;
+  for (i = 1; i < len; i++) {
+    if ((s[i] & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (s[i] & 0x3F);
+  }
+  if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+      (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+    return 0;
+  return len;
+}
+
+static int put_string(jbuf *b, const char *str, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  const unsigned char *s = (const unsigned char *)str;
+  size_t i = 0, run = 0;
+  if (grow(b, n + 2)) return -1;
+  b->data[b->len++] = '"';
+  while (i < n) {
+    unsigned c = s[i];
+    size_t l;
+    if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+      i++;
+      run++;
+      continue;
+    }
+    if (run && put(b, (const char *)s + i - run, run)) return -1;
+    run = 0;
+    if (c >= 0x80) {
+      l = utf8_len(s + i, n - i);
+      if (l == 0) {
+        if (PUTLIT(b, "\\ufffd")) return -1;
+        i++;
+      } else {
+        if (put(b, (const char *)s + i, l)) return -1;
+        i += l;
+      }
+      continue;
+    }
+    if (c == '"') { if (PUTLIT(b, "\\\"")) return -1; }
+    else if (c == '\\') { if (PUTLIT(b, "\\\\")) return -1; }
+    else if (c == '\n') { if (PUTLIT(b, "\\n")) return -1; }
+    else if (c == '\t') { if (PUTLIT(b, "\\t")) return -1; }
+    else if (c == '\r') { if (PUTLIT(b, "\\r")) return -1; }
+    else {
+      char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+      if (put(b, u, 6)) return -1;
+    }
+    i++;
+  }
+  if (run && put(b, (const char *)s + i - run, run)) return -1;
+  return PUTLIT(b, "\"");
+}
+
+static int put_integer(jbuf *b, lua_Integer v) {
+  char tmp[24];
+  int n = 0;
+  unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+  do {
+    tmp[n++] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u != 0);
+  if (grow(b, (size_t)n + 1)) return -1;
+  if (v < 0) b->data[b->len++] = '-';
+  while (n > 0) b->data[b->len++] = tmp[--n];
+  return 0;
+}
+
+static int put_number(jbuf *b, lua_State *L, int idx) {
+  lua_Number d;
+  char tmp[40];
+  int n;
+  if (lua_isinteger(L, idx)) return put_integer(b, lua_tointeger(L, idx));
+  d = lua_tonumber(L, idx);
+  if (!isfinite(d)) return PUTLIT(b, "null"); /* JSON has no NaN or infinity */
+  if (d == floor(d) && fabs(d) < 9007199254740992.0)
+    return put_integer(b, (lua_Integer)d);
+  n = snprintf(tmp, sizeof tmp, "%.14g", d);
+  return put(b, tmp, (size_t)n);
+}
+
+static int encode(jbuf *b, lua_State *L, int idx, int depth, size_t stop);
+
+/* Arrays are tables whose keys are all positive integers, with holes (as
+ * null) only as cjson allows them: a largest key of at most 10, or at most
+ * twice the number of keys ({nil, "x"} is [null,"x"]).  The empty table is
+ * {}, as cjson writes it. */
+static int encode_table(jbuf *b, lua_State *L, int idx, int depth, size_t stop) {
+  lua_Integer n = 0, count = 0, i;
+  int first = 1;
+  if (depth > JSONW_DEPTH || !lua_checkstack(L, 4)) return -1;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {                             /* [k v] */
+    lua_Integer k;
+    lua_pop(L, 1);
+    if (!lua_isinteger(L, -1) || (k = lua_tointeger(L, -1)) < 1) {
+      count = -1;
+      lua_pop(L, 1);
+      break;
+    }
+    if (k > n) n = k;
+    count++;
+  }
+  if (count > 0 && (n <= 10 || n <= 2 * count)) {
+    if (PUTLIT(b, "[")) return -1;
+    for (i = 1; i <= n; i++) {
+      int r;
+      if (b->len > stop || (i > 1 && PUTLIT(b, ","))) return -1;
+      lua_rawgeti(L, idx, i);
+      r = encode(b, L, lua_gettop(L), depth + 1, stop);
+      lua_pop(L, 1);
+      if (r) return -1;
+    }
+    return PUTLIT(b, "]");
+  }
+  if (PUTLIT(b, "{")) return -1;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {                             /* [k v] */
+    int kt = lua_type(L, -2), r;
+    if (b->len > stop || (!first && PUTLIT(b, ","))) goto fail;
+    first = 0;
+    if (kt == LUA_TSTRING) {
+      size_t kl;
+      const char *k = lua_tolstring(L, -2, &kl);
+      if (put_string(b, k, kl)) goto fail;
+    } else if (kt == LUA_TNUMBER) {
+      if (PUTLIT(b, "\"") || put_number(b, L, lua_gettop(L) - 1) || PUTLIT(b, "\"")) goto fail;
+    } else {
+      goto fail;
+    }
+    if (PUTLIT(b, ":")) goto fail;
+    r = encode(b, L, lua_gettop(L), depth + 1, stop);
+    lua_pop(L, 1);                                       /* [k] */
+    if (r) {
+      lua_pop(L, 1);
+      return -1;
+    }
+  }
+  return PUTLIT(b, "}");
+fail:
+  lua_pop(L, 2);
+  return -1;
+}
+
+static int encode(jbuf *b, lua_State *L, int idx, int depth, size_t stop) {
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL: return PUTLIT(b, "null");
+    case LUA_TBOOLEAN: return lua_toboolean(L, idx) ? PUTLIT(b, "true") : PUTLIT(b, "false");
+    case LUA_TNUMBER: return put_number(b, L, idx);
+    case LUA_TSTRING: {
+      size_t n;
+      const char *s = lua_tolstring(L, idx, &n);
+      return put_string(b, s, n);
+    }
+    case LUA_TTABLE: return encode_table(b, L, idx, depth, stop);
+    case LUA_TLIGHTUSERDATA:
+      /* cjson.null, as the descriptions' null values are */
+      if (lua_touserdata(L, idx) == NULL) return PUTLIT(b, "null");
+      return -1;
+    default: return -1;
+  }
+}
+
+int jsonw_encode(jbuf *b, lua_State *L, int idx) {
+  size_t start = b->len;
+  int top = lua_gettop(L);
+  idx = lua_absindex(L, idx);
+  if (encode(b, L, idx, 0, start + JSONW_MAX_BYTES) || b->len - start > JSONW_MAX_BYTES) {
+    b->len = start;
+    lua_settop(L, top);
+    return -1;
+  }
+  return 0;
+}
+
+int jsonw_string(jbuf *b, const char *s, size_t n) {
+  size_t start = b->len;
+  if (put_string(b, s, n) != 0) {
+    b->len = start;
+    return -1;
+  }
+  return 0;
+}
+
+void jbuf_free(jbuf *b) {
+  free(b->data);
+  b->data = NULL;
+  b->len = b->cap = 0;
+}

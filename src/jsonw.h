@@ -1,0 +1,16 @@
+#ifndef ORCH_JSONW_H
+#define ORCH_JSONW_H
+#include <stddef.h>
+#include "lua.h"
+typedef struct jbuf {
+  char *data;
+  size_t len, cap;
+} jbuf;
+/* Appends the JSON of the value at idx to b; -1 (b unchanged) when the
+ * value holds something JSON cannot say faithfully. */
+int jsonw_encode(jbuf *b, lua_State *L, int idx);
+/* Appends s (n bytes) as a JSON string, escaped and made valid UTF-8 as
+ * jsonw_encode does; -1 (b unchanged) when out of memory. */
+int jsonw_string(jbuf *b, const char *s, size_t n);
+void jbuf_free(jbuf *b);
+#endif
