@@ -140,6 +140,7 @@ int sched_call(lua_State *L, int nargs, int nres); /* pcall with traceback */
 
 /* lorch_core.c, queue.c, proc.c */
 task *orch_need_task(lua_State *L, const char *what);
+double core_stamp(orch_core *c, char ts[32]); /* description now, and as ISO time */
 int queue_open(lua_State *L);
 int proc_open(lua_State *L);
 int net_open(lua_State *L);  /* net.c: sets core.tcp_connect */

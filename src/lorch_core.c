@@ -108,14 +108,17 @@ static int l_core_ts(lua_State *L) {
   return 1;
 }
 
-/* core.stamp() -> t, ts: now in description seconds and as ISO time, in
- * one call for the reporter's hot path. */
-static int l_core_stamp(lua_State *L) {
-  orch_core *c = core_get(L);
+/* Now in description seconds since t0, and as ISO time. */
+double core_stamp(orch_core *c, char ts[32]) {
   double t = (double)(uv_hrtime() - c->t0_ns) / 1e9 * c->scale;
+  iso8601(c, c->t0_wall + t / c->scale, ts);
+  return t;
+}
+
+/* core.stamp() -> t, ts */
+static int l_core_stamp(lua_State *L) {
   char buf[32];
-  iso8601(c, c->t0_wall + t / c->scale, buf);
-  lua_pushnumber(L, t);
+  lua_pushnumber(L, core_stamp(core_get(L), buf));
   lua_pushstring(L, buf);
   return 2;
 }

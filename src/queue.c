@@ -178,20 +178,57 @@ static int l_queue_new(lua_State *L) {
  * called through a C function.) */
 #define QUEUE_HIGH 4096
 
-static int l_queue_put(lua_State *L) {
-  lqueue *lq = check_queue(L, 1);
+static int put_done(lua_State *L, lqueue *lq) {
   task *t;
-  luaL_checkany(L, 2);
-  luaL_argcheck(L, !lua_isnil(L, 2), 2, "a value other than nil expected");
-  if (lq->closed) return luaL_error(L, "report_queue is closed (the run has ended)");
-  lua_settop(L, 2);
-  queue_append(L, lq, 1);
   if (lq->tail - lq->head >= QUEUE_HIGH && (t = sched_current(L)) != NULL &&
       lua_isyieldable(L)) {
     sched_ready(t);
     return lua_yield(L, 0);
   }
   return 0;
+}
+
+static int l_queue_put(lua_State *L) {
+  lqueue *lq = check_queue(L, 1);
+  luaL_checkany(L, 2);
+  luaL_argcheck(L, !lua_isnil(L, 2), 2, "a value other than nil expected");
+  if (lq->closed) return luaL_error(L, "report_queue is closed (the run has ended)");
+  lua_settop(L, 2);
+  queue_append(L, lq, 1);
+  return put_done(L, lq);
+}
+
+/* queue:report(level, data): queues the result record {event, level, t,
+ * ts, data} that ResultReporter puts, built here because reporting is the
+ * hot path of a chatty event.  event: the running invocation's id. */
+static int l_queue_report(lua_State *L) {
+  lqueue *lq = check_queue(L, 1);
+  orch_core *c = lq->core;
+  char ts[32];
+  double t;
+  luaL_checkstring(L, 2);
+  lua_settop(L, 3);
+  if (lq->closed) return luaL_error(L, "report_queue is closed (the run has ended)");
+  t = core_stamp(c, ts);
+  lua_createtable(L, 0, 5);                             /* [q level data rec] */
+  if (c->running != NULL) {
+    ref_push(L, c->running->tag_ref);                   /* [... rec tag] */
+    if (lua_type(L, -1) == LUA_TTABLE) {
+      lua_getfield(L, -1, "id");
+      lua_remove(L, -2);
+    }
+    lua_setfield(L, -2, "event");
+  }
+  lua_pushvalue(L, 2);
+  lua_setfield(L, -2, "level");
+  lua_pushnumber(L, t);
+  lua_setfield(L, -2, "t");
+  lua_pushstring(L, ts);
+  lua_setfield(L, -2, "ts");
+  lua_pushvalue(L, 3);
+  lua_setfield(L, -2, "data");
+  queue_append(L, lq, 1);
+  return put_done(L, lq);
 }
 
 /* Pops the first value onto L; returns 0 when empty. */
@@ -279,6 +316,7 @@ static int l_queue_gc(lua_State *L) {
 /* Registers orch.Queue; leaves the constructor on the stack. */
 int queue_open(lua_State *L) {
   static const luaL_Reg m[] = {{"put", l_queue_put},
+                               {"report", l_queue_report},
                                {"get", l_queue_get},
                                {"get_nowait", l_queue_get_nowait},
                                {"size", l_queue_size},

@@ -29,21 +29,23 @@ local function current_event()
   return inv
 end
 
-local function is_error(value)
-  return type(value) == "table" and rawget(value, "error") ~= nil
-end
 
 local stamp = core and core.stamp or function() return 0, os.date("!%Y-%m-%dT%H:%M:%SZ") end
 
 -- Queues a record {event, level, t, ts, data}.
 function ResultReporter:put(level, data)
+  local q = self.queue
+  if q.report then return q:report(level, data) end  -- the host's queue builds it in C
   local t, ts = stamp()
-  self.queue:put({ event = current_event(), level = level, t = t, ts = ts, data = data })
+  q:put({ event = current_event(), level = level, t = t, ts = ts, data = data })
 end
 
 -- add_result(value): a table with an `error` field is an error result.
 function ResultReporter:add_result(value)
-  self:put(is_error(value) and "error" or "info", value)
+  local q = self.queue
+  local level = type(value) == "table" and rawget(value, "error") ~= nil and "error" or "info"
+  if q.report then return q:report(level, value) end
+  return self:put(level, value)
 end
 
 function ResultReporter:info(msg, fields)
