@@ -78,6 +78,7 @@ typedef struct writer {
   int err;              /* first errno seen, 0 if none */
   link node;            /* core->writers */
   char *path;
+  char *buf;            /* stdio buffer of an owned file */
 } writer;
 
 struct orch_core {

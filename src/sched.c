@@ -335,7 +335,14 @@ void sched_cancel(task *t, int why) {
   task_finish(t, LUA_ERRRUN, NULL);
 }
 
-static void on_flush(uv_prepare_t *h) { writer_flush_all(h->data); }
+/* Right before the loop may block: flush the outputs, and bring the loop's
+ * clock up to date, since libuv 1.44 computes the poll timeout from the
+ * time cached before the timers and tasks ran, which would add this
+ * iteration's work to the next timer's lateness. */
+static void on_flush(uv_prepare_t *h) {
+  writer_flush_all(h->data);
+  uv_update_time(h->loop);
+}
 
 /* Signal handler: only counts, stamps and wakes the loop (uv_async_send is
  * async-signal-safe).  The count hook reads sig_count, so a second signal

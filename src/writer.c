@@ -26,7 +26,9 @@ writer *writer_open(orch_core *c, const char *path, FILE *fp, char *err,
       return NULL;
     }
     w->owns_fp = 1;
-    setvbuf(fp, NULL, _IOFBF, 1 << 16);
+    /* glibc ignores the size when it allocates the buffer itself */
+    w->buf = malloc(1 << 16);
+    if (w->buf != NULL) setvbuf(fp, w->buf, _IOFBF, 1 << 16);
   }
   w->fp = fp;
   w->path = strdup(path);
@@ -54,6 +56,8 @@ int writer_close(writer *w) {
     writer_flush(w);
     if (w->owns_fp && fclose(w->fp) != 0 && w->err == 0) w->err = errno;
     w->fp = NULL;
+    free(w->buf);
+    w->buf = NULL;
   }
   link_remove(&w->node);
   err = w->err;

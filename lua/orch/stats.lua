@@ -6,7 +6,7 @@
 local M = {}
 M.__index = M
 
-local EXACT = 2048
+local EXACT = 64     -- per statistic: 10,000 events keep 2 x 64 numbers each
 local LOG_STEP = math.log(1.01)
 local FLOOR = 1e-6   -- values below a microsecond share one bucket
 
