@@ -4,7 +4,16 @@ local M = {}
 M.root = (function()
   local p = io.popen("pwd"); local d = p:read("l"); p:close(); return d
 end)()
-M.bin = M.root .. "/orchlua"
+-- ORCHLUA_BIN runs the suite against another build of the same sources
+-- (make check-asan: build/asan/orchlua); a relative path is from the root.
+M.bin = os.getenv("ORCHLUA_BIN") or ""
+if M.bin == "" then
+  M.bin = M.root .. "/orchlua"
+elseif M.bin:sub(1, 1) ~= "/" then
+  M.bin = M.root .. "/" .. M.bin
+end
+-- the plain build is the one shipped: a few specs (valgrind) need it
+M.plain_bin = M.root .. "/orchlua"
 
 function M.q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 

@@ -115,11 +115,13 @@ local function check_object(ctx, value, keys, path)
         g[#g + 1] = { entry = entry, at = ctx.index[kpath] }
       end
       local nv = check(ctx, v, entry.type, kpath)
-      if nv ~= nil and entry.scale then
-        nv = nv * entry.scale
-        if nv == math.huge then   -- finite in hours, not in seconds
+      if nv ~= nil and (entry.scale or entry.unit) then
+        local sec = nv * (entry.scale or entry.unit)
+        if sec == math.huge then   -- finite in hours, not in seconds
           mismatch(ctx, kpath, v, entry.type, " (too large once in seconds)")
           nv = nil
+        elseif entry.scale then
+          nv = sec
         end
       end
       if nv ~= nil then

@@ -9,7 +9,15 @@ local M = {}
 -- Largest k >= 0 with k*interval < total, as a person computes it: a
 -- product within a billionth of the end counts as at the end (12 * 0.3 is
 -- 3.5999999999999996 in binary, and is not a firing before 3.6).
+--
+-- Past 2^53 firings floats no longer tell k from k + 1 (the loops below
+-- would never end: total_hours 1e15, or interval_sec 1e-12), and no run gets
+-- there anyway: the count is capped at 2^53.
+local MAX_K = 2 ^ 53
+
 function M.last_k(interval, total)
+  local q = total / interval
+  if q >= MAX_K or q ~= q then return math.tointeger(MAX_K) end
   local limit = total - 1e-9 * math.max(total, 1)
   local k = math.floor(total / interval)
   while k > 0 and k * interval >= limit do k = k - 1 end
@@ -59,6 +67,12 @@ function M.clock(sec)
   return ("%s%d:%02d:%06.3f"):format(neg and "-" or "", h, m, s)
 end
 
+-- s padded with spaces to width w (string.format takes widths below 100
+-- only, and an event id may be longer).
+local function pad(s, w)
+  return s .. (" "):rep(w - #s)
+end
+
 -- Text of `orchlua plan`.
 function M.render(desc, hours, limit)
   limit = limit or 30
@@ -76,28 +90,28 @@ function M.render(desc, hours, limit)
     all = all + c.startup + c.interval
   end
   for _, f in ipairs(tl) do
-    add("  %s  %-28s %s #%d", M.clock(f.t), f.event.id, f.phase, f.k)
+    add("  %s  %s %s #%d", M.clock(f.t), pad(f.event.id, 28), f.phase, f.k)
   end
   if all > #tl then add("  ... %d more firing%s until %s", all - #tl, all - #tl == 1 and "" or "s", M.clock(total)) end
   add("  %s  end: no firing at or after this time", M.clock(total))
   for _, ev in ipairs(desc.events) do
     if ev.at_teardown then
       local last = ev.interval and M.last_k(ev.interval, total) or 0
-      add("  %s  %-28s teardown #%d (once, after the end)", M.clock(total), ev.id, last + 1)
+      add("  %s  %s teardown #%d (once, after the end)", M.clock(total), pad(ev.id, 28), last + 1)
     end
   end
   add("")
   local w = 5
   for _, ev in ipairs(desc.events) do w = math.max(w, #ev.id) end
-  add("%-" .. w .. "s  %10s  %8s  %8s  %8s  %8s", "event", "every", "startup", "interval", "teardown", "total")
+  add("%s  %10s  %8s  %8s  %8s  %8s", pad("event", w), "every", "startup", "interval", "teardown", "total")
   local sum = 0
   for _, ev in ipairs(desc.events) do
     local c = M.counts(ev, total)
     sum = sum + c.total
-    add("%-" .. w .. "s  %10s  %8d  %8d  %8d  %8d", ev.id, ev.interval and (("%gs"):format(ev.interval)) or "-",
+    add("%s  %10s  %8d  %8d  %8d  %8d", pad(ev.id, w), ev.interval and (("%gs"):format(ev.interval)) or "-",
         c.startup, c.interval, c.teardown, c.total)
   end
-  add("%-" .. w .. "s  %10s  %8s  %8s  %8s  %8d", "all", "", "", "", "", sum)
+  add("%s  %10s  %8s  %8s  %8s  %8d", pad("all", w), "", "", "", "", sum)
   return table.concat(lines, "\n") .. "\n"
 end
 

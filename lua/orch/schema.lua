@@ -14,6 +14,8 @@
 --   to        the field name in the normalized description (default: key)
 --   scale     multiplier applied to the value when normalizing (minutes and
 --             hours become seconds)
+--   unit      seconds per unit of a value kept as given (total_hours): it
+--             must still be finite once in seconds
 --   meaning   one line for the README
 --
 -- A type:
@@ -91,7 +93,7 @@ T.events = { kind = "array", items = T.event, min_items = 1,
 schema.top = {
   { key = "test_name", type = T.string, required = true, basename = true,
     meaning = "must equal the file's base name" },
-  { key = "total_hours", type = T.positive, required = true,
+  { key = "total_hours", type = T.positive, required = true, unit = 3600,
     meaning = "length of the run" },
   { key = "unref_setup_fixtures", type = T.names, default = {},
     meaning = "fixtures set up at start though no event names them" },

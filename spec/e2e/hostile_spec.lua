@@ -80,6 +80,80 @@ describe("hostile events", function()
     assert.equal(4, n)
   end)
 
+  it("cannot stop the reporter with a hostile metatable in a result", function()
+    -- a function inside sends the record to the placeholders, which read
+    -- tables raw: __pairs, __len, __index and a key's __tostring never run
+    dir = h.project({ ["events/ev.lua"] = [[
+local M = {}
+function M.hostile(result_reporter)
+  result_reporter:add_result({ before = true })
+  local obj = setmetatable({ f = print, 1, 2 }, {
+    __pairs = function() error("no pairs") end,
+    __len = function() error("no len") end,
+    __index = function(_, k) error("no field " .. tostring(k)) end,
+  })
+  local key = setmetatable({}, { __tostring = function() error("no name") end })
+  result_reporter:add_result({ obj = obj, [key] = 1 })
+  result_reporter:add_result({ after = true })
+end
+function M.tick(result_reporter) result_reporter:add_result({ tick = true }) end
+return M
+]], ["descriptions/m.json"] = [[{"test_name":"m","total_hours":0.001,
+      "events":[{"name":"hostile"},{"name":"tick","interval_sec":1}]}]] })
+    local code, _, err = h.run("run m -q --report r.jsonl --time-scale 2", dir)
+    assert.equal(0, code, err)
+    local recs = h.jsonl(dir .. "/r.jsonl")
+    local data = {}
+    for _, r in ipairs(recs) do if r.type == "result" then data[#data + 1] = r.data end end
+    assert.equal(7, #data)               -- before, obj, after, and 4 ticks
+    assert.is_true(data[1].before)
+    assert.matches("^<function", data[2].obj.f)
+    assert.same({ 1, 2 }, { data[2].obj["1"], data[2].obj["2"] })
+    assert.equal(1, data[2]["<table>"])
+    assert.is_true(data[3].after)
+    assert.equal("end of run", recs[#recs].reason)
+  end)
+
+  it("refuse a report or a JUnit file in a missing folder, a folder, or a read-only place at the start", function()
+    dir = h.project({ ["events/ev.lua"] = [[
+local M = {}
+function M.mark() io.open("ran", "w"):close() end
+return M
+]], ["descriptions/x.json"] = [[{"test_name":"x","total_hours":0.001,"events":[{"name":"mark"}]}]] })
+    -- a place no file can be made in: a read-only folder, or for root
+    -- (whom permissions do not stop) sysfs
+    local ro = dir .. "/ro"
+    os.execute("mkdir " .. h.q(ro) .. " && chmod 555 " .. h.q(ro))
+    local probe = io.open(ro .. "/probe", "w")
+    if probe then probe:close(); ro = "/sys" end
+    local cases = {
+      { "--report " .. dir .. "/missing/r.jsonl", "--report " .. dir .. "/missing/r.jsonl: No such file or directory" },
+      { "--junit " .. dir .. "/missing/j.xml", "--junit " .. dir .. "/missing/j.xml: No such file or directory" },
+      { "--report " .. dir, "--report " .. dir .. ": Is a directory" },
+      { "--junit " .. dir, "--junit " .. dir .. ": Is a directory" },
+      { "--report " .. ro .. "/r.jsonl", "--report " .. ro .. "/r.jsonl: Permission denied" },
+      { "--junit " .. ro .. "/j.xml", "--junit " .. ro .. "/j.xml: Permission denied" },
+    }
+    for _, c in ipairs(cases) do
+      local code, out, err = h.run("run x -q " .. c[1], dir)
+      assert.equal(2, code, c[1])
+      assert.equal("orchlua: " .. c[2] .. "\n", err)
+      assert.equal("", out)
+      assert.is_nil(h.read(dir .. "/ran"), c[1] .. ": the run started")
+    end
+  end)
+
+  it("fail the run when the JUnit file cannot be written at the end, with the report complete", function()
+    dir = h.project({ ["events/ev.lua"] = EVENTS, ["descriptions/x.json"] = [[{"test_name":"x","total_hours":0.001,
+      "events":[{"name":"tick","interval_sec":1}]}]] })
+    local code, _, err = h.run("run x -q --junit /dev/full --report r.jsonl --time-scale 4", dir)
+    assert.equal(1, code)
+    assert.equal("orchlua: --junit /dev/full: No space left on device\n", err)
+    local recs = h.jsonl(dir .. "/r.jsonl")
+    assert.equal(4, #h.select(recs, "result"))
+    assert.equal("run_end", recs[#recs].type)
+  end)
+
   it("refuse a report in a read-only place at the start", function()
     dir = h.project({ ["events/ev.lua"] = EVENTS, ["descriptions/x.json"] = [[{"test_name":"x","total_hours":0.001,
       "events":[{"name":"tick"}]}]] })

@@ -14,18 +14,26 @@ local M = {}
 -- truncated or overlong sequence, a UTF-16 surrogate, beyond U+10FFFF)
 -- replaced by U+FFFD.  A valid string comes back as is, at the cost of one
 -- utf8.len.
-local function valid_utf8(s)
-  if utf8.len(s) then return s end
+local function fix_chunk(c)   -- a lead byte and the continuation bytes after it
+  if utf8.len(c) then return c end
   local out, n, i = {}, 0, 1
   while true do
-    local ok, bad = utf8.len(s, i)
+    local ok, bad = utf8.len(c, i)
     if ok then break end
-    n = n + 1; out[n] = s:sub(i, bad - 1)
+    n = n + 1; out[n] = c:sub(i, bad - 1)
     n = n + 1; out[n] = "\239\191\189"
     i = bad + 1
   end
-  n = n + 1; out[n] = s:sub(i)
+  n = n + 1; out[n] = c:sub(i)
   return table.concat(out, "", 1, n)
+end
+
+local function valid_utf8(s)
+  if utf8.len(s) then return s end
+  -- bytes that never appear in UTF-8 first, without a call per byte; then
+  -- each lead byte with its continuation bytes
+  s = s:gsub("[\192\193\245-\255]", "\239\191\189")
+  return (s:gsub("[\128-\255][\128-\191]*", fix_chunk))
 end
 M.valid_utf8 = valid_utf8
 
@@ -44,11 +52,11 @@ end
 -- Size.  The first copy of each table is free: it is as big as the value
 -- the caller holds.  A table met again (shared, not a cycle) is copied
 -- again, and that is what can explode: {t, t} nested 40 deep is 2^40
--- copies.  Repeated copies draw on a budget (REPEAT_BUDGET = 1 Mi units: 8 per
+-- copies.  Repeated copies draw on a budget (REPEAT_BUDGET = 256 Ki units: 8 per
 -- value, plus a string's length); past it, a repeated table becomes
 -- "<repeat>".  With `max`, every value draws on a budget of max units, and
 -- what is past it becomes "<cut>" (a string is cut short).
-local REPEAT_BUDGET = 1024 * 1024
+local REPEAT_BUDGET = 256 * 1024
 
 local function sanitize(v, st, depth)
   local t = type(v)
@@ -91,7 +99,10 @@ local function sanitize(v, st, depth)
   else
     for k, x in next, v do
       local key = type(k) == "string" and k or type(k) == "number" and tostring(k) or "<" .. safe_tostring(k) .. ">"
-      if st.limited and st.budget < 8 + #key then break end
+      if st.limited then   -- a key is a string too
+        if st.budget < 8 + #key then break end
+        st.budget = st.budget - (8 + #key)
+      end
       out[key] = sanitize(x, st, depth + 1)
     end
   end

@@ -23,8 +23,9 @@ function M:write(rec, type_)
     -- also keeps every line valid UTF-8)
     ok, err = self.w:record(json.sanitize(rec), type_)
     if ok == false then
-      -- still over the encoder's 16 MiB: the record, cut to 1 MiB
-      ok, err = self.w:record(json.sanitize(rec, 1024 * 1024), type_)
+      -- still over the encoder's 16 MiB: the record, cut to 128 KiB
+      -- (under 1 MiB of JSON however much escaping it takes)
+      ok, err = self.w:record(json.sanitize(rec, 128 * 1024), type_)
     end
   end
   if not ok and not self.err then self.err = err end
