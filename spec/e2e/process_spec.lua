@@ -458,7 +458,15 @@ describe("the seed example", function()
     for _, d in ipairs(U.results(recs)) do
       if type(d) == "table" and d.video then plays[#plays + 1] = d end
     end
-    assert.equal(36, #plays)
+    -- 36 firings; on a loaded machine a play (a real process, 30 s of
+    -- description time = 8 ms real) can outlast 300 s (83 ms real) and the
+    -- next firing is then skipped, as concurrency "forbid" says
+    local skipped = 0
+    for _, r in ipairs(recs) do
+      if r.type == "skipped" and r.id == "start_playback" then skipped = skipped + 1 end
+    end
+    assert.equal(36, #plays + skipped)
+    assert.is_true(#plays >= 30, "plays: " .. #plays)
     for _, p in ipairs(plays) do
       assert.equal("/home/orch-tests/video-files/high_res_clip.mp4", p.video)
       assert.is_true(p.frames >= 0 and p.frames % 25 == 0)
