@@ -67,7 +67,31 @@ typedef struct task {
   uint64_t id;
   void (*on_wait_cancel)(struct task *); /* detaches a pending non-list wait */
   void *wait_data;
+  /* set for an invoker's task (invoker.c): called last, instead of the
+   * Lua done, with the status and the error message (or nil) on the main
+   * thread's stack, which it pops; it may free the task */
+  void (*on_finish)(struct task *, const char *status);
 } task;
+
+/* stats.c: a summary of samples (see stats.c for the rules) */
+#define STATS_EXACT 64
+struct stats_bucket {
+  int b;
+  uint64_t count;
+};
+typedef struct stats {
+  uint64_t n;
+  double sum, min, max;
+  int nexact;                 /* -1 once in buckets */
+  double exact[STATS_EXACT];
+  struct stats_bucket *bk;    /* sorted by b */
+  size_t nb, capb, hint;
+} stats;
+void stats_add(stats *s, double v);
+double stats_percentile(const stats *s, double p);
+int stats_push_new(lua_State *L);
+stats *stats_check(lua_State *L, int idx);
+void stats_open(lua_State *L);
 
 /* A buffered output file flushed before the loop blocks, so that a record
  * written in one loop iteration is on disk before orchlua waits again. */
@@ -106,11 +130,12 @@ struct orch_core {
   int watch_stop;
   /* finished coroutines kept for reuse: creating a thread and collecting
    * it again costs more than a trivial invocation itself */
-  lua_State *pool[64];
-  int pool_ref[64];
-  int pool_n;
+  lua_State **pool;
+  int *pool_ref;
+  int pool_n, pool_cap; /* grows to POOL_MAX: 10,000 events fire together */
   link writers;
   uint64_t next_task_id;
+  int invoker_running;  /* invoker tasks alive (invoker.c) */
   /* counters the tests read to assert that nothing leaked */
   int live_handles, live_tasks, live_refs;
   int shut, closed;
@@ -130,6 +155,7 @@ void sched_cancel(task *t, int why);  /* end a task that is not running */
 int sched_wait(lua_State *L, task *t); /* park the running task; returns lua_yield */
 task *sched_current(lua_State *L);    /* the task whose coroutine is L, or NULL */
 void sched_timer_wait(task *t, uint64_t ms, int pushes);
+void sched_set_timeout(task *t, uint64_t ms); /* status "timeout" ms after it started */
 uint64_t sched_real_ms(orch_core *c, double desc_sec);
 uint64_t sched_timeout_from(orch_core *c, uint64_t from_ns, uint64_t ms);
 void sched_shutdown(orch_core *c); /* before lua_close */
@@ -147,6 +173,16 @@ int proc_open(lua_State *L);
 int net_open(lua_State *L);  /* net.c: sets core.tcp_connect */
 void proc_task_cancelled(task *t); /* SIGTERM/SIGKILL the groups t spawned */
 void proc_shutdown(orch_core *c);  /* exit path: kill and reap every group */
+
+/* invoker.c */
+typedef struct invoker invoker;
+void invoker_open(lua_State *L);              /* sets core.invoker */
+invoker *invoker_test(lua_State *L, int idx); /* NULL if not one */
+void invoker_fire(invoker *inv, lua_Integer k, uint64_t late_ns);
+
+/* lorch_core.c */
+writer *const *core_writer_slot(lua_State *L, int idx); /* a writer userdata's writer (NULL once closed) */
+void core_stamp_at(orch_core *c, double t, char ts[32]); /* description time t as ISO time */
 
 /* handle.c: uv handles malloc'd apart and freed in their close callback */
 void *handle_new(orch_core *c, size_t size);

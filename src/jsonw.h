@@ -12,5 +12,11 @@ int jsonw_encode(jbuf *b, lua_State *L, int idx);
 /* Appends s (n bytes) as a JSON string, escaped and made valid UTF-8 as
  * jsonw_encode does; -1 (b unchanged) when out of memory. */
 int jsonw_string(jbuf *b, const char *s, size_t n);
+/* Append a number as the encoder writes it ("%.14g"; NaN and infinity as
+ * null), and an integer. */
+int jsonw_number(jbuf *b, double d);
+int jsonw_integer(jbuf *b, lua_Integer v);
+/* Append n raw bytes. */
+int jsonw_raw(jbuf *b, const char *s, size_t n);
 void jbuf_free(jbuf *b);
 #endif

@@ -108,6 +108,10 @@ static int l_core_ts(lua_State *L) {
   return 1;
 }
 
+void core_stamp_at(orch_core *c, double t, char ts[32]) {
+  iso8601(c, c->t0_wall + t / c->scale, ts);
+}
+
 /* Now in description seconds since t0, and as ISO time. */
 double core_stamp(orch_core *c, char ts[32]) {
   double t = (double)(uv_hrtime() - c->t0_ns) / 1e9 * c->scale;
@@ -261,27 +265,13 @@ static int l_core_sleep(lua_State *L) {
   return sched_wait(L, t);
 }
 
-static void on_deadline(uv_timer_t *h) {
-  task *t = h->data;
-  if (t != NULL && t->state != T_DONE && t->state != T_RUNNING)
-    sched_cancel(t, C_TIMEOUT);
-}
-
 /* task:set_timeout(desc_sec): cancel with status "timeout" after sec,
  * whether the task waits (a timer) or computes (the count hook). */
 static int l_task_set_timeout(lua_State *L) {
   task *t = check_task(L, 1);
   double sec = luaL_checknumber(L, 2);
-  uint64_t ms;
   if (t->state == T_DONE) return 0;
-  ms = sched_real_ms(t->core, sec);
-  t->deadline_ns = t->started_ns + ms * 1000000u;
-  if (t->deadline == NULL) {
-    t->deadline = handle_new(t->core, sizeof *t->deadline);
-    uv_timer_init(&t->core->loop, t->deadline);
-    t->deadline->data = t;
-  }
-  uv_timer_start(t->deadline, on_deadline, sched_timeout_from(t->core, t->started_ns, ms), 0);
+  sched_set_timeout(t, sched_real_ms(t->core, sec));
   return 0;
 }
 
@@ -401,6 +391,7 @@ typedef struct ticker {
   double interval_ns; /* real */
   lua_Integer k, last;
   int cb_ref, self_ref;
+  invoker *inv;       /* the target when not a Lua function (cb_ref holds it) */
 } ticker;
 
 static uint64_t ticker_due(ticker *t, lua_Integer k) {
@@ -434,23 +425,29 @@ static void ticker_fire(ticker *t) {
   lua_Integer k = t->k;
   uint64_t due = ticker_due(t, k);
   t->k++;
-  ref_push(L, t->cb_ref);
-  lua_pushinteger(L, k);
-  lua_pushinteger(L, (lua_Integer)(now > due ? now - due : 0));
-  sched_call(L, 2, 0);
+  if (t->inv != NULL) {
+    invoker_fire(t->inv, k, now > due ? now - due : 0);
+  } else {
+    ref_push(L, t->cb_ref);
+    lua_pushinteger(L, k);
+    lua_pushinteger(L, (lua_Integer)(now > due ? now - due : 0));
+    sched_call(L, 2, 0);
+  }
   /* the callback may have closed the ticker */
   if (t->h != NULL && t->k <= t->last) ticker_start(t);
 }
 
-/* core.ticker(interval_desc_sec, first_k, last_k, cb) -> ticker */
+/* core.ticker(interval_desc_sec, first_k, last_k, cb) -> ticker; cb a
+ * function cb(k, late_ns) or an invoker (invoker.c) */
 static int l_core_ticker(lua_State *L) {
   orch_core *c = core_get(L);
   double interval = luaL_checknumber(L, 1);
   lua_Integer first = luaL_checkinteger(L, 2);
   lua_Integer last = luaL_checkinteger(L, 3);
   ticker *t;
+  invoker *inv = invoker_test(L, 4);
   luaL_argcheck(L, interval > 0 && isfinite(interval), 1, "interval must be > 0");
-  luaL_checktype(L, 4, LUA_TFUNCTION);
+  if (inv == NULL) luaL_checktype(L, 4, LUA_TFUNCTION);
   t = lua_newuserdatauv(L, sizeof *t, 0);
   memset(t, 0, sizeof *t);
   t->core = c;
@@ -458,6 +455,7 @@ static int l_core_ticker(lua_State *L) {
   t->k = first;
   t->last = last;
   luaL_setmetatable(L, TICKER_MT);
+  t->inv = inv;
   lua_pushvalue(L, 4);
   t->cb_ref = ref_new(L);
   lua_pushvalue(L, -1);
@@ -590,6 +588,11 @@ static int l_core_writer(lua_State *L) {
 static int l_core_stdio(lua_State *L) {
   const char *which = luaL_checkstring(L, 1);
   return push_writer(L, which, strcmp(which, "stderr") == 0 ? stderr : stdout);
+}
+
+writer *const *core_writer_slot(lua_State *L, int idx) {
+  lwriter *lw = luaL_checkudata(L, idx, WRITER_MT);
+  return &lw->w;
 }
 
 static writer *check_writer(lua_State *L) {
@@ -764,6 +767,7 @@ int luaopen_orch_core(lua_State *L) {
   lua_setfield(L, -2, "queue");
   proc_open(L);
   net_open(L);
+  invoker_open(L);
   lua_pushinteger(L, ORCH_API_VERSION);
   lua_setfield(L, -2, "api_version");
   return 1;

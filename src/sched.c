@@ -25,6 +25,7 @@
 #include "core.h"
 
 #define WATCH_MS 10
+#define POOL_MAX 16384 /* coroutines kept for reuse, about 1 KB each */
 
 orch_core *core_get(lua_State *L) {
   return *(orch_core **)lua_getextraspace(L);
@@ -154,6 +155,23 @@ void sched_timer_wait(task *t, uint64_t ms, int pushes) {
   uv_timer_start(t->timer, on_task_timer, sched_timeout_from(t->core, uv_hrtime(), ms), 0);
 }
 
+static void on_deadline(uv_timer_t *h) {
+  task *t = h->data;
+  if (t != NULL && t->state != T_DONE && t->state != T_RUNNING)
+    sched_cancel(t, C_TIMEOUT);
+}
+
+void sched_set_timeout(task *t, uint64_t ms) {
+  if (t->state == T_DONE) return;
+  t->deadline_ns = t->started_ns + ms * 1000000u;
+  if (t->deadline == NULL) {
+    t->deadline = handle_new(t->core, sizeof *t->deadline);
+    uv_timer_init(&t->core->loop, t->deadline);
+    t->deadline->data = t;
+  }
+  uv_timer_start(t->deadline, on_deadline, sched_timeout_from(t->core, t->started_ns, ms), 0);
+}
+
 /* Protected __tostring of an error value: it may itself raise. */
 static int safe_tostring(lua_State *L) {
   luaL_tolstring(L, 1, NULL);
@@ -200,6 +218,45 @@ static const char *status_name(task *t, int st) {
   return st == LUA_OK ? "ok" : "error";
 }
 
+/* Pushes the error message of a task that ended with st, nil if none. */
+static void task_error(lua_State *L, task *t, int st, const char *forced_err) {
+  if (forced_err != NULL) {
+    luaL_traceback(L, t->co, forced_err, 0);
+  } else if (st == LUA_OK && t->cancel == C_NONE) {
+    lua_pushnil(L);
+  } else {
+    push_task_error(L, t, st);
+  }
+}
+
+/* A thread that returned, or that reset cleanly (closing pending
+ * to-be-closed variables), is as good as new and goes back to the pool;
+ * else its ref goes. */
+static void task_release_co(orch_core *c, task *t) {
+  int reusable;
+  if (c->pool_n == c->pool_cap && c->pool_cap < POOL_MAX) {
+    int cap = c->pool_cap ? c->pool_cap * 2 : 64;
+    lua_State **p = realloc(c->pool, (size_t)cap * sizeof *p);
+    int *r = p ? realloc(c->pool_ref, (size_t)cap * sizeof *r) : NULL;
+    if (p) c->pool = p;
+    if (r) {
+      c->pool_ref = r;
+      c->pool_cap = cap;
+    }
+  }
+  /* a coroutine that returned is reusable as it is: resetting it would
+   * shrink its stack, to be grown again by the next task (a realloc and
+   * memmove per invocation) */
+  reusable = lua_status(t->co) == LUA_OK || lua_resetthread(t->co) == LUA_OK;
+  if (reusable && c->pool_n < c->pool_cap) {
+    lua_settop(t->co, 0);
+    c->pool[c->pool_n] = t->co;
+    c->pool_ref[c->pool_n++] = t->co_ref;
+    t->co_ref = LUA_NOREF;
+  }
+  ref_free(c->L, &t->co_ref);
+}
+
 /* Ends a task: calls done(task, status, tag, err), then releases it all. */
 static void task_finish(task *t, int st, const char *forced_err) {
   orch_core *c = t->core;
@@ -216,25 +273,20 @@ static void task_finish(task *t, int st, const char *forced_err) {
   t->timer = NULL;
   handle_close((uv_handle_t *)t->deadline);
   t->deadline = NULL;
+  if (t->on_finish != NULL) {
+    /* an invoker's task: refs shared with its invoker, none of its own */
+    task_error(L, t, st, forced_err);                    /* [err] */
+    task_release_co(c, t);
+    c->live_tasks--;
+    t->on_finish(t, status);                             /* pops err; may free t */
+    return;
+  }
   ref_push(L, t->done_ref);                              /* [done] */
   ref_push(L, t->self_ref);                              /* [done task] */
   lua_pushstring(L, status);                             /* [done task status] */
   ref_push(L, t->tag_ref);                               /* [done task status tag] */
-  if (forced_err != NULL) {
-    luaL_traceback(L, t->co, forced_err, 0);
-  } else if (st == LUA_OK && t->cancel == C_NONE) {
-    lua_pushnil(L);
-  } else {
-    push_task_error(L, t, st);
-  }                                                      /* [done task status tag err] */
-  /* closes pending to-be-closed variables; a thread that reset cleanly is
-   * as good as new and goes back to the pool */
-  if (lua_resetthread(t->co) == LUA_OK && c->pool_n < (int)(sizeof c->pool / sizeof c->pool[0])) {
-    lua_settop(t->co, 0);
-    c->pool[c->pool_n] = t->co;
-    c->pool_ref[c->pool_n++] = t->co_ref;
-    t->co_ref = LUA_NOREF;
-  }
+  task_error(L, t, st, forced_err);                      /* [done task status tag err] */
+  task_release_co(c, t);
   c->live_tasks--;
   if (lua_isnil(L, -5)) {
     lua_pop(L, 5);
@@ -457,6 +509,11 @@ static void pool_free(orch_core *c) {
     c->pool_n--;
     ref_free(c->L, &c->pool_ref[c->pool_n]);
   }
+  free(c->pool);
+  free(c->pool_ref);
+  c->pool = NULL;
+  c->pool_ref = NULL;
+  c->pool_cap = 0;
 }
 
 static void on_walk_close(uv_handle_t *h, void *arg) {

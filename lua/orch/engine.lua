@@ -13,7 +13,6 @@
 local core = require "orch.core"
 local registry = require "orch.registry"
 local resolve = require "orch.resolve"
-local Stats = require "orch.stats"
 local plan = require "orch.plan"
 
 local M = {}
@@ -200,11 +199,13 @@ end
 function Run:fire(ev, phase, k, scheduled, late_ns)
   if self.stopping and phase ~= "teardown" then return end
   local running = ev.running
-  if next(running) ~= nil then
+  local st = self.per_event[ev.id]
+  if next(running) ~= nil or st.running_fast > 0 then
     if ev.concurrency == "forbid" then
       return self:skip(ev, phase, k, scheduled, "previous invocation still running")
     elseif ev.concurrency == "replace" then
       for task in pairs(running) do task:cancel("cancelled") end
+      st:cancel_all()
     end
   end
   local inv = {
@@ -214,18 +215,43 @@ function Run:fire(ev, phase, k, scheduled, late_ns)
   local task = core.go(invoke, self.on_done, inv, self, inv)
   running[task] = inv
   self.nrunning = self.nrunning + 1
+  st.lua_running = st.lua_running + 1
   if ev.timeout then task:set_timeout(ev.timeout) end
   return task
 end
 
--- The done callback of every invocation task.
+-- Whether every name ev receives is the same value at every firing
+-- (params, built-ins, run-scope fixtures already set up): then its
+-- invoker can fire it without this module (invoker.c).
+function Run:constant_args(ev)
+  if not ev.names or not self.fast then return nil end
+  local params = ev.params
+  for _, name in ipairs(ev.names) do
+    if not (params and params[name] ~= nil) then
+      local def = fixture_def(name)
+      if def then
+        local f = self.fixtures[def.name]
+        if def.scope == "invocation" or not f or f.pending then return nil end
+      elseif self.builtins[name] == nil and name ~= "params" then
+        return nil   -- "event" differs at every firing
+      end
+    end
+  end
+  return self:args(ev.names, { ev = ev })
+end
+
+-- The done callback of every invocation task; task is nil for an
+-- invoker's own task (it ended in error: invoker.c does the rest).
 function Run:done(task, status, inv, err)
   local ev = inv.ev
-  ev.running[task] = nil
-  self.nrunning = self.nrunning - 1
+  local st = self.per_event[ev.id]
+  if task then
+    ev.running[task] = nil
+    self.nrunning = self.nrunning - 1
+    st.lua_running = st.lua_running - 1
+  end
   local t = core.now()
   local duration = t - inv.started
-  local st = self.per_event[ev.id]
   st.runs = st.runs + 1
   st.duration:add(duration)
   st.lateness:add(inv.late_ns / 1e6)             -- real milliseconds
@@ -237,6 +263,13 @@ function Run:done(task, status, inv, err)
                     duration = duration, lateness = inv.late_ns / 1e9 * self.scale, status = status }
       self:emit(rec)
       self.console:invocation(rec)
+    end
+    if not st.fast_set and not inv.fixtures then
+      local args, n = self:constant_args(ev)
+      if args then
+        st:set_args(args, n)
+        st.fast_set = true
+      end
     end
     if self.stopping then self:progress() end
     return
@@ -268,6 +301,11 @@ function Run:done(task, status, inv, err)
     self:stop("fail-fast: " .. ev.id .. " " .. status)
   end
   if self.stopping then self:progress() end
+end
+
+-- Invocations alive: the engine's tasks and the invokers' (invoker.c).
+function Run:running()
+  return self.nrunning + core.invoker_running()
 end
 
 function Run:cancel_reason_for(ev)
@@ -320,13 +358,19 @@ function Run:start_schedule()
   end
   for _, ev in ipairs(self.events) do
     if ev.interval then
+      local st = self.per_event[ev.id]
+      if not st.fast_set then
+        -- no fixture to set up first: the invoker fires it from the start
+        local args, n = self:constant_args(ev)
+        if args then
+          st:set_args(args, n)
+          st.fast_set = true
+        end
+      end
       local last = plan.last_k(ev.interval, self.total)
       local first = 1
       if last >= first then
-        local interval = ev.interval
-        ev.ticker = core.ticker(interval, first, last, function(k, late_ns)
-          self:fire(ev, "interval", k, num(k * interval), late_ns)
-        end)
+        ev.ticker = core.ticker(ev.interval, first, last, self.per_event[ev.id])
         self.tickers[#self.tickers + 1] = ev.ticker
       end
     end
@@ -345,6 +389,7 @@ function Run:stop(reason)
   end
   self.stopping = true
   self.stop_reason = reason
+  for _, st in pairs(self.per_event) do st:set_notify(true) end
   self.console:phase("stopping: " .. reason)
   for _, t in ipairs(self.tickers) do t:close() end
   if self.end_timer then self.end_timer:close() end
@@ -365,7 +410,7 @@ function Run:kill()
   if self.killed then return end
   self.killed = true
   self.kill_switch.flag:set()
-  if self.nrunning > 0 then
+  if self:running() > 0 then
     self.grace_timer = core.timer(function() self:cancel_all("grace period over") end)
     self.grace_timer:start(self.grace)
     core.set_hard_deadline(self.grace)
@@ -380,6 +425,7 @@ function Run:cancel_all(why)
     local tasks = {}
     for task in pairs(ev.running) do tasks[#tasks + 1] = task end
     for _, task in ipairs(tasks) do task:cancel("cancelled") end
+    self.per_event[ev.id]:cancel_all()
   end
   core.kill_processes()  -- every spawned process group: SIGTERM, SIGKILL 500 ms later
 end
@@ -416,7 +462,7 @@ function Run:progress()
     end
     if next(self.teardown) == nil then self:kill() end
   end
-  if self.killed and self.nrunning == 0 and self.nbackground == 0 and not self.finalising then
+  if self.killed and self:running() == 0 and self.nbackground == 0 and not self.finalising then
     self:finalise()
   end
 end
@@ -430,6 +476,7 @@ function Run:on_signal(signum, count)
   else
     self.console:phase(name .. " again: cancelling everything, draining the report queue")
     self.stopping = true
+    for _, st in pairs(self.per_event) do st:set_notify(true) end
     self.killed = true
     self.kill_switch.flag:set()
     for _, t in ipairs(self.tickers) do t:close() end
@@ -455,11 +502,9 @@ function M.run(opts)
     results = 0,
   }, Run)
   run.on_done = function(task, status, inv, err) run:done(task, status, inv, err) end
-  for _, ev in ipairs(run.events) do
-    ev.running = {}
-    run.per_event[ev.id] = { ev = ev, runs = 0, failures = 0, skipped = 0, timeouts = 0,
-                             duration = Stats.new(), lateness = Stats.new(), errors = {} }
-  end
+  -- the fast path writes what Run:done would: only when the console shows
+  -- no invocation (-q, no progress area)
+  run.fast = run.console.level < 1 and not run.console.progress
 
   -- a big, stable heap (events, fixtures, stats) and many short-lived
   -- objects (one invocation each): what generational collection is for;
@@ -468,6 +513,25 @@ function M.run(opts)
   desc.index = nil   -- positions were for error messages; the run needs none
   core.set_grace(run.grace)
   run.t0_wall = core.start_clock(run.scale)
+  local function progress() run:progress() end
+  for _, ev in ipairs(run.events) do
+    ev.running = {}
+    local interval = ev.interval
+    -- per event: counts, statistics and the fast path (invoker.c)
+    local st = core.invoker({
+      fn = ev.fn, event = ev.name, id = ev.id, interval = interval, timeout = ev.timeout,
+      concurrency = ev.concurrency, writer = run.jsonl and run.jsonl.w or nil,
+      tag = { id = ev.id, ev = ev },
+      fire = function(k, late_ns) run:fire(ev, "interval", k, num(k * (interval or 0)), late_ns) end,
+      done = function(status, err, k, late_ns, started)
+        run:done(nil, status, { ev = ev, id = ev.id, phase = "interval", iteration = k,
+                                scheduled = num(k * (interval or 0)), late_ns = late_ns, started = started }, err)
+      end,
+      progress = progress,
+    })
+    st.ev, st.errors = ev, {}
+    run.per_event[ev.id] = st
+  end
   run.t0_ns = core.hrtime()
   run.queue = core.queue()
   run.kill_switch = setmetatable({ flag = core.flag(), run = run }, KillSwitch)
@@ -539,6 +603,7 @@ function M.run(opts)
 
   core.run()
   core.on_signal(nil)
+  for _, st in pairs(run.per_event) do st:close() end
   if os.getenv("ORCHLUA_DEBUG_STATS") then
     -- what the run left alive; the specs assert all zero
     local s = core.stats()

@@ -61,6 +61,8 @@ end
 function M.clock(sec)
   local neg = sec < 0
   sec = math.abs(sec)
+  -- past 1e12 s (31,000 years) h:mm:ss.mmm has no exact digits left
+  if sec >= 1e12 then return ("%s%.6g s"):format(neg and "-" or "", sec) end
   local h = math.floor(sec / 3600)
   local m = math.floor((sec % 3600) / 60)
   local s = sec - h * 3600 - m * 60

@@ -1,6 +1,8 @@
 /* test_jsonw.c - the report encoder on values a hostile event may report.
  * Prints TAP. */
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lauxlib.h"
@@ -43,6 +45,40 @@ static void check(lua_State *L, const char *expr, const char *want) {
   lua_settop(L, 0);
 }
 
+/* jsonw_number against printf's "%.14g" over a million doubles: times
+ * (ms-resolution seconds), random magnitudes and random bit patterns. */
+static void check_numbers(void) {
+  jbuf b = {0};
+  char want[64];
+  long i, bad = 0, n = 0;
+  srand(7);
+  for (i = 0; i < 1000000; i++) {
+    double d;
+    unsigned long long u;
+    switch (i % 4) {
+    case 0: d = (double)rand() / RAND_MAX * pow(10, rand() % 24 - 8); break;
+    case 1: d = (rand() % 100000) / 1000.0 + (rand() % 1000) / 1e9; break;
+    case 2:
+      u = ((unsigned long long)rand() << 33) ^ ((unsigned long long)rand() << 11) ^ (unsigned long long)rand();
+      memcpy(&d, &u, sizeof d);
+      break;
+    default: d = -(double)rand() / 1e6; break;
+    }
+    if (isfinite(d) && d == floor(d) && fabs(d) < 9007199254740992.0) continue;
+    b.len = 0;
+    jsonw_number(&b, d);
+    if (isfinite(d)) snprintf(want, sizeof want, "%.14g", d); else strcpy(want, "null");
+    n++;
+    if (b.len != strlen(want) || memcmp(b.data, want, b.len) != 0) {
+      if (bad++ < 5) printf("# %.17g: printf %s, jsonw_number %.*s\n", d, want, (int)b.len, b.data);
+    }
+  }
+  printf("%s %d - jsonw_number writes what %%.14g writes (%ld of %ld differ)\n",
+         bad == 0 ? "ok" : "not ok", ++n_test, bad, n);
+  if (bad) failed++;
+  jbuf_free(&b);
+}
+
 int main(void) {
   lua_State *L = luaL_newstate();
   luaL_openlibs(L);
@@ -65,6 +101,15 @@ int main(void) {
   check(L, "{f = print}", NULL);
   check(L, "(function() local t = {} t.t = t return t end)()", NULL);
   check(L, "{[{}] = 1}", NULL);
+  check(L, "0.1", "0.1");
+  check(L, "-0.001", "-0.001");
+  check(L, "123.00000000000001", "123");
+  check(L, "99999.999999999999", "100000");
+  check(L, "0.00012345678901234567", "0.00012345678901235");
+  check(L, "1.5e-5", "1.5e-05");
+  check(L, "12345678901234.5", "12345678901234");   /* half-even, as printf */
+  check(L, "123456789012345.6", "1.2345678901235e+14");
+  check_numbers();
   printf("1..%d\n", n_test);
   lua_close(L);
   return failed != 0;

@@ -295,9 +295,9 @@ function M:state_text()
   if run.reporter_done then return "done (" .. why .. ")", "bold" end
   if run.finalising then return "finalising fixtures, draining results (" .. why .. ")", "yellow" end
   if run.killed then
-    return ("kill switch set, %d still running (%s)"):format(run.nrunning, why), "yellow"
+    return ("kill switch set, %d still running (%s)"):format(run:running(), why), "yellow"
   end
-  return ("teardown, %d running (%s)"):format(run.nrunning, why), "yellow"
+  return ("teardown, %d running (%s)"):format(run:running(), why), "yellow"
 end
 
 -- The area's lines, coloured and cut to the terminal's width.
@@ -323,7 +323,7 @@ function M:render()
   local list, tot = {}, { runs = 0, failures = 0, skipped = 0, running = 0 }
   for i, ev in ipairs(run.events) do
     local st = run.per_event[ev.id]
-    local running = 0
+    local running = st.running_fast or 0
     for _ in pairs(ev.running or {}) do running = running + 1 end
     list[#list + 1] = { i = i, ev = ev, st = st, running = running }
     tot.runs, tot.failures, tot.skipped = tot.runs + st.runs, tot.failures + st.failures, tot.skipped + st.skipped

@@ -1,0 +1,189 @@
+-- The invoker's fast path (src/invoker.c): with -q, an interval event whose
+-- arguments are the same at every firing is fired and recorded in C.  Its
+-- records, counts and statistics must be exactly what the engine's own path
+-- (the console shows invocations, or the event takes `event`) writes.
+local h = require "helper"
+
+local EVENTS = [[
+local orch = require "orch"
+local M = {}
+orch.fixture("shared", function() return { n = 0 } end)
+
+function M.plain(shared, kill_switch, count, result_reporter)
+  shared.n = shared.n + 1
+  result_reporter:add_result({ n = shared.n, count = count, set = kill_switch:is_set() })
+end
+function M.with_event(event) local _ = event.iteration end
+function M.third_fails(shared)
+  shared.n = shared.n + 1
+  if shared.n % 3 == 0 then error("every third") end
+end
+function M.slow(seconds) orch.sleep(seconds) end
+function M.spin() while true do end end
+function M.stats_agree(result_reporter)
+  local core = require "orch.core"
+  local Stats = require "orch.stats"
+  local c, l = core.new_stats(), Stats.new()
+  local seed = 7
+  local function rnd() seed = (seed * 1103515245 + 12345) % 2147483648 return seed / 2147483648 end
+  local out = {}
+  for i = 1, 5000 do
+    local v = (i % 7 == 0) and 0 or rnd() ^ 3 * 10
+    c:add(v); l:add(v)
+    if i == 10 or i == 64 or i == 65 or i == 5000 then
+      out[#out + 1] = { i = i, n = c.n, same_n = c.n == l.n, same_sum = math.abs(c.sum - l.sum) < 1e-9,
+        same_max = c.max == l.max, same_min = c.min == l.min,
+        p50 = c:percentile(50) == l:percentile(50), p99 = c:percentile(99) == l:percentile(99),
+        p100 = c:percentile(100) == l:percentile(100), p1 = c:percentile(1) == l:percentile(1) }
+    end
+  end
+  local e = core.new_stats()
+  out[#out + 1] = { empty = e:percentile(50) == nil and e.max == nil and e:mean() == nil and e.n == 0 }
+  result_reporter:add_result({ stats = out })
+end
+return M
+]]
+
+local function project(events)
+  return h.project({ ["events/ev.lua"] = EVENTS, ["descriptions/f.json"] =
+    ('{"test_name":"f","total_hours":%s,"events":%s}'):format(events.hours or "0.0005", events.list) })
+end
+
+local function invocations(dir, id)
+  local out = {}
+  for _, r in ipairs(h.jsonl(dir .. "/r.jsonl")) do
+    if r.type == "invocation" and r.id == id then out[#out + 1] = r end
+  end
+  table.sort(out, function(a, b) return a.iteration < b.iteration end)
+  return out
+end
+
+local function keys(r)
+  local k = {}
+  for key in pairs(r) do k[#k + 1] = key end
+  table.sort(k)
+  return table.concat(k, ",")
+end
+
+describe("the invoker's fast path", function()
+  local dir
+  after_each(function() h.rm(dir) end)
+
+  it("writes the records the engine writes, for every firing, with -q as without", function()
+    local list = '[{"name":"plain","interval_sec":0.2,"at_startup":true,"params":{"count":3}}]'
+    local recs = {}
+    for _, quiet in ipairs({ "-q", "" }) do
+      dir = project({ list = list, hours = "0.0005" })   -- 1.8 s: startup + 8 firings
+      local code, out, err = h.run("run f --time-scale 1 --report r.jsonl " .. quiet, dir, "ORCHLUA_DEBUG_STATS=1")
+      assert.equal(0, code, out .. err)
+      assert.matches("handles=0 tasks=0 refs=0", err)
+      local inv = invocations(dir, "plain")
+      assert.equal(9, #inv)
+      for k, r in ipairs(inv) do
+        assert.equal(k - 1, r.iteration)
+        assert.equal(k == 1 and "startup" or "interval", r.phase)
+        assert.near((k - 1) * 0.2, r.scheduled, 1e-9)
+        assert.equal("ok", r.status)
+        assert.equal("plain", r.event)
+        assert.is_true(r.started >= r.scheduled and r.t >= r.started)
+        assert.near(r.t - r.started, r.duration, 1e-6)
+        assert.is_true(r.lateness >= 0 and r.lateness < 0.2)
+        assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$", r.ts)
+        assert.equal("duration,event,id,iteration,lateness,phase,scheduled,started,status,t,ts,type", keys(r))
+      end
+      -- the results say which event reported them, and fixtures are shared
+      local n = {}
+      for _, r in ipairs(h.jsonl(dir .. "/r.jsonl")) do
+        if r.type == "result" then
+          assert.equal("plain", r.event)
+          assert.equal(3, r.data.count)
+          assert.is_false(r.data.set)
+          n[#n + 1] = r.data.n
+        end
+      end
+      assert.same({ 1, 2, 3, 4, 5, 6, 7, 8, 9 }, n)
+      local run_end = h.select(h.jsonl(dir .. "/r.jsonl"), "run_end")[1]
+      assert.equal(9, run_end.invocations)
+      assert.matches("plain%s+9%s+0%s+0%s+0", out)
+      recs[#recs + 1] = inv
+      h.rm(dir)
+    end
+    dir = nil
+  end)
+
+  it("hands an error, a timeout and a skip to the engine, and goes on", function()
+    dir = project({ list = '[{"name":"third_fails","interval_sec":0.05,"at_startup":false},'
+      .. '{"name":"slow","id":"forbidden","interval_sec":0.05,"params":{"seconds":0.12},"at_startup":false},'
+      .. '{"name":"spin","interval_sec":0.3,"timeout_sec":0.05,"at_startup":false}]', hours = "0.0003" })  -- 1.08 s
+    local code, out, err = h.run("run f --report r.jsonl -q", dir, "ORCHLUA_DEBUG_STATS=1")
+    assert.equal(1, code, out .. err)
+    assert.matches("handles=0 tasks=0 refs=0", err)
+    local inv = invocations(dir, "third_fails")
+    assert.equal(21, #inv)
+    for i, r in ipairs(inv) do
+      assert.equal(i, r.iteration)
+      if i % 3 == 0 then
+        assert.equal("error", r.status)
+        assert.matches("every third", r.error)
+        assert.matches("ev.lua:%d+", r.error)
+      else
+        assert.equal("ok", r.status)
+      end
+    end
+    assert.matches("third_fails%s+21%s+7%s", out)
+    -- forbid: firings while one sleeps are skipped, never run twice at once
+    local recs = h.jsonl(dir .. "/r.jsonl")
+    local skipped = 0
+    for _, r in ipairs(recs) do
+      if r.type == "skipped" and r.id == "forbidden" then skipped = skipped + 1 end
+    end
+    local ran = invocations(dir, "forbidden")
+    assert.is_true(skipped >= 10, "skipped " .. skipped)
+    assert.equal(21, skipped + #ran)
+    for i = 2, #ran do assert.is_true(ran[i].started >= ran[i - 1].t - 1e-6) end
+    -- timeout_sec stops a CPU-bound loop on the fast path too
+    local spin = invocations(dir, "spin")
+    assert.equal(3, #spin)
+    for _, r in ipairs(spin) do
+      assert.equal("timeout", r.status)
+      assert.is_true(r.duration < 0.5)
+    end
+  end)
+
+  it("is not taken when the event receives `event` (a new value each firing)", function()
+    dir = project({ list = '[{"name":"with_event","interval_sec":0.1,"at_startup":false}]', hours = "0.0002" })
+    local code, out, err = h.run("run f --report r.jsonl -q", dir)
+    assert.equal(0, code, out .. err)
+    local inv = invocations(dir, "with_event")
+    assert.equal(7, #inv)
+    -- the engine's records carry the same fields as the fast ones
+    assert.equal("duration,event,id,iteration,lateness,phase,scheduled,started,status,t,ts,type", keys(inv[1]))
+  end)
+
+  it("keeps statistics that agree with orch.stats (exact, then buckets)", function()
+    dir = project({ list = '[{"name":"stats_agree"}]', hours = "0.0001" })
+    local code, out, err = h.run("run f --report r.jsonl -q", dir)
+    assert.equal(0, code, out .. err)
+    local r = h.select(h.jsonl(dir .. "/r.jsonl"), "result")[1]
+    assert.equal(5, #r.data.stats)
+    for _, s in ipairs(r.data.stats) do
+      for k, v in pairs(s) do
+        if k ~= "i" and k ~= "n" then assert(v == true, k .. " at " .. tostring(s.i)) end
+      end
+    end
+  end)
+
+  it("cancels its running invocations at the end of the grace period", function()
+    dir = project({ list = '[{"name":"slow","interval_sec":0.1,"concurrency":"allow","params":{"seconds":100},"at_startup":false}]',
+      hours = "0.0001" })
+    local code, out, err = h.run("run f --report r.jsonl -q --grace 0.2", dir, "ORCHLUA_DEBUG_STATS=1")
+    assert.equal(1, code, out .. err)
+    assert.matches("handles=0 tasks=0 refs=0", err)
+    local inv = invocations(dir, "slow")
+    assert.equal(3, #inv)
+    for _, r in ipairs(inv) do
+      assert.equal("cancelled", r.status)
+      assert.matches("grace period over", r.error)
+    end
+  end)
+end)

@@ -1,0 +1,425 @@
+/*
+ * invoker.c - one event's firings: its counts and statistics, and the fast
+ * path that runs a firing without any Lua of the engine's.
+ *
+ * The engine (lua/orch/engine.lua) decides what an invocation receives and
+ * what its end means; most of that is needed only once.  After an
+ * invocation whose arguments were all params, run-scope fixtures already
+ * set up or built-ins, the engine hands the invoker those arguments
+ * (invoker:set_args), and from then on a ticker firing is, here: a task
+ * with the event function and the same arguments, and at its end, when it
+ * returned normally, the counts, two statistics and the report line.
+ * Anything else goes back to the engine: a firing while another runs under
+ * forbid or replace (slow), an invocation that failed, timed out or was
+ * cancelled (done).  That keeps 10,000 events firing together at a few
+ * microseconds each instead of tens (BENCHMARKS.md).
+ *
+ * The per-event table the engine and the outputs read (runs, failures,
+ * skipped, timeouts, duration, lateness, and any other field) is this
+ * userdata: counters are read and written as fields.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lauxlib.h"
+
+#include "core.h"
+#include "jsonw.h"
+
+#define INVOKER_MT "orch.Invoker"
+
+enum { ALLOW, FORBID, REPLACE };
+
+struct invoker {
+  orch_core *core;
+  int self_ref;      /* held until close(): tasks point here */
+  int fn_ref;        /* the event function */
+  int args_ref;      /* its arguments (a table 1..nargs), LUA_NOREF: slow path */
+  int nargs;
+  int slow_ref;      /* engine: fire(k, late_ns) */
+  int done_ref;      /* engine: done(status, err, k, late_ns, started) */
+  int progress_ref;  /* engine: progress(), after each fast end once notify is set */
+  int tag_ref;       /* what core.current() returns inside the event */
+  int writer_ref;
+  writer *const *wslot; /* the report writer (NULL once closed), or NULL */
+  jbuf buf;
+  char *mid;         /* ,"event":...,"id":...,"iteration": */
+  size_t midlen;
+  double interval, scale;
+  double timeout_sec; /* description seconds, 0: none */
+  int concurrency, notify, closed;
+  int nrunning;      /* fast tasks alive */
+  link running;
+  lua_Integer runs, failures, skipped, timeouts, lua_running;
+  stats *duration, *lateness; /* uservalues 1 and 2; 3: a table of other fields */
+};
+
+typedef struct ftask {
+  task t; /* first: a task * is an ftask * */
+  invoker *inv;
+  link node; /* inv->running */
+  lua_Integer k;
+  uint64_t late_ns;
+  double started;
+} ftask;
+
+static invoker *check_invoker(lua_State *L, int idx) {
+  return luaL_checkudata(L, idx, INVOKER_MT);
+}
+
+invoker *invoker_test(lua_State *L, int idx) {
+  return luaL_testudata(L, idx, INVOKER_MT);
+}
+
+static void slow_fire(invoker *inv, lua_Integer k, uint64_t late_ns) {
+  lua_State *L = inv->core->L;
+  ref_push(L, inv->slow_ref);
+  lua_pushinteger(L, k);
+  lua_pushinteger(L, (lua_Integer)late_ns);
+  sched_call(L, 2, 0);
+}
+
+static void ftask_finish(task *t, const char *status);
+
+static int ok_to_write(invoker *inv) {
+  return inv->wslot == NULL || *inv->wslot != NULL;
+}
+
+void invoker_fire(invoker *inv, lua_Integer k, uint64_t late_ns) {
+  orch_core *c = inv->core;
+  lua_State *co;
+  ftask *ft;
+  task *t;
+  int i;
+  if (inv->closed || inv->args_ref == LUA_NOREF || !ok_to_write(inv) ||
+      (inv->concurrency != ALLOW && (inv->nrunning > 0 || inv->lua_running > 0))) {
+    slow_fire(inv, k, late_ns);
+    return;
+  }
+  ft = calloc(1, sizeof *ft);
+  if (ft == NULL) {
+    slow_fire(inv, k, late_ns);
+    return;
+  }
+  t = &ft->t;
+  t->core = c;
+  t->id = ++c->next_task_id;
+  link_init(&t->ready);
+  link_init(&t->wait);
+  t->self_ref = t->done_ref = LUA_NOREF;
+  t->tag_ref = inv->tag_ref; /* shared: never freed by the task */
+  t->on_finish = ftask_finish;
+  co = sched_thread(c->L, &t->co_ref);
+  t->co = co;
+  lua_checkstack(co, inv->nargs + 2);
+  lua_rawgeti(co, LUA_REGISTRYINDEX, inv->fn_ref);
+  lua_rawgeti(co, LUA_REGISTRYINDEX, inv->args_ref);
+  for (i = 1; i <= inv->nargs; i++) lua_rawgeti(co, -i, i);
+  lua_remove(co, -inv->nargs - 1);
+  t->nargs = inv->nargs;
+  t->started_ns = uv_hrtime();
+  ft->inv = inv;
+  ft->k = k;
+  ft->late_ns = late_ns;
+  ft->started = (double)(t->started_ns - c->t0_ns) / 1e9 * c->scale;
+  link_push(&inv->running, &ft->node);
+  inv->nrunning++;
+  c->invoker_running++;
+  c->live_tasks++;
+  if (inv->timeout_sec > 0) sched_set_timeout(t, sched_real_ms(c, inv->timeout_sec));
+  sched_ready(t);
+}
+
+/* The invocation line, as engine.lua's Run:done writes it. */
+static void write_record(invoker *inv, ftask *ft, double t, double duration) {
+  orch_core *c = inv->core;
+  jbuf *b = &inv->buf;
+  char ts[32];
+  double scheduled = (double)ft->k * inv->interval;
+  int r = 0;
+  core_stamp_at(c, t, ts);
+  b->len = 0;
+  r |= jsonw_raw(b, "{\"type\":\"invocation\",\"t\":", 25);
+  r |= jsonw_number(b, t);
+  r |= jsonw_raw(b, ",\"ts\":\"", 7);
+  r |= jsonw_raw(b, ts, strlen(ts));
+  r |= jsonw_raw(b, "\"", 1);
+  r |= jsonw_raw(b, inv->mid, inv->midlen);
+  r |= jsonw_integer(b, ft->k);
+  r |= jsonw_raw(b, ",\"phase\":\"interval\",\"scheduled\":", 32);
+  r |= jsonw_number(b, scheduled);
+  r |= jsonw_raw(b, ",\"started\":", 11);
+  r |= jsonw_number(b, ft->started);
+  r |= jsonw_raw(b, ",\"duration\":", 12);
+  r |= jsonw_number(b, duration);
+  r |= jsonw_raw(b, ",\"lateness\":", 12);
+  r |= jsonw_number(b, (double)ft->late_ns / 1e9 * inv->scale);
+  r |= jsonw_raw(b, ",\"status\":\"ok\"}\n", 16);
+  if (r == 0) writer_write(*inv->wslot, b->data, b->len);
+  if (r != 0 || (*inv->wslot)->err) {
+    /* out of memory or a failing report file: the engine's own path says
+     * so and goes on with the console (the next firing is slow) */
+    ref_free(c->L, &inv->args_ref);
+  }
+}
+
+static void ftask_finish(task *t, const char *status) {
+  ftask *ft = (ftask *)t;
+  invoker *inv = ft->inv;
+  orch_core *c = t->core;
+  lua_State *L = c->L;
+  link_remove(&ft->node);
+  inv->nrunning--;
+  c->invoker_running--;
+  if (inv->closed) {
+    /* the run is over (exit path): nobody to tell */
+    lua_pop(L, 1);
+    free(ft);
+    if (inv->nrunning == 0) {
+      ref_free(L, &inv->tag_ref);
+      ref_free(L, &inv->self_ref); /* last: inv may be collected from here on */
+    }
+    return;
+  }
+  if (strcmp(status, "ok") == 0) {
+    double now = (double)(uv_hrtime() - c->t0_ns) / 1e9 * c->scale;
+    double duration = now - ft->started;
+    lua_pop(L, 1);
+    inv->runs++;
+    stats_add(inv->duration, duration);
+    stats_add(inv->lateness, (double)ft->late_ns / 1e6); /* real milliseconds */
+    if (inv->wslot != NULL && *inv->wslot != NULL) write_record(inv, ft, now, duration);
+    free(ft);
+    if (inv->notify) {
+      ref_push(L, inv->progress_ref);
+      sched_call(L, 0, 0);
+    }
+    return;
+  }
+  /* [err] -> done(status, err, k, late_ns, started) */
+  ref_push(L, inv->done_ref);
+  lua_pushstring(L, status);
+  lua_rotate(L, -3, 2);                                  /* [done status err] */
+  lua_pushinteger(L, ft->k);
+  lua_pushinteger(L, (lua_Integer)ft->late_ns);
+  lua_pushnumber(L, ft->started);
+  free(ft);
+  sched_call(L, 5, 0);
+}
+
+/* ---- Lua ---------------------------------------------------------------- */
+
+static int opt_ref(lua_State *L, const char *field, int type) {
+  int ty = lua_getfield(L, 1, field);
+  if (ty == LUA_TNIL) {
+    lua_pop(L, 1);
+    return LUA_NOREF;
+  }
+  if (ty != type) luaL_error(L, "core.invoker: %s must be a %s", field, lua_typename(L, type));
+  return ref_new(L);
+}
+
+static double opt_num(lua_State *L, const char *field, double dflt) {
+  double v = dflt;
+  if (lua_getfield(L, 1, field) != LUA_TNIL) v = luaL_checknumber(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* core.invoker{fn, event, id, interval, scale, timeout, concurrency,
+ *   writer, fire, done, progress, tag} -> invoker */
+static int l_core_invoker(lua_State *L) {
+  static const char *const conc[] = {"allow", "forbid", "replace", NULL};
+  orch_core *c = core_get(L);
+  invoker *inv;
+  jbuf mid = {0};
+  const char *s;
+  size_t n;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  inv = lua_newuserdatauv(L, sizeof *inv, 3);            /* [spec inv] */
+  memset(inv, 0, sizeof *inv);
+  inv->core = c;
+  inv->self_ref = inv->fn_ref = inv->args_ref = inv->slow_ref = inv->done_ref = LUA_NOREF;
+  inv->progress_ref = inv->tag_ref = inv->writer_ref = LUA_NOREF;
+  link_init(&inv->running);
+  luaL_setmetatable(L, INVOKER_MT);
+  stats_push_new(L);
+  inv->duration = lua_touserdata(L, -1);
+  lua_setiuservalue(L, 2, 1);
+  stats_push_new(L);
+  inv->lateness = lua_touserdata(L, -1);
+  lua_setiuservalue(L, 2, 2);
+  lua_newtable(L);
+  lua_setiuservalue(L, 2, 3);
+  lua_pushvalue(L, 2);
+  inv->self_ref = ref_new(L);
+
+  inv->fn_ref = opt_ref(L, "fn", LUA_TFUNCTION);
+  inv->slow_ref = opt_ref(L, "fire", LUA_TFUNCTION);
+  inv->done_ref = opt_ref(L, "done", LUA_TFUNCTION);
+  inv->progress_ref = opt_ref(L, "progress", LUA_TFUNCTION);
+  inv->tag_ref = opt_ref(L, "tag", LUA_TTABLE);
+  inv->interval = opt_num(L, "interval", 0);
+  inv->scale = c->scale > 0 ? c->scale : 1;
+  inv->timeout_sec = opt_num(L, "timeout", 0);
+  lua_getfield(L, 1, "concurrency");
+  inv->concurrency = luaL_checkoption(L, -1, "forbid", conc);
+  lua_pop(L, 1);
+  if (lua_getfield(L, 1, "writer") != LUA_TNIL) {
+    inv->wslot = core_writer_slot(L, -1);
+    inv->writer_ref = ref_new(L);
+  } else {
+    lua_pop(L, 1);
+  }
+  /* ,"event":<name>,"id":<id>,"iteration": once for all lines */
+  lua_getfield(L, 1, "event");
+  s = luaL_checklstring(L, -1, &n);
+  jsonw_raw(&mid, ",\"event\":", 9);
+  jsonw_string(&mid, s, n);
+  lua_getfield(L, 1, "id");
+  s = luaL_checklstring(L, -1, &n);
+  jsonw_raw(&mid, ",\"id\":", 6);
+  jsonw_string(&mid, s, n);
+  if (jsonw_raw(&mid, ",\"iteration\":", 13) != 0) return luaL_error(L, "not enough memory");
+  lua_pop(L, 2);
+  inv->mid = mid.data;
+  inv->midlen = mid.len;
+  return 1;
+}
+
+/* invoker:set_args(args, n): the arguments of every later firing (nil:
+ * back to the engine's path). */
+static int l_set_args(lua_State *L) {
+  invoker *inv = check_invoker(L, 1);
+  ref_free(L, &inv->args_ref);
+  if (lua_isnoneornil(L, 2) || inv->fn_ref == LUA_NOREF || inv->closed) return 0;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  inv->nargs = (int)luaL_checkinteger(L, 3);
+  luaL_argcheck(L, inv->nargs >= 0 && inv->nargs < 200, 3, "too many arguments");
+  lua_pushvalue(L, 2);
+  inv->args_ref = ref_new(L);
+  return 0;
+}
+
+/* invoker:cancel_all(): cancels its fast tasks (the engine cancels its own). */
+static int l_cancel_all(lua_State *L) {
+  invoker *inv = check_invoker(L, 1);
+  while (!link_empty(&inv->running)) {
+    ftask *ft = link_entry(inv->running.next, ftask, node);
+    if (ft->t.state == T_RUNNING) break; /* cannot happen: no task is running here */
+    sched_cancel(&ft->t, C_CANCELLED);   /* finishes it: unlinked */
+  }
+  return 0;
+}
+
+/* invoker:set_notify(on): call progress() after each fast end (stopping). */
+static int l_set_notify(lua_State *L) {
+  check_invoker(L, 1)->notify = lua_toboolean(L, 2);
+  return 0;
+}
+
+/* invoker:close(): no more fast firings; lets it be collected once its
+ * tasks are done. */
+static int l_close(lua_State *L) {
+  invoker *inv = check_invoker(L, 1);
+  inv->closed = 1;
+  ref_free(L, &inv->args_ref);
+  ref_free(L, &inv->fn_ref);
+  ref_free(L, &inv->slow_ref);
+  ref_free(L, &inv->done_ref);
+  ref_free(L, &inv->progress_ref);
+  ref_free(L, &inv->writer_ref);
+  inv->wslot = NULL;
+  if (inv->nrunning == 0) {
+    ref_free(L, &inv->tag_ref);
+    ref_free(L, &inv->self_ref);
+  }
+  return 0;
+}
+
+static lua_Integer *counter(invoker *inv, const char *k) {
+  if (strcmp(k, "runs") == 0) return &inv->runs;
+  if (strcmp(k, "failures") == 0) return &inv->failures;
+  if (strcmp(k, "skipped") == 0) return &inv->skipped;
+  if (strcmp(k, "timeouts") == 0) return &inv->timeouts;
+  if (strcmp(k, "lua_running") == 0) return &inv->lua_running;
+  return NULL;
+}
+
+static int l_index(lua_State *L) {
+  invoker *inv = check_invoker(L, 1);
+  const char *k = lua_tostring(L, 2);
+  lua_Integer *ctr;
+  if (k == NULL) return 0;
+  if ((ctr = counter(inv, k)) != NULL) {
+    lua_pushinteger(L, *ctr);
+    return 1;
+  }
+  if (strcmp(k, "running_fast") == 0) {
+    lua_pushinteger(L, inv->nrunning);
+    return 1;
+  }
+  if (strcmp(k, "duration") == 0) return lua_getiuservalue(L, 1, 1), 1;
+  if (strcmp(k, "lateness") == 0) return lua_getiuservalue(L, 1, 2), 1;
+  luaL_getmetafield(L, 1, "methods");
+  if (lua_getfield(L, -1, k) != LUA_TNIL) return 1;
+  lua_getiuservalue(L, 1, 3);
+  lua_pushvalue(L, 2);
+  lua_rawget(L, -2);
+  return 1;
+}
+
+static int l_newindex(lua_State *L) {
+  invoker *inv = check_invoker(L, 1);
+  const char *k = lua_tostring(L, 2);
+  lua_Integer *ctr = k ? counter(inv, k) : NULL;
+  if (ctr != NULL) {
+    *ctr = luaL_checkinteger(L, 3);
+    return 0;
+  }
+  if (k && (strcmp(k, "duration") == 0 || strcmp(k, "lateness") == 0 || strcmp(k, "running_fast") == 0))
+    return luaL_error(L, "%s is read-only", k);
+  lua_getiuservalue(L, 1, 3);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 3);
+  lua_rawset(L, -3);
+  return 0;
+}
+
+static int l_gc(lua_State *L) {
+  invoker *inv = check_invoker(L, 1);
+  jbuf_free(&inv->buf);
+  free(inv->mid);
+  inv->mid = NULL;
+  return 0;
+}
+
+/* core.invoker_running() -> fast tasks alive, all events */
+static int l_core_invoker_running(lua_State *L) {
+  lua_pushinteger(L, core_get(L)->invoker_running);
+  return 1;
+}
+
+void invoker_open(lua_State *L) {
+  static const luaL_Reg methods[] = {
+    {"set_args", l_set_args}, {"cancel_all", l_cancel_all}, {"set_notify", l_set_notify},
+    {"close", l_close}, {NULL, NULL}};
+  luaL_newmetatable(L, INVOKER_MT);
+  luaL_newlib(L, methods);
+  lua_setfield(L, -2, "methods");
+  lua_pushcfunction(L, l_index);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_newindex);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushcfunction(L, l_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_core_invoker);
+  lua_setfield(L, -2, "invoker");
+  lua_pushcfunction(L, l_core_invoker_running);
+  lua_setfield(L, -2, "invoker_running");
+  stats_open(L);
+  lua_pushcfunction(L, stats_push_new);
+  lua_setfield(L, -2, "new_stats");
+}
