@@ -36,8 +36,11 @@ struct invoker {
   int fn_ref;        /* the event function */
   int args_ref;      /* its arguments (a table 1..nargs), LUA_NOREF: slow path */
   int nargs;
+  int nevent;        /* positions (0-based) that get the `event` table */
+  int event_at[8];
+  int name_ref, id_ref;
   int slow_ref;      /* engine: fire(k, late_ns) */
-  int done_ref;      /* engine: done(status, err, k, late_ns, started) */
+  int done_ref;      /* engine: done(status, err, k, late_ns, started, phase) */
   int progress_ref;  /* engine: progress(), after each fast end once notify is set */
   int tag_ref;       /* what core.current() returns inside the event */
   int writer_ref;
@@ -58,6 +61,7 @@ typedef struct ftask {
   task t; /* first: a task * is an ftask * */
   invoker *inv;
   link node; /* inv->running */
+  int startup;
   lua_Integer k;
   uint64_t late_ns;
   double started;
@@ -85,22 +89,40 @@ static int ok_to_write(invoker *inv) {
   return inv->wslot == NULL || *inv->wslot != NULL;
 }
 
-void invoker_fire(invoker *inv, lua_Integer k, uint64_t late_ns) {
+static int can_fire(invoker *inv) {
+  return !inv->closed && inv->args_ref != LUA_NOREF && ok_to_write(inv) &&
+         (inv->concurrency == ALLOW || (inv->nrunning == 0 && inv->lua_running == 0));
+}
+
+/* The `event` built-in, as engine.lua's Run:value makes it. */
+static void push_event(lua_State *co, invoker *inv, ftask *ft) {
+  double scheduled = (double)ft->k * inv->interval;
+  lua_createtable(co, 0, 5);
+  lua_rawgeti(co, LUA_REGISTRYINDEX, inv->name_ref);
+  lua_setfield(co, -2, "name");
+  lua_rawgeti(co, LUA_REGISTRYINDEX, inv->id_ref);
+  lua_setfield(co, -2, "id");
+  lua_pushinteger(co, ft->k);
+  lua_setfield(co, -2, "iteration");
+  if (ft->startup) lua_pushliteral(co, "startup"); else lua_pushliteral(co, "interval");
+  lua_setfield(co, -2, "phase");
+  if (scheduled == (double)(lua_Integer)scheduled) lua_pushinteger(co, (lua_Integer)scheduled);
+  else lua_pushnumber(co, scheduled);
+  lua_setfield(co, -2, "scheduled");
+}
+
+static void fast_fire(invoker *inv, lua_Integer k, uint64_t late_ns, int startup) {
   orch_core *c = inv->core;
   lua_State *co;
   ftask *ft;
   task *t;
-  int i;
-  if (inv->closed || inv->args_ref == LUA_NOREF || !ok_to_write(inv) ||
-      (inv->concurrency != ALLOW && (inv->nrunning > 0 || inv->lua_running > 0))) {
-    slow_fire(inv, k, late_ns);
-    return;
-  }
+  int i, e = 0;
   ft = calloc(1, sizeof *ft);
   if (ft == NULL) {
     slow_fire(inv, k, late_ns);
     return;
   }
+  ft->startup = startup;
   t = &ft->t;
   t->core = c;
   t->id = ++c->next_task_id;
@@ -113,13 +135,20 @@ void invoker_fire(invoker *inv, lua_Integer k, uint64_t late_ns) {
   t->co = co;
   lua_checkstack(co, inv->nargs + 2);
   lua_rawgeti(co, LUA_REGISTRYINDEX, inv->fn_ref);
+  ft->inv = inv;
+  ft->k = k;
   lua_rawgeti(co, LUA_REGISTRYINDEX, inv->args_ref);
-  for (i = 1; i <= inv->nargs; i++) lua_rawgeti(co, -i, i);
+  for (i = 0; i < inv->nargs; i++) {
+    if (e < inv->nevent && inv->event_at[e] == i) {
+      push_event(co, inv, ft);
+      e++;
+    } else {
+      lua_rawgeti(co, -i - 1, i + 1);
+    }
+  }
   lua_remove(co, -inv->nargs - 1);
   t->nargs = inv->nargs;
   t->started_ns = uv_hrtime();
-  ft->inv = inv;
-  ft->k = k;
   ft->late_ns = late_ns;
   ft->started = (double)(t->started_ns - c->t0_ns) / 1e9 * c->scale;
   link_push(&inv->running, &ft->node);
@@ -128,6 +157,11 @@ void invoker_fire(invoker *inv, lua_Integer k, uint64_t late_ns) {
   c->live_tasks++;
   if (inv->timeout_sec > 0) sched_set_timeout(t, sched_real_ms(c, inv->timeout_sec));
   sched_ready(t);
+}
+
+void invoker_fire(invoker *inv, lua_Integer k, uint64_t late_ns) {
+  if (can_fire(inv)) fast_fire(inv, k, late_ns, 0);
+  else slow_fire(inv, k, late_ns);
 }
 
 /* The invocation line, as engine.lua's Run:done writes it. */
@@ -146,7 +180,8 @@ static void write_record(invoker *inv, ftask *ft, double t, double duration) {
   r |= jsonw_raw(b, "\"", 1);
   r |= jsonw_raw(b, inv->mid, inv->midlen);
   r |= jsonw_integer(b, ft->k);
-  r |= jsonw_raw(b, ",\"phase\":\"interval\",\"scheduled\":", 32);
+  if (ft->startup) r |= jsonw_raw(b, ",\"phase\":\"startup\",\"scheduled\":", 31);
+  else r |= jsonw_raw(b, ",\"phase\":\"interval\",\"scheduled\":", 32);
   r |= jsonw_number(b, scheduled);
   r |= jsonw_raw(b, ",\"started\":", 11);
   r |= jsonw_number(b, ft->started);
@@ -196,15 +231,16 @@ static void ftask_finish(task *t, const char *status) {
     }
     return;
   }
-  /* [err] -> done(status, err, k, late_ns, started) */
+  /* [err] -> done(status, err, k, late_ns, started, phase) */
   ref_push(L, inv->done_ref);
   lua_pushstring(L, status);
   lua_rotate(L, -3, 2);                                  /* [done status err] */
   lua_pushinteger(L, ft->k);
   lua_pushinteger(L, (lua_Integer)ft->late_ns);
   lua_pushnumber(L, ft->started);
+  if (ft->startup) lua_pushliteral(L, "startup"); else lua_pushliteral(L, "interval");
   free(ft);
-  sched_call(L, 5, 0);
+  sched_call(L, 6, 0);
 }
 
 /* ---- Lua ---------------------------------------------------------------- */
@@ -242,6 +278,7 @@ static int l_core_invoker(lua_State *L) {
   inv->core = c;
   inv->self_ref = inv->fn_ref = inv->args_ref = inv->slow_ref = inv->done_ref = LUA_NOREF;
   inv->progress_ref = inv->tag_ref = inv->writer_ref = LUA_NOREF;
+  inv->name_ref = inv->id_ref = LUA_NOREF;
   link_init(&inv->running);
   luaL_setmetatable(L, INVOKER_MT);
   stats_push_new(L);
@@ -277,29 +314,57 @@ static int l_core_invoker(lua_State *L) {
   s = luaL_checklstring(L, -1, &n);
   jsonw_raw(&mid, ",\"event\":", 9);
   jsonw_string(&mid, s, n);
+  inv->name_ref = ref_new(L);
   lua_getfield(L, 1, "id");
   s = luaL_checklstring(L, -1, &n);
   jsonw_raw(&mid, ",\"id\":", 6);
   jsonw_string(&mid, s, n);
+  inv->id_ref = ref_new(L);
   if (jsonw_raw(&mid, ",\"iteration\":", 13) != 0) return luaL_error(L, "not enough memory");
-  lua_pop(L, 2);
   inv->mid = mid.data;
   inv->midlen = mid.len;
   return 1;
 }
 
-/* invoker:set_args(args, n): the arguments of every later firing (nil:
- * back to the engine's path). */
+/* invoker:set_args(args, n, [event_at]): the arguments of every later
+ * firing; event_at lists the (1-based, increasing) positions that get a
+ * new `event` table each time.  nil args: back to the engine's path. */
 static int l_set_args(lua_State *L) {
   invoker *inv = check_invoker(L, 1);
   ref_free(L, &inv->args_ref);
+  inv->nevent = 0;
   if (lua_isnoneornil(L, 2) || inv->fn_ref == LUA_NOREF || inv->closed) return 0;
   luaL_checktype(L, 2, LUA_TTABLE);
   inv->nargs = (int)luaL_checkinteger(L, 3);
   luaL_argcheck(L, inv->nargs >= 0 && inv->nargs < 200, 3, "too many arguments");
+  if (lua_istable(L, 4)) {
+    lua_Integer i, n = luaL_len(L, 4);
+    luaL_argcheck(L, n <= 8, 4, "at most 8 event positions");
+    for (i = 1; i <= n; i++) {
+      lua_Integer at = (lua_rawgeti(L, 4, i), lua_tointeger(L, -1));
+      lua_pop(L, 1);
+      luaL_argcheck(L, at >= 1 && at <= inv->nargs && (i == 1 || at - 1 > inv->event_at[i - 2]), 4,
+                    "positions must be increasing and within the arguments");
+      inv->event_at[inv->nevent++] = (int)at - 1;
+    }
+  }
   lua_pushvalue(L, 2);
   inv->args_ref = ref_new(L);
   return 0;
+}
+
+/* invoker:fire_startup(late_ns) -> true, or false when the engine must
+ * fire it (no constant arguments yet). */
+static int l_fire_startup(lua_State *L) {
+  invoker *inv = check_invoker(L, 1);
+  lua_Integer late = luaL_checkinteger(L, 2);
+  if (!can_fire(inv)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  fast_fire(inv, 0, late > 0 ? (uint64_t)late : 0, 1);
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 /* invoker:cancel_all(): cancels its fast tasks (the engine cancels its own). */
@@ -330,6 +395,8 @@ static int l_close(lua_State *L) {
   ref_free(L, &inv->done_ref);
   ref_free(L, &inv->progress_ref);
   ref_free(L, &inv->writer_ref);
+  ref_free(L, &inv->name_ref);
+  ref_free(L, &inv->id_ref);
   inv->wslot = NULL;
   if (inv->nrunning == 0) {
     ref_free(L, &inv->tag_ref);
@@ -403,7 +470,7 @@ static int l_core_invoker_running(lua_State *L) {
 
 void invoker_open(lua_State *L) {
   static const luaL_Reg methods[] = {
-    {"set_args", l_set_args}, {"cancel_all", l_cancel_all}, {"set_notify", l_set_notify},
+    {"set_args", l_set_args}, {"fire_startup", l_fire_startup}, {"cancel_all", l_cancel_all}, {"set_notify", l_set_notify},
     {"close", l_close}, {NULL, NULL}};
   luaL_newmetatable(L, INVOKER_MT);
   luaL_newlib(L, methods);

@@ -221,23 +221,41 @@ function Run:fire(ev, phase, k, scheduled, late_ns)
 end
 
 -- Whether every name ev receives is the same value at every firing
--- (params, built-ins, run-scope fixtures already set up): then its
--- invoker can fire it without this module (invoker.c).
+-- (params, built-ins, run-scope fixtures already set up), or `event`,
+-- which the invoker makes: then the invoker can fire it without this
+-- module (invoker.c).  Returns args, n, the positions of `event`.
 function Run:constant_args(ev)
   if not ev.names or not self.fast then return nil end
   local params = ev.params
-  for _, name in ipairs(ev.names) do
+  local event_at = {}
+  for i, name in ipairs(ev.names) do
     if not (params and params[name] ~= nil) then
       local def = fixture_def(name)
       if def then
         local f = self.fixtures[def.name]
         if def.scope == "invocation" or not f or f.pending then return nil end
+      elseif name == "event" then
+        if #event_at == 8 then return nil end
+        event_at[#event_at + 1] = i
       elseif self.builtins[name] == nil and name ~= "params" then
-        return nil   -- "event" differs at every firing
+        return nil
       end
     end
   end
-  return self:args(ev.names, { ev = ev })
+  local args, n = self:args(ev.names, { ev = ev })
+  for _, i in ipairs(event_at) do args[i] = false end   -- made at each firing
+  return args, n, event_at
+end
+
+-- Hands ev's constant arguments to its invoker, once they are known.
+function Run:try_fast(ev)
+  local st = self.per_event[ev.id]
+  if st.fast_set then return end
+  local args, n, event_at = self:constant_args(ev)
+  if args then
+    st:set_args(args, n, event_at)
+    st.fast_set = true
+  end
 end
 
 -- The done callback of every invocation task; task is nil for an
@@ -264,13 +282,7 @@ function Run:done(task, status, inv, err)
       self:emit(rec)
       self.console:invocation(rec)
     end
-    if not st.fast_set and not inv.fixtures then
-      local args, n = self:constant_args(ev)
-      if args then
-        st:set_args(args, n)
-        st.fast_set = true
-      end
-    end
+    if not st.fast_set and not inv.fixtures then self:try_fast(ev) end
     if self.stopping then self:progress() end
     return
   end
@@ -353,20 +365,17 @@ end
 
 function Run:start_schedule()
   if self.stopping then return self:progress() end
+  -- events that need no fixture set up first: their invokers fire them
+  -- from the start
+  for _, ev in ipairs(self.events) do self:try_fast(ev) end
   for _, ev in ipairs(self.events) do
-    if ev.at_startup then self:fire(ev, "startup", 0, 0, core.hrtime() - self.t0_ns) end
+    if ev.at_startup then
+      local late = core.hrtime() - self.t0_ns
+      if not self.per_event[ev.id]:fire_startup(late) then self:fire(ev, "startup", 0, 0, late) end
+    end
   end
   for _, ev in ipairs(self.events) do
     if ev.interval then
-      local st = self.per_event[ev.id]
-      if not st.fast_set then
-        -- no fixture to set up first: the invoker fires it from the start
-        local args, n = self:constant_args(ev)
-        if args then
-          st:set_args(args, n)
-          st.fast_set = true
-        end
-      end
       local last = plan.last_k(ev.interval, self.total)
       local first = 1
       if last >= first then
@@ -523,8 +532,8 @@ function M.run(opts)
       concurrency = ev.concurrency, writer = run.jsonl and run.jsonl.w or nil,
       tag = { id = ev.id, ev = ev },
       fire = function(k, late_ns) run:fire(ev, "interval", k, num(k * (interval or 0)), late_ns) end,
-      done = function(status, err, k, late_ns, started)
-        run:done(nil, status, { ev = ev, id = ev.id, phase = "interval", iteration = k,
+      done = function(status, err, k, late_ns, started, phase)
+        run:done(nil, status, { ev = ev, id = ev.id, phase = phase, iteration = k,
                                 scheduled = num(k * (interval or 0)), late_ns = late_ns, started = started }, err)
       end,
       progress = progress,

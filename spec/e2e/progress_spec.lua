@@ -115,10 +115,12 @@ describe("the live status area", function()
         snap.main2 = s
       end
       local m = screen("many")
-      if not snap.many and elapsed(m, "many") and elapsed(m, "many") >= 4 then snap.many = m end
+      local me = elapsed(m, "many")
+      if not snap.many and me and me >= 4 then snap.many = m end
       local n = screen("nocolor")
       if not snap.nocolor and elapsed(n, "t") and elapsed(n, "t") >= 8 then snap.nocolor = screen("nocolor", true) end
-      if not sent and elapsed(screen("sigint"), "t") and elapsed(screen("sigint"), "t") >= 4 then
+      local si = elapsed(screen("sigint"), "t")   -- once: the screen moves between two reads
+      if not sent and si and si >= 4 then
         tmux("send-keys -t sigint C-c")
         sent = true
       end
