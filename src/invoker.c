@@ -48,7 +48,7 @@ struct invoker {
   jbuf buf;
   char *mid;         /* ,"event":...,"id":...,"iteration": */
   size_t midlen;
-  double interval, scale;
+  double interval;
   double timeout_sec; /* description seconds, 0: none */
   int concurrency, notify, closed;
   int nrunning;      /* fast tasks alive */
@@ -188,7 +188,7 @@ static void write_record(invoker *inv, ftask *ft, double t, double duration) {
   r |= jsonw_raw(b, ",\"duration\":", 12);
   r |= jsonw_number(b, duration);
   r |= jsonw_raw(b, ",\"lateness\":", 12);
-  r |= jsonw_number(b, (double)ft->late_ns / 1e9 * inv->scale);
+  r |= jsonw_number(b, (double)ft->late_ns / 1e9 * c->scale);
   r |= jsonw_raw(b, ",\"status\":\"ok\"}\n", 16);
   if (r == 0) writer_write(*inv->wslot, b->data, b->len);
   if (r != 0 || (*inv->wslot)->err) {
@@ -262,7 +262,7 @@ static double opt_num(lua_State *L, const char *field, double dflt) {
   return v;
 }
 
-/* core.invoker{fn, event, id, interval, scale, timeout, concurrency,
+/* core.invoker{fn, event, id, interval, timeout, concurrency,
  *   writer, fire, done, progress, tag} -> invoker */
 static int l_core_invoker(lua_State *L) {
   static const char *const conc[] = {"allow", "forbid", "replace", NULL};
@@ -298,7 +298,6 @@ static int l_core_invoker(lua_State *L) {
   inv->progress_ref = opt_ref(L, "progress", LUA_TFUNCTION);
   inv->tag_ref = opt_ref(L, "tag", LUA_TTABLE);
   inv->interval = opt_num(L, "interval", 0);
-  inv->scale = c->scale > 0 ? c->scale : 1;
   inv->timeout_sec = opt_num(L, "timeout", 0);
   lua_getfield(L, 1, "concurrency");
   inv->concurrency = luaL_checkoption(L, -1, "forbid", conc);
@@ -416,8 +415,12 @@ static lua_Integer *counter(invoker *inv, const char *k) {
 
 static int l_index(lua_State *L) {
   invoker *inv = check_invoker(L, 1);
-  const char *k = lua_tostring(L, 2);
+  const char *k;
   lua_Integer *ctr;
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1; /* a method */
+  lua_pop(L, 1);
+  k = lua_tostring(L, 2);
   if (k == NULL) return 0;
   if ((ctr = counter(inv, k)) != NULL) {
     lua_pushinteger(L, *ctr);
@@ -429,8 +432,6 @@ static int l_index(lua_State *L) {
   }
   if (strcmp(k, "duration") == 0) return lua_getiuservalue(L, 1, 1), 1;
   if (strcmp(k, "lateness") == 0) return lua_getiuservalue(L, 1, 2), 1;
-  luaL_getmetafield(L, 1, "methods");
-  if (lua_getfield(L, -1, k) != LUA_TNIL) return 1;
   lua_getiuservalue(L, 1, 3);
   lua_pushvalue(L, 2);
   lua_rawget(L, -2);
@@ -474,8 +475,7 @@ void invoker_open(lua_State *L) {
     {"close", l_close}, {NULL, NULL}};
   luaL_newmetatable(L, INVOKER_MT);
   luaL_newlib(L, methods);
-  lua_setfield(L, -2, "methods");
-  lua_pushcfunction(L, l_index);
+  lua_pushcclosure(L, l_index, 1);
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, l_newindex);
   lua_setfield(L, -2, "__newindex");

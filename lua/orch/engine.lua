@@ -249,12 +249,11 @@ end
 
 -- Hands ev's constant arguments to its invoker, once they are known.
 function Run:try_fast(ev)
-  local st = self.per_event[ev.id]
-  if st.fast_set then return end
+  if self.fast_set[ev] then return end
   local args, n, event_at = self:constant_args(ev)
   if args then
-    st:set_args(args, n, event_at)
-    st.fast_set = true
+    self.per_event[ev.id]:set_args(args, n, event_at)
+    self.fast_set[ev] = true
   end
 end
 
@@ -282,7 +281,7 @@ function Run:done(task, status, inv, err)
       self:emit(rec)
       self.console:invocation(rec)
     end
-    if not st.fast_set and not inv.fixtures then self:try_fast(ev) end
+    if not self.fast_set[ev] and not inv.fixtures then self:try_fast(ev) end
     if self.stopping then self:progress() end
     return
   end
@@ -506,7 +505,7 @@ function M.run(opts)
     opts = opts, desc = desc, events = opts.events, scale = opts.scale or 1,
     total = (opts.hours or desc.total_hours) * 3600, grace = opts.grace or 60,
     jsonl = opts.jsonl, console = opts.console,
-    per_event = {}, fixtures = {}, created = {}, builtins = {}, tickers = {},
+    per_event = {}, fixtures = {}, created = {}, builtins = {}, tickers = {}, fast_set = {},
     teardown = {}, errors = {}, nrunning = 0, nbackground = 0, error_results = 0,
     results = 0,
   }, Run)
@@ -521,7 +520,6 @@ function M.run(opts)
   collectgarbage("generational")
   desc.index = nil   -- positions were for error messages; the run needs none
   core.set_grace(run.grace)
-  run.t0_wall = core.start_clock(run.scale)
   local function progress() run:progress() end
   for _, ev in ipairs(run.events) do
     ev.running = {}
@@ -541,7 +539,6 @@ function M.run(opts)
     st.ev, st.errors = ev, {}
     run.per_event[ev.id] = st
   end
-  run.t0_ns = core.hrtime()
   run.queue = core.queue()
   run.kill_switch = setmetatable({ flag = core.flag(), run = run }, KillSwitch)
   run.builtins.kill_switch = run.kill_switch
@@ -550,6 +547,14 @@ function M.run(opts)
   run.builtins.description = desc
   require("orch")._log_sink = function(level, msg) run.console:log(level, run:current_name(), msg) end
   core.on_signal(function(signum, count) run:on_signal(signum, count) end)
+  -- events that need no fixture set up first go to their invokers now,
+  -- not in the startup firings' time
+  for _, ev in ipairs(run.events) do run:try_fast(ev) end
+  -- all that is old from here on: the collector's young passes over the
+  -- firings' short-lived objects need not look at it again
+  collectgarbage("collect")
+  run.t0_wall = core.start_clock(run.scale)
+  run.t0_ns = core.hrtime()
 
   run:emit({ type = "run_start", t = 0, test_name = desc.test_name, file = desc.file,
              total_hours = run.total / 3600, time_scale = run.scale, grace_sec = run.grace,
