@@ -118,7 +118,13 @@ describe("the live status area", function()
       local me = elapsed(m, "many")
       if not snap.many and me and me >= 4 then snap.many = m end
       local n = screen("nocolor")
-      if not snap.nocolor and elapsed(n, "t") and elapsed(n, "t") >= 8 then snap.nocolor = screen("nocolor", true) end
+      local ne = elapsed(n, "t")
+      if not snap.nocolor and ne and ne >= 8 then
+        -- a second read may catch the area between two redraws: keep one
+        -- that shows it whole, else try again at the next pass
+        local esc = screen("nocolor", true)
+        if #headers(esc, "t") == 1 then snap.nocolor = esc end
+      end
       local si = elapsed(screen("sigint"), "t")   -- once: the screen moves between two reads
       if not sent and si and si >= 4 then
         tmux("send-keys -t sigint C-c")
