@@ -133,7 +133,7 @@ static void fast_fire(invoker *inv, lua_Integer k, uint64_t late_ns, int startup
   t->on_finish = ftask_finish;
   co = sched_thread(c->L, &t->co_ref);
   t->co = co;
-  lua_checkstack(co, inv->nargs + 2);
+  lua_checkstack(co, inv->nargs + 4); /* fn, args, the event table and a field */
   lua_rawgeti(co, LUA_REGISTRYINDEX, inv->fn_ref);
   ft->inv = inv;
   ft->k = k;
