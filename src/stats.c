@@ -157,8 +157,7 @@ static int l_stats_index(lua_State *L) {
   if (strcmp(k, "sum") == 0) { lua_pushnumber(L, s->sum); return 1; }
   if (strcmp(k, "max") == 0) { if (s->n == 0) return 0; lua_pushnumber(L, s->max); return 1; }
   if (strcmp(k, "min") == 0) { if (s->n == 0) return 0; lua_pushnumber(L, s->min); return 1; }
-  luaL_getmetafield(L, 1, "methods");
-  lua_getfield(L, -1, k);
+  lua_getfield(L, lua_upvalueindex(1), k); /* a method */
   return 1;
 }
 
@@ -173,8 +172,7 @@ void stats_open(lua_State *L) {
     {NULL, NULL}};
   luaL_newmetatable(L, STATS_MT);
   luaL_newlib(L, methods);
-  lua_setfield(L, -2, "methods");
-  lua_pushcfunction(L, l_stats_index);
+  lua_pushcclosure(L, l_stats_index, 1);
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, l_stats_gc);
   lua_setfield(L, -2, "__gc");
