@@ -47,7 +47,7 @@ build/%.o: src/%.c $(wildcard src/*.h) | build
 	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 build/embed: tools/embed.c | build
-	$(Q)$(CC) -O1 -o $@ $<
+	$(Q)$(CC) -O1 -I$(LUA_INC) -o $@ $< $(LIBDIR)/liblua5.4.a -lm -ldl
 
 # The HTML report's charting library, Debian's libjs-dygraphs, is compiled
 # in as the modules orch.assets.dygraph_js/_css, so a report opens offline.

@@ -171,6 +171,7 @@ double core_stamp(orch_core *c, char ts[32]); /* description now, and as ISO tim
 int queue_open(lua_State *L);
 int proc_open(lua_State *L);
 int net_open(lua_State *L);  /* net.c: sets core.tcp_connect */
+void fs_open(lua_State *L);  /* fs.c: sets core.cwd, glob, find_files, terminal */
 void proc_task_cancelled(task *t); /* SIGTERM/SIGKILL the groups t spawned */
 void proc_shutdown(orch_core *c);  /* exit path: kill and reap every group */
 

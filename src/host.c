@@ -27,7 +27,8 @@ static int load_embedded(lua_State *L) {
   const struct orch_embedded *m = &orch_embedded[lua_tointeger(L, lua_upvalueindex(1))];
   char chunkname[600];
   snprintf(chunkname, sizeof chunkname, "@%s", m->file);
-  if (luaL_loadbufferx(L, m->src, m->len, chunkname, "t") != LUA_OK)
+  /* tools/embed.c stored it compiled */
+  if (luaL_loadbufferx(L, m->src, m->len, chunkname, "b") != LUA_OK)
     return lua_error(L);
   lua_pushstring(L, m->name);                           /* [chunk name] */
   lua_call(L, 1, 1);

@@ -16,9 +16,15 @@ M.DEFAULTS = {
 local KEYS = { descriptions = "string or list", sources = "string or list",
                grace_sec = "number >= 0", lua_path = "list", lua_cpath = "list" }
 
+-- orch.core when in the host (no child process); plain Lua in the specs
+local has_core, core = pcall(require, "orch.core")
+if not has_core then core = nil end
+
 local cached_cwd
 local function cwd()
   if cached_cwd then return cached_cwd end
+  local here = core and core.cwd()
+  if here then cached_cwd = here return here end
   local h = io.popen("pwd -P 2>/dev/null")
   if h then
     local d = h:read("l")

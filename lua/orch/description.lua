@@ -13,6 +13,9 @@
 local json = require "orch.json"
 local schema = require "orch.schema"
 local suggest = require "orch.suggest"
+-- orch.core when in the host: files listed without a child process
+local has_core, core = pcall(require, "orch.core")
+if not has_core then core = nil end
 
 local description = {}
 
@@ -374,11 +377,17 @@ local function scan(dirs)
     else
       -- a relative dir starting with '-' would read as an option to find
       local arg = dir:sub(1, 1) == "-" and "./" .. dir or dir
-      local p = io.popen("find -L " .. shell_quote(arg)
-        .. " -type f -name '*.json' -print0 2>/dev/null")
-      local out = p:read("a")
-      p:close()
-      for file in out:gmatch("%Z+") do
+      local listed
+      if core then
+        listed = core.find_files(arg, ".json")
+      else
+        listed = {}
+        local p = io.popen("find -L " .. shell_quote(arg)
+          .. " -type f -name '*.json' -print0 2>/dev/null")
+        for file in p:read("a"):gmatch("%Z+") do listed[#listed + 1] = file end
+        p:close()
+      end
+      for _, file in ipairs(listed) do
         files[#files + 1] = { name = basename(file):gsub("%.json$", ""), path = file }
       end
     end

@@ -3,6 +3,9 @@
 -- fixtures with orch.fixture); a .so source is a C module opened through
 -- luaopen_<basename>.  Sources are searched in order, first match wins.
 local registry = require "orch.registry"
+-- orch.core when in the host: globs expanded without a shell
+local has_core, core = pcall(require, "orch.core")
+if not has_core then core = nil end
 
 local M = {}
 
@@ -26,9 +29,16 @@ function M.expand(pattern, root)
   if not is_glob(pattern) then
     return exists(full) and { full } or {}
   end
-  -- the shell does the globbing; each match printed on its own line
   local dir, base = full:match("^(.*)/([^/]*)$")
   if not dir then dir, base = ".", full end
+  if core then
+    -- the folder taken as it is, as `cd` took it below
+    local out = core.glob((dir == "." and "" or dir:gsub("[%*%?%[\\]", "\\%0") .. "/")
+      .. base:gsub("\\", "\\\\"))
+    table.sort(out)
+    return out
+  end
+  -- the shell does the globbing; each match printed on its own line
   local cmd = ("cd %s 2>/dev/null && for f in %s; do [ -e \"$f\" ] && printf '%%s\\n' \"$f\"; done")
     :format(shell_quote(dir), base:gsub("[^%w%*%?%[%]%._%-]", "\\%0"))
   local p = io.popen(cmd)

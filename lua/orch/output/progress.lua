@@ -32,12 +32,11 @@ local function env_nonempty(getenv, name)
 end
 
 -- What the terminal on stdout allows: {tty, redraw, color, utf8, cols,
--- rows}.  Asked once, before the run starts (a shell for `test -t 1` and
--- `stty size`: the host has no isatty of its own).
+-- rows}.  Asked once, before the run starts.
 function M.terminal(getenv, is_tty)
   getenv = getenv or os.getenv
-  local tty = is_tty
-  if tty == nil then tty = os.execute("test -t 1") == true end
+  local tty, rows, cols = core.terminal()
+  if is_tty ~= nil then tty = is_tty end
   local term = env_nonempty(getenv, "TERM")
   local dumb = term == nil or term == "dumb"
   local t = { tty = tty, redraw = tty and not dumb,
@@ -47,11 +46,7 @@ function M.terminal(getenv, is_tty)
   t.utf8 = locale:upper():find("UTF%-?8") ~= nil
   t.rows, t.cols = 24, 80
   if t.redraw then
-    local p = io.popen("stty size </dev/tty 2>/dev/null")
-    local s = p and p:read("l")
-    if p then p:close() end
-    local r, c = (s or ""):match("^(%d+) (%d+)")
-    if r and tonumber(r) > 0 then t.rows, t.cols = tonumber(r), tonumber(c) end
+    if rows > 0 and cols > 0 then t.rows, t.cols = rows, cols end
     t.cols = tonumber(getenv("COLUMNS") or "") or t.cols
     t.rows = tonumber(getenv("LINES") or "") or t.rows
   end
