@@ -126,6 +126,7 @@ struct orch_core {
   uint64_t hard_ns;     /* any task still running at this hrtime is cancelled */
   task *running;        /* guarded by watch_mu for the watchdog thread */
   uv_mutex_t watch_mu;
+  uv_cond_t watch_cv;   /* signalled to stop the watchdog at once */
   uv_thread_t watch_thread;
   int watch_stop;
   /* finished coroutines kept for reuse: creating a thread and collecting

@@ -442,6 +442,7 @@ void sched_init(orch_core *c) {
   uv_unref((uv_handle_t *)&c->sig_async);
   c->sig_cb_ref = LUA_NOREF;
   uv_mutex_init(&c->watch_mu);
+  uv_cond_init(&c->watch_cv);
   uv_thread_create(&c->watch_thread, watchdog, c);
   /* one process, one host: the signal handler needs a global */
   sig_core = c;
@@ -466,8 +467,9 @@ static void watchdog(void *arg) {
   orch_core *c = arg;
   for (;;) {
     task *t;
-    uv_sleep(WATCH_MS);
     uv_mutex_lock(&c->watch_mu);
+    /* a condition, not a sleep: the exit need not wait for the next look */
+    if (!c->watch_stop) uv_cond_timedwait(&c->watch_cv, &c->watch_mu, (uint64_t)WATCH_MS * 1000000u);
     if (c->watch_stop) {
       uv_mutex_unlock(&c->watch_mu);
       return;
@@ -540,8 +542,10 @@ void sched_shutdown(orch_core *c) {
   pool_free(c);
   uv_mutex_lock(&c->watch_mu);
   c->watch_stop = 1;
+  uv_cond_signal(&c->watch_cv);
   uv_mutex_unlock(&c->watch_mu);
   uv_thread_join(&c->watch_thread);
+  uv_cond_destroy(&c->watch_cv);
   uv_mutex_destroy(&c->watch_mu);
   proc_shutdown(c); /* before the signals go back to their defaults */
   sig_core = NULL;
