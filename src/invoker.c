@@ -173,23 +173,23 @@ static void write_record(invoker *inv, ftask *ft, double t, double duration) {
   int r = 0;
   core_stamp_at(c, t, ts);
   b->len = 0;
-  r |= jsonw_raw(b, "{\"type\":\"invocation\",\"t\":", 25);
+  r |= JSONW_LIT(b, "{\"type\":\"invocation\",\"t\":");
   r |= jsonw_number(b, t);
-  r |= jsonw_raw(b, ",\"ts\":\"", 7);
+  r |= JSONW_LIT(b, ",\"ts\":\"");
   r |= jsonw_raw(b, ts, strlen(ts));
-  r |= jsonw_raw(b, "\"", 1);
+  r |= JSONW_LIT(b, "\"");
   r |= jsonw_raw(b, inv->mid, inv->midlen);
   r |= jsonw_integer(b, ft->k);
-  if (ft->startup) r |= jsonw_raw(b, ",\"phase\":\"startup\",\"scheduled\":", 31);
-  else r |= jsonw_raw(b, ",\"phase\":\"interval\",\"scheduled\":", 32);
+  if (ft->startup) r |= JSONW_LIT(b, ",\"phase\":\"startup\",\"scheduled\":");
+  else r |= JSONW_LIT(b, ",\"phase\":\"interval\",\"scheduled\":");
   r |= jsonw_number(b, scheduled);
-  r |= jsonw_raw(b, ",\"started\":", 11);
+  r |= JSONW_LIT(b, ",\"started\":");
   r |= jsonw_number(b, ft->started);
-  r |= jsonw_raw(b, ",\"duration\":", 12);
+  r |= JSONW_LIT(b, ",\"duration\":");
   r |= jsonw_number(b, duration);
-  r |= jsonw_raw(b, ",\"lateness\":", 12);
+  r |= JSONW_LIT(b, ",\"lateness\":");
   r |= jsonw_number(b, (double)ft->late_ns / 1e9 * c->scale);
-  r |= jsonw_raw(b, ",\"status\":\"ok\"}\n", 16);
+  r |= JSONW_LIT(b, ",\"status\":\"ok\"}\n");
   if (r == 0) writer_write(*inv->wslot, b->data, b->len);
   if (r != 0 || (*inv->wslot)->err) {
     /* out of memory or a failing report file: the engine's own path says
@@ -311,15 +311,15 @@ static int l_core_invoker(lua_State *L) {
   /* ,"event":<name>,"id":<id>,"iteration": once for all lines */
   lua_getfield(L, 1, "event");
   s = luaL_checklstring(L, -1, &n);
-  jsonw_raw(&mid, ",\"event\":", 9);
+  JSONW_LIT(&mid, ",\"event\":");
   jsonw_string(&mid, s, n);
   inv->name_ref = ref_new(L);
   lua_getfield(L, 1, "id");
   s = luaL_checklstring(L, -1, &n);
-  jsonw_raw(&mid, ",\"id\":", 6);
+  JSONW_LIT(&mid, ",\"id\":");
   jsonw_string(&mid, s, n);
   inv->id_ref = ref_new(L);
-  if (jsonw_raw(&mid, ",\"iteration\":", 13) != 0) return luaL_error(L, "not enough memory");
+  if (JSONW_LIT(&mid, ",\"iteration\":") != 0) return luaL_error(L, "not enough memory");
   inv->mid = mid.data;
   inv->midlen = mid.len;
   return 1;

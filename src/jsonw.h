@@ -16,7 +16,8 @@ int jsonw_string(jbuf *b, const char *s, size_t n);
  * null), and an integer. */
 int jsonw_number(jbuf *b, double d);
 int jsonw_integer(jbuf *b, lua_Integer v);
-/* Append n raw bytes. */
+/* Append n raw bytes; a string literal. */
 int jsonw_raw(jbuf *b, const char *s, size_t n);
+#define JSONW_LIT(b, lit) jsonw_raw((b), (lit), sizeof(lit) - 1)
 void jbuf_free(jbuf *b);
 #endif

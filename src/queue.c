@@ -13,6 +13,7 @@
 #include "lauxlib.h"
 
 #include "core.h"
+#include "jsonw.h"
 #include "orch.h"
 
 #define QUEUE_MT "orch.Queue"
@@ -36,10 +37,14 @@ struct orch_queue {
 typedef struct lqueue {
   orch_queue *q;
   orch_core *core;
-  lua_Integer head, tail; /* values at [head, tail) in the uservalue */
+  lua_Integer head, tail; /* values at [head, tail) in uservalue 1; uservalue
+                           * 2 marks those whose report line is written;
+                           * 3 and 4: set_writer's writer and fallback */
   link getters;
   int closed;
   int self_ref; /* held while the async handle is open */
+  writer *const *wslot; /* the --report writer (set_writer), or NULL */
+  jbuf buf;
 } lqueue;
 
 void orch_queue_retain(orch_queue *q) {
@@ -100,15 +105,23 @@ orch_queue *orch_queue_check(lua_State *L, int idx) {
 }
 
 /* Appends the value on top of L (popped) to the queue at index qi, or hands
- * it straight to the first waiting getter. */
-static void queue_append(lua_State *L, lqueue *lq, int qi) {
+ * it straight to the first waiting getter.  written: its report line is
+ * already in the --report file (get says so). */
+static void queue_append(lua_State *L, lqueue *lq, int qi, int written) {
   if (!link_empty(&lq->getters)) {
     task *t = link_entry(lq->getters.next, task, wait);
     link_remove(&t->wait);
     lua_xmove(L, t->co, 1);
-    t->nargs = 1;
+    lua_pushboolean(t->co, written);
+    t->nargs = 2;
     sched_ready(t);
     return;
+  }
+  if (written) {
+    lua_getiuservalue(L, qi, 2);
+    lua_pushboolean(L, 1);
+    lua_rawseti(L, -2, lq->tail);
+    lua_pop(L, 1);
   }
   lua_getiuservalue(L, qi, 1);                          /* [v items] */
   lua_insert(L, -2);                                    /* [items v] */
@@ -130,7 +143,7 @@ static void queue_pull(lua_State *L, lqueue *lq, int qi) {
     item *next = it->next;
     lua_pushlstring(L, it->data, it->len);
     free(it);
-    queue_append(L, lq, qi);
+    queue_append(L, lq, qi, 0);
     it = next;
   }
 }
@@ -148,7 +161,7 @@ static void on_queue_async(uv_async_t *h) {
 /* core.queue() -> queue */
 static int l_queue_new(lua_State *L) {
   orch_core *c = core_get(L);
-  lqueue *lq = lua_newuserdatauv(L, sizeof *lq, 1);
+  lqueue *lq = lua_newuserdatauv(L, sizeof *lq, 4);
   memset(lq, 0, sizeof *lq);
   lq->core = c;
   lq->head = lq->tail = 1;
@@ -157,6 +170,8 @@ static int l_queue_new(lua_State *L) {
   luaL_setmetatable(L, QUEUE_MT);
   lua_newtable(L);
   lua_setiuservalue(L, -2, 1);
+  lua_newtable(L);
+  lua_setiuservalue(L, -2, 2);
   lq->q = calloc(1, sizeof *lq->q);
   if (lq->q == NULL) return luaL_error(L, "out of memory");
   uv_mutex_init(&lq->q->mu);
@@ -194,8 +209,39 @@ static int l_queue_put(lua_State *L) {
   luaL_argcheck(L, !lua_isnil(L, 2), 2, "a value other than nil expected");
   if (lq->closed) return luaL_error(L, "report_queue is closed (the run has ended)");
   lua_settop(L, 2);
-  queue_append(L, lq, 1);
+  queue_append(L, lq, 1, 0);
   return put_done(L, lq);
+}
+
+/* Writes the report line of the result record (level at 2, data at 3,
+ * event at ev or 0) to the --report file; 0 when the encoder refused the
+ * data (a function, a cycle: the engine writes it with placeholders). */
+static int write_result(lua_State *L, lqueue *lq, int ev, double t, const char *ts) {
+  jbuf *b = &lq->buf;
+  size_t n;
+  const char *level = lua_tolstring(L, 2, &n);
+  int r = 0;
+  b->len = 0;
+  r |= JSONW_LIT(b, "{\"type\":\"result\"");
+  if (ev != 0) {
+    r |= JSONW_LIT(b, ",\"event\":");
+    r |= jsonw_encode(b, L, ev);
+  }
+  r |= JSONW_LIT(b, ",\"level\":");
+  r |= jsonw_string(b, level, n);
+  r |= JSONW_LIT(b, ",\"t\":");
+  r |= jsonw_number(b, t);
+  r |= JSONW_LIT(b, ",\"ts\":\"");
+  r |= jsonw_raw(b, ts, strlen(ts));
+  r |= JSONW_LIT(b, "\"");
+  if (!lua_isnil(L, 3)) {
+    r |= JSONW_LIT(b, ",\"data\":");
+    r |= jsonw_encode(b, L, 3);
+  }
+  r |= JSONW_LIT(b, "}\n");
+  if (r == 0) writer_write(*lq->wslot, b->data, b->len);
+  if (b->cap > (1u << 20)) jbuf_free(b); /* do not keep a huge one */
+  return r == 0;
 }
 
 /* queue:report(level, data): queues the result record {event, level, t,
@@ -206,19 +252,25 @@ static int l_queue_report(lua_State *L) {
   orch_core *c = lq->core;
   char ts[32];
   double t;
+  int written;
   luaL_checkstring(L, 2);
   lua_settop(L, 3);
   if (lq->closed) return luaL_error(L, "report_queue is closed (the run has ended)");
   t = core_stamp(c, ts);
-  lua_createtable(L, 0, 5);                             /* [q level data rec] */
   if (c->running != NULL) {
-    ref_push(L, c->running->tag_ref);                   /* [... rec tag] */
+    ref_push(L, c->running->tag_ref);                   /* [q level data tag] */
     if (lua_type(L, -1) == LUA_TTABLE) {
       lua_getfield(L, -1, "id");
       lua_remove(L, -2);
     }
-    lua_setfield(L, -2, "event");
-  }
+  } else {
+    lua_pushnil(L);
+  }                                                     /* [q level data event] */
+  written = lq->wslot != NULL && *lq->wslot != NULL &&
+            write_result(L, lq, lua_isnil(L, 4) ? 0 : 4, t, ts);
+  lua_createtable(L, 0, 5);                             /* [q level data event rec] */
+  lua_pushvalue(L, 4);
+  lua_setfield(L, -2, "event");
   lua_pushvalue(L, 2);
   lua_setfield(L, -2, "level");
   lua_pushnumber(L, t);
@@ -227,40 +279,78 @@ static int l_queue_report(lua_State *L) {
   lua_setfield(L, -2, "ts");
   lua_pushvalue(L, 3);
   lua_setfield(L, -2, "data");
-  queue_append(L, lq, 1);
+  if (!written && lq->wslot != NULL && *lq->wslot != NULL) {
+    /* the encoder refused the data: the engine's writer (placeholders for
+     * what JSON cannot say) writes it now, so lines keep the report order */
+    lua_getiuservalue(L, 1, 4);
+    if (lua_isfunction(L, -1)) {
+      lua_pushvalue(L, -2);
+      written = lua_pcall(L, 1, 0, 0) == LUA_OK;
+      if (!written) lua_pop(L, 1);
+    } else {
+      lua_pop(L, 1);
+    }
+  }
+  queue_append(L, lq, 1, written);
   return put_done(L, lq);
 }
 
-/* Pops the first value onto L; returns 0 when empty. */
+/* Pushes the first value and whether its report line is written; returns
+ * 0 (nothing pushed) when empty. */
 static int queue_take(lua_State *L, lqueue *lq) {
+  int written;
   if (lq->head >= lq->tail) return 0;
   lua_getiuservalue(L, 1, 1);                           /* [items] */
   lua_rawgeti(L, -1, lq->head);                         /* [items v] */
   lua_pushnil(L);
-  lua_rawseti(L, -3, lq->head++);
+  lua_rawseti(L, -3, lq->head);
   lua_remove(L, -2);                                    /* [v] */
+  lua_getiuservalue(L, 1, 2);                           /* [v flags] */
+  written = lua_rawgeti(L, -1, lq->head) != LUA_TNIL;   /* [v flags w] */
+  lua_pop(L, 1);
+  if (written) {
+    lua_pushnil(L);
+    lua_rawseti(L, -2, lq->head);
+  }
+  lua_pop(L, 1);                                        /* [v] */
+  lua_pushboolean(L, written);                          /* [v written] */
+  lq->head++;
   if (lq->head == lq->tail) lq->head = lq->tail = 1;
-  return 1;
+  return 2;
 }
 
-/* queue:get() -> value, waiting (yielding) while empty; nil once the queue
- * is closed and empty. */
+/* queue:get() -> value, written, waiting (yielding) while empty; nil once
+ * the queue is closed and empty.  written: the value is a result record
+ * whose line the --report file already has. */
 static int l_queue_get(lua_State *L) {
   lqueue *lq = check_queue(L, 1);
   task *t;
   if (lq->q->pending) queue_pull(L, lq, 1);
-  if (queue_take(L, lq)) return 1;
+  if (queue_take(L, lq)) return 2;
   if (lq->closed) return 0;
   t = orch_need_task(L, "report_queue:get");
   link_push(&lq->getters, &t->wait);
   return sched_wait(L, t);
 }
 
-/* queue:get_nowait() -> value | nil */
+/* queue:get_nowait() -> value, written | nil */
 static int l_queue_get_nowait(lua_State *L) {
   lqueue *lq = check_queue(L, 1);
   if (lq->q->pending) queue_pull(L, lq, 1);
   return queue_take(L, lq);
+}
+
+/* queue:set_writer(writer, fallback): report() writes each result's line
+ * there itself, or through fallback(record) when the encoder refuses its
+ * data. */
+static int l_queue_set_writer(lua_State *L) {
+  lqueue *lq = check_queue(L, 1);
+  lq->wslot = core_writer_slot(L, 2);
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  lua_settop(L, 3);
+  lua_setiuservalue(L, 1, 4);
+  lua_setiuservalue(L, 1, 3); /* kept alive while the queue is */
+  return 0;
 }
 
 static int l_queue_size(lua_State *L) {
@@ -305,6 +395,7 @@ static int l_queue_handle(lua_State *L) {
 
 static int l_queue_gc(lua_State *L) {
   lqueue *lq = check_queue(L, 1);
+  jbuf_free(&lq->buf);
   if (lq->q != NULL) {
     if (!lq->closed) l_queue_close(L);
     orch_queue_release(lq->q);
@@ -322,6 +413,7 @@ int queue_open(lua_State *L) {
                                {"size", l_queue_size},
                                {"close", l_queue_close},
                                {"handle", l_queue_handle},
+                               {"set_writer", l_queue_set_writer},
                                {NULL, NULL}};
   luaL_newmetatable(L, QUEUE_MT);
   luaL_newlib(L, m);

@@ -540,6 +540,9 @@ function M.run(opts)
     run.per_event[ev.id] = st
   end
   run.queue = core.queue()
+  if run.jsonl then
+    run.queue:set_writer(run.jsonl.w, function(rec) run:write_report(rec, "result") end)
+  end
   run.kill_switch = setmetatable({ flag = core.flag(), run = run }, KillSwitch)
   run.builtins.kill_switch = run.kill_switch
   run.builtins.report_queue = run.queue
@@ -570,15 +573,16 @@ function M.run(opts)
         .. type(reporter), 0)
     end
     reporter._console = run.console
-    reporter._deliver = function(r)
+    reporter._deliver = function(r, written)
       run.results = run.results + 1
       if r.level == "error" then
         run.error_results = run.error_results + 1
         run.failed = true
         if run.opts.fail_fast and not run.stopping then run:stop("fail-fast: error result") end
       end
-      -- the record itself, as on_result gets it: {event, level, t, ts, data}
-      if run.jsonl then run:write_report(r, "result") end
+      -- the record itself, as on_result gets it: {event, level, t, ts, data};
+      -- queue:report wrote it already unless the encoder refused its data
+      if run.jsonl and not written then run:write_report(r, "result") end
     end
     reporter._on_result_error = function(e)
       run:internal_error("on_result failed: " .. tostring(e))
@@ -591,10 +595,10 @@ function M.run(opts)
       run:internal_error("the reporter stopped: " .. tostring(err))
       -- nothing may be lost: drain what is left straight to the report file
       while true do
-        local r = run.queue:get_nowait()
+        local r, written = run.queue:get_nowait()
         if r == nil then break end
         run.results = run.results + 1
-        if run.jsonl then
+        if run.jsonl and not written then
           run.jsonl:write(type(r) == "table" and { type = "result", t = r.t, ts = r.ts,
             event = r.event, level = r.level, data = r.data } or { type = "result", data = r })
         end
