@@ -459,13 +459,11 @@ function M.main(argv, version)
     if a.opts.version then
       out("orchlua ", VERSION, " (", _VERSION, ", libuv ", "linked statically", ")\n")
       if a.opts.verbose then
-        local cfg = load_config(a.opts)
-        local config = require "orch.config"
+        local cfg = load_config(a.opts)   -- which puts the project's paths first
         if cfg then
-          local path, cpath = config.search_paths(cfg)
           out("project root: ", cfg.root, cfg.file and (" (" .. cfg.file .. ")") or " (no .orchlua)", "\n")
-          out("lua path:\n  ", table.concat(path, "\n  "), "\n  ", package.path:gsub(";", "\n  "), "\n")
-          out("lua cpath:\n  ", table.concat(cpath, "\n  "), "\n")
+          out("lua path:\n  ", (package.path:gsub(";", "\n  ")), "\n")
+          out("lua cpath:\n  ", (package.cpath:gsub(";", "\n  ")), "\n")
         end
       end
       return 0
