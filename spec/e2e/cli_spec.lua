@@ -78,6 +78,11 @@ describe("orchlua command line", function()
       assert.equal(0, code)
       assert.matches("/lua_modules/share/lua/5.4/%?%.lua", out)
       assert.matches("/.luarocks/lib/lua/5.4/%?%.so", out)
+      local seen = {}
+      for line in out:gmatch("\n  ([^\n]+)") do
+        assert.is_nil(seen[line], line .. " listed twice")
+        seen[line] = true
+      end
     end)
   end)
 

@@ -196,6 +196,39 @@ describe("the invoker's fast path", function()
     end
   end)
 
+  it("writes a result's line when it is reported, however slow on_result is", function()
+    dir = h.project({ ["events/ev.lua"] = [[
+local orch = require "orch"
+local Slow = orch.ResultReporter:extend()
+function Slow:on_result() orch.sleep(60) end     -- a reporter stuck for good
+orch.fixture("result_reporter", function(report_queue) return Slow.new(report_queue) end)
+local M = {}
+function M.chatty(result_reporter)
+  for i = 1, 100 do result_reporter:add_result({ i = i }) end
+  result_reporter:add_result({ f = print })        -- the encoder refuses it: placeholders
+  result_reporter:add_result({ last = true })
+  orch.sleep(60)
+end
+return M
+]], ["descriptions/s.json"] = '{"test_name":"s","total_hours":1,"events":[{"name":"chatty"}]}' })
+    os.execute(("cd %s && (%s run s -q --report r.jsonl >/dev/null 2>&1 & echo $! >pid)"):format(h.q(dir), h.q(h.bin)))
+    local pid = h.read(dir .. "/pid"):match("%d+")
+    local lines
+    for _ = 1, 100 do   -- up to 5 s
+      os.execute("sleep 0.05")
+      lines = {}
+      for _, r in ipairs(h.jsonl(dir .. "/r.jsonl")) do
+        if r.type == "result" then lines[#lines + 1] = r.data end
+      end
+      if #lines == 102 then break end
+    end
+    os.execute("kill -KILL " .. pid)
+    assert.equal(102, #lines)
+    for i = 1, 100 do assert.equal(i, lines[i].i) end
+    assert.matches("^<function", lines[101].f)
+    assert.is_true(lines[102].last)
+  end)
+
   it("cancels its running invocations at the end of the grace period", function()
     dir = project({ list = '[{"name":"slow","interval_sec":0.1,"concurrency":"allow","params":{"seconds":100},"at_startup":false}]',
       hours = "0.0001" })
