@@ -417,7 +417,18 @@ static void ticker_start(ticker *t) {
     sched_defer(t->core, &t->overdue);
 }
 
-static void on_ticker(uv_timer_t *h) { ticker_fire(h->data); }
+/* libuv runs timers before the idle pass: a task made ready before this
+ * firing (the startup invocation, the previous firing's) would otherwise
+ * start after it, and under forbid the firing would be skipped.  Such a
+ * firing waits for the idle pass, right after those tasks. */
+static void on_ticker(uv_timer_t *h) {
+  ticker *t = h->data;
+  if (!link_empty(&t->core->ready)) {
+    sched_defer(t->core, &t->overdue);
+    return;
+  }
+  ticker_fire(t);
+}
 
 static void ticker_fire(ticker *t) {
   lua_State *L = t->core->L;

@@ -127,6 +127,24 @@ describe("orchlua run", function()
       assert.equal(6, recs[#recs].invocations)
     end)
 
+    it("runs the startup invocation before the first interval firing, however long the start took", function()
+      -- arming 20,000 more tickers takes longer than a's 1 ms interval: a's
+      -- first firing is due before the loop has run a's startup invocation
+      -- (libuv runs timers first); under forbid it must wait, not skip
+      local evs = { '{"name":"tick","id":"a","interval_sec":0.001}' }
+      for i = 1, 20000 do evs[#evs + 1] = ('{"name":"tick","id":"e%d","interval_sec":100,"at_startup":false}'):format(i) end
+      dir = project({ r = ('{"test_name":"r","total_hours":0.00001,"events":[%s]}'):format(table.concat(evs, ",")) })
+      local code, recs = run(dir, "r -q")
+      assert.equal(0, code)
+      local inv = invocations(recs, "a")
+      assert.equal("startup", inv[1].phase)
+      assert.is_not_nil(inv[2], "the first interval firing did not run")
+      assert.equal(1, inv[2].iteration)
+      for _, r in ipairs(recs) do
+        if r.type == "skipped" then assert.is_true(r.iteration > 1, "iteration " .. r.iteration .. " skipped") end
+      end
+    end)
+
     it("keeps a fixed rate anchored at t0 over a long time-scaled run", function()
       -- 2 hours at 1 s, rehearsed 1200x faster: 7200 firings in 6 s
       dir = project({ d = [[{"test_name":"d","total_hours":2,"events":[{"name":"tick","interval_sec":1}]}]] })
