@@ -471,8 +471,9 @@ static int l_core_invoker_running(lua_State *L) {
 
 void invoker_open(lua_State *L) {
   static const luaL_Reg methods[] = {
-    {"set_args", l_set_args}, {"fire_startup", l_fire_startup}, {"cancel_all", l_cancel_all}, {"set_notify", l_set_notify},
-    {"close", l_close}, {NULL, NULL}};
+    {"set_args", l_set_args},     {"fire_startup", l_fire_startup},
+    {"cancel_all", l_cancel_all}, {"set_notify", l_set_notify},
+    {"close", l_close},           {NULL, NULL}};
   luaL_newmetatable(L, INVOKER_MT);
   luaL_newlib(L, methods);
   lua_pushcclosure(L, l_index, 1);
