@@ -32,13 +32,17 @@ function M.read(path)
 end
 
 -- Runs orchlua with args (a string of shell words) in dir; returns
--- status, stdout, stderr.
+-- status, stdout, stderr.  A run that hangs is killed after RUN_LIMIT
+-- seconds (status 124), so that the suite fails instead of never ending.
+local RUN_LIMIT = 300
 function M.run(args, dir, env)
   local out, err = os.tmpname(), os.tmpname()
-  local cmd = ("cd %s && %s %s %s >%s 2>%s"):format(M.q(dir or M.root), env or "", M.q(M.bin), args, out, err)
+  local cmd = ("cd %s && %s timeout -k 10 %d %s %s >%s 2>%s"):format(M.q(dir or M.root), env or "", RUN_LIMIT,
+    M.q(M.bin), args, out, err)
   local _, _, code = os.execute(cmd)
   local o, e = M.read(out), M.read(err)
   os.remove(out); os.remove(err)
+  if code == 124 then e = (e or "") .. ("\n(spec helper: orchlua still ran after %d s: killed)\n"):format(RUN_LIMIT) end
   return code, o, e
 end
 

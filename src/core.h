@@ -28,6 +28,7 @@ void link_init(link *l);
 int link_empty(const link *l);
 void link_push(link *head, link *l); /* append at the tail */
 void link_remove(link *l);           /* harmless on an unlinked node */
+void link_take(link *to, link *from); /* moves all of from's nodes to to */
 
 #define link_entry(ptr, type, member) \
   ((type *)((char *)(ptr) - offsetof(type, member)))
@@ -105,6 +106,8 @@ typedef struct writer {
   char *buf;            /* stdio buffer of an owned file */
 } writer;
 
+#define TICK_SLOTS 1024 /* hash buckets of the tick slots, by due ms */
+
 struct orch_core {
   uv_loop_t loop;
   lua_State *L;         /* main thread */
@@ -135,6 +138,10 @@ struct orch_core {
   int *pool_ref;
   int pool_n, pool_cap; /* grows to POOL_MAX: 10,000 events fire together */
   link writers;
+  /* tickers due in the same millisecond share a timer (lorch_core.c) */
+  struct tick_slot *tick_slots[TICK_SLOTS];
+  link unarmed;         /* tickers made before t0, armed by start_clock */
+  int clock_started;
   uint64_t next_task_id;
   int invoker_running;  /* invoker tasks alive (invoker.c) */
   /* counters the tests read to assert that nothing leaked */
@@ -164,6 +171,7 @@ void sched_close(orch_core *c);    /* after lua_close */
 void sched_defer(orch_core *c, deferred *d); /* harmless if already deferred */
 void sched_hook(lua_State *co);
 lua_State *sched_thread(lua_State *L, int *ref); /* a fresh coroutine, anchored by *ref */
+void sched_reserve(lua_State *L, int n); /* n coroutines in the pool */
 int sched_call(lua_State *L, int nargs, int nres); /* pcall with traceback */
 
 /* lorch_core.c, queue.c, proc.c */

@@ -18,6 +18,17 @@ void link_push(link *head, link *l) {
   head->prev = l;
 }
 
+/* Moves every node of list `from` to the empty head `to`. */
+void link_take(link *to, link *from) {
+  link_init(to);
+  if (link_empty(from)) return;
+  to->next = from->next;
+  to->prev = from->prev;
+  to->next->prev = to;
+  to->prev->next = to;
+  link_init(from);
+}
+
 void link_remove(link *l) {
   if (l->next == NULL || l->next == l) return;
   l->prev->next = l->next;

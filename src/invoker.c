@@ -352,16 +352,17 @@ static int l_set_args(lua_State *L) {
   return 0;
 }
 
-/* invoker:fire_startup(late_ns) -> true, or false when the engine must
- * fire it (no constant arguments yet). */
+/* invoker:fire_startup() -> true, or false when the engine must fire it
+ * (no constant arguments yet).  A startup firing is due at t0: its
+ * lateness is taken here, at the moment it fires. */
 static int l_fire_startup(lua_State *L) {
   invoker *inv = check_invoker(L, 1);
-  lua_Integer late = luaL_checkinteger(L, 2);
+  uint64_t now = uv_hrtime(), t0 = inv->core->t0_ns;
   if (!can_fire(inv)) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  fast_fire(inv, 0, late > 0 ? (uint64_t)late : 0, 1);
+  fast_fire(inv, 0, now > t0 ? now - t0 : 0, 1);
   lua_pushboolean(L, 1);
   return 1;
 }

@@ -232,8 +232,7 @@ static void task_error(lua_State *L, task *t, int st, const char *forced_err) {
 /* A thread that returned, or that reset cleanly (closing pending
  * to-be-closed variables), is as good as new and goes back to the pool;
  * else its ref goes. */
-static void task_release_co(orch_core *c, task *t) {
-  int reusable;
+static void pool_grow(orch_core *c) {
   if (c->pool_n == c->pool_cap && c->pool_cap < POOL_MAX) {
     int cap = c->pool_cap ? c->pool_cap * 2 : 64;
     lua_State **p = realloc(c->pool, (size_t)cap * sizeof *p);
@@ -244,6 +243,25 @@ static void task_release_co(orch_core *c, task *t) {
       c->pool_cap = cap;
     }
   }
+}
+
+/* Fills the pool with n coroutines (at most POOL_MAX): created before t0,
+ * they are not created while the first firings wait (10,000 events fire
+ * together at startup: ~1 µs each). */
+void sched_reserve(lua_State *L, int n) {
+  orch_core *c = core_get(L);
+  if (n > POOL_MAX) n = POOL_MAX;
+  while (c->pool_n < n) {
+    pool_grow(c);
+    if (c->pool_n == c->pool_cap) break;
+    c->pool[c->pool_n] = lua_newthread(L);
+    c->pool_ref[c->pool_n++] = ref_new(L);
+  }
+}
+
+static void task_release_co(orch_core *c, task *t) {
+  int reusable;
+  pool_grow(c);
   /* a coroutine that returned is reusable as it is: resetting it would
    * shrink its stack, to be grown again by the next task (a realloc and
    * memmove per invocation) */
@@ -323,17 +341,6 @@ static void task_resume(orch_core *c, task *t) {
     return;
   }
   task_finish(t, st, NULL);
-}
-
-/* Moves every node of list `from` to the empty head `to`. */
-static void link_take(link *to, link *from) {
-  link_init(to);
-  if (link_empty(from)) return;
-  to->next = from->next;
-  to->prev = from->prev;
-  to->next->prev = to;
-  to->prev->next = to;
-  link_init(from);
 }
 
 /* Runs the tasks that were ready when the idle callback began, then the
@@ -431,6 +438,7 @@ void sched_init(orch_core *c) {
   link_init(&c->ready);
   link_init(&c->deferred);
   link_init(&c->writers);
+  link_init(&c->unarmed);
   uv_idle_init(&c->loop, &c->ready_idle);
   c->ready_idle.data = c;
   uv_prepare_init(&c->loop, &c->flush_prep);

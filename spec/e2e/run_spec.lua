@@ -128,11 +128,14 @@ describe("orchlua run", function()
     end)
 
     it("runs the startup invocation before the first interval firing, however long the start took", function()
-      -- arming 20,000 more tickers takes longer than a's 1 ms interval: a's
-      -- first firing is due before the loop has run a's startup invocation
-      -- (libuv runs timers first); under forbid it must wait, not skip
+      -- firing 20,000 more startup events takes longer than a's 1 ms
+      -- interval: a's first firing is due before the loop has run a's
+      -- startup invocation (libuv runs timers first); under forbid it must
+      -- wait, not skip
       local evs = { '{"name":"tick","id":"a","interval_sec":0.001}' }
-      for i = 1, 20000 do evs[#evs + 1] = ('{"name":"tick","id":"e%d","interval_sec":100,"at_startup":false}'):format(i) end
+      for i = 1, 20000 do
+        evs[#evs + 1] = ('{"name":"sleeper","id":"e%d","interval_sec":100,"params":{"seconds":0}}'):format(i)
+      end
       dir = project({ r = ('{"test_name":"r","total_hours":0.00001,"events":[%s]}'):format(table.concat(evs, ",")) })
       local code, recs = run(dir, "r -q")
       assert.equal(0, code)
