@@ -178,6 +178,7 @@ int sched_call(lua_State *L, int nargs, int nres); /* pcall with traceback */
 task *orch_need_task(lua_State *L, const char *what);
 double core_stamp(orch_core *c, char ts[32]); /* description now, and as ISO time */
 int queue_open(lua_State *L);
+int queue_make_add_result(lua_State *L); /* core.queue_add_result */
 int proc_open(lua_State *L);
 int net_open(lua_State *L);  /* net.c: sets core.tcp_connect */
 void fs_open(lua_State *L);  /* fs.c: sets core.cwd, glob, find_files, terminal */

@@ -414,8 +414,20 @@ static lua_Integer *counter(invoker *inv, const char *k) {
   return NULL;
 }
 
+/* __index and __newindex: the metatable compared with their upvalue 2, not
+ * fetched by name (the summary of 10,000 events reads 80,000 fields). */
+static invoker *index_invoker(lua_State *L) {
+  invoker *inv = lua_touserdata(L, 1);
+  if (inv != NULL && lua_getmetatable(L, 1)) {
+    int same = lua_rawequal(L, -1, lua_upvalueindex(2));
+    lua_pop(L, 1);
+    if (same) return inv;
+  }
+  return check_invoker(L, 1);
+}
+
 static int l_index(lua_State *L) {
-  invoker *inv = check_invoker(L, 1);
+  invoker *inv = index_invoker(L);
   const char *k;
   lua_Integer *ctr;
   lua_pushvalue(L, 2);
@@ -440,7 +452,7 @@ static int l_index(lua_State *L) {
 }
 
 static int l_newindex(lua_State *L) {
-  invoker *inv = check_invoker(L, 1);
+  invoker *inv = index_invoker(L);
   const char *k = lua_tostring(L, 2);
   lua_Integer *ctr = k ? counter(inv, k) : NULL;
   if (ctr != NULL) {
@@ -475,11 +487,14 @@ void invoker_open(lua_State *L) {
     {"set_args", l_set_args},     {"fire_startup", l_fire_startup},
     {"cancel_all", l_cancel_all}, {"set_notify", l_set_notify},
     {"close", l_close},           {NULL, NULL}};
-  luaL_newmetatable(L, INVOKER_MT);
-  luaL_newlib(L, methods);
-  lua_pushcclosure(L, l_index, 1);
+  luaL_newmetatable(L, INVOKER_MT);                     /* [mt] */
+  luaL_newlib(L, methods);                              /* [mt methods] */
+  lua_pushvalue(L, -2);
+  lua_pushcclosure(L, l_index, 2);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_newindex);
+  lua_pushnil(L);                                       /* [mt nil] */
+  lua_pushvalue(L, -2);
+  lua_pushcclosure(L, l_newindex, 2);
   lua_setfield(L, -2, "__newindex");
   lua_pushcfunction(L, l_gc);
   lua_setfield(L, -2, "__gc");

@@ -888,6 +888,8 @@ int luaopen_orch_core(lua_State *L) {
   luaL_newlib(L, funcs);
   queue_open(L);
   lua_setfield(L, -2, "queue");
+  lua_pushcfunction(L, queue_make_add_result);
+  lua_setfield(L, -2, "queue_add_result");
   proc_open(L);
   net_open(L);
   fs_open(L);

@@ -37,9 +37,10 @@ struct orch_queue {
 typedef struct lqueue {
   orch_queue *q;
   orch_core *core;
-  lua_Integer head, tail; /* values at [head, tail) in uservalue 1; uservalue
-                           * 2 marks those whose report line is written;
-                           * 3 and 4: set_writer's writer and fallback */
+  lua_Integer head, tail; /* values at [head, tail) in uservalue 1; 3 and
+                           * 4: set_writer's writer and fallback */
+  unsigned char *written; /* [i]: value i's report line is written */
+  size_t wcap;
   link getters;
   int closed;
   int self_ref; /* held while the async handle is open */
@@ -94,12 +95,35 @@ int orch_queue_push(orch_queue *q, const char *s, size_t len) {
   return 0;
 }
 
+/* Upvalues of every queue function: the metatable, then the keys of a
+ * result record, interned once (lua_setfield would look each one up in
+ * the string table at every result). */
+enum {
+  UV_MT = 1, UV_EVENT, UV_LEVEL, UV_T, UV_TS, UV_DATA, UV_ID, UV_QUEUE, UV_ERROR, UV_INFO,
+  UV_N = UV_INFO
+};
+
+static void push_upvalues(lua_State *L, int mt) {
+  static const char *const keys[] = {"event", "level", "t", "ts", "data", "id", "queue", "error", "info"};
+  size_t i;
+  lua_pushvalue(L, mt);
+  for (i = 0; i < sizeof keys / sizeof keys[0]; i++) lua_pushstring(L, keys[i]);
+}
+
+/* The metatable compared with the upvalue: luaL_checkudata fetches it from
+ * the registry by name at each call, a third of a cheap call's cost. */
 static lqueue *check_queue(lua_State *L, int i) {
-  return luaL_checkudata(L, i, QUEUE_MT);
+  lqueue *lq = lua_touserdata(L, i);
+  if (lq != NULL && lua_getmetatable(L, i)) {
+    int same = lua_rawequal(L, -1, lua_upvalueindex(UV_MT));
+    lua_pop(L, 1);
+    if (same) return lq;
+  }
+  return luaL_checkudata(L, i, QUEUE_MT); /* raises the usual error */
 }
 
 orch_queue *orch_queue_check(lua_State *L, int idx) {
-  lqueue *lq = check_queue(L, idx);
+  lqueue *lq = luaL_checkudata(L, idx, QUEUE_MT); /* from any C module */
   orch_queue_retain(lq->q);
   return lq->q;
 }
@@ -117,12 +141,16 @@ static void queue_append(lua_State *L, lqueue *lq, int qi, int written) {
     sched_ready(t);
     return;
   }
-  if (written) {
-    lua_getiuservalue(L, qi, 2);
-    lua_pushboolean(L, 1);
-    lua_rawseti(L, -2, lq->tail);
-    lua_pop(L, 1);
+  if ((size_t)lq->tail >= lq->wcap) {
+    size_t cap = lq->wcap ? lq->wcap * 2 : 1024;
+    unsigned char *w;
+    while (cap <= (size_t)lq->tail) cap *= 2;
+    w = realloc(lq->written, cap);
+    if (w == NULL) luaL_error(L, "out of memory");
+    lq->written = w;
+    lq->wcap = cap;
   }
+  lq->written[lq->tail] = (unsigned char)written;
   lua_getiuservalue(L, qi, 1);                          /* [v items] */
   lua_insert(L, -2);                                    /* [items v] */
   lua_rawseti(L, -2, lq->tail++);                       /* [items] */
@@ -170,8 +198,6 @@ static int l_queue_new(lua_State *L) {
   luaL_setmetatable(L, QUEUE_MT);
   lua_newtable(L);
   lua_setiuservalue(L, -2, 1);
-  lua_newtable(L);
-  lua_setiuservalue(L, -2, 2);
   lq->q = calloc(1, sizeof *lq->q);
   if (lq->q == NULL) return luaL_error(L, "out of memory");
   uv_mutex_init(&lq->q->mu);
@@ -247,20 +273,18 @@ static int write_result(lua_State *L, lqueue *lq, int ev, double t, const char *
 /* queue:report(level, data): queues the result record {event, level, t,
  * ts, data} that ResultReporter puts, built here because reporting is the
  * hot path of a chatty event.  event: the running invocation's id. */
-static int l_queue_report(lua_State *L) {
-  lqueue *lq = check_queue(L, 1);
+static int report(lua_State *L, lqueue *lq) {
   orch_core *c = lq->core;
   char ts[32];
   double t;
   int written;
-  luaL_checkstring(L, 2);
-  lua_settop(L, 3);
   if (lq->closed) return luaL_error(L, "report_queue is closed (the run has ended)");
   t = core_stamp(c, ts);
   if (c->running != NULL) {
     ref_push(L, c->running->tag_ref);                   /* [q level data tag] */
     if (lua_type(L, -1) == LUA_TTABLE) {
-      lua_getfield(L, -1, "id");
+      lua_pushvalue(L, lua_upvalueindex(UV_ID));
+      lua_rawget(L, -2);
       lua_remove(L, -2);
     }
   } else {
@@ -269,16 +293,21 @@ static int l_queue_report(lua_State *L) {
   written = lq->wslot != NULL && *lq->wslot != NULL &&
             write_result(L, lq, lua_isnil(L, 4) ? 0 : 4, t, ts);
   lua_createtable(L, 0, 5);                             /* [q level data event rec] */
+  lua_pushvalue(L, lua_upvalueindex(UV_EVENT));
   lua_pushvalue(L, 4);
-  lua_setfield(L, -2, "event");
+  lua_rawset(L, -3);
+  lua_pushvalue(L, lua_upvalueindex(UV_LEVEL));
   lua_pushvalue(L, 2);
-  lua_setfield(L, -2, "level");
+  lua_rawset(L, -3);
+  lua_pushvalue(L, lua_upvalueindex(UV_T));
   lua_pushnumber(L, t);
-  lua_setfield(L, -2, "t");
+  lua_rawset(L, -3);
+  lua_pushvalue(L, lua_upvalueindex(UV_TS));
   lua_pushstring(L, ts);
-  lua_setfield(L, -2, "ts");
+  lua_rawset(L, -3);
+  lua_pushvalue(L, lua_upvalueindex(UV_DATA));
   lua_pushvalue(L, 3);
-  lua_setfield(L, -2, "data");
+  lua_rawset(L, -3);
   if (!written && lq->wslot != NULL && *lq->wslot != NULL) {
     /* the encoder refused the data: the engine's writer (placeholders for
      * what JSON cannot say) writes it now, so lines keep the report order */
@@ -295,25 +324,77 @@ static int l_queue_report(lua_State *L) {
   return put_done(L, lq);
 }
 
+static int l_queue_report(lua_State *L) {
+  lqueue *lq = check_queue(L, 1);
+  luaL_checkstring(L, 2);
+  lua_settop(L, 3);
+  return report(L, lq);
+}
+
+static int k_return_all(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  return lua_gettop(L);
+}
+
+/* ResultReporter:add_result(value) for a reporter over the host's queue:
+ * the method lookup, the Lua call and its own lookups (type, rawget,
+ * q.report) were a tenth of a result's cost.  Any other queue goes to the
+ * Lua method (upvalue UV_N + 1). */
+static int l_add_result(lua_State *L) {
+  lqueue *lq = NULL;
+  if (lua_type(L, 1) == LUA_TTABLE) {
+    lua_pushvalue(L, lua_upvalueindex(UV_QUEUE));
+    lua_rawget(L, 1);
+    if (lua_type(L, -1) == LUA_TUSERDATA && lua_getmetatable(L, -1)) {
+      if (lua_rawequal(L, -1, lua_upvalueindex(UV_MT))) lq = lua_touserdata(L, -2);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  if (lq == NULL) {
+    lua_pushvalue(L, lua_upvalueindex(UV_N + 1));
+    lua_insert(L, 1);
+    lua_callk(L, lua_gettop(L) - 1, LUA_MULTRET, 0, k_return_all);
+    return lua_gettop(L);
+  }
+  lua_settop(L, 2);                                     /* [self value] */
+  lua_pushvalue(L, lua_upvalueindex(UV_QUEUE));
+  lua_rawget(L, 1);
+  lua_replace(L, 1);                                    /* [q value] */
+  /* a table with an `error` field is an error result */
+  if (lua_type(L, 2) == LUA_TTABLE) {
+    lua_pushvalue(L, lua_upvalueindex(UV_ERROR));
+    lua_rawget(L, 2);
+    lua_pushvalue(L, lua_upvalueindex(lua_isnil(L, -1) ? UV_INFO : UV_ERROR));
+    lua_replace(L, -2);
+  } else {
+    lua_pushvalue(L, lua_upvalueindex(UV_INFO));
+  }
+  lua_insert(L, 2);                                     /* [q level value] */
+  return report(L, lq);
+}
+
+/* core.queue_add_result(fallback) -> the add_result method (above). */
+int queue_make_add_result(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  luaL_getmetatable(L, QUEUE_MT);
+  push_upvalues(L, -1);                                 /* [fb mt uv...] */
+  lua_pushvalue(L, 1);
+  lua_pushcclosure(L, l_add_result, UV_N + 1);
+  return 1;
+}
+
 /* Pushes the first value and whether its report line is written; returns
  * 0 (nothing pushed) when empty. */
 static int queue_take(lua_State *L, lqueue *lq) {
-  int written;
   if (lq->head >= lq->tail) return 0;
   lua_getiuservalue(L, 1, 1);                           /* [items] */
   lua_rawgeti(L, -1, lq->head);                         /* [items v] */
   lua_pushnil(L);
   lua_rawseti(L, -3, lq->head);
   lua_remove(L, -2);                                    /* [v] */
-  lua_getiuservalue(L, 1, 2);                           /* [v flags] */
-  written = lua_rawgeti(L, -1, lq->head) != LUA_TNIL;   /* [v flags w] */
-  lua_pop(L, 1);
-  if (written) {
-    lua_pushnil(L);
-    lua_rawseti(L, -2, lq->head);
-  }
-  lua_pop(L, 1);                                        /* [v] */
-  lua_pushboolean(L, written);                          /* [v written] */
+  lua_pushboolean(L, lq->written[lq->head]);            /* [v written] */
   lq->head++;
   if (lq->head == lq->tail) lq->head = lq->tail = 1;
   return 2;
@@ -396,6 +477,9 @@ static int l_queue_handle(lua_State *L) {
 static int l_queue_gc(lua_State *L) {
   lqueue *lq = check_queue(L, 1);
   jbuf_free(&lq->buf);
+  free(lq->written);
+  lq->written = NULL;
+  lq->wcap = 0;
   if (lq->q != NULL) {
     if (!lq->closed) l_queue_close(L);
     orch_queue_release(lq->q);
@@ -415,10 +499,13 @@ int queue_open(lua_State *L) {
                                {"handle", l_queue_handle},
                                {"set_writer", l_queue_set_writer},
                                {NULL, NULL}};
-  luaL_newmetatable(L, QUEUE_MT);
-  luaL_newlib(L, m);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_queue_gc);
+  luaL_newmetatable(L, QUEUE_MT);                       /* [mt] */
+  luaL_newlibtable(L, m);                               /* [mt methods] */
+  push_upvalues(L, -2);
+  luaL_setfuncs(L, m, UV_N);
+  lua_setfield(L, -2, "__index");                       /* [mt] */
+  push_upvalues(L, -1);
+  lua_pushcclosure(L, l_queue_gc, UV_N);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
   lua_pushcfunction(L, l_queue_new);

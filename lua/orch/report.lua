@@ -250,29 +250,47 @@ end
 -- Text lines of a table: the first column left-aligned, the others right;
 -- a rule under the header and above the last row when opts.total.
 -- opts.paint(ri, ci, text) may colour a cell (after padding).
+local BLANK = { [9] = true, [10] = true, [11] = true, [12] = true, [13] = true, [32] = true }
+
+-- (10,000 events make 10,000 rows: the padding strings are made once
+-- each, and trailing blanks are cut by position, not by a pattern that
+-- retries every run of blanks in the line.)
 function M.table_lines(rows, opts)
   opts = opts or {}
   local w = {}
   for _, r in ipairs(rows) do
-    for i, c in ipairs(r) do w[i] = math.max(w[i] or 0, #c) end
+    for i, c in ipairs(r) do
+      if #c > (w[i] or -1) then w[i] = #c end
+    end
   end
   local lines = {}
   local indent = opts.indent or "  "
+  local paint, left = opts.paint, opts.left
+  local pads = {}
+  local function pad(n)
+    local p = pads[n]
+    if not p then p = (" "):rep(n); pads[n] = p end
+    return p
+  end
   local function rule()
     local dash = {}
     for i = 1, #w do dash[i] = ("-"):rep(w[i]) end
     lines[#lines + 1] = indent .. table.concat(dash, "  ")
   end
+  local cells = {}
   for ri, r in ipairs(rows) do
-    local cells = {}
+    local last = 0   -- the last cell with text: the blanks after it are cut
     for i = 1, #w do
       local c = r[i] or ""
-      local pad = (" "):rep(w[i] - #c)
-      local cell = (i == 1 or (opts.left and opts.left[i])) and (c .. pad) or (pad .. c)
-      if opts.paint then cell = opts.paint(ri, i, cell, c) or cell end
+      local cell = (i == 1 or (left and left[i])) and (c .. pad(w[i] - #c)) or (pad(w[i] - #c) .. c)
+      if paint then cell = paint(ri, i, cell, c) or cell end
       cells[i] = cell
+      if c ~= "" then last = i end
     end
-    lines[#lines + 1] = (indent .. table.concat(cells, "  ")):gsub("%s+$", "")
+    local line = indent .. table.concat(cells, "  ", 1, last)
+    local n = #line
+    while n > 0 and BLANK[line:byte(n)] do n = n - 1 end
+    lines[#lines + 1] = n < #line and line:sub(1, n) or line
     if ri == 1 or (opts.total and ri == #rows - 1) then rule() end
   end
   return lines

@@ -47,6 +47,11 @@ function ResultReporter:add_result(value)
   if q.report then return q:report(level, value) end
   return self:put(level, value)
 end
+-- In the host, the same in C for a reporter over the host's queue (the
+-- hot path of a chatty event); any other queue goes to the method above.
+if core and core.queue_add_result then
+  ResultReporter.add_result = core.queue_add_result(ResultReporter.add_result)
+end
 
 function ResultReporter:info(msg, fields)
   local data = { message = msg }
