@@ -578,7 +578,7 @@ static int l_core_ticker(lua_State *L) {
   return 1;
 }
 
-/* Arms the tickers made before t0: 10,000 of them cost ~25 ms to make,
+/* Arms the tickers made before t0: 10,000 of them take 20-40 ms to make,
  * which would otherwise be spent after t0, in the startup firings' time. */
 static void tickers_arm(orch_core *c) {
   link batch;

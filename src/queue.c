@@ -345,12 +345,12 @@ static int l_add_result(lua_State *L) {
   lqueue *lq = NULL;
   if (lua_type(L, 1) == LUA_TTABLE) {
     lua_pushvalue(L, lua_upvalueindex(UV_QUEUE));
-    lua_rawget(L, 1);
-    if (lua_type(L, -1) == LUA_TUSERDATA && lua_getmetatable(L, -1)) {
+    lua_rawget(L, 1);                                   /* [self ... q] */
+    if (lua_getmetatable(L, -1)) {
       if (lua_rawequal(L, -1, lua_upvalueindex(UV_MT))) lq = lua_touserdata(L, -2);
       lua_pop(L, 1);
     }
-    lua_pop(L, 1);
+    if (lq == NULL) lua_pop(L, 1);
   }
   if (lq == NULL) {
     lua_pushvalue(L, lua_upvalueindex(UV_N + 1));
@@ -358,10 +358,8 @@ static int l_add_result(lua_State *L) {
     lua_callk(L, lua_gettop(L) - 1, LUA_MULTRET, 0, k_return_all);
     return lua_gettop(L);
   }
-  lua_settop(L, 2);                                     /* [self value] */
-  lua_pushvalue(L, lua_upvalueindex(UV_QUEUE));
-  lua_rawget(L, 1);
-  lua_replace(L, 1);                                    /* [q value] */
+  lua_replace(L, 1);                                    /* [q value ...] */
+  lua_settop(L, 2);                                     /* [q value] */
   /* a table with an `error` field is an error result */
   if (lua_type(L, 2) == LUA_TTABLE) {
     lua_pushvalue(L, lua_upvalueindex(UV_ERROR));

@@ -229,9 +229,6 @@ static void task_error(lua_State *L, task *t, int st, const char *forced_err) {
   }
 }
 
-/* A thread that returned, or that reset cleanly (closing pending
- * to-be-closed variables), is as good as new and goes back to the pool;
- * else its ref goes. */
 static void pool_grow(orch_core *c) {
   if (c->pool_n == c->pool_cap && c->pool_cap < POOL_MAX) {
     int cap = c->pool_cap ? c->pool_cap * 2 : 64;
@@ -259,6 +256,9 @@ void sched_reserve(lua_State *L, int n) {
   }
 }
 
+/* A thread that returned, or that reset cleanly (closing pending
+ * to-be-closed variables), is as good as new and goes back to the pool;
+ * else its ref goes. */
 static void task_release_co(orch_core *c, task *t) {
   int reusable;
   pool_grow(c);

@@ -564,12 +564,10 @@ function M.run(opts)
   -- events that need no fixture set up first go to their invokers now,
   -- not in the startup firings' time
   local nfast = 0
+  run.startup_list = {}   -- the invokers of the startup events, in order
   for _, ev in ipairs(run.events) do
     run:try_fast(ev)
     if run.fast_set[ev] then nfast = nfast + 1 end
-  end
-  run.startup_list = {}   -- the invokers of the startup events, in order
-  for _, ev in ipairs(run.events) do
     if ev.at_startup then run.startup_list[#run.startup_list + 1] = run.per_event[ev.id] end
   end
   core.reserve_threads(nfast)   -- their first firings come together
