@@ -345,6 +345,37 @@ function cmd.plan(a)
   return 0
 end
 
+-- A path made absolute, with ".", ".." and repeated "/" resolved by name
+-- (links are not followed): enough to see two options naming one file.
+local function abs_path(p)
+  if p:sub(1, 1) ~= "/" then p = require("orch.config").cwd() .. "/" .. p end
+  local parts = {}
+  for seg in p:gmatch("[^/]+") do
+    if seg == ".." then
+      parts[#parts] = nil
+    elseif seg ~= "." then
+      parts[#parts + 1] = seg
+    end
+  end
+  return "/" .. table.concat(parts, "/")
+end
+
+-- Two outputs (or an output and an input) naming one file: the one written
+-- last would replace the other without a word.  list: { {flag, path}, ... }
+local function distinct_files(list)
+  local seen = {}
+  for _, fp in ipairs(list) do
+    local flag, path = fp[1], fp[2]
+    if path then
+      local key = abs_path(path)
+      if seen[key] then
+        usage_error("%s and %s name the same file (%s): each needs its own", seen[key], flag, path)
+      end
+      seen[key] = flag
+    end
+  end
+end
+
 function cmd.run(a)
   if #a.names ~= 1 then usage_error("run needs one description name or file, found %d", #a.names) end
   local o = a.opts
@@ -361,6 +392,7 @@ function cmd.run(a)
   local events = bind(desc, srcs)
   if not events then return 2 end
   -- outputs are checked before anything runs
+  distinct_files({ { "--report", o.report }, { "--junit", o.junit }, { "--html", o.html } })
   local jsonl
   if o.report then
     local e2
@@ -424,6 +456,7 @@ function cmd.report(a)
     usage_error("%s compares two reports, found one", o.threshold and "--threshold" or "--higher-is-better")
   end
   if o.html then
+    distinct_files({ { "the report", a.names[1] }, { "--html", o.html } })
     local ok, e = require("orch.output.html").check(o.html)
     if not ok then err("orchlua: --html ", e, "\n") return 2 end
   end

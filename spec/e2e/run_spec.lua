@@ -367,6 +367,26 @@ return {}
       assert.equal(2, code)
       assert.equal("orchlua: --report /nonexistent/dir/r.jsonl: No such file or directory\n", err)
     end)
+
+    it("refuses two outputs naming one file, before anything is written", function()
+      dir = project({ j = [[{"test_name":"j","total_hours":0.001,"events":[{"name":"tick"}]}]] })
+      h.write(dir .. "/r.jsonl", "kept\n")
+      for _, args in ipairs({ "--report r.jsonl --junit ./r.jsonl", "--report x/../r.jsonl --html r.jsonl",
+                              "--junit " .. dir .. "//r.jsonl --html r.jsonl" }) do
+        local code, _, err = h.run("run j -q " .. args, dir)
+        assert.equal(2, code, args)
+        assert.matches("^orchlua: %-%-%a+ and %-%-%a+ name the same file %([^)]*r%.jsonl%): each needs its own\n", err)
+        assert.equal("kept\n", h.read(dir .. "/r.jsonl"), args)
+      end
+      -- the report command's --html would replace the report it reads
+      local code, _, err = h.run("report r.jsonl --html ./r.jsonl", dir)
+      assert.equal(2, code)
+      assert.matches("^orchlua: the report and %-%-html name the same file", err)
+      assert.equal("kept\n", h.read(dir .. "/r.jsonl"))
+      -- different files are fine
+      code = h.run("run j -q --report r2.jsonl --junit j.xml --html h.html", dir)
+      assert.equal(0, code)
+    end)
   end)
 
   describe("signals", function()
