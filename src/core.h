@@ -155,6 +155,10 @@ orch_core *core_get(lua_State *L); /* from the thread's extra space */
 int ref_new(lua_State *L);  /* pops the value, returns the ref */
 void ref_free(lua_State *L, int *ref);
 void ref_push(lua_State *L, int ref);
+/* The userdata at idx if its metatable is the value at mt (an upvalue, say),
+ * else NULL: luaL_checkudata fetches the metatable from the registry by
+ * name at each call, a third of a cheap method's cost. */
+void *udata_with_mt(lua_State *L, int idx, int mt);
 
 /* sched.c */
 void sched_init(orch_core *c);

@@ -414,16 +414,11 @@ static lua_Integer *counter(invoker *inv, const char *k) {
   return NULL;
 }
 
-/* __index and __newindex: the metatable compared with their upvalue 2, not
- * fetched by name (the summary of 10,000 events reads 80,000 fields). */
+/* __index and __newindex: the metatable is their upvalue 2 (the summary
+ * of 10,000 events reads 80,000 fields). */
 static invoker *index_invoker(lua_State *L) {
-  invoker *inv = lua_touserdata(L, 1);
-  if (inv != NULL && lua_getmetatable(L, 1)) {
-    int same = lua_rawequal(L, -1, lua_upvalueindex(2));
-    lua_pop(L, 1);
-    if (same) return inv;
-  }
-  return check_invoker(L, 1);
+  invoker *inv = udata_with_mt(L, 1, lua_upvalueindex(2));
+  return inv != NULL ? inv : check_invoker(L, 1);
 }
 
 static int l_index(lua_State *L) {

@@ -110,16 +110,9 @@ static void push_upvalues(lua_State *L, int mt) {
   for (i = 0; i < sizeof keys / sizeof keys[0]; i++) lua_pushstring(L, keys[i]);
 }
 
-/* The metatable compared with the upvalue: luaL_checkudata fetches it from
- * the registry by name at each call, a third of a cheap call's cost. */
 static lqueue *check_queue(lua_State *L, int i) {
-  lqueue *lq = lua_touserdata(L, i);
-  if (lq != NULL && lua_getmetatable(L, i)) {
-    int same = lua_rawequal(L, -1, lua_upvalueindex(UV_MT));
-    lua_pop(L, 1);
-    if (same) return lq;
-  }
-  return luaL_checkudata(L, i, QUEUE_MT); /* raises the usual error */
+  lqueue *lq = udata_with_mt(L, i, lua_upvalueindex(UV_MT));
+  return lq != NULL ? lq : luaL_checkudata(L, i, QUEUE_MT); /* raises the usual error */
 }
 
 orch_queue *orch_queue_check(lua_State *L, int idx) {
@@ -346,10 +339,7 @@ static int l_add_result(lua_State *L) {
   if (lua_type(L, 1) == LUA_TTABLE) {
     lua_pushvalue(L, lua_upvalueindex(UV_QUEUE));
     lua_rawget(L, 1);                                   /* [self ... q] */
-    if (lua_getmetatable(L, -1)) {
-      if (lua_rawequal(L, -1, lua_upvalueindex(UV_MT))) lq = lua_touserdata(L, -2);
-      lua_pop(L, 1);
-    }
+    lq = udata_with_mt(L, -1, lua_upvalueindex(UV_MT));
     if (lq == NULL) lua_pop(L, 1);
   }
   if (lq == NULL) {

@@ -1,6 +1,7 @@
 /*
  * ref.c - registry refs, counted so that the tests can assert that a run
- * released every one it took (core.stats().refs == 0 at the end).
+ * released every one it took (core.stats().refs == 0 at the end); and the
+ * cheap userdata check of the hot methods.
  */
 #include "lauxlib.h"
 
@@ -28,4 +29,13 @@ void ref_push(lua_State *L, int ref) {
     lua_pushnil(L);
   else
     lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+}
+
+void *udata_with_mt(lua_State *L, int idx, int mt) {
+  void *p = lua_touserdata(L, idx);
+  int same;
+  if (p == NULL || !lua_getmetatable(L, idx)) return NULL;
+  same = lua_rawequal(L, -1, mt < 0 && mt > LUA_REGISTRYINDEX ? mt - 1 : mt);
+  lua_pop(L, 1);
+  return same ? p : NULL;
 }
