@@ -22,9 +22,13 @@ for t in spec/c/test_*.c; do
   bin=build/$(basename "$t" .c)
   # SPEC_CFLAGS: extra flags (make check-asan builds them with the sanitizers)
   if ${CC:-cc} -std=gnu99 -O1 -Wall -Wextra ${SPEC_CFLAGS:-} -Isrc -I/usr/include/lua5.4 -o "$bin" "$t" \
-      src/handle.c src/ref.c src/writer.c src/sched.c src/queue.c src/lorch_core.c src/proc.c src/net.c src/jsonw.c src/invoker.c src/stats.c src/fs.c $(ls src/lorch_sys.c 2>/dev/null) \
+      src/handle.c src/ref.c src/writer.c src/sched.c src/queue.c src/lorch_core.c src/proc.c src/net.c src/jsonw.c src/invoker.c src/stats.c src/fs.c src/alloc.c $(ls src/lorch_sys.c 2>/dev/null) \
       /usr/lib/$(${CC:-cc} -print-multiarch)/liblua5.4.a /usr/lib/$(${CC:-cc} -print-multiarch)/libuv_a.a -lm -ldl -lpthread -lrt 2>"$out.cc"; then
-    "$bin" >"$out" 2>&1
+    # a test that dies before its plan (a crash) is a failure too
+    "$bin" >"$out" 2>&1; rc=$?
+    if [ $rc -ne 0 ] && ! grep -q '^not ok ' "$out" || ! grep -q '^1\.\.[0-9]' "$out"; then
+      echo "not ok - $t exited with status $rc before its plan" >>"$out"
+    fi
   else
     echo "not ok 1 - $t does not build" >"$out"; cat "$out.cc" >>"$out"
   fi

@@ -111,6 +111,7 @@ typedef struct writer {
 struct orch_core {
   uv_loop_t loop;
   lua_State *L;         /* main thread */
+  struct orch_alloc *alloc; /* L's allocator (alloc.c), or NULL: malloc's */
   double scale;         /* --time-scale: real = description / scale */
   uint64_t t0_ns;       /* uv_hrtime() at t0 */
   double t0_wall;       /* unix seconds at t0 */

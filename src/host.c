@@ -9,8 +9,28 @@
 #include "lauxlib.h"
 #include "lualib.h"
 
+#include "alloc.h"
 #include "core.h"
 #include "host.h"
+
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define ORCH_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ORCH_SANITIZED 1
+#endif
+#endif
+#ifndef ORCH_SANITIZED
+#define ORCH_SANITIZED 0
+#endif
 
 extern const struct orch_embedded {
   const char *name, *file, *src;
@@ -69,11 +89,65 @@ static void install_modules(lua_State *L) {
   lua_pop(L, 1);
 }
 
+static int on_panic(lua_State *L) {
+  const char *msg = lua_tostring(L, -1);
+  fprintf(stderr, "orchlua: PANIC: unprotected error in call to Lua API (%s)\n",
+          msg != NULL ? msg : "error object is not a string");
+  return 0; /* then Lua aborts */
+}
+
+/* warn() as the stand-alone lua has it: off until "@on" */
+static void warn_on(void *ud, const char *msg, int tocont);
+
+static void warn_off(void *ud, const char *msg, int tocont) {
+  if (!tocont && strcmp(msg, "@on") == 0) lua_setwarnf((lua_State *)ud, warn_on, ud);
+}
+
+static void warn_cont(void *ud, const char *msg, int tocont) {
+  fputs(msg, stderr);
+  if (tocont) return;
+  fputs("\n", stderr);
+  fflush(stderr);
+  lua_setwarnf((lua_State *)ud, warn_on, ud);
+}
+
+static void warn_on(void *ud, const char *msg, int tocont) {
+  if (!tocont && *msg == '@') { /* a control message */
+    if (strcmp(msg, "@off") == 0) lua_setwarnf((lua_State *)ud, warn_off, ud);
+    return;
+  }
+  fputs("Lua warning: ", stderr);
+  warn_cont(ud, msg, tocont);
+}
+
+/* The size-class allocator (alloc.c), unless memory checkers are watching:
+ * ASan and valgrind see each Lua object only through malloc.
+ * ORCHLUA_ALLOC=malloc chooses malloc, =orch the size classes (callgrind). */
+static lua_State *new_state(orch_core *c) {
+  const char *env = getenv("ORCHLUA_ALLOC");
+  lua_State *L;
+  int use_malloc = ORCH_SANITIZED || RUNNING_ON_VALGRIND;
+  if (env != NULL && strcmp(env, "malloc") == 0) use_malloc = 1;
+  if (env != NULL && strcmp(env, "orch") == 0 && !ORCH_SANITIZED) use_malloc = 0;
+  if (use_malloc) return luaL_newstate();
+  c->alloc = orch_alloc_new();
+  if (c->alloc == NULL) return NULL;
+  L = lua_newstate(orch_lua_alloc, c->alloc);
+  if (L == NULL) {
+    orch_alloc_free(c->alloc);
+    c->alloc = NULL;
+    return NULL;
+  }
+  lua_atpanic(L, on_panic);
+  lua_setwarnf(L, warn_off, L);
+  return L;
+}
+
 orch_core *host_new(lua_State **out) {
   orch_core *c = calloc(1, sizeof *c);
   lua_State *L;
   if (c == NULL) return NULL;
-  L = luaL_newstate();
+  L = new_state(c);
   if (L == NULL) {
     free(c);
     return NULL;
@@ -93,7 +167,9 @@ orch_core *host_new(lua_State **out) {
 
 void host_free(orch_core *c) {
   sched_shutdown(c);
+  if (c->alloc != NULL) orch_alloc_closing(c->alloc);
   lua_close(c->L);
+  orch_alloc_free(c->alloc);
   sched_close(c);
   free(c);
 }
