@@ -18,6 +18,8 @@
 
 #include "lua.h"
 
+#include "jsonw.h"
+
 /* Intrusive doubly-linked list: a head is a link whose next/prev point to
  * itself when empty. */
 typedef struct link {
@@ -112,6 +114,8 @@ struct orch_core {
   uv_loop_t loop;
   lua_State *L;         /* main thread */
   struct orch_alloc *alloc; /* L's allocator (alloc.c), or NULL: malloc's */
+  jbuf line;            /* the report line being built: one buffer for every
+                         * invoker and queue, so that it stays in cache */
   double scale;         /* --time-scale: real = description / scale */
   uint64_t t0_ns;       /* uv_hrtime() at t0 */
   double t0_wall;       /* unix seconds at t0 */

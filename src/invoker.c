@@ -45,7 +45,6 @@ struct invoker {
   int tag_ref;       /* what core.current() returns inside the event */
   int writer_ref;
   writer *const *wslot; /* the report writer (NULL once closed), or NULL */
-  jbuf buf;
   char *mid;         /* ,"event":...,"id":...,"iteration": */
   size_t midlen;
   double interval;
@@ -167,7 +166,7 @@ void invoker_fire(invoker *inv, lua_Integer k, uint64_t late_ns) {
 /* The invocation line, as engine.lua's Run:done writes it. */
 static void write_record(invoker *inv, ftask *ft, double t, double duration) {
   orch_core *c = inv->core;
-  jbuf *b = &inv->buf;
+  jbuf *b = &c->line;
   char ts[32];
   double scheduled = (double)ft->k * inv->interval;
   int r = 0;
@@ -465,7 +464,6 @@ static int l_newindex(lua_State *L) {
 
 static int l_gc(lua_State *L) {
   invoker *inv = check_invoker(L, 1);
-  jbuf_free(&inv->buf);
   free(inv->mid);
   inv->mid = NULL;
   return 0;

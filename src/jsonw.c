@@ -139,21 +139,31 @@ int jsonw_number(jbuf *b, double d) {
   static const long double p10[] = {
     1e0L, 1e1L, 1e2L, 1e3L, 1e4L, 1e5L, 1e6L, 1e7L, 1e8L, 1e9L, 1e10L,
     1e11L, 1e12L, 1e13L, 1e14L, 1e15L, 1e16L, 1e17L};
-  static const double pe[] = { /* 10^e for e = -4..13 */
+  static const double pe[] = { /* 10^e for e = -4..14 */
     1e-4, 1e-3, 1e-2, 1e-1, 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8,
-    1e9, 1e10, 1e11, 1e12, 1e13};
-  char tmp[40];
+    1e9, 1e10, 1e11, 1e12, 1e13, 1e14};
+  static const char pairs[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+  char tmp[40], dig[14];
   double a = fabs(d);
-  int e, n = 0, i, point;
-  unsigned long long m;
+  int e, n = 0, i, point, last;
+  unsigned long long m, bits;
   if (!isfinite(d)) return PUTLIT(b, "null"); /* JSON has no NaN or infinity */
   if (d == floor(d) && a < 9007199254740992.0) return put_integer(b, (lua_Integer)d);
   if (!(a >= 1e-4 && a < 1e14)) {
     n = snprintf(tmp, sizeof tmp, "%.14g", d);
     return put(b, tmp, (size_t)n);
   }
-  for (e = 13; e > -4 && a < pe[e + 4]; e--) {}
-  /* 10^e <= a < 10^(e+1): 14 digits are a * 10^(13-e) */
+  /* 10^e <= a < 10^(e+1): from the binary exponent x (2^x <= a < 2^(x+1)),
+   * e is floor(x * log10(2)) or one more (78913 / 2^18 ~ log10(2)) */
+  memcpy(&bits, &a, sizeof bits);
+  e = (((int)((bits >> 52) & 0x7ff) - 1023) * 78913) >> 18;
+  if (e < -4) e = -4;
+  while (e < 13 && a >= pe[e + 5]) e++;
+  while (e > -4 && a < pe[e + 4]) e--;
+  /* 14 digits are a * 10^(13-e) */
   m = (unsigned long long)rintl((long double)a * p10[13 - e]);
   if (m >= 100000000000000ull) { /* rounded up to the next power of ten */
     m /= 10;
@@ -162,6 +172,12 @@ int jsonw_number(jbuf *b, double d) {
       n = snprintf(tmp, sizeof tmp, "%.14g", d);
       return put(b, tmp, (size_t)n);
     }
+  }
+  for (i = 12; i >= 0; i -= 2) { /* two digits at a time */
+    unsigned r = (unsigned)(m % 100);
+    m /= 100;
+    dig[i] = pairs[2 * r];
+    dig[i + 1] = pairs[2 * r + 1];
   }
   if (d < 0) tmp[n++] = '-';
   if (e < 0) {
@@ -172,18 +188,11 @@ int jsonw_number(jbuf *b, double d) {
   } else {
     point = e + 1; /* digits before the point */
   }
-  {
-    char dig[14];
-    int last = 13;
-    for (i = 13; i >= 0; i--) {
-      dig[i] = (char)('0' + m % 10);
-      m /= 10;
-    }
-    while (last > 0 && dig[last] == '0' && last >= point) last--;
-    for (i = 0; i <= last; i++) {
-      if (i == point) tmp[n++] = '.';
-      tmp[n++] = dig[i];
-    }
+  last = 13;
+  while (last > 0 && dig[last] == '0' && last >= point) last--;
+  for (i = 0; i <= last; i++) {
+    if (i == point) tmp[n++] = '.';
+    tmp[n++] = dig[i];
   }
   return put(b, tmp, (size_t)n);
 }
@@ -203,6 +212,15 @@ static int encode_table(jbuf *b, lua_State *L, int idx, int depth, size_t stop) 
   lua_Integer n = 0, count = 0, i;
   int first = 1;
   if (depth > JSONW_DEPTH || !lua_checkstack(L, 4)) return -1;
+  lua_pushnil(L);
+  if (!lua_next(L, idx)) return PUTLIT(b, "{}");
+  if (lua_type(L, -2) == LUA_TSTRING) {
+    /* an object (a record's data, most often): written from this first
+     * key on, without a pass over the keys first */
+    if (PUTLIT(b, "{")) goto fail;
+    goto member;
+  }
+  lua_pop(L, 2);
   lua_pushnil(L);
   while (lua_next(L, idx)) {                             /* [k v] */
     lua_Integer k;
@@ -230,7 +248,9 @@ static int encode_table(jbuf *b, lua_State *L, int idx, int depth, size_t stop) 
   if (PUTLIT(b, "{")) return -1;
   lua_pushnil(L);
   while (lua_next(L, idx)) {                             /* [k v] */
-    int kt = lua_type(L, -2), r;
+    int kt, r;
+  member:
+    kt = lua_type(L, -2);
     if (b->len > stop || (!first && PUTLIT(b, ","))) goto fail;
     first = 0;
     if (kt == LUA_TSTRING) {
@@ -296,7 +316,7 @@ int jsonw_string(jbuf *b, const char *s, size_t n) {
   return 0;
 }
 
-int jsonw_raw(jbuf *b, const char *s, size_t n) { return put(b, s, n); }
+int jsonw_raw_grow(jbuf *b, const char *s, size_t n) { return put(b, s, n); }
 
 void jbuf_free(jbuf *b) {
   free(b->data);

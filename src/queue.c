@@ -39,13 +39,13 @@ typedef struct lqueue {
   orch_core *core;
   lua_Integer head, tail; /* values at [head, tail) in uservalue 1; 3 and
                            * 4: set_writer's writer and fallback */
-  unsigned char *written; /* [i]: value i's report line is written */
-  size_t wcap;
+  unsigned char *flags;   /* [i]: value i's F_ flags */
+  size_t fcap;
+  lua_Integer taken, taken_errors; /* values got, and error records among them */
   link getters;
   int closed;
   int self_ref; /* held while the async handle is open */
   writer *const *wslot; /* the --report writer (set_writer), or NULL */
-  jbuf buf;
 } lqueue;
 
 void orch_queue_retain(orch_queue *q) {
@@ -121,29 +121,41 @@ orch_queue *orch_queue_check(lua_State *L, int idx) {
   return lq->q;
 }
 
+/* What get() tells about a value besides the value itself: its report
+ * line is already in the --report file; it is a result record of level
+ * "error" made by report(). */
+enum { F_WRITTEN = 1, F_ERROR = 2 };
+
+/* Pushes get()'s second and third values for flags f onto co; counts. */
+static void push_flags(lua_State *co, lqueue *lq, int f) {
+  lua_pushboolean(co, f & F_WRITTEN);
+  lua_pushboolean(co, f & F_ERROR);
+  lq->taken++;
+  if (f & F_ERROR) lq->taken_errors++;
+}
+
 /* Appends the value on top of L (popped) to the queue at index qi, or hands
- * it straight to the first waiting getter.  written: its report line is
- * already in the --report file (get says so). */
-static void queue_append(lua_State *L, lqueue *lq, int qi, int written) {
+ * it straight to the first waiting getter. */
+static void queue_append(lua_State *L, lqueue *lq, int qi, int flags) {
   if (!link_empty(&lq->getters)) {
     task *t = link_entry(lq->getters.next, task, wait);
     link_remove(&t->wait);
     lua_xmove(L, t->co, 1);
-    lua_pushboolean(t->co, written);
-    t->nargs = 2;
+    push_flags(t->co, lq, flags);
+    t->nargs = 3;
     sched_ready(t);
     return;
   }
-  if ((size_t)lq->tail >= lq->wcap) {
-    size_t cap = lq->wcap ? lq->wcap * 2 : 1024;
+  if ((size_t)lq->tail >= lq->fcap) {
+    size_t cap = lq->fcap ? lq->fcap * 2 : 1024;
     unsigned char *w;
     while (cap <= (size_t)lq->tail) cap *= 2;
-    w = realloc(lq->written, cap);
+    w = realloc(lq->flags, cap);
     if (w == NULL) luaL_error(L, "out of memory");
-    lq->written = w;
-    lq->wcap = cap;
+    lq->flags = w;
+    lq->fcap = cap;
   }
-  lq->written[lq->tail] = (unsigned char)written;
+  lq->flags[lq->tail] = (unsigned char)flags;
   lua_getiuservalue(L, qi, 1);                          /* [v items] */
   lua_insert(L, -2);                                    /* [items v] */
   lua_rawseti(L, -2, lq->tail++);                       /* [items] */
@@ -208,9 +220,13 @@ static int l_queue_new(lua_State *L) {
 /* queue:put(value): any Lua value but nil.  A task that puts while the
  * queue holds QUEUE_HIGH values yields once, so that the reporter drains
  * them: an event reporting a million results in a loop then costs memory
- * for a few thousand, not a million.  (Not when put cannot yield, e.g.
- * called through a C function.) */
-#define QUEUE_HIGH 4096
+ * for a few hundred, not a million.  (Not when put cannot yield, e.g.
+ * called through a C function.)  A few hundred, not thousands: records
+ * that wait less are still in cache when on_result reads them, and most
+ * are garbage before the next minor collection, so they are never
+ * promoted to the old generation (with 4,096 a burst paid a major
+ * collection every 4,000 results). */
+#define QUEUE_HIGH 256
 
 static int put_done(lua_State *L, lqueue *lq) {
   task *t;
@@ -236,7 +252,7 @@ static int l_queue_put(lua_State *L) {
  * event at ev or 0) to the --report file; 0 when the encoder refused the
  * data (a function, a cycle: the engine writes it with placeholders). */
 static int write_result(lua_State *L, lqueue *lq, int ev, double t, const char *ts) {
-  jbuf *b = &lq->buf;
+  jbuf *b = &lq->core->line;
   size_t n;
   const char *level = lua_tolstring(L, 2, &n);
   int r = 0;
@@ -270,7 +286,7 @@ static int report(lua_State *L, lqueue *lq) {
   orch_core *c = lq->core;
   char ts[32];
   double t;
-  int written;
+  int written, error;
   if (lq->closed) return luaL_error(L, "report_queue is closed (the run has ended)");
   t = core_stamp(c, ts);
   if (c->running != NULL) {
@@ -313,7 +329,8 @@ static int report(lua_State *L, lqueue *lq) {
       lua_pop(L, 1);
     }
   }
-  queue_append(L, lq, 1, written);
+  error = lua_rawequal(L, 2, lua_upvalueindex(UV_ERROR));
+  queue_append(L, lq, 1, (written ? F_WRITTEN : 0) | (error ? F_ERROR : 0));
   return put_done(L, lq);
 }
 
@@ -373,8 +390,8 @@ int queue_make_add_result(lua_State *L) {
   return 1;
 }
 
-/* Pushes the first value and whether its report line is written; returns
- * 0 (nothing pushed) when empty. */
+/* Pushes the first value and its flags (get's three values); returns 0
+ * (nothing pushed) when empty. */
 static int queue_take(lua_State *L, lqueue *lq) {
   if (lq->head >= lq->tail) return 0;
   lua_getiuservalue(L, 1, 1);                           /* [items] */
@@ -382,27 +399,28 @@ static int queue_take(lua_State *L, lqueue *lq) {
   lua_pushnil(L);
   lua_rawseti(L, -3, lq->head);
   lua_remove(L, -2);                                    /* [v] */
-  lua_pushboolean(L, lq->written[lq->head]);            /* [v written] */
+  push_flags(L, lq, lq->flags[lq->head]);               /* [v written error] */
   lq->head++;
   if (lq->head == lq->tail) lq->head = lq->tail = 1;
-  return 2;
+  return 3;
 }
 
-/* queue:get() -> value, written, waiting (yielding) while empty; nil once
- * the queue is closed and empty.  written: the value is a result record
- * whose line the --report file already has. */
+/* queue:get() -> value, written, error, waiting (yielding) while empty;
+ * nil once the queue is closed and empty.  written: the value is a result
+ * record whose line the --report file already has; error: a result record
+ * of level "error" (from report). */
 static int l_queue_get(lua_State *L) {
   lqueue *lq = check_queue(L, 1);
   task *t;
   if (lq->q->pending) queue_pull(L, lq, 1);
-  if (queue_take(L, lq)) return 2;
+  if (queue_take(L, lq)) return 3;
   if (lq->closed) return 0;
   t = orch_need_task(L, "report_queue:get");
   link_push(&lq->getters, &t->wait);
   return sched_wait(L, t);
 }
 
-/* queue:get_nowait() -> value, written | nil */
+/* queue:get_nowait() -> value, written, error | nil */
 static int l_queue_get_nowait(lua_State *L) {
   lqueue *lq = check_queue(L, 1);
   if (lq->q->pending) queue_pull(L, lq, 1);
@@ -420,6 +438,16 @@ static int l_queue_set_writer(lua_State *L) {
   lua_setiuservalue(L, 1, 4);
   lua_setiuservalue(L, 1, 3); /* kept alive while the queue is */
   return 0;
+}
+
+/* queue:counts() -> values taken by get and get_nowait, and the error
+ * records among them: the run's result counts, kept here because the
+ * reporter loop would otherwise call into Lua for every result to count. */
+static int l_queue_counts(lua_State *L) {
+  lqueue *lq = check_queue(L, 1);
+  lua_pushinteger(L, lq->taken);
+  lua_pushinteger(L, lq->taken_errors);
+  return 2;
 }
 
 static int l_queue_size(lua_State *L) {
@@ -464,10 +492,9 @@ static int l_queue_handle(lua_State *L) {
 
 static int l_queue_gc(lua_State *L) {
   lqueue *lq = check_queue(L, 1);
-  jbuf_free(&lq->buf);
-  free(lq->written);
-  lq->written = NULL;
-  lq->wcap = 0;
+  free(lq->flags);
+  lq->flags = NULL;
+  lq->fcap = 0;
   if (lq->q != NULL) {
     if (!lq->closed) l_queue_close(L);
     orch_queue_release(lq->q);
@@ -483,6 +510,7 @@ int queue_open(lua_State *L) {
                                {"get", l_queue_get},
                                {"get_nowait", l_queue_get_nowait},
                                {"size", l_queue_size},
+                               {"counts", l_queue_counts},
                                {"close", l_queue_close},
                                {"handle", l_queue_handle},
                                {"set_writer", l_queue_set_writer},

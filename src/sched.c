@@ -576,4 +576,5 @@ void sched_close(orch_core *c) {
   uv_walk(&c->loop, on_walk_close, NULL);
   uv_run(&c->loop, UV_RUN_DEFAULT);
   uv_loop_close(&c->loop);
+  jbuf_free(&c->line);
 }

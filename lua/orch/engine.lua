@@ -592,10 +592,19 @@ function M.run(opts)
         .. type(reporter), 0)
     end
     reporter._console = run.console
-    reporter._deliver = function(r, written)
-      run.results = run.results + 1
-      if r.level == "error" then
+    -- run.queue counts what is taken from it (queue:counts, added up at
+    -- the end), so the reporter calls _deliver only for a record that needs
+    -- the engine: an error, or one the --report file does not have yet.
+    -- A reporter over a queue of its own delivers every value.
+    local own_queue = reporter.queue == run.queue
+    reporter._deliver = function(r, written, err)
+      if not own_queue then run.results = run.results + 1 end
+      if not err and r.level == "error" then
+        -- put as a table rather than reported: queue:report flags its own
+        err = true
         run.error_results = run.error_results + 1
+      end
+      if err then
         run.failed = true
         if run.opts.fail_fast and not run.stopping then run:stop("fail-fast: error result") end
       end
@@ -616,7 +625,6 @@ function M.run(opts)
       while true do
         local r, written = run.queue:get_nowait()
         if r == nil then break end
-        run.results = run.results + 1
         if run.jsonl and not written then
           run.jsonl:write(type(r) == "table" and { type = "result", t = r.t, ts = r.ts,
             event = r.event, level = r.level, data = r.data } or { type = "result", data = r })
@@ -641,6 +649,9 @@ function M.run(opts)
 
   core.run()
   core.on_signal(nil)
+  local taken, taken_errors = run.queue:counts()
+  run.results = run.results + taken
+  run.error_results = run.error_results + taken_errors
   for _, st in pairs(run.per_event) do st:close() end
   if os.getenv("ORCHLUA_DEBUG_STATS") then
     -- what the run left alive; the specs assert all zero

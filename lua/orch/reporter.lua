@@ -78,16 +78,19 @@ function ResultReporter:monitor()
   need_host("ResultReporter:monitor")
   local q, deliver = self.queue, self._deliver
   while true do
-    local r, written = q:get()   -- written: the --report file has its line
+    -- written: the --report file has its line; err: an error record
+    local r, written, err = q:get()
     if r == nil then return end
-    if type(r) ~= "table" then
-      -- a string pushed by C code on another thread
-      local t = now()
-      r = { event = nil, level = "info", t = t, ts = core.ts(t), data = r }
+    if not written or err then
+      if type(r) ~= "table" then
+        -- a string pushed by C code on another thread
+        local t = now()
+        r = { event = nil, level = "info", t = t, ts = core.ts(t), data = r }
+      end
+      if deliver then deliver(r, written, err) end
     end
-    if deliver then deliver(r, written) end
-    local ok, err = pcall(self.on_result, self, r)
-    if not ok and self._on_result_error then self._on_result_error(err, r) end
+    local ok, e = pcall(self.on_result, self, r)
+    if not ok and self._on_result_error then self._on_result_error(e, r) end
   end
 end
 

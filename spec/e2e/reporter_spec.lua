@@ -68,3 +68,67 @@ describe("add_result", function()
     assert.matches("orchlua%-stats: handles=0 tasks=0 refs=0", err)
   end)
 end)
+
+-- The run's result counts are kept by the queue (queue:counts) for records
+-- the engine need not see; the ones it must see (errors, lines the report
+-- lacks) still go through the engine, each counted once.
+local COUNTED = [[
+local orch = require "orch"
+local M = {}
+function M.mixed(result_reporter, report_queue)
+  result_reporter:add_result({ n = 1 })               -- info, line written in C
+  result_reporter:add_result({ error = "x" })         -- error, flagged in C
+  result_reporter:error("boom")                       -- error through queue:report
+  result_reporter:info("fine")
+  report_queue:put({ level = "error", data = "by hand" })  -- a table put as is
+  report_queue:put("plain")                           -- wrapped by the reporter
+  result_reporter:add_result({ f = function() end })  -- the encoder refuses it
+end
+function M.first_error(result_reporter, kill_switch)
+  result_reporter:add_result({ n = 1 })
+  result_reporter:add_result({ error = "stop here" })
+  kill_switch:wait(30)
+  result_reporter:add_result({ late = true })
+end
+return M
+]]
+
+describe("the result counts", function()
+  local dir
+  after_each(function() h.rm(dir) end)
+
+  it("count every result and every error once, however it came", function()
+    dir = h.project({ ["events/ev.lua"] = COUNTED, ["descriptions/c.json"] =
+      '{"test_name":"c","total_hours":0.0001,"events":[{"name":"mixed","at_startup":true}]}' })
+    local code, out, err = h.run("run c --report r.jsonl", dir, "ORCHLUA_DEBUG_STATS=1")
+    assert.equal(1, code, err)
+    local recs = h.jsonl(dir .. "/r.jsonl")
+    local lines, errors = 0, 0
+    for _, r in ipairs(recs) do
+      if r.type == "result" then
+        lines = lines + 1
+        if r.level == "error" then errors = errors + 1 end
+      end
+    end
+    assert.equal(7, lines)
+    assert.equal(3, errors)
+    local run_end = recs[#recs]
+    assert.equal("run_end", run_end.type)
+    assert.equal(7, run_end.results)
+    assert.equal(3, run_end.error_results)
+    assert.matches("results: 7 %(3 errors%)", out)
+    assert.matches("orchlua%-stats: handles=0 tasks=0 refs=0", err)
+  end)
+
+  it("--fail-fast stops the run at the first error result from add_result", function()
+    dir = h.project({ ["events/ev.lua"] = COUNTED, ["descriptions/f.json"] =
+      '{"test_name":"f","total_hours":1,"events":[{"name":"first_error","at_startup":true}]}' })
+    local code, _, err = h.run("run f -q --fail-fast --report r.jsonl", dir)
+    assert.equal(1, code, err)
+    local recs = h.jsonl(dir .. "/r.jsonl")
+    local run_end = recs[#recs]
+    assert.equal("fail-fast: error result", run_end.reason)
+    assert.equal(1, run_end.error_results)
+    assert.is_true(run_end.t < 5)
+  end)
+end)
