@@ -86,12 +86,13 @@ typedef struct stats {
   uint64_t n;
   double sum, min, max;
   int nexact;                 /* -1 once in buckets */
+  int sorted;                 /* exact[] is in order (percentile sorted it) */
   double exact[STATS_EXACT];
   struct stats_bucket *bk;    /* sorted by b */
   size_t nb, capb, hint;
 } stats;
 void stats_add(stats *s, double v);
-double stats_percentile(const stats *s, double p);
+double stats_percentile(stats *s, double p);
 int stats_push_new(lua_State *L);
 stats *stats_check(lua_State *L, int idx);
 void stats_open(lua_State *L);

@@ -469,6 +469,49 @@ static int l_gc(lua_State *L) {
   return 0;
 }
 
+/* inv:summary() -> the event's figures at the end of the run, as a plain
+ * table: runs, failures, skipped, timeouts, duration, lateness (the Stats),
+ * errors, and dur_p50, dur_p99, dur_max, late_p99, late_max (absent when
+ * nothing was measured); summarised = true.  Read field by field through
+ * __index, the summary of 10,000 events made 120,000 C calls. */
+static int l_summary(lua_State *L) {
+  invoker *inv = check_invoker(L, 1);
+  lua_createtable(L, 0, 13);
+  lua_pushinteger(L, inv->runs);
+  lua_setfield(L, -2, "runs");
+  lua_pushinteger(L, inv->failures);
+  lua_setfield(L, -2, "failures");
+  lua_pushinteger(L, inv->skipped);
+  lua_setfield(L, -2, "skipped");
+  lua_pushinteger(L, inv->timeouts);
+  lua_setfield(L, -2, "timeouts");
+  lua_getiuservalue(L, 1, 1);
+  lua_setfield(L, -2, "duration");
+  lua_getiuservalue(L, 1, 2);
+  lua_setfield(L, -2, "lateness");
+  lua_getiuservalue(L, 1, 3);
+  lua_getfield(L, -1, "errors");
+  lua_setfield(L, -3, "errors");
+  lua_pop(L, 1);
+  if (inv->duration->n > 0) {
+    lua_pushnumber(L, stats_percentile(inv->duration, 50));
+    lua_setfield(L, -2, "dur_p50");
+    lua_pushnumber(L, stats_percentile(inv->duration, 99));
+    lua_setfield(L, -2, "dur_p99");
+    lua_pushnumber(L, inv->duration->max);
+    lua_setfield(L, -2, "dur_max");
+  }
+  if (inv->lateness->n > 0) {
+    lua_pushnumber(L, stats_percentile(inv->lateness, 99));
+    lua_setfield(L, -2, "late_p99");
+    lua_pushnumber(L, inv->lateness->max);
+    lua_setfield(L, -2, "late_max");
+  }
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "summarised");
+  return 1;
+}
+
 /* core.invoker_running() -> fast tasks alive, all events */
 static int l_core_invoker_running(lua_State *L) {
   lua_pushinteger(L, core_get(L)->invoker_running);
@@ -479,7 +522,8 @@ void invoker_open(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"set_args", l_set_args},     {"fire_startup", l_fire_startup},
     {"cancel_all", l_cancel_all}, {"set_notify", l_set_notify},
-    {"close", l_close},           {NULL, NULL}};
+    {"close", l_close},           {"summary", l_summary},
+    {NULL, NULL}};
   luaL_newmetatable(L, INVOKER_MT);                     /* [mt] */
   luaL_newlib(L, methods);                              /* [mt methods] */
   lua_pushvalue(L, -2);

@@ -67,6 +67,7 @@ void stats_add(stats *s, double v) {
   if (s->n == 1 || v < s->min) s->min = v;
   if (s->nexact >= 0) {
     s->exact[s->nexact++] = v;
+    s->sorted = 0;
     if (s->nexact < STATS_EXACT) return;
     {
       int i;
@@ -78,22 +79,28 @@ void stats_add(stats *s, double v) {
   count_bucket(s, bucket_of(v)); /* out of memory: a sample uncounted, n still right */
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
+/* Sorts the exact samples in place (their order means nothing), once for
+ * all the percentiles asked until the next sample: the summary asks three
+ * of each of 10,000 events. */
+static void sort_exact(stats *s) {
+  int i, j;
+  for (i = 1; i < s->nexact; i++) {
+    double v = s->exact[i];
+    for (j = i; j > 0 && s->exact[j - 1] > v; j--) s->exact[j] = s->exact[j - 1];
+    s->exact[j] = v;
+  }
+  s->sorted = 1;
 }
 
 /* Nearest rank; NAN when empty. */
-double stats_percentile(const stats *s, double p) {
+double stats_percentile(stats *s, double p) {
   double rank;
   if (s->n == 0) return NAN;
   rank = ceil(p / 100.0 * (double)s->n);
   if (rank < 1) rank = 1;
   if (s->nexact >= 0) {
-    double sorted[STATS_EXACT];
-    memcpy(sorted, s->exact, (size_t)s->nexact * sizeof *sorted);
-    qsort(sorted, (size_t)s->nexact, sizeof *sorted, cmp_double);
-    return sorted[(size_t)rank > (size_t)s->nexact ? s->nexact - 1 : (int)rank - 1];
+    if (!s->sorted) sort_exact(s);
+    return s->exact[(size_t)rank > (size_t)s->nexact ? s->nexact - 1 : (int)rank - 1];
   } else {
     size_t i;
     double seen = 0;

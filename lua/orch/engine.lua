@@ -653,6 +653,7 @@ function M.run(opts)
   run.results = run.results + taken
   run.error_results = run.error_results + taken_errors
   for _, st in pairs(run.per_event) do st:close() end
+  run.ended = true   -- the figures are final: count and summary_of keep them
   if os.getenv("ORCHLUA_DEBUG_STATS") then
     -- what the run left alive; the specs assert all zero
     local s = core.stats()
@@ -668,7 +669,32 @@ function M.run(opts)
   return status, run
 end
 
+-- An event's figures at the end of the run (invoker:summary(), taken once).
+function Run:summary_of(id)
+  self.summaries = self.summaries or {}
+  local s = self.summaries[id]
+  if s == nil then
+    s = self.per_event[id]:summary()
+    self.summaries[id] = s
+  end
+  return s
+end
+
+-- The total of a counter over the events: from the summaries once the run
+-- has ended (one pass for them all).
 function Run:count(field)
+  if self.ended then
+    if not self.totals then
+      local t = { runs = 0, failures = 0, skipped = 0, timeouts = 0 }
+      for id in pairs(self.per_event) do
+        local s = self:summary_of(id)
+        t.runs, t.failures = t.runs + s.runs, t.failures + s.failures
+        t.skipped, t.timeouts = t.skipped + s.skipped, t.timeouts + s.timeouts
+      end
+      self.totals = t
+    end
+    return self.totals[field]
+  end
   local n = 0
   for _, st in pairs(self.per_event) do n = n + st[field] end
   return n

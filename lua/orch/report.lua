@@ -228,19 +228,27 @@ M.SUMMARY_HEADER = { "event", "runs", "fail", "skip", "tmout", "dur p50", "dur p
                      "late p99", "late max" }
 
 -- Rows of the summary: list of {id=, runs=, failures=, skipped=, timeouts=,
--- duration = Stats, lateness = Stats}.  Returns rows of strings (header
+-- duration = Stats, lateness = Stats}, or an invoker's summary() (its
+-- percentiles already taken: summarised).  Returns rows of strings (header
 -- first, totals last) and the totals.
 function M.summary_rows(list)
   local rows = { M.SUMMARY_HEADER }
   local tot = { runs = 0, failures = 0, skipped = 0, timeouts = 0 }
   local dmax, lmax
   for _, st in ipairs(list) do
+    local d50, d99, dmx, l99, lmx
+    if st.summarised then
+      d50, d99, dmx, l99, lmx = st.dur_p50, st.dur_p99, st.dur_max, st.late_p99, st.late_max
+    else
+      local d, l = st.duration, st.lateness
+      d50, d99, dmx, l99, lmx = d:percentile(50), d:percentile(99), d.max, l:percentile(99), l.max
+    end
     rows[#rows + 1] = { st.id, tostring(st.runs), tostring(st.failures), tostring(st.skipped),
-      tostring(st.timeouts), sec(st.duration:percentile(50)), sec(st.duration:percentile(99)),
-      sec(st.duration.max), ms(st.lateness:percentile(99)), ms(st.lateness.max) }
-    for k in pairs(tot) do tot[k] = tot[k] + st[k] end
-    if st.duration.max and (dmax == nil or st.duration.max > dmax) then dmax = st.duration.max end
-    if st.lateness.max and (lmax == nil or st.lateness.max > lmax) then lmax = st.lateness.max end
+      tostring(st.timeouts), sec(d50), sec(d99), sec(dmx), ms(l99), ms(lmx) }
+    tot.runs, tot.failures = tot.runs + st.runs, tot.failures + st.failures
+    tot.skipped, tot.timeouts = tot.skipped + st.skipped, tot.timeouts + st.timeouts
+    if dmx and (dmax == nil or dmx > dmax) then dmax = dmx end
+    if lmx and (lmax == nil or lmx > lmax) then lmax = lmx end
   end
   rows[#rows + 1] = { "all", tostring(tot.runs), tostring(tot.failures), tostring(tot.skipped),
     tostring(tot.timeouts), "", "", dmax and sec(dmax) or "", "", lmax and ms(lmax) or "" }

@@ -125,9 +125,9 @@ function M:summary(run, status)
   end
   local list = {}
   for _, ev in ipairs(run.events) do
-    local st = run.per_event[ev.id]
-    list[#list + 1] = { id = ev.id, runs = st.runs, failures = st.failures, skipped = st.skipped,
-                        timeouts = st.timeouts, duration = st.duration, lateness = st.lateness, errors = st.errors }
+    local st = run:summary_of(ev.id)
+    st.id = ev.id
+    list[#list + 1] = st
   end
   local rows, tot = report.summary_rows(list)
   local now = core.now()
