@@ -288,14 +288,34 @@ function M.table_lines(rows, opts)
   local cells = {}
   for ri, r in ipairs(rows) do
     local last = 0   -- the last cell with text: the blanks after it are cut
-    for i = 1, #w do
-      local c = r[i] or ""
-      local cell = (i == 1 or (left and left[i])) and (c .. pad(w[i] - #c)) or (pad(w[i] - #c) .. c)
-      if paint then cell = paint(ri, i, cell, c) or cell end
-      cells[i] = cell
-      if c ~= "" then last = i end
+    local line
+    if paint then
+      for i = 1, #w do
+        local c = r[i] or ""
+        local cell = (i == 1 or (left and left[i])) and (c .. pad(w[i] - #c)) or (pad(w[i] - #c) .. c)
+        cells[i] = paint(ri, i, cell, c) or cell
+        if c ~= "" then last = i end
+      end
+      line = indent .. table.concat(cells, "  ", 1, last)
+    else
+      -- the same pieces, joined once: no string per padded cell
+      for i = 1, #w do
+        if (r[i] or "") ~= "" then last = i end
+      end
+      local n = 1
+      cells[1] = indent
+      for i = 1, last do
+        local c = r[i] or ""
+        if i > 1 then n = n + 1; cells[n] = "  " end
+        if i == 1 or (left and left[i]) then
+          cells[n + 1], cells[n + 2] = c, pad(w[i] - #c)
+        else
+          cells[n + 1], cells[n + 2] = pad(w[i] - #c), c
+        end
+        n = n + 2
+      end
+      line = table.concat(cells, "", 1, n)
     end
-    local line = indent .. table.concat(cells, "  ", 1, last)
     local n = #line
     while n > 0 and BLANK[line:byte(n)] do n = n - 1 end
     lines[#lines + 1] = n < #line and line:sub(1, n) or line

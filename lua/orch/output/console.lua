@@ -134,11 +134,12 @@ function M:summary(run, status)
   self:line("")
   self:line(self:paint("bold", ("summary of %s (%s after %s of %s, lateness in real ms):"):format(
     run.desc.test_name, run.stop_reason or "ended", Progress.hms(now), Progress.hms(run.total))))
-  local lines = report.table_lines(rows, { total = true, paint = function(ri, ci, cell, c)
+  -- without colour there is nothing to paint: no call per cell
+  local lines = report.table_lines(rows, { total = true, paint = self.color and function(ri, ci, cell, c)
     if ri == 1 then return self:paint("bold", cell) end
     if (ci == 3 or ci == 5) and c ~= "0" and c ~= "" then return self:paint("boldred", cell) end
     if ci == 4 and c ~= "0" and c ~= "" then return self:paint("yellow", cell) end
-  end })
+  end or nil })
   for _, l in ipairs(lines) do self:line(l) end
   self:line(("results: %d (%s)"):format(run.results, plural(run.error_results, "error")))
   -- the first error of each failing event, and the run's own
