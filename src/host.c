@@ -105,7 +105,10 @@ static void warn_off(void *ud, const char *msg, int tocont) {
 
 static void warn_cont(void *ud, const char *msg, int tocont) {
   fputs(msg, stderr);
-  if (tocont) return;
+  if (tocont) { /* the next piece continues this line */
+    lua_setwarnf((lua_State *)ud, warn_cont, ud);
+    return;
+  }
   fputs("\n", stderr);
   fflush(stderr);
   lua_setwarnf((lua_State *)ud, warn_on, ud);
