@@ -13,9 +13,9 @@
  * Larger blocks go to malloc.
  *
  * Memory in the lists is kept for reuse until the state is closed, so a
- * run's RSS is its peak of small objects; steady workloads reuse the same
- * blocks.  While lua_close frees the objects, freed small blocks are not
- * even listed: orch_alloc_free returns the chunks whole.
+ * run's RSS is its peak of small objects (per size class); steady
+ * workloads reuse the same blocks.  After lua_close, orch_alloc_free
+ * returns the chunks whole.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +40,6 @@ struct orch_alloc {
   char *cur, *end; /* the uncut rest of the newest chunk */
   chunk *chunks;
   size_t nchunks;
-  int closing;
 };
 
 static int class_of(size_t n) { return (int)((n - 1) / GRAIN); }
@@ -73,9 +72,7 @@ static void *small_get(orch_alloc *a, size_t n) {
 
 static void small_put(orch_alloc *a, void *p, size_t n) {
   fblock *b = p;
-  int k;
-  if (a->closing) return;
-  k = class_of(n);
+  int k = class_of(n);
   b->next = a->free[k];
   a->free[k] = b;
 }
@@ -116,8 +113,6 @@ void *orch_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   }
   return p;
 }
-
-void orch_alloc_closing(orch_alloc *a) { a->closing = 1; }
 
 size_t orch_alloc_chunk_bytes(const orch_alloc *a) { return a->nchunks * CHUNK_BYTES; }
 

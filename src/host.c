@@ -170,7 +170,6 @@ orch_core *host_new(lua_State **out) {
 
 void host_free(orch_core *c) {
   sched_shutdown(c);
-  if (c->alloc != NULL) orch_alloc_closing(c->alloc);
   lua_close(c->L);
   orch_alloc_free(c->alloc);
   sched_close(c);
