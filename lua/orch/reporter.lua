@@ -77,7 +77,11 @@ end
 function ResultReporter:monitor()
   need_host("ResultReporter:monitor")
   local q, deliver = self.queue, self._deliver
+  -- the host's queue hands the records that need nothing from the engine
+  -- to on_result itself, in C (queue:deliver); get takes the others
+  local in_c = type(q) == "userdata" and q.deliver ~= nil
   while true do
+    if in_c then q:deliver(self.on_result, self, self._on_result_error) end
     -- written: the --report file has its line; err: an error record
     local r, written, err = q:get()
     if r == nil then return end

@@ -132,3 +132,54 @@ describe("the result counts", function()
     assert.is_true(run_end.t < 5)
   end)
 end)
+
+-- The host's queue hands plain records to on_result from C
+-- (queue:deliver); on_result may still yield and raise there.
+local YIELDING = [[
+local orch = require "orch"
+local M = {}
+local seen = {}
+local Slow = orch.ResultReporter:extend()
+function Slow:on_result(r)
+  if type(r.data) == "table" and r.data.seq then
+    seen[#seen + 1] = r.data.seq
+    if r.data.seq % 100 == 0 then orch.sleep(0.001) end   -- yields inside deliver
+    -- 1500 raises after a yield (the continuation), 1501 without one
+    if r.data.seq == 1500 or r.data.seq == 1501 then error("on_result refuses " .. r.data.seq) end
+  end
+  if type(r.data) == "table" and r.data.done then
+    local ok = #seen == 3001
+    for i = 1, #seen do if seen[i] ~= i then ok = false end end
+    orch.log.info("seen in order: " .. tostring(ok) .. " " .. #seen)
+  end
+end
+orch.fixture("result_reporter", function(report_queue) return Slow.new(report_queue) end)
+function M.burst(result_reporter)
+  for i = 1, 3001 do
+    if i % 1000 == 0 then result_reporter:add_result({ seq = i, error = "every 1000th" })
+    else result_reporter:add_result({ seq = i }) end
+  end
+  result_reporter:add_result({ done = true })
+end
+return M
+]]
+
+describe("on_result called from the queue", function()
+  local dir
+  after_each(function() h.rm(dir) end)
+
+  it("gets every record in order, may yield, and its error is the run's", function()
+    dir = h.project({ ["events/ev.lua"] = YIELDING, ["descriptions/y.json"] =
+      '{"test_name":"y","total_hours":0.0003,"events":[{"name":"burst","at_startup":true}]}' })
+    local code, out, err = h.run("run y --report r.jsonl", dir, "ORCHLUA_DEBUG_STATS=1")
+    assert.equal(1, code, err)
+    assert.matches("seen in order: true 3001", out, 1, true)
+    assert.matches("on_result failed: [^\n]*on_result refuses 1500", out .. err)
+    assert.matches("on_result failed: [^\n]*on_result refuses 1501", out .. err)
+    local recs = h.jsonl(dir .. "/r.jsonl")
+    local run_end = recs[#recs]
+    assert.equal(3002, run_end.results)
+    assert.equal(3, run_end.error_results)
+    assert.matches("orchlua%-stats: handles=0 tasks=0 refs=0", err)
+  end)
+end)
