@@ -126,12 +126,16 @@ orch_queue *orch_queue_check(lua_State *L, int idx) {
  * "error" made by report(). */
 enum { F_WRITTEN = 1, F_ERROR = 2 };
 
-/* Pushes get()'s second and third values for flags f onto co; counts. */
-static void push_flags(lua_State *co, lqueue *lq, int f) {
-  lua_pushboolean(co, f & F_WRITTEN);
-  lua_pushboolean(co, f & F_ERROR);
+/* A value with flags f leaves the queue: the run's counts. */
+static void count_taken(lqueue *lq, int f) {
   lq->taken++;
   if (f & F_ERROR) lq->taken_errors++;
+}
+
+/* Pushes get()'s second and third values for flags f onto co. */
+static void push_flags(lua_State *co, int f) {
+  lua_pushboolean(co, f & F_WRITTEN);
+  lua_pushboolean(co, f & F_ERROR);
 }
 
 /* Appends the value on top of L (popped) to the queue at index qi, or hands
@@ -141,7 +145,8 @@ static void queue_append(lua_State *L, lqueue *lq, int qi, int flags) {
     task *t = link_entry(lq->getters.next, task, wait);
     link_remove(&t->wait);
     lua_xmove(L, t->co, 1);
-    push_flags(t->co, lq, flags);
+    push_flags(t->co, flags);
+    count_taken(lq, flags);
     t->nargs = 3;
     sched_ready(t);
     return;
@@ -390,18 +395,25 @@ int queue_make_add_result(lua_State *L) {
   return 1;
 }
 
-/* Pushes the first value and its flags (get's three values); returns 0
- * (nothing pushed) when empty. */
-static int queue_take(lua_State *L, lqueue *lq) {
-  if (lq->head >= lq->tail) return 0;
+/* Pushes the first value (the queue is not empty) and returns its flags. */
+static int take_value(lua_State *L, lqueue *lq) {
+  int f = lq->flags[lq->head];
   lua_getiuservalue(L, 1, 1);                           /* [items] */
   lua_rawgeti(L, -1, lq->head);                         /* [items v] */
   lua_pushnil(L);
   lua_rawseti(L, -3, lq->head);
   lua_remove(L, -2);                                    /* [v] */
-  push_flags(L, lq, lq->flags[lq->head]);               /* [v written error] */
+  count_taken(lq, f);
   lq->head++;
   if (lq->head == lq->tail) lq->head = lq->tail = 1;
+  return f;
+}
+
+/* Pushes the first value and its flags (get's three values); returns 0
+ * (nothing pushed) when empty. */
+static int queue_take(lua_State *L, lqueue *lq) {
+  if (lq->head >= lq->tail) return 0;
+  push_flags(L, take_value(L, lq));                     /* [v written error] */
   return 3;
 }
 
@@ -451,15 +463,14 @@ static int deliver_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int deliver_loop(lua_State *L) {
+  lqueue *lq = check_queue(L, 1);
   for (;;) {
-    lqueue *lq = check_queue(L, 1);
     int f;
     if (lq->q->pending) queue_pull(L, lq, 1);
     if (lq->head >= lq->tail) return 0;
     f = lq->flags[lq->head];
     if (!(f & F_WRITTEN) || (f & F_ERROR)) return 0;
-    queue_take(L, lq);                                  /* [q fn self onerr r w e] */
-    lua_pop(L, 2);
+    take_value(L, lq);                                  /* [q fn self onerr r] */
     lua_pushvalue(L, 2);
     lua_pushvalue(L, 3);
     lua_pushvalue(L, 5);                                /* [q fn self onerr r fn self r] */
