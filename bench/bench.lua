@@ -199,6 +199,18 @@ local function purelua_argv(name, sources, extra)
   return a
 end
 
+-- The command line of prog for a workload: orchlua and pure Lua run the
+-- description `name` with the event sources and extra flags; the floor
+-- takes floor_argv (its own flags for the same work), then extra.
+local function program_argv(prog, name, sources, extra, floor_argv)
+  if prog == "orchlua" then return orchlua_argv(name, sources, extra) end
+  if prog == "purelua" then return purelua_argv(name, sources, extra) end
+  local a = { "bench/floor" }
+  for _, x in ipairs(floor_argv) do a[#a + 1] = x end
+  for _, x in ipairs(extra or {}) do a[#a + 1] = x end
+  return a
+end
+
 -- Flags a run during which the rest of the machine kept more than a
 -- fifth of a core busy (make test in another tree, say).
 local function load_note(r, m)
@@ -307,15 +319,8 @@ local FLOOD_ROUNDS = math.tointeger(tonumber(os.getenv("BENCH_FLOOD_ROUNDS") or 
 
 local function flood_once(id, prog, title, batch, name)
   local report = ("%s/%s.%s.jsonl"):format(OUT, id, prog)
-  local argv
-  if prog == "orchlua" then
-    argv = orchlua_argv(name, "bench/events/flood.lua", { "--report", report })
-  elseif prog == "purelua" then
-    argv = purelua_argv(name, "bench/events/flood.lua", { "--report", report })
-  else
-    argv = { "bench/floor", "flood", "--n", tostring(RESULTS_N), "--batch", tostring(batch),
-             "--report", report }
-  end
+  local argv = program_argv(prog, name, "bench/events/flood.lua", { "--report", report },
+    { "flood", "--n", tostring(RESULTS_N), "--batch", tostring(batch) })
   log("%s %s: %s", id, prog, title)
   local m = measure({ name = id .. "." .. prog, watch = report, timeout = 600 }, argv)
   local ok, why = status_ok(m, prog)
@@ -446,13 +451,12 @@ local function soak(id, title)
       local argv
       local report = ("%s/%s.%s.jsonl"):format(OUT, id, prog)
       -- the report (about 250 bytes an invocation) is counted, then removed
-      if prog == "orchlua" then
-        argv = orchlua_argv(name, "bench/events/trivial.lua", { "--time-scale", tostring(scale), "--report", report })
-      elseif prog == "purelua" then
-        argv = purelua_argv(name, "bench/events/trivial.lua", { "--time-scale", tostring(scale), "--report", report })
+      if prog == "floor" then
+        argv = program_argv(prog, name, nil, { "--report", report }, { "ticks", "--events",
+          tostring(n_events), "--interval", "1", "--seconds", tostring(firings), "--scale", tostring(scale) })
       else
-        argv = { "bench/floor", "ticks", "--events", tostring(n_events), "--interval", "1", "--seconds",
-                 tostring(firings), "--scale", tostring(scale), "--report", report }
+        argv = program_argv(prog, name, "bench/events/trivial.lua",
+          { "--time-scale", tostring(scale), "--report", report })
       end
       log("%s %s: %s", id, prog, title)
       local m = measure({ name = id .. "." .. prog, watch = report, timeout = real_s * 6 + 120 }, argv)
@@ -522,13 +526,9 @@ local function spawn(id, title)
             or (m.stdout .. "\n" .. m.stderr):match("([^\n]*spawn[^\n]*)") or "orch.spawn failed"
           skip = "orch.spawn not available in this build (" .. why:gsub("^%s+", ""):sub(1, 120) .. ")"
         end
-        argv = orchlua_argv(name, "bench/events/spawn.lua", { "--report", report })
-      elseif prog == "purelua" then
-        argv = purelua_argv(name, "bench/events/spawn.lua", { "--report", report })
-      else
-        argv = { "bench/floor", "spawn", "--n", tostring(SPAWN_N), "--seconds", tostring(T),
-                 "--report", report }
       end
+      argv = program_argv(prog, name, "bench/events/spawn.lua", { "--report", report },
+        { "spawn", "--n", tostring(SPAWN_N), "--seconds", tostring(T) })
       if skip then
         log("%s %s: skipped: %s", id, prog, skip)
         runs[prog] = { ok = false, unavailable = true, error = skip }
