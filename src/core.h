@@ -150,6 +150,7 @@ struct orch_core {
   int clock_started;
   uint64_t next_task_id;
   int invoker_running;  /* invoker tasks alive (invoker.c) */
+  lua_Integer fast_lines; /* invocation lines invoker.c wrote (core.stats, for the specs) */
   /* counters the tests read to assert that nothing leaked */
   int live_handles, live_tasks, live_refs;
   int shut, closed;

@@ -189,7 +189,10 @@ static void write_record(invoker *inv, ftask *ft, double t, double duration) {
   r |= JSONW_LIT(b, ",\"lateness\":");
   r |= jsonw_number(b, (double)ft->late_ns / 1e9 * c->scale);
   r |= JSONW_LIT(b, ",\"status\":\"ok\"}\n");
-  if (r == 0) writer_write(*inv->wslot, b->data, b->len);
+  if (r == 0) {
+    writer_write(*inv->wslot, b->data, b->len);
+    c->fast_lines++;
+  }
   if (r != 0 || (*inv->wslot)->err) {
     /* out of memory or a failing report file: the engine's own path says
      * so and goes on with the console (the next firing is slow) */

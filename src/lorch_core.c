@@ -169,16 +169,19 @@ static int l_core_stop(lua_State *L) {
   return 0;
 }
 
-/* core.stats() -> {handles=, tasks=, refs=}: what is still alive. */
+/* core.stats() -> {handles=, tasks=, refs=}: what is still alive; and
+ * fast_lines, the invocation lines the invokers wrote themselves. */
 static int l_core_stats(lua_State *L) {
   orch_core *c = core_get(L);
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 0, 4);
   lua_pushinteger(L, c->live_handles);
   lua_setfield(L, -2, "handles");
   lua_pushinteger(L, c->live_tasks);
   lua_setfield(L, -2, "tasks");
   lua_pushinteger(L, c->live_refs - c->pool_n);  /* the pool's are not leaks */
   lua_setfield(L, -2, "refs");
+  lua_pushinteger(L, c->fast_lines);
+  lua_setfield(L, -2, "fast_lines");
   return 1;
 }
 

@@ -657,7 +657,8 @@ function M.run(opts)
   if os.getenv("ORCHLUA_DEBUG_STATS") then
     -- what the run left alive; the specs assert all zero
     local s = core.stats()
-    io.stderr:write(("orchlua-stats: handles=%d tasks=%d refs=%d\n"):format(s.handles, s.tasks, s.refs))
+    io.stderr:write(("orchlua-stats: handles=%d tasks=%d refs=%d fast_lines=%d\n")
+      :format(s.handles, s.tasks, s.refs, s.fast_lines))
   end
 
   local t_end = core.now()
