@@ -92,6 +92,13 @@ typedef struct stats {
   size_t nb, capb, hint;
 } stats;
 void stats_add(stats *s, double v);
+/* Asks for the lines the next stats_add(s) will write, sample n (0-based)
+ * being a guess at its count: with 10,000 events they are cold, and load
+ * while the firing's body runs. */
+static inline void stats_prefetch(const stats *s, uint64_t n) {
+  __builtin_prefetch(s, 1);
+  if (n < STATS_EXACT) __builtin_prefetch(&s->exact[n], 1);
+}
 double stats_percentile(stats *s, double p);
 int stats_push_new(lua_State *L);
 stats *stats_check(lua_State *L, int idx);
@@ -151,6 +158,8 @@ struct orch_core {
   uint64_t next_task_id;
   int invoker_running;  /* invoker tasks alive (invoker.c) */
   lua_Integer fast_lines; /* invocation lines invoker.c wrote (core.stats, for the specs) */
+  struct ftask *ftask_pool; /* invoker.c: spare firing tasks, last freed first */
+  int ftask_pool_n;
   /* counters the tests read to assert that nothing leaked */
   int live_handles, live_tasks, live_refs;
   int shut, closed;
@@ -170,6 +179,7 @@ void *udata_with_mt(lua_State *L, int idx, int mt);
 /* sched.c */
 void sched_init(orch_core *c);
 void sched_ready(task *t);            /* wake: values already on t->co */
+void sched_start(task *t);            /* a new task: run now if no task runs, else sched_ready */
 void sched_cancel(task *t, int why);  /* end a task that is not running */
 int sched_wait(lua_State *L, task *t); /* park the running task; returns lua_yield */
 task *sched_current(lua_State *L);    /* the task whose coroutine is L, or NULL */
@@ -182,6 +192,7 @@ void sched_close(orch_core *c);    /* after lua_close */
 void sched_defer(orch_core *c, deferred *d); /* harmless if already deferred */
 void sched_hook(lua_State *co);
 lua_State *sched_thread(lua_State *L, int *ref); /* a fresh coroutine, anchored by *ref */
+void sched_trim(lua_State *L, int keep);        /* the pool down to keep coroutines */
 void sched_reserve(lua_State *L, int n); /* n coroutines in the pool */
 int sched_call(lua_State *L, int nargs, int nres); /* pcall with traceback */
 
@@ -200,7 +211,8 @@ void proc_shutdown(orch_core *c);  /* exit path: kill and reap every group */
 typedef struct invoker invoker;
 void invoker_open(lua_State *L);              /* sets core.invoker */
 invoker *invoker_test(lua_State *L, int idx); /* NULL if not one */
-void invoker_fire(invoker *inv, lua_Integer k, uint64_t late_ns);
+void invoker_fire(invoker *inv, lua_Integer k, uint64_t now, uint64_t late_ns);
+void invoker_pool_free(orch_core *c);          /* the spare firing tasks */
 
 /* lorch_core.c */
 writer *const *core_writer_slot(lua_State *L, int idx); /* a writer userdata's writer (NULL once closed) */

@@ -59,6 +59,7 @@ struct invoker {
 typedef struct ftask {
   task t; /* first: a task * is an ftask * */
   invoker *inv;
+  struct ftask *next_spare; /* on core->ftask_pool */
   link node; /* inv->running */
   int startup;
   lua_Integer k;
@@ -72,6 +73,40 @@ static invoker *check_invoker(lua_State *L, int idx) {
 
 invoker *invoker_test(lua_State *L, int idx) {
   return luaL_testudata(L, idx, INVOKER_MT);
+}
+
+/* Firing tasks come from a small pool, last freed first: one firing
+ * ends before the next begins, so the same block, still in cache, serves
+ * them all, and malloc (which locks once libuv's threads exist) is not
+ * called twice per firing. */
+#define FTASK_POOL_MAX 256
+
+static ftask *ftask_new(orch_core *c) {
+  ftask *ft = c->ftask_pool;
+  if (ft == NULL) return calloc(1, sizeof *ft);
+  c->ftask_pool = ft->next_spare;
+  c->ftask_pool_n--;
+  memset(ft, 0, sizeof *ft);
+  return ft;
+}
+
+static void ftask_free(orch_core *c, ftask *ft) {
+  if (c->closed || c->ftask_pool_n >= FTASK_POOL_MAX) {
+    free(ft);
+    return;
+  }
+  ft->next_spare = c->ftask_pool;
+  c->ftask_pool = ft;
+  c->ftask_pool_n++;
+}
+
+void invoker_pool_free(orch_core *c) {
+  while (c->ftask_pool != NULL) {
+    ftask *ft = c->ftask_pool;
+    c->ftask_pool = ft->next_spare;
+    free(ft);
+  }
+  c->ftask_pool_n = 0;
 }
 
 static void slow_fire(invoker *inv, lua_Integer k, uint64_t late_ns) {
@@ -110,13 +145,14 @@ static void push_event(lua_State *co, invoker *inv, ftask *ft) {
   lua_setfield(co, -2, "scheduled");
 }
 
-static void fast_fire(invoker *inv, lua_Integer k, uint64_t late_ns, int startup) {
+/* now: the clock read that found the firing due; the body starts from it */
+static void fast_fire(invoker *inv, lua_Integer k, uint64_t now, uint64_t late_ns, int startup) {
   orch_core *c = inv->core;
   lua_State *co;
   ftask *ft;
   task *t;
   int i, e = 0;
-  ft = calloc(1, sizeof *ft);
+  ft = ftask_new(c);
   if (ft == NULL) {
     slow_fire(inv, k, late_ns);
     return;
@@ -147,19 +183,23 @@ static void fast_fire(invoker *inv, lua_Integer k, uint64_t late_ns, int startup
   }
   lua_remove(co, -inv->nargs - 1);
   t->nargs = inv->nargs;
-  t->started_ns = uv_hrtime();
+  t->started_ns = now;
   ft->late_ns = late_ns;
   ft->started = (double)(t->started_ns - c->t0_ns) / 1e9 * c->scale;
+  stats_prefetch(inv->duration, (uint64_t)inv->runs);
+  stats_prefetch(inv->lateness, (uint64_t)inv->runs);
   link_push(&inv->running, &ft->node);
   inv->nrunning++;
   c->invoker_running++;
   c->live_tasks++;
   if (inv->timeout_sec > 0) sched_set_timeout(t, sched_real_ms(c, inv->timeout_sec));
-  sched_ready(t);
+  /* a ticker's firing runs at once; the startup firings, started from
+   * the engine's Lua, wait for the idle pass */
+  if (startup) sched_ready(t); else sched_start(t);
 }
 
-void invoker_fire(invoker *inv, lua_Integer k, uint64_t late_ns) {
-  if (can_fire(inv)) fast_fire(inv, k, late_ns, 0);
+void invoker_fire(invoker *inv, lua_Integer k, uint64_t now, uint64_t late_ns) {
+  if (can_fire(inv)) fast_fire(inv, k, now, late_ns, 0);
   else slow_fire(inv, k, late_ns);
 }
 
@@ -211,7 +251,7 @@ static void ftask_finish(task *t, const char *status) {
   if (inv->closed) {
     /* the run is over (exit path): nobody to tell */
     lua_pop(L, 1);
-    free(ft);
+    ftask_free(c, ft);
     if (inv->nrunning == 0) {
       ref_free(L, &inv->tag_ref);
       ref_free(L, &inv->self_ref); /* last: inv may be collected from here on */
@@ -226,7 +266,7 @@ static void ftask_finish(task *t, const char *status) {
     stats_add(inv->duration, duration);
     stats_add(inv->lateness, (double)ft->late_ns / 1e6); /* real milliseconds */
     if (inv->wslot != NULL && *inv->wslot != NULL) write_record(inv, ft, now, duration);
-    free(ft);
+    ftask_free(c, ft);
     if (inv->notify) {
       ref_push(L, inv->progress_ref);
       sched_call(L, 0, 0);
@@ -241,7 +281,7 @@ static void ftask_finish(task *t, const char *status) {
   lua_pushinteger(L, (lua_Integer)ft->late_ns);
   lua_pushnumber(L, ft->started);
   if (ft->startup) lua_pushliteral(L, "startup"); else lua_pushliteral(L, "interval");
-  free(ft);
+  ftask_free(c, ft);
   sched_call(L, 6, 0);
 }
 
@@ -364,7 +404,7 @@ static int l_fire_startup(lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  fast_fire(inv, 0, now > t0 ? now - t0 : 0, 1);
+  fast_fire(inv, 0, now, now > t0 ? now - t0 : 0, 1);
   lua_pushboolean(L, 1);
   return 1;
 }

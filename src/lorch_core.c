@@ -78,6 +78,14 @@ static int l_core_reserve_threads(lua_State *L) {
   return 0;
 }
 
+/* core.trim_threads(n): keeps at most n of them, once the firings that
+ * needed them all are over. */
+static int l_core_trim_threads(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  sched_trim(L, n < 0 ? 0 : n > INT_MAX ? INT_MAX : (int)n);
+  return 0;
+}
+
 /* core.now(): description seconds since t0. */
 static int l_core_now(lua_State *L) {
   orch_core *c = core_get(L);
@@ -536,7 +544,7 @@ static void ticker_fire(ticker *t) {
   uint64_t due = ticker_due(t, k);
   t->k++;
   if (t->inv != NULL) {
-    invoker_fire(t->inv, k, now > due ? now - due : 0);
+    invoker_fire(t->inv, k, now, now > due ? now - due : 0);
   } else {
     ref_push(L, t->cb_ref);
     lua_pushinteger(L, k);
@@ -869,7 +877,7 @@ int luaopen_orch_core(lua_State *L) {
                                       {NULL, NULL}};
   static const luaL_Reg funcs[] = {
       {"start_clock", l_core_start_clock}, {"now", l_core_now},
-      {"reserve_threads", l_core_reserve_threads},
+      {"reserve_threads", l_core_reserve_threads}, {"trim_threads", l_core_trim_threads},
       {"hrtime", l_core_hrtime}, {"wall", l_core_wall},
       {"iso8601", l_core_iso8601}, {"ts", l_core_ts}, {"stamp", l_core_stamp},
       {"run", l_core_run}, {"stop", l_core_stop},

@@ -19,6 +19,10 @@ local M = {}
 
 local unpack = table.unpack
 
+-- coroutines kept for reuse once the startup firings are over: enough for
+-- the invocations that wait (sleep, a process) at any one time in most runs
+local THREADS_KEPT = 256
+
 -- 3.0 -> 3 in the records: description times read as they were written
 local function num(x) return math.tointeger(x) or x end
 
@@ -377,7 +381,14 @@ function Run:start_schedule()
     local st = list[i]
     if not fire_startup(st) then self:fire(st.ev, "startup", 0, 0, core.hrtime() - self.t0_ns) end
   end
-  if not self.end_timer then self:make_tickers() end
+  -- after the startup invocations, which are ready before it: their
+  -- bodies need not wait for 10,000 tickers to be made; and the
+  -- coroutines they needed at once go (interval firings run one after
+  -- another, see invoker.c)
+  self:background("the schedule", function()
+    core.trim_threads(THREADS_KEPT)
+    if not self.end_timer and not self.stopping then self:make_tickers() end
+  end)
   self:progress()
 end
 
@@ -563,18 +574,18 @@ function M.run(opts)
   core.on_signal(function(signum, count) run:on_signal(signum, count) end)
   -- events that need no fixture set up first go to their invokers now,
   -- not in the startup firings' time
-  local nfast = 0
   run.startup_list = {}   -- the invokers of the startup events, in order
   for _, ev in ipairs(run.events) do
     run:try_fast(ev)
-    if run.fast_set[ev] then nfast = nfast + 1 end
     if ev.at_startup then run.startup_list[#run.startup_list + 1] = run.per_event[ev.id] end
   end
-  core.reserve_threads(nfast)   -- their first firings come together
   if #(desc.unref_setup_fixtures or {}) == 0 then run:make_tickers() end
   -- all that is old from here on: the collector's young passes over the
   -- firings' short-lived objects need not look at it again
   collectgarbage("collect")
+  -- the startup firings come together, each on its own coroutine: made
+  -- now, and young, so that the ones let go after them are freed soon
+  core.reserve_threads(#run.startup_list)
   run.t0_wall = core.start_clock(run.scale)
   run.t0_ns = core.hrtime()
 
