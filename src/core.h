@@ -133,6 +133,7 @@ struct orch_core {
   link deferred;        /* struct deferred, run after the ready tasks */
   uv_idle_t ready_idle; /* keeps the loop from blocking while ready is non-empty */
   uv_prepare_t flush_prep;
+  uv_check_t wake_check; /* after the poll: the watchdog looks again */
   uv_async_t sig_async;
   int sig_cb_ref;       /* engine's on_signal(signum, count) */
   volatile sig_atomic_t sig_count, sig_last;
@@ -142,9 +143,12 @@ struct orch_core {
   uint64_t hard_ns;     /* any task still running at this hrtime is cancelled */
   task *running;        /* guarded by watch_mu for the watchdog thread */
   uv_mutex_t watch_mu;
-  uv_cond_t watch_cv;   /* signalled to stop the watchdog at once */
+  uv_cond_t watch_cv;   /* signalled to stop the watchdog, or to wake it from its sleep */
   uv_thread_t watch_thread;
   int watch_stop;
+  int loop_blocked;     /* watch_mu: the loop waits in its poll, so no task runs */
+  int watch_asleep;     /* watch_mu: the watchdog waits for the poll to end */
+  uint64_t watch_looks; /* watch_mu: times the watchdog looked (core.stats) */
   /* finished coroutines kept for reuse: creating a thread and collecting
    * it again costs more than a trivial invocation itself */
   lua_State **pool;

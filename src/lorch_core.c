@@ -177,11 +177,17 @@ static int l_core_stop(lua_State *L) {
   return 0;
 }
 
-/* core.stats() -> {handles=, tasks=, refs=}: what is still alive; and
- * fast_lines, the invocation lines the invokers wrote themselves. */
+/* core.stats() -> {handles=, tasks=, refs=}: what is still alive; and,
+ * for the specs, fast_lines (the invocation lines the invokers wrote
+ * themselves), pooled (coroutines kept for reuse) and watch_looks (the
+ * watchdog's looks at the running task). */
 static int l_core_stats(lua_State *L) {
   orch_core *c = core_get(L);
-  lua_createtable(L, 0, 4);
+  uint64_t looks;
+  uv_mutex_lock(&c->watch_mu);
+  looks = c->watch_looks;
+  uv_mutex_unlock(&c->watch_mu);
+  lua_createtable(L, 0, 6);
   lua_pushinteger(L, c->live_handles);
   lua_setfield(L, -2, "handles");
   lua_pushinteger(L, c->live_tasks);
@@ -190,6 +196,10 @@ static int l_core_stats(lua_State *L) {
   lua_setfield(L, -2, "refs");
   lua_pushinteger(L, c->fast_lines);
   lua_setfield(L, -2, "fast_lines");
+  lua_pushinteger(L, c->pool_n);
+  lua_setfield(L, -2, "pooled");
+  lua_pushinteger(L, (lua_Integer)looks);
+  lua_setfield(L, -2, "watch_looks");
   return 1;
 }
 

@@ -14,7 +14,10 @@
  * So a watchdog thread looks at the running task every WATCH_MS and, once
  * a deadline has passed, sets the hook on that task's coroutine (as lua.c
  * does from its signal handler); the hook raises, re-armed to every
- * instruction so that a pcall in user code cannot swallow it.
+ * instruction so that a pcall in user code cannot swallow it.  While the
+ * loop waits in its poll no task can run, and the watchdog sleeps until
+ * the poll returns: looking 100 times a second through a 20 s run of
+ * 10,000 events cost a tenth of its CPU.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -425,8 +428,26 @@ void sched_cancel(task *t, int why) {
  * time cached before the timers and tasks ran, which would add this
  * iteration's work to the next timer's lateness. */
 static void on_flush(uv_prepare_t *h) {
-  writer_flush_all(h->data);
+  orch_core *c = h->data;
+  writer_flush_all(c);
   uv_update_time(h->loop);
+  /* the poll may block (uv_backend_timeout says 0 while libuv has new
+   * descriptors to register, which it does in the poll itself) */
+  if (!uv_is_active((uv_handle_t *)&c->ready_idle)) {
+    uv_mutex_lock(&c->watch_mu);
+    c->loop_blocked = 1;
+    uv_mutex_unlock(&c->watch_mu);
+  }
+}
+
+/* Right after the poll: tasks may run again, the watchdog must look. */
+static void on_wake(uv_check_t *h) {
+  orch_core *c = h->data;
+  if (!c->loop_blocked) return; /* only this thread sets it */
+  uv_mutex_lock(&c->watch_mu);
+  c->loop_blocked = 0;
+  if (c->watch_asleep) uv_cond_signal(&c->watch_cv);
+  uv_mutex_unlock(&c->watch_mu);
 }
 
 /* Signal handler: only counts, stamps and wakes the loop (uv_async_send is
@@ -471,6 +492,10 @@ void sched_init(orch_core *c) {
   c->flush_prep.data = c;
   uv_prepare_start(&c->flush_prep, on_flush);
   uv_unref((uv_handle_t *)&c->flush_prep);
+  uv_check_init(&c->loop, &c->wake_check);
+  c->wake_check.data = c;
+  uv_check_start(&c->wake_check, on_wake);
+  uv_unref((uv_handle_t *)&c->wake_check);
   uv_async_init(&c->loop, &c->sig_async, on_sig_async);
   c->sig_async.data = c;
   uv_unref((uv_handle_t *)&c->sig_async);
@@ -503,11 +528,17 @@ static void watchdog(void *arg) {
     task *t;
     uv_mutex_lock(&c->watch_mu);
     /* a condition, not a sleep: the exit need not wait for the next look */
+    if (!c->watch_stop && c->loop_blocked) {
+      c->watch_asleep = 1;
+      while (!c->watch_stop && c->loop_blocked) uv_cond_wait(&c->watch_cv, &c->watch_mu);
+      c->watch_asleep = 0;
+    }
     if (!c->watch_stop) uv_cond_timedwait(&c->watch_cv, &c->watch_mu, (uint64_t)WATCH_MS * 1000000u);
     if (c->watch_stop) {
       uv_mutex_unlock(&c->watch_mu);
       return;
     }
+    c->watch_looks++;
     t = c->running;
     if (t != NULL && !t->hooked && must_stop(c, t, uv_hrtime())) {
       /* lua_sethook is safe to call asynchronously (lua.c's laction) */
@@ -598,6 +629,7 @@ void sched_close(orch_core *c) {
   link_init(&c->deferred);
   uv_close((uv_handle_t *)&c->ready_idle, NULL);
   uv_close((uv_handle_t *)&c->flush_prep, NULL);
+  uv_close((uv_handle_t *)&c->wake_check, NULL);
   uv_close((uv_handle_t *)&c->sig_async, NULL);
   uv_walk(&c->loop, on_walk_close, NULL);
   uv_run(&c->loop, UV_RUN_DEFAULT);

@@ -668,8 +668,8 @@ function M.run(opts)
   if os.getenv("ORCHLUA_DEBUG_STATS") then
     -- what the run left alive; the specs assert all zero
     local s = core.stats()
-    io.stderr:write(("orchlua-stats: handles=%d tasks=%d refs=%d fast_lines=%d\n")
-      :format(s.handles, s.tasks, s.refs, s.fast_lines))
+    io.stderr:write(("orchlua-stats: handles=%d tasks=%d refs=%d fast_lines=%d pooled=%d watch_looks=%d\n")
+      :format(s.handles, s.tasks, s.refs, s.fast_lines, s.pooled, s.watch_looks))
   end
 
   local t_end = core.now()

@@ -120,6 +120,52 @@ describe("the invoker's fast path", function()
     dir = nil
   end)
 
+  it("fires 1,000 events due together in description order, and keeps few coroutines after startup", function()
+    local list = {}
+    for i = 1, 1000 do
+      list[i] = ('{"name":"nop","id":"e%d","interval_sec":0.4,"at_startup":true}'):format(i)
+    end
+    dir = h.project({ ["events/ev.lua"] = "local M = {}\nfunction M.nop() end\nreturn M\n",
+      ["descriptions/f.json"] = ('{"test_name":"f","total_hours":0.0003,"events":[%s]}')
+        :format(table.concat(list, ",")) })   -- 1.08 s: startup and 2 firings each
+    local code, out, err = h.run("run f --report r.jsonl -q", dir, "ORCHLUA_DEBUG_STATS=1")
+    assert.equal(0, code, out .. err)
+    assert.matches("handles=0 tasks=0 refs=0", err)
+    -- the startup firings needed 1,000 coroutines at once; the interval
+    -- firings run one after another, so the pool lets most of them go
+    -- (it keeps 256, and the engine's own tasks give back a few after)
+    local pooled = tonumber(err:match("pooled=(%d+)"))
+    assert.is_true(pooled >= 1 and pooled <= 300, "pooled=" .. tostring(pooled))
+    local by_k = {}
+    for _, r in ipairs(h.jsonl(dir .. "/r.jsonl")) do
+      if r.type == "invocation" then
+        assert.equal("ok", r.status)
+        by_k[r.iteration] = by_k[r.iteration] or {}
+        table.insert(by_k[r.iteration], tonumber(r.id:match("%d+")))
+      end
+    end
+    for k = 0, 2 do
+      assert.equal(1000, #by_k[k])
+      for i = 1, 1000 do assert.equal(i, by_k[k][i], "iteration " .. k) end
+    end
+  end)
+
+  it("has the watchdog sleep while the loop waits, and still stops a CPU-bound body in time", function()
+    dir = project({ list = '[{"name":"spin","interval_sec":1,"timeout_sec":0.2,"at_startup":false}]',
+      hours = "0.0005" })   -- 1.8 s, idle but for one firing at 1 s
+    local code, out, err = h.run("run f --report r.jsonl -q", dir, "ORCHLUA_DEBUG_STATS=1")
+    assert.equal(1, code, out .. err)
+    assert.matches("handles=0 tasks=0 refs=0", err)
+    local inv = invocations(dir, "spin")
+    assert.equal(1, #inv)
+    assert.equal("timeout", inv[1].status)
+    assert.is_true(inv[1].duration >= 0.2 and inv[1].duration < 0.6, tostring(inv[1].duration))
+    -- awake, it looks every 10 ms: 180 times in 1.8 s; asleep in the poll,
+    -- only around the firing (0.2 s) and the start and end of the run
+    local looks = tonumber(err:match("watch_looks=(%d+)"))
+    assert.is_true(looks >= 10 and looks < 90, "watch_looks=" .. tostring(looks))
+  end)
+
   it("hands an error, a timeout and a skip to the engine, and goes on", function()
     dir = project({ list = '[{"name":"third_fails","interval_sec":0.05,"at_startup":false},'
       .. '{"name":"slow","id":"forbidden","interval_sec":0.05,"params":{"seconds":0.12},"at_startup":false},'
