@@ -174,11 +174,14 @@ end
 local function cpu_us(m) return (m.user_us or 0) + (m.sys_us or 0) end
 
 -- CPU after startup: on-CPU time of the main thread from the first report
--- write to the exit (schedstat), per invocation.
+-- write to the exit (schedstat), per invocation, less the probe's own
+-- summary at the end (its sort of every sample: 0.1-0.25 s in Lua, ~20 ms
+-- in the floor's C), which is the harness's work, not the scheduler's.
 local function cpu_per(m, n)
   if not n or n == 0 or not m.exit_cpu_us then return nil end
-  local net = m.exit_cpu_us - (m.first_write_cpu_us or 0)
-  return net / n, cpu_us(m) / n
+  local probe_us = (m.summary and m.summary.summary_cpu or 0) * 1e6
+  local net = m.exit_cpu_us - (m.first_write_cpu_us or 0) - probe_us
+  return net / n, (cpu_us(m) - probe_us) / n
 end
 
 local function desc_file(name, tbl)
@@ -297,6 +300,16 @@ local function ticks(id, title, n, interval, probe, report_on)
         r.invocations = r.invocations or m.summary.n
       end
       r.cpu_per_inv_us, r.cpu_per_inv_gross_us = cpu_per(m, r.invocations)
+      -- the same up to the end of the firing window (the last sample before
+      -- the scheduled end): the firings alone, without the end of the run
+      -- (summary, outputs, lua_close), which is per event, not per firing
+      if r.invocations and r.invocations > 0 and m.first_write_ms and m.first_write_cpu_us then
+        local cpu_end
+        for _, smp in ipairs(m.samples or {}) do
+          if smp[1] <= m.first_write_ms + SECONDS * 1000 - 50 then cpu_end = smp[3] end
+        end
+        if cpu_end then r.cpu_window_us = (cpu_end - m.first_write_cpu_us) / r.invocations end
+      end
       if r.invocations and r.invocations ~= expected then
         r.note = ("%d invocations, %d expected (%d skipped)"):format(r.invocations, expected, r.skipped or 0)
       end
@@ -626,6 +639,7 @@ for _, id in ipairs(order) do
       row(w, "body-start late max", function(r) return r.body_max end, fmt_ms)
     end
     row(w, "CPU per invocation", function(r) return r.cpu_per_inv_us end, fmt_us)
+    row(w, "CPU per inv., firing window", function(r) return r.cpu_window_us end, fmt_us)
     row(w, "CPU per inv. (incl. startup)", function(r) return r.cpu_per_inv_gross_us end, fmt_us)
     row(w, "peak RSS", function(r) return r.maxrss_kb end, fmt_mb)
     row(w, w.report and "startup (exec to 1st write)" or "startup (exec to run start)",

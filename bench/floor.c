@@ -347,10 +347,13 @@ static int run_ticks(int n, double interval, double seconds, int startup) {
   uv_run(G.loop, UV_RUN_DEFAULT);
   drain();
   if (probe_mode && (s = summary_file()) != NULL) {
+    /* the probe's own work, which the harness takes off the CPU figure */
+    clock_t c0 = clock();
     qsort(G.probe, G.nprobe, sizeof *G.probe, cmp_double);
-    fprintf(s, "{\"kind\":\"probe\",\"n\":%zu,\"p50\":%.9g,\"p99\":%.9g,\"max\":%.9g}\n",
+    fprintf(s, "{\"kind\":\"probe\",\"n\":%zu,\"p50\":%.9g,\"p99\":%.9g,\"max\":%.9g,"
+            "\"summary_cpu\":%.6f}\n",
             G.nprobe, pct(G.probe, G.nprobe, 50), pct(G.probe, G.nprobe, 99),
-            G.nprobe ? G.probe[G.nprobe - 1] : 0.0);
+            G.nprobe ? G.probe[G.nprobe - 1] : 0.0, (double)(clock() - c0) / CLOCKS_PER_SEC);
     fclose(s);
   }
   printf("floor: %lld invocations, %lld skipped\n", (long long)G.invocations,

@@ -215,7 +215,7 @@ void proc_shutdown(orch_core *c);  /* exit path: kill and reap every group */
 typedef struct invoker invoker;
 void invoker_open(lua_State *L);              /* sets core.invoker */
 invoker *invoker_test(lua_State *L, int idx); /* NULL if not one */
-void invoker_fire(invoker *inv, lua_Integer k, uint64_t now, uint64_t late_ns);
+void invoker_fire(invoker *inv, lua_Integer k, uint64_t now, uint64_t late_ns, int from_loop);
 void invoker_pool_free(orch_core *c);          /* the spare firing tasks */
 
 /* lorch_core.c */

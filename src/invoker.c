@@ -160,8 +160,11 @@ static void push_event(lua_State *co, int args, invoker *inv, ftask *ft) {
   lua_rawset(co, -3);
 }
 
-/* now: the clock read that found the firing due; the body starts from it */
-static void fast_fire(invoker *inv, lua_Integer k, uint64_t now, uint64_t late_ns, int startup) {
+/* now: the clock read that found the firing due; the body starts from it.
+ * at_once: called from the loop's own callback (a ticker's slot, the idle
+ * pass), not from the engine's Lua, so the task may start right here. */
+static void fast_fire(invoker *inv, lua_Integer k, uint64_t now, uint64_t late_ns, int startup,
+                      int at_once) {
   orch_core *c = inv->core;
   lua_State *co;
   ftask *ft;
@@ -208,13 +211,14 @@ static void fast_fire(invoker *inv, lua_Integer k, uint64_t now, uint64_t late_n
   c->invoker_running++;
   c->live_tasks++;
   if (inv->timeout_sec > 0) sched_set_timeout(t, sched_real_ms(c, inv->timeout_sec));
-  /* a ticker's firing runs at once; the startup firings, started from
-   * the engine's Lua, wait for the idle pass */
-  if (startup) sched_ready(t); else sched_start(t);
+  /* a firing from the loop runs at once; the others (the startup
+   * firings, a flush at the end), started from the engine's Lua, wait for
+   * the idle pass */
+  if (at_once) sched_start(t); else sched_ready(t);
 }
 
-void invoker_fire(invoker *inv, lua_Integer k, uint64_t now, uint64_t late_ns) {
-  if (can_fire(inv)) fast_fire(inv, k, now, late_ns, 0);
+void invoker_fire(invoker *inv, lua_Integer k, uint64_t now, uint64_t late_ns, int from_loop) {
+  if (can_fire(inv)) fast_fire(inv, k, now, late_ns, 0, from_loop);
   else slow_fire(inv, k, late_ns);
 }
 
@@ -437,7 +441,7 @@ static int l_fire_startup(lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  fast_fire(inv, 0, now, now > t0 ? now - t0 : 0, 1);
+  fast_fire(inv, 0, now, now > t0 ? now - t0 : 0, 1, 0);
   lua_pushboolean(L, 1);
   return 1;
 }

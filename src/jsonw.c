@@ -130,18 +130,21 @@ int jsonw_integer(jbuf *b, lua_Integer v) { return put_integer(b, v); }
 
 /* d as printf's "%.14g" writes it, without printf for the common range:
  * printf costs ~3,000 instructions a number and a record has four times in
- * it.  For 1e-4 <= |d| < 1e14 the 14 significant digits are d scaled by a
+ * it.  For 1e-14 <= |d| < 1e14 the 14 significant digits are d scaled by a
  * power of ten (exact in long double up to 10^27) and rounded half-even
  * like printf; the scaled value carries 64 bits, so the last digit can
  * differ from printf's only when d's exact decimal expansion is within
- * 1e-5 of a tie at the 15th digit.  Other magnitudes go to snprintf. */
+ * 1e-5 of a tie at the 15th digit.  Below 1e-4 printf writes an exponent
+ * (a trivial invocation's duration, 2e-06 seconds, is one).  Other
+ * magnitudes go to snprintf. */
 int jsonw_number(jbuf *b, double d) {
   static const long double p10[] = {
-    1e0L, 1e1L, 1e2L, 1e3L, 1e4L, 1e5L, 1e6L, 1e7L, 1e8L, 1e9L, 1e10L,
-    1e11L, 1e12L, 1e13L, 1e14L, 1e15L, 1e16L, 1e17L};
-  static const double pe[] = { /* 10^e for e = -4..14 */
-    1e-4, 1e-3, 1e-2, 1e-1, 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8,
-    1e9, 1e10, 1e11, 1e12, 1e13, 1e14};
+    1e0L, 1e1L, 1e2L, 1e3L, 1e4L, 1e5L, 1e6L, 1e7L, 1e8L, 1e9L, 1e10L, 1e11L, 1e12L, 1e13L,
+    1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L, 1e20L, 1e21L, 1e22L, 1e23L, 1e24L, 1e25L, 1e26L,
+    1e27L};
+  static const double pe[] = { /* 10^e for e = -14..14 */
+    1e-14, 1e-13, 1e-12, 1e-11, 1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1,
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14};
   static const char pairs[] =
     "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
     "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
@@ -152,7 +155,7 @@ int jsonw_number(jbuf *b, double d) {
   unsigned long long m, bits;
   if (!isfinite(d)) return PUTLIT(b, "null"); /* JSON has no NaN or infinity */
   if (d == floor(d) && a < 9007199254740992.0) return put_integer(b, (lua_Integer)d);
-  if (!(a >= 1e-4 && a < 1e14)) {
+  if (!(a >= 1e-14 && a < 1e14)) {
     n = snprintf(tmp, sizeof tmp, "%.14g", d);
     return put(b, tmp, (size_t)n);
   }
@@ -160,9 +163,10 @@ int jsonw_number(jbuf *b, double d) {
    * e is floor(x * log10(2)) or one more (78913 / 2^18 ~ log10(2)) */
   memcpy(&bits, &a, sizeof bits);
   e = (((int)((bits >> 52) & 0x7ff) - 1023) * 78913) >> 18;
-  if (e < -4) e = -4;
-  while (e < 13 && a >= pe[e + 5]) e++;
-  while (e > -4 && a < pe[e + 4]) e--;
+  if (e < -14) e = -14;
+  if (e > 13) e = 13;
+  while (e < 13 && a >= pe[e + 15]) e++;
+  while (e > -14 && a < pe[e + 14]) e--;
   /* 14 digits are a * 10^(13-e) */
   /* rintl's result is an integer below 2^47, exact as a double: through
    * the double, the conversion is one SSE instruction, where a cast of the
@@ -183,6 +187,19 @@ int jsonw_number(jbuf *b, double d) {
     dig[i + 1] = pairs[2 * r + 1];
   }
   if (d < 0) tmp[n++] = '-';
+  if (e < -4) {
+    /* d.ddde-XX, trailing zeros cut, as %g */
+    last = 13;
+    while (last > 0 && dig[last] == '0') last--;
+    tmp[n++] = dig[0];
+    if (last > 0) tmp[n++] = '.';
+    for (i = 1; i <= last; i++) tmp[n++] = dig[i];
+    tmp[n++] = 'e';
+    tmp[n++] = '-';
+    tmp[n++] = (char)('0' + (-e) / 10);
+    tmp[n++] = (char)('0' + (-e) % 10);
+    return put(b, tmp, (size_t)n);
+  }
   if (e < 0) {
     tmp[n++] = '0';
     tmp[n++] = '.';

@@ -474,10 +474,10 @@ static uint64_t ticker_due(ticker *t, lua_Integer k) {
 }
 
 static void on_slot(uv_timer_t *h);
-static void ticker_fire(ticker *t);
+static void ticker_fire(ticker *t, int from_loop);
 
 static void on_overdue(deferred *d) {
-  ticker_fire(link_entry(d, ticker, overdue));
+  ticker_fire(link_entry(d, ticker, overdue), 1);
 }
 
 /* Takes the ticker off its slot; the slot's timer goes with its last. */
@@ -543,18 +543,21 @@ static void on_slot(uv_timer_t *h) {
     if (!link_empty(&c->ready))
       sched_defer(c, &t->overdue);
     else
-      ticker_fire(t);
+      ticker_fire(t, 1);
   }
 }
 
-static void ticker_fire(ticker *t) {
+/* from_loop: called by the loop's own callbacks (the slot's timer, the
+ * idle pass), where an invoker may start the firing's task at once; from
+ * the engine's Lua (flush, at the end of the run) it waits its turn. */
+static void ticker_fire(ticker *t, int from_loop) {
   lua_State *L = t->core->L;
   uint64_t now = uv_hrtime();
   lua_Integer k = t->k;
   uint64_t due = ticker_due(t, k);
   t->k++;
   if (t->inv != NULL) {
-    invoker_fire(t->inv, k, now, now > due ? now - due : 0);
+    invoker_fire(t->inv, k, now, now > due ? now - due : 0, from_loop);
   } else {
     ref_push(L, t->cb_ref);
     lua_pushinteger(L, k);
@@ -620,7 +623,7 @@ static int l_ticker_flush(lua_State *L) {
   while (!t->closed && t->k <= t->last && ticker_due(t, t->k) <= now) {
     link_remove(&t->overdue.node);
     ticker_unarm(t);
-    ticker_fire(t);
+    ticker_fire(t, 0);
   }
   return 0;
 }

@@ -1,8 +1,9 @@
 /*
  * sched.c - tasks: one coroutine per invocation, resumed only here.
  *
- * A task is resumed from the ready idle handle, i.e. from a loop callback
- * and never from inside another coroutine.  Waking a task (timer, flag,
+ * A task is resumed from the ready idle handle, or started by a ticker's
+ * firing (sched_start), i.e. from a loop callback and never from inside
+ * another coroutine.  Waking a task (timer, flag,
  * queue, process exit) pushes the resume values onto the task's stack and
  * appends it to core->ready.  A task that finishes, fails, times out or is
  * cancelled calls done(task, status, tag, err) on the main thread, then gives back its

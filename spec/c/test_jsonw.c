@@ -46,7 +46,8 @@ static void check(lua_State *L, const char *expr, const char *want) {
 }
 
 /* jsonw_number against printf's "%.14g" over a million doubles: times
- * (ms-resolution seconds), random magnitudes and random bit patterns. */
+ * (ms-resolution seconds), random magnitudes, small ones (durations, in
+ * printf's exponent form) and random bit patterns. */
 static void check_numbers(void) {
   jbuf b = {0};
   char want[64];
@@ -55,8 +56,9 @@ static void check_numbers(void) {
   for (i = 0; i < 1000000; i++) {
     double d;
     unsigned long long u;
-    switch (i % 4) {
+    switch (i % 5) {
     case 0: d = (double)rand() / RAND_MAX * pow(10, rand() % 24 - 8); break;
+    case 4: d = (double)rand() / RAND_MAX * pow(10, -(rand() % 12) - 4); break; /* durations */
     case 1: d = (rand() % 100000) / 1000.0 + (rand() % 1000) / 1e9; break;
     case 2:
       u = ((unsigned long long)rand() << 33) ^ ((unsigned long long)rand() << 11) ^ (unsigned long long)rand();
