@@ -363,7 +363,8 @@ static void task_resume(orch_core *c, task *t) {
  * task (a ticker's firing): 10,000 firings due together then run one
  * after another on the same pooled coroutine, where queueing them all
  * first kept 10,000 coroutines and their stacks live, cold in the cache,
- * by the time each ran.  Inside a task it waits its turn as sched_ready. */
+ * by the time each ran.  Inside a task, or behind tasks already ready
+ * (whose order it keeps), it waits its turn as sched_ready. */
 void sched_start(task *t) {
   orch_core *c = t->core;
   if (c->running != NULL || !link_empty(&c->ready)) {
