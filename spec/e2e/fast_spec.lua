@@ -161,9 +161,10 @@ describe("the invoker's fast path", function()
     assert.equal("timeout", inv[1].status)
     assert.is_true(inv[1].duration >= 0.2 and inv[1].duration < 0.6, tostring(inv[1].duration))
     -- awake, it looks every 10 ms: 180 times in 1.8 s; asleep in the poll,
-    -- only around the firing (0.2 s) and the start and end of the run
+    -- only around the firing (0.2 s) and the start and end of the run (a
+    -- loaded machine may give it fewer turns, never more)
     local looks = tonumber(err:match("watch_looks=(%d+)"))
-    assert.is_true(looks >= 10 and looks < 90, "watch_looks=" .. tostring(looks))
+    assert.is_true(looks >= 1 and looks < 90, "watch_looks=" .. tostring(looks))
   end)
 
   it("hands an error, a timeout and a skip to the engine, and goes on", function()
