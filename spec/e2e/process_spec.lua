@@ -450,8 +450,12 @@ describe("the seed example", function()
   it("runs with real stand-in processes, and none remains afterwards", function()
     local dir = H.tmpdir()
     local report = dir .. "/seed.jsonl"
-    local code, out, err = H.run(("run my_orchestration_test --time-scale 3600 -q --report %s"):format(H.q(report)),
-                                 H.root, "ORCHLUA_DEBUG_STATS=1")
+    -- --grace: at 3600x the project's 10 s grace is 2.8 ms of real time,
+    -- less than the stand-in shell may take to see EOF and exit on a loaded
+    -- machine (an ASan build in CI had start_streamer cancelled); an hour
+    -- of description time is 1 s, and a run that ends in order never waits it
+    local code, out, err = H.run(("run my_orchestration_test --time-scale 3600 --grace 3600 -q --report %s")
+                                 :format(H.q(report)), H.root, "ORCHLUA_DEBUG_STATS=1")
     assert.equal(0, code, out .. err)
     local recs = H.jsonl(report)
     local plays = {}
