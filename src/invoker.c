@@ -161,10 +161,10 @@ static void push_event(lua_State *co, int args, invoker *inv, ftask *ft) {
 }
 
 /* now: the clock read that found the firing due; the body starts from it.
- * at_once: called from the loop's own callback (a ticker's slot, the idle
- * pass), not from the engine's Lua, so the task may start right here. */
+ * from_loop: called from the loop's own callback (a ticker's slot, the
+ * idle pass), not from the engine's Lua, so the task may start right here. */
 static void fast_fire(invoker *inv, lua_Integer k, uint64_t now, uint64_t late_ns, int startup,
-                      int at_once) {
+                      int from_loop) {
   orch_core *c = inv->core;
   lua_State *co;
   ftask *ft;
@@ -214,7 +214,7 @@ static void fast_fire(invoker *inv, lua_Integer k, uint64_t now, uint64_t late_n
   /* a firing from the loop runs at once; the others (the startup
    * firings, a flush at the end), started from the engine's Lua, wait for
    * the idle pass */
-  if (at_once) sched_start(t); else sched_ready(t);
+  if (from_loop) sched_start(t); else sched_ready(t);
 }
 
 void invoker_fire(invoker *inv, lua_Integer k, uint64_t now, uint64_t late_ns, int from_loop) {
@@ -408,23 +408,26 @@ static int l_set_args(lua_State *L) {
       inv->event_at[inv->nevent++] = (int)at - 1;
     }
   }
-  /* a table of our own: the arguments, then the `event` table's parts */
+  /* a table of our own: the arguments, then (for an event that takes
+   * `event`) the `event` table's parts */
   {
     static const char *const parts[] = {"name", "id", "iteration", "phase", "scheduled",
                                         "startup", "interval"};
     int i;
-    lua_createtable(L, inv->nargs + EV_N, 0);
+    lua_createtable(L, inv->nargs + (inv->nevent > 0 ? EV_N : 0), 0);
     for (i = 1; i <= inv->nargs; i++) {
       lua_rawgeti(L, 2, i);
       lua_rawseti(L, -2, i);
     }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, inv->name_ref);
-    lua_rawseti(L, -2, inv->nargs + EV_NAME_V);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, inv->id_ref);
-    lua_rawseti(L, -2, inv->nargs + EV_ID_V);
-    for (i = EV_NAME; i <= EV_N; i++) {
-      lua_pushstring(L, parts[i - EV_NAME]);
-      lua_rawseti(L, -2, inv->nargs + i);
+    if (inv->nevent > 0) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, inv->name_ref);
+      lua_rawseti(L, -2, inv->nargs + EV_NAME_V);
+      lua_rawgeti(L, LUA_REGISTRYINDEX, inv->id_ref);
+      lua_rawseti(L, -2, inv->nargs + EV_ID_V);
+      for (i = EV_NAME; i <= EV_N; i++) {
+        lua_pushstring(L, parts[i - EV_NAME]);
+        lua_rawseti(L, -2, inv->nargs + i);
+      }
     }
   }
   inv->args_ref = ref_new(L);

@@ -266,7 +266,7 @@ void sched_reserve(lua_State *L, int n) {
  * a collection.  Released young, they are freed by the next one. */
 void sched_trim(lua_State *L, int keep) {
   orch_core *c = core_get(L);
-  while (c->pool_n > keep && c->pool_n > 0) {
+  while (c->pool_n > keep) {
     c->pool_n--;
     ref_free(L, &c->pool_ref[c->pool_n]);
   }
