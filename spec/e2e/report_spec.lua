@@ -202,3 +202,94 @@ describe("orchlua report A.jsonl B.jsonl", function()
     end
   end)
 end)
+
+-- report.table_lines has two layouts of one table: orch.core's in C
+-- (src/columns.c: no paint, as in every run whose stdout is not a terminal)
+-- and the Lua one (paint, plain lua5.4).  An event in the real binary lays
+-- out random tables both ways; any line that differs fails the run.
+describe("the summary's table layout", function()
+  local LAYOUT = [[
+local report = require "orch.report"
+local M = {}
+local WORDS = { "", "", "0", "7", "e12", "12.5ms", "  x", "y\t", "long cell text here", "a%sb", "\0z", "é" }
+local function random_rows(rnd)
+  local rows, ncol = {}, rnd(1, 9)
+  for ri = 1, rnd(0, 12) do
+    local r = {}
+    for i = 1, rnd(0, ncol) do r[i] = WORDS[rnd(#WORDS)] end
+    if rnd(6) == 1 then r[#r + 2] = WORDS[rnd(#WORDS)] end  -- a cell after a hole
+    rows[ri] = r
+  end
+  return rows
+end
+function M.layout(result_reporter)
+  local rnd = math.random
+  math.randomseed(42)
+  local tables, differ = 0, 0
+  for _ = 1, 3000 do
+    local rows = random_rows(rnd)
+    local opts = { total = rnd(2) == 1, indent = ({ "  ", "", "%d " })[rnd(3)],
+                   left = rnd(3) == 1 and { [2] = true, [rnd(9)] = true } or nil }
+    local c = report.table_lines(rows, opts)
+    opts.paint = function() end  -- the Lua layout, nothing painted
+    local l = report.table_lines(rows, opts)
+    tables = tables + 1
+    if table.concat(c, "\n") ~= table.concat(l, "\n") or #c ~= #l then
+      differ = differ + 1
+      if differ == 1 then
+        result_reporter:error("first difference", { c = table.concat(c, "|"), l = table.concat(l, "|") })
+      end
+    end
+  end
+  -- a cell that is not a string is an error in both
+  local bad = { { "a", "b" }, { "c", 5 } }
+  local ok_c = pcall(report.table_lines, bad)
+  local ok_l = pcall(report.table_lines, bad, { paint = function() end })
+  result_reporter:info("layouts", { tables = tables, differ = differ, c_raises = not ok_c, lua_raises = not ok_l })
+end
+-- core.format_fixed against string.format, on random magnitudes, exact
+-- ties (x.x5 in binary: 0.25, 2.125), -0, NaN, infinities and huge values
+function M.numbers(result_reporter)
+  local core = require "orch.core"
+  local rnd = math.random
+  math.randomseed(7)
+  local special = { 0.0, -0.0, 0.25, -0.25, 0.125, 2.125, 0.05, 0.15, 0.45, 1e12, -1e12, 999999999999.95,
+                    1e300, -1e300, 5e-324, 1 / 0, -1 / 0, 0 / 0, 7, -3, math.maxinteger, 2 ^ 53 + 1 }
+  local n, differ, first = 0, 0, nil
+  local function check(v, d)
+    n = n + 1
+    local want = ("%." .. d .. "f"):format(v) .. "ms"
+    local got = core.format_fixed(v, d, "ms")
+    if got ~= want then
+      differ = differ + 1
+      first = first or ("%q: %s, not %s"):format(v, got, want)
+    end
+  end
+  for _, v in ipairs(special) do for d = 0, 3 do check(v, d) end end
+  for _ = 1, 200000 do
+    local v = (rnd() - 0.3) * 10 ^ rnd(-8, 13)
+    check(v, rnd(0, 3))
+    -- ties of the binary: multiples of 1/8, 1/16, 1/32
+    local t = rnd(-100000, 100000) / 2 ^ rnd(1, 5)
+    check(t, rnd(0, 3))
+  end
+  result_reporter:info("numbers", { n = n, differ = differ, first = first })
+end
+return M
+]]
+  local dir
+  teardown(function() h.rm(dir) end)
+
+  it("is the same in C and in Lua, for random tables with holes, blanks and wide cells; numbers as printf", function()
+    dir = h.project({ ["events/layout.lua"] = LAYOUT, ["descriptions/l.json"] =
+      '{ "test_name": "l", "total_hours": 0.001, "events": [ { "name": "layout" }, { "name": "numbers" } ] }' })
+    local code, out, err = h.run("run l -q --time-scale 100 --report r.jsonl", dir)
+    assert.equal(0, code, out .. err)
+    local recs = h.select(h.jsonl(dir .. "/r.jsonl"), "result")
+    assert.equal(2, #recs, out)
+    local d = h.select(recs, "result", "event", "layout")[1].data
+    assert.same({ 3000, 0, true, true }, { d.tables, d.differ, d.c_raises, d.lua_raises })
+    d = h.select(recs, "result", "event", "numbers")[1].data
+    assert.same({ 400088, 0 }, { d.n, d.differ }, d.first)
+  end)
+end)
