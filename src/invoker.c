@@ -39,8 +39,8 @@ struct invoker {
   int nevent;        /* positions (0-based) that get the `event` table */
   int event_at[8];
   int name_ref, id_ref;
-  int slow_ref;      /* engine: fire(k, late_ns) */
-  int done_ref;      /* engine: done(status, err, k, late_ns, started, phase) */
+  int slow_ref;      /* engine: fire(tag, k, late_ns) */
+  int done_ref;      /* engine: done(tag, status, err, k, late_ns, started, phase) */
   int progress_ref;  /* engine: progress(), after each fast end once notify is set */
   int tag_ref;       /* what core.current() returns inside the event */
   int writer_ref;
@@ -112,9 +112,10 @@ void invoker_pool_free(orch_core *c) {
 static void slow_fire(invoker *inv, lua_Integer k, uint64_t late_ns) {
   lua_State *L = inv->core->L;
   ref_push(L, inv->slow_ref);
+  ref_push(L, inv->tag_ref);
   lua_pushinteger(L, k);
   lua_pushinteger(L, (lua_Integer)late_ns);
-  sched_call(L, 2, 0);
+  sched_call(L, 3, 0);
 }
 
 static void ftask_finish(task *t, const char *status);
@@ -292,16 +293,17 @@ static void ftask_finish(task *t, const char *status) {
     }
     return;
   }
-  /* [err] -> done(status, err, k, late_ns, started, phase) */
+  /* [err] -> done(tag, status, err, k, late_ns, started, phase) */
   ref_push(L, inv->done_ref);
+  ref_push(L, inv->tag_ref);
   lua_pushstring(L, status);
-  lua_rotate(L, -3, 2);                                  /* [done status err] */
+  lua_rotate(L, -4, 3);                                  /* [done tag status err] */
   lua_pushinteger(L, ft->k);
   lua_pushinteger(L, (lua_Integer)ft->late_ns);
   lua_pushnumber(L, ft->started);
   if (ft->startup) lua_pushliteral(L, "startup"); else lua_pushliteral(L, "interval");
   ftask_free(c, ft);
-  sched_call(L, 6, 0);
+  sched_call(L, 7, 0);
 }
 
 /* ---- Lua ---------------------------------------------------------------- */
@@ -348,7 +350,11 @@ static int l_core_invoker(lua_State *L) {
   stats_push_new(L);
   inv->lateness = lua_touserdata(L, -1);
   lua_setiuservalue(L, 2, 2);
-  lua_newtable(L);
+  /* the other fields live in the tag: one table per event, not two */
+  if (lua_getfield(L, 1, "tag") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+  }
   lua_setiuservalue(L, 2, 3);
   lua_pushvalue(L, 2);
   inv->self_ref = ref_new(L);

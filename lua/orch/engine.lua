@@ -202,7 +202,8 @@ end
 -- Starts an invocation of ev.  late_ns: how late the firing is, real time.
 function Run:fire(ev, phase, k, scheduled, late_ns)
   if self.stopping and phase ~= "teardown" then return end
-  local running = ev.running
+  local running = ev.running   -- tasks of the engine's: made at the first
+  if running == nil then running = {}; ev.running = running end
   local st = self.per_event[ev.id]
   if next(running) ~= nil or st.running_fast > 0 then
     if ev.concurrency == "forbid" then
@@ -298,7 +299,9 @@ function Run:done(task, status, inv, err)
   elseif status == "cancelled" then
     err = ("cancelled (%s)%s"):format(self:cancel_reason_for(ev), trace)
   end
-  if #st.errors < 100 then st.errors[#st.errors + 1] = err end
+  local errors = st.errors   -- made at the first failure
+  if errors == nil then errors = {}; st.errors = errors end
+  if #errors < 100 then errors[#errors + 1] = err end
   local rec = { type = "invocation", t = t, event = ev.name, id = ev.id, iteration = inv.iteration,
                 phase = inv.phase, scheduled = inv.scheduled, started = inv.started,
                 duration = duration, lateness = inv.late_ns / 1e9 * self.scale, status = status,
@@ -401,8 +404,7 @@ function Run:make_tickers()
       local last = plan.last_k(ev.interval, self.total)
       local first = 1
       if last >= first then
-        ev.ticker = core.ticker(ev.interval, first, last, self.per_event[ev.id])
-        self.tickers[#self.tickers + 1] = ev.ticker
+        self.tickers[#self.tickers + 1] = core.ticker(ev.interval, first, last, self.per_event[ev.id])
       end
     end
   end
@@ -453,7 +455,7 @@ function Run:cancel_all(why)
   self.cancelled_reason = why
   for _, ev in ipairs(self.events) do
     local tasks = {}
-    for task in pairs(ev.running) do tasks[#tasks + 1] = task end
+    for task in pairs(ev.running or {}) do tasks[#tasks + 1] = task end
     for _, task in ipairs(tasks) do task:cancel("cancelled") end
     self.per_event[ev.id]:cancel_all()
   end
@@ -543,22 +545,26 @@ function M.run(opts)
   desc.index = nil   -- positions were for error messages; the run needs none
   core.set_grace(run.grace)
   local function progress() run:progress() end
+  -- what an invoker calls back, with its tag first: one function for
+  -- every event, not two closures per event
+  local function fire(tag, k, late_ns)
+    local ev = tag.ev
+    run:fire(ev, "interval", k, num(k * (ev.interval or 0)), late_ns)
+  end
+  local function done(tag, status, err, k, late_ns, started, phase)
+    local ev = tag.ev
+    run:done(nil, status, { ev = ev, id = ev.id, phase = phase, iteration = k,
+                            scheduled = num(k * (ev.interval or 0)), late_ns = late_ns, started = started }, err)
+  end
   for _, ev in ipairs(run.events) do
-    ev.running = {}
-    local interval = ev.interval
-    -- per event: counts, statistics and the fast path (invoker.c)
+    -- per event: counts, statistics and the fast path (invoker.c).  The
+    -- tag (what core.current() gives inside the event) also holds the
+    -- invoker's other fields: st.ev, and st.errors once one failed
     local st = core.invoker({
-      fn = ev.fn, event = ev.name, id = ev.id, interval = interval, timeout = ev.timeout,
+      fn = ev.fn, event = ev.name, id = ev.id, interval = ev.interval, timeout = ev.timeout,
       concurrency = ev.concurrency, writer = run.jsonl and run.jsonl.w or nil,
-      tag = { id = ev.id, ev = ev },
-      fire = function(k, late_ns) run:fire(ev, "interval", k, num(k * (interval or 0)), late_ns) end,
-      done = function(status, err, k, late_ns, started, phase)
-        run:done(nil, status, { ev = ev, id = ev.id, phase = phase, iteration = k,
-                                scheduled = num(k * (interval or 0)), late_ns = late_ns, started = started }, err)
-      end,
-      progress = progress,
+      tag = { id = ev.id, ev = ev }, fire = fire, done = done, progress = progress,
     })
-    st.ev, st.errors = ev, {}
     run.per_event[ev.id] = st
   end
   run.queue = core.queue()
