@@ -34,7 +34,9 @@ struct invoker {
   orch_core *core;
   int self_ref;      /* held until close(): tasks point here */
   int fn_ref;        /* the event function */
-  int args_ref;      /* its arguments (a table 1..nargs), LUA_NOREF: slow path */
+  lua_Integer args_at; /* its slots in the core's args_store start after
+                        * this one; 0: none (the slow path) */
+  int fn_at;         /* the function's slot, after the arguments */
   int nargs;
   int nevent;        /* positions (0-based) that get the `event` table */
   int event_at[8];
@@ -125,14 +127,17 @@ static int ok_to_write(invoker *inv) {
 }
 
 static int can_fire(invoker *inv) {
-  return !inv->closed && inv->args_ref != LUA_NOREF && ok_to_write(inv) &&
+  return !inv->closed && inv->args_at != 0 && ok_to_write(inv) &&
          (inv->concurrency == ALLOW || (inv->nrunning == 0 && inv->lua_running == 0));
 }
 
-/* The arguments table (args_ref) holds, after the nargs arguments, what
- * the `event` table is made of: its keys and values as Lua strings, found
- * in the table the firing reads anyway (lua_setfield would look each key
- * up in the string cache, a fifth of a firing). */
+/* An invoker's slots in the core's args_store (args_at + 1, ...) hold the
+ * nargs arguments, then what the `event` table is made of: its keys and
+ * values as Lua strings, found where the firing reads anyway (lua_setfield
+ * would look each key up in the string cache, a fifth of a firing); then
+ * the function, at fn_at.  One table for every invoker: a table of its own
+ * and a registry slot for it were two more cache misses a firing at
+ * 10,000 events (BENCHMARKS.md). */
 enum { EV_NAME_V = 1, EV_ID_V, EV_NAME, EV_ID, EV_ITERATION, EV_PHASE, EV_SCHEDULED, EV_STARTUP,
        EV_INTERVAL, EV_N = EV_INTERVAL };
 
@@ -140,7 +145,7 @@ enum { EV_NAME_V = 1, EV_ID_V, EV_NAME, EV_ID, EV_ITERATION, EV_PHASE, EV_SCHEDU
  * arguments table's index on co. */
 static void push_event(lua_State *co, int args, invoker *inv, ftask *ft) {
   double scheduled = (double)ft->k * inv->interval;
-  int n = inv->nargs;
+  lua_Integer n = inv->args_at + inv->nargs;
   args = lua_absindex(co, args);
   lua_createtable(co, 0, 5);
   lua_rawgeti(co, args, n + EV_NAME);
@@ -188,16 +193,17 @@ static void fast_fire(invoker *inv, lua_Integer k, uint64_t now, uint64_t late_n
   co = sched_thread(c->L, &t->co_ref);
   t->co = co;
   lua_checkstack(co, inv->nargs + 5); /* fn, args, the event table, a key and a value */
-  lua_rawgeti(co, LUA_REGISTRYINDEX, inv->fn_ref);
+  lua_rawgeti(co, LUA_REGISTRYINDEX, c->args_store);
+  lua_rawgeti(co, -1, inv->args_at + inv->fn_at);
+  lua_insert(co, -2);                                    /* [fn store] */
   ft->inv = inv;
   ft->k = k;
-  lua_rawgeti(co, LUA_REGISTRYINDEX, inv->args_ref);
   for (i = 0; i < inv->nargs; i++) {
     if (e < inv->nevent && inv->event_at[e] == i) {
       push_event(co, -i - 1, inv, ft);
       e++;
     } else {
-      lua_rawgeti(co, -i - 1, i + 1);
+      lua_rawgeti(co, -i - 1, inv->args_at + i + 1);
     }
   }
   lua_remove(co, -inv->nargs - 1);
@@ -221,6 +227,21 @@ static void fast_fire(invoker *inv, lua_Integer k, uint64_t now, uint64_t late_n
 void invoker_fire(invoker *inv, lua_Integer k, uint64_t now, uint64_t late_ns, int from_loop) {
   if (can_fire(inv)) fast_fire(inv, k, now, late_ns, 0, from_loop);
   else slow_fire(inv, k, late_ns);
+}
+
+/* Back to the slow path: the invoker's slots let go (never reused: an
+ * invoker hands its arguments over once or twice a run). */
+static void args_drop(lua_State *L, invoker *inv) {
+  orch_core *c = inv->core;
+  int i;
+  if (inv->args_at == 0) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->args_store);
+  for (i = 1; i <= inv->fn_at; i++) {
+    lua_pushnil(L);
+    lua_rawseti(L, -2, inv->args_at + i);
+  }
+  lua_pop(L, 1);
+  inv->args_at = 0;
 }
 
 /* The invocation line, as engine.lua's Run:done writes it. */
@@ -256,7 +277,7 @@ static void write_record(invoker *inv, ftask *ft, double t, double duration) {
   if (r != 0 || (*inv->wslot)->err) {
     /* out of memory or a failing report file: the engine's own path says
      * so and goes on with the console (the next firing is slow) */
-    ref_free(c->L, &inv->args_ref);
+    args_drop(c->L, inv);
   }
 }
 
@@ -339,7 +360,7 @@ static int l_core_invoker(lua_State *L) {
   inv = lua_newuserdatauv(L, sizeof *inv, 3);            /* [spec inv] */
   memset(inv, 0, sizeof *inv);
   inv->core = c;
-  inv->self_ref = inv->fn_ref = inv->args_ref = inv->slow_ref = inv->done_ref = LUA_NOREF;
+  inv->self_ref = inv->fn_ref = inv->slow_ref = inv->done_ref = LUA_NOREF;
   inv->progress_ref = inv->tag_ref = inv->writer_ref = LUA_NOREF;
   inv->name_ref = inv->id_ref = LUA_NOREF;
   link_init(&inv->running);
@@ -397,7 +418,8 @@ static int l_core_invoker(lua_State *L) {
  * new `event` table each time.  nil args: back to the engine's path. */
 static int l_set_args(lua_State *L) {
   invoker *inv = check_invoker(L, 1);
-  ref_free(L, &inv->args_ref);
+  orch_core *c = inv->core;
+  args_drop(L, inv);
   inv->nevent = 0;
   if (lua_isnoneornil(L, 2) || inv->fn_ref == LUA_NOREF || inv->closed) return 0;
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -414,29 +436,41 @@ static int l_set_args(lua_State *L) {
       inv->event_at[inv->nevent++] = (int)at - 1;
     }
   }
-  /* a table of our own: the arguments, then (for an event that takes
-   * `event`) the `event` table's parts */
+  /* new slots in the store: the arguments, then (for an event that takes
+   * `event`) the `event` table's parts, then the function */
   {
     static const char *const parts[] = {"name", "id", "iteration", "phase", "scheduled",
                                         "startup", "interval"};
+    lua_Integer at;
     int i;
-    lua_createtable(L, inv->nargs + (inv->nevent > 0 ? EV_N : 0), 0);
+    if (c->args_next == 0) {
+      lua_createtable(L, 1024, 0);
+      c->args_store = luaL_ref(L, LUA_REGISTRYINDEX);
+      c->args_next = 2; /* slot 1 stays empty: args_at 0 is "none" */
+    }
+    inv->fn_at = inv->nargs + (inv->nevent > 0 ? EV_N : 0) + 1;
+    at = c->args_next - 1;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->args_store);
     for (i = 1; i <= inv->nargs; i++) {
       lua_rawgeti(L, 2, i);
-      lua_rawseti(L, -2, i);
+      lua_rawseti(L, -2, at + i);
     }
     if (inv->nevent > 0) {
       lua_rawgeti(L, LUA_REGISTRYINDEX, inv->name_ref);
-      lua_rawseti(L, -2, inv->nargs + EV_NAME_V);
+      lua_rawseti(L, -2, at + inv->nargs + EV_NAME_V);
       lua_rawgeti(L, LUA_REGISTRYINDEX, inv->id_ref);
-      lua_rawseti(L, -2, inv->nargs + EV_ID_V);
+      lua_rawseti(L, -2, at + inv->nargs + EV_ID_V);
       for (i = EV_NAME; i <= EV_N; i++) {
         lua_pushstring(L, parts[i - EV_NAME]);
-        lua_rawseti(L, -2, inv->nargs + i);
+        lua_rawseti(L, -2, at + inv->nargs + i);
       }
     }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, inv->fn_ref);
+    lua_rawseti(L, -2, at + inv->fn_at);
+    lua_pop(L, 1);
+    c->args_next += inv->fn_at;
+    inv->args_at = at;
   }
-  inv->args_ref = ref_new(L);
   return 0;
 }
 
@@ -477,7 +511,7 @@ static int l_set_notify(lua_State *L) {
 static int l_close(lua_State *L) {
   invoker *inv = check_invoker(L, 1);
   inv->closed = 1;
-  ref_free(L, &inv->args_ref);
+  args_drop(L, inv);
   ref_free(L, &inv->fn_ref);
   ref_free(L, &inv->slow_ref);
   ref_free(L, &inv->done_ref);
@@ -562,42 +596,64 @@ static int l_gc(lua_State *L) {
  * table: runs, failures, skipped, timeouts, duration, lateness (the Stats),
  * errors, and dur_p50, dur_p99, dur_max, late_p99, late_max (absent when
  * nothing was measured); summarised = true.  Read field by field through
- * __index, the summary of 10,000 events made 120,000 C calls. */
+ * __index, the summary of 10,000 events made 120,000 C calls.  The keys
+ * are the closure's upvalues: lua_setfield looked each up in the API's
+ * string cache, 130,000 times for 10,000 events. */
+enum { S_RUNS = 1, S_FAILURES, S_SKIPPED, S_TIMEOUTS, S_DURATION, S_LATENESS, S_ERRORS, S_DUR_P50,
+       S_DUR_P99, S_DUR_MAX, S_LATE_P99, S_LATE_MAX, S_SUMMARISED, S_N = S_SUMMARISED };
+
+/* pushes the upvalue key k (the value follows, then lua_rawset(L, -3)) */
+#define SKEY(L, k) lua_pushvalue(L, lua_upvalueindex(k))
+
 static int l_summary(lua_State *L) {
   invoker *inv = check_invoker(L, 1);
-  lua_createtable(L, 0, 13);
+  lua_createtable(L, 0, S_N);
+  SKEY(L, S_RUNS);
   lua_pushinteger(L, inv->runs);
-  lua_setfield(L, -2, "runs");
+  lua_rawset(L, -3);
+  SKEY(L, S_FAILURES);
   lua_pushinteger(L, inv->failures);
-  lua_setfield(L, -2, "failures");
+  lua_rawset(L, -3);
+  SKEY(L, S_SKIPPED);
   lua_pushinteger(L, inv->skipped);
-  lua_setfield(L, -2, "skipped");
+  lua_rawset(L, -3);
+  SKEY(L, S_TIMEOUTS);
   lua_pushinteger(L, inv->timeouts);
-  lua_setfield(L, -2, "timeouts");
+  lua_rawset(L, -3);
+  SKEY(L, S_DURATION);
   lua_getiuservalue(L, 1, 1);
-  lua_setfield(L, -2, "duration");
+  lua_rawset(L, -3);
+  SKEY(L, S_LATENESS);
   lua_getiuservalue(L, 1, 2);
-  lua_setfield(L, -2, "lateness");
-  lua_getiuservalue(L, 1, 3);
-  lua_getfield(L, -1, "errors");
-  lua_setfield(L, -3, "errors");
-  lua_pop(L, 1);
+  lua_rawset(L, -3);
+  SKEY(L, S_ERRORS);
+  lua_getiuservalue(L, 1, 3);                            /* [s "errors" fields] */
+  lua_pushvalue(L, -2);
+  lua_rawget(L, -2);
+  lua_remove(L, -2);                                     /* [s "errors" errors] */
+  lua_rawset(L, -3);
   if (inv->duration->n > 0) {
+    SKEY(L, S_DUR_P50);
     lua_pushnumber(L, stats_percentile(inv->duration, 50));
-    lua_setfield(L, -2, "dur_p50");
+    lua_rawset(L, -3);
+    SKEY(L, S_DUR_P99);
     lua_pushnumber(L, stats_percentile(inv->duration, 99));
-    lua_setfield(L, -2, "dur_p99");
+    lua_rawset(L, -3);
+    SKEY(L, S_DUR_MAX);
     lua_pushnumber(L, inv->duration->max);
-    lua_setfield(L, -2, "dur_max");
+    lua_rawset(L, -3);
   }
   if (inv->lateness->n > 0) {
+    SKEY(L, S_LATE_P99);
     lua_pushnumber(L, stats_percentile(inv->lateness, 99));
-    lua_setfield(L, -2, "late_p99");
+    lua_rawset(L, -3);
+    SKEY(L, S_LATE_MAX);
     lua_pushnumber(L, inv->lateness->max);
-    lua_setfield(L, -2, "late_max");
+    lua_rawset(L, -3);
   }
+  SKEY(L, S_SUMMARISED);
   lua_pushboolean(L, 1);
-  lua_setfield(L, -2, "summarised");
+  lua_rawset(L, -3);
   return 1;
 }
 
@@ -611,10 +667,16 @@ void invoker_open(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"set_args", l_set_args},     {"fire_startup", l_fire_startup},
     {"cancel_all", l_cancel_all}, {"set_notify", l_set_notify},
-    {"close", l_close},           {"summary", l_summary},
-    {NULL, NULL}};
+    {"close", l_close},           {NULL, NULL}};
+  static const char *const keys[] = {"runs", "failures", "skipped", "timeouts", "duration",
+                                     "lateness", "errors", "dur_p50", "dur_p99", "dur_max",
+                                     "late_p99", "late_max", "summarised"};
+  int i;
   luaL_newmetatable(L, INVOKER_MT);                     /* [mt] */
   luaL_newlib(L, methods);                              /* [mt methods] */
+  for (i = 0; i < S_N; i++) lua_pushstring(L, keys[i]);
+  lua_pushcclosure(L, l_summary, S_N);
+  lua_setfield(L, -2, "summary");
   lua_pushvalue(L, -2);
   lua_pushcclosure(L, l_index, 2);
   lua_setfield(L, -2, "__index");
