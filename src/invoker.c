@@ -131,36 +131,38 @@ static int can_fire(invoker *inv) {
          (inv->concurrency == ALLOW || (inv->nrunning == 0 && inv->lua_running == 0));
 }
 
-/* An invoker's slots in the core's args_store (args_at + 1, ...) hold the
- * nargs arguments, then what the `event` table is made of: its keys and
- * values as Lua strings, found where the firing reads anyway (lua_setfield
- * would look each key up in the string cache, a fifth of a firing); then
- * the function, at fn_at.  One table for every invoker: a table of its own
- * and a registry slot for it were two more cache misses a firing at
- * 10,000 events (BENCHMARKS.md). */
-enum { EV_NAME_V = 1, EV_ID_V, EV_NAME, EV_ID, EV_ITERATION, EV_PHASE, EV_SCHEDULED, EV_STARTUP,
-       EV_INTERVAL, EV_N = EV_INTERVAL };
+/* The core's args_store begins with the `event` table's keys (slots
+ * EV_NAME..EV_INTERVAL, as Lua strings: lua_setfield would look each up
+ * in the string cache, a fifth of a firing).  Then each invoker's slots
+ * (args_at + 1, ...): its nargs arguments; for an event that takes
+ * `event`, its name and id; then its function, at fn_at.  One table for
+ * every invoker, the keys shared: a table of its own for each, a registry
+ * slot for it and keys of its own were three more cache misses a firing
+ * at 10,000 events (BENCHMARKS.md). */
+enum { EV_NAME = 1, EV_ID, EV_ITERATION, EV_PHASE, EV_SCHEDULED, EV_STARTUP, EV_INTERVAL,
+       EV_KEYS = EV_INTERVAL };
+enum { EV_NAME_V = 1, EV_ID_V, EV_VALUES = EV_ID_V }; /* after the arguments */
 
-/* The `event` built-in, as engine.lua's Run:value makes it; args is the
- * arguments table's index on co. */
-static void push_event(lua_State *co, int args, invoker *inv, ftask *ft) {
+/* The `event` built-in, as engine.lua's Run:value makes it; store is the
+ * args_store's index on co. */
+static void push_event(lua_State *co, int store, invoker *inv, ftask *ft) {
   double scheduled = (double)ft->k * inv->interval;
   lua_Integer n = inv->args_at + inv->nargs;
-  args = lua_absindex(co, args);
+  store = lua_absindex(co, store);
   lua_createtable(co, 0, 5);
-  lua_rawgeti(co, args, n + EV_NAME);
-  lua_rawgeti(co, args, n + EV_NAME_V);
+  lua_rawgeti(co, store, EV_NAME);
+  lua_rawgeti(co, store, n + EV_NAME_V);
   lua_rawset(co, -3);
-  lua_rawgeti(co, args, n + EV_ID);
-  lua_rawgeti(co, args, n + EV_ID_V);
+  lua_rawgeti(co, store, EV_ID);
+  lua_rawgeti(co, store, n + EV_ID_V);
   lua_rawset(co, -3);
-  lua_rawgeti(co, args, n + EV_ITERATION);
+  lua_rawgeti(co, store, EV_ITERATION);
   lua_pushinteger(co, ft->k);
   lua_rawset(co, -3);
-  lua_rawgeti(co, args, n + EV_PHASE);
-  lua_rawgeti(co, args, n + (ft->startup ? EV_STARTUP : EV_INTERVAL));
+  lua_rawgeti(co, store, EV_PHASE);
+  lua_rawgeti(co, store, ft->startup ? EV_STARTUP : EV_INTERVAL);
   lua_rawset(co, -3);
-  lua_rawgeti(co, args, n + EV_SCHEDULED);
+  lua_rawgeti(co, store, EV_SCHEDULED);
   if (scheduled == (double)(lua_Integer)scheduled) lua_pushinteger(co, (lua_Integer)scheduled);
   else lua_pushnumber(co, scheduled);
   lua_rawset(co, -3);
@@ -437,18 +439,22 @@ static int l_set_args(lua_State *L) {
     }
   }
   /* new slots in the store: the arguments, then (for an event that takes
-   * `event`) the `event` table's parts, then the function */
+   * `event`) its name and id, then the function */
   {
-    static const char *const parts[] = {"name", "id", "iteration", "phase", "scheduled",
-                                        "startup", "interval"};
     lua_Integer at;
     int i;
     if (c->args_next == 0) {
+      static const char *const keys[] = {"name", "id", "iteration", "phase", "scheduled",
+                                         "startup", "interval"};
       lua_createtable(L, 1024, 0);
+      for (i = EV_NAME; i <= EV_KEYS; i++) {
+        lua_pushstring(L, keys[i - EV_NAME]);
+        lua_rawseti(L, -2, i);
+      }
       c->args_store = luaL_ref(L, LUA_REGISTRYINDEX);
-      c->args_next = 2; /* slot 1 stays empty: args_at 0 is "none" */
+      c->args_next = EV_KEYS + 1; /* so args_at is never 0, "none" */
     }
-    inv->fn_at = inv->nargs + (inv->nevent > 0 ? EV_N : 0) + 1;
+    inv->fn_at = inv->nargs + (inv->nevent > 0 ? EV_VALUES : 0) + 1;
     at = c->args_next - 1;
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->args_store);
     for (i = 1; i <= inv->nargs; i++) {
@@ -460,10 +466,6 @@ static int l_set_args(lua_State *L) {
       lua_rawseti(L, -2, at + inv->nargs + EV_NAME_V);
       lua_rawgeti(L, LUA_REGISTRYINDEX, inv->id_ref);
       lua_rawseti(L, -2, at + inv->nargs + EV_ID_V);
-      for (i = EV_NAME; i <= EV_N; i++) {
-        lua_pushstring(L, parts[i - EV_NAME]);
-        lua_rawseti(L, -2, at + inv->nargs + i);
-      }
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, inv->fn_ref);
     lua_rawseti(L, -2, at + inv->fn_at);
