@@ -170,6 +170,7 @@ orch_core *host_new(lua_State **out) {
 
 void host_free(orch_core *c) {
   sched_shutdown(c);
+  orch_alloc_closing(c->alloc);
   lua_close(c->L);
   orch_alloc_free(c->alloc);
   sched_close(c);

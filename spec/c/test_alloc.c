@@ -104,6 +104,12 @@ static void reuse(void) {
   ok(p == q, "a freed block is the next one given in its class");
   ok(((uintptr_t)q & 15) == 0, "blocks are 16-byte aligned");
   orch_lua_alloc(a, q, 33, 0);
+  orch_alloc_closing(a);
+  p = orch_lua_alloc(a, NULL, 0, 40);
+  ok(p == q, "closing: the lists still give their blocks");
+  orch_lua_alloc(a, p, 40, 0);
+  q = orch_lua_alloc(a, NULL, 0, 40);
+  ok(q != NULL && p != q, "closing: a freed block is not put back (the chunks go whole)");
   orch_alloc_free(a);
 }
 
@@ -135,6 +141,10 @@ static void lua_churn(void) {
   ok(r == LUA_OK, "500,000 more records and coroutines");
   printf("# chunks: %zu KB after warm-up, %zu KB at the end\n", warm >> 10, end >> 10);
   ok(end <= warm + ((size_t)1 << 20), "freed blocks are reused: under 1 MB more chunks after 5x the work");
+  /* a finaliser allocates while the state closes */
+  r = luaL_dostring(L, "setmetatable({}, {__gc = function() local t = {} for i = 1, 100 do t[i] = {i} end end})");
+  ok(r == LUA_OK, "a table with a finaliser that allocates");
+  orch_alloc_closing(a);
   lua_close(L);
   orch_alloc_free(a);
 }
