@@ -5,8 +5,8 @@
  *
  * The run's summary has a row per event.  At 10,000 events the Lua layout
  * made 10,000 lines of 21 pieces each with table.concat, and its 50,000
- * durations and latenesses went through snprintf: together 60 % of the
- * instructions a run spends after its loop (BENCHMARKS.md).  report.lua
+ * durations and latenesses went through snprintf: together about half of
+ * the instructions such a run spent after its loop (BENCHMARKS.md).  report.lua
  * keeps the Lua layout for painted cells and for plain lua5.4, and
  * spec/e2e/report_spec.lua holds both to the same text.
  */
@@ -215,8 +215,7 @@ static int l_format_fixed(lua_State *L) {
 }
 
 void columns_open(lua_State *L) {
-  lua_pushcfunction(L, l_table_lines);
-  lua_setfield(L, -2, "table_lines");
-  lua_pushcfunction(L, l_format_fixed);
-  lua_setfield(L, -2, "format_fixed");
+  static const luaL_Reg funcs[] = {
+      {"table_lines", l_table_lines}, {"format_fixed", l_format_fixed}, {NULL, NULL}};
+  luaL_setfuncs(L, funcs, 0);
 }

@@ -164,8 +164,9 @@ struct orch_core {
   lua_Integer fast_lines; /* invocation lines invoker.c wrote (core.stats, for the specs) */
   struct ftask *ftask_pool; /* invoker.c: spare firing tasks, last freed first */
   int ftask_pool_n;
-  /* invoker.c: every invoker's arguments, event parts and function, side
-   * by side in one Lua table (a registry ref, not counted: the core's) */
+  /* invoker.c: the `event` table's keys, then every invoker's arguments,
+   * name and id, and function, side by side in one Lua table (a registry
+   * ref, not counted: the core's own, for the state's life) */
   int args_store;
   lua_Integer args_next; /* its first unused slot; 0: not made yet */
   /* counters the tests read to assert that nothing leaked */

@@ -194,7 +194,7 @@ static void fast_fire(invoker *inv, lua_Integer k, uint64_t now, uint64_t late_n
   t->on_finish = ftask_finish;
   co = sched_thread(c->L, &t->co_ref);
   t->co = co;
-  lua_checkstack(co, inv->nargs + 5); /* fn, args, the event table, a key and a value */
+  lua_checkstack(co, inv->nargs + 5); /* fn, the store, the event table, a key and a value */
   lua_rawgeti(co, LUA_REGISTRYINDEX, c->args_store);
   lua_rawgeti(co, -1, inv->args_at + inv->fn_at);
   lua_insert(co, -2);                                    /* [fn store] */

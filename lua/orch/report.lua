@@ -278,8 +278,8 @@ end
 --
 -- Without paint the lines come from orch.core (src/columns.c), the same
 -- lines as below (spec/e2e/report_spec.lua compares them): the summary of
--- 10,000 events took ~35 ms in Lua, a quarter of what such a run spends
--- after its last firing.  This layout is for paint and plain lua5.4.
+-- 10,000 events took ~35 ms in Lua (BENCHMARKS.md).  This layout is for
+-- paint and plain lua5.4.
 local BLANK = { [9] = true, [10] = true, [11] = true, [12] = true, [13] = true, [32] = true }
 
 function M.table_lines(rows, opts)
