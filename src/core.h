@@ -207,6 +207,9 @@ int sched_call(lua_State *L, int nargs, int nres); /* pcall with traceback */
 
 /* lorch_core.c, queue.c, proc.c */
 task *orch_need_task(lua_State *L, const char *what);
+/* The ISO time core_stamp writes: "2026-11-25T12:00:00.123Z", always
+ * TS_LEN characters and a NUL. */
+#define TS_LEN 24
 double core_stamp(orch_core *c, char ts[32]); /* description now, and as ISO time */
 int queue_open(lua_State *L);
 int queue_make_add_result(lua_State *L); /* core.queue_add_result */

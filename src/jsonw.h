@@ -20,7 +20,7 @@ int jsonw_integer(jbuf *b, lua_Integer v);
 /* Append n raw bytes; a string literal.  Inline: a record is a dozen of
  * them, and with n known the copy is a few moves instead of a memcpy call. */
 int jsonw_raw_grow(jbuf *b, const char *s, size_t n);
-static inline int jsonw_raw(jbuf *b, const char *s, size_t n) {
+static inline __attribute__((always_inline)) int jsonw_raw(jbuf *b, const char *s, size_t n) {
   if (b->cap - b->len < n) return jsonw_raw_grow(b, s, n);
   memcpy(b->data + b->len, s, n);
   b->len += n;

@@ -2,7 +2,7 @@
  * queue.c - the report queue: a FIFO of Lua values with a blocking get()
  * for tasks, and a thread-safe side door for C code on other threads.
  *
- * In-loop values live in the userdata's uservalue table between head and
+ * In-loop values live in the userdata's table Q_ITEMS between head and
  * tail.  Strings pushed from other threads wait in a mutex-guarded list
  * and are appended on the loop thread by an async callback, so every value
  * reaches get() in the order the loop saw it.
@@ -34,11 +34,15 @@ struct orch_queue {
   uv_async_t *async; /* NULL once closed */
 };
 
+/* The queue userdata's user values: the values in the queue (between head
+ * and tail), the last record's event, set_writer's writer and fallback,
+ * the last record's ts. */
+enum { Q_ITEMS = 1, Q_EV_LAST, Q_WRITER, Q_FALLBACK, Q_TS_LAST, Q_NUSER = Q_TS_LAST };
+
 typedef struct lqueue {
   orch_queue *q;
   orch_core *core;
-  lua_Integer head, tail; /* values at [head, tail) in uservalue 1; 3 and
-                           * 4: set_writer's writer and fallback */
+  lua_Integer head, tail; /* values at [head, tail) in Q_ITEMS */
   unsigned char *flags;   /* [i]: value i's F_ flags */
   size_t fcap;
   lua_Integer taken, taken_errors; /* values got, and error records among them */
@@ -46,6 +50,13 @@ typedef struct lqueue {
   int closed;
   int self_ref; /* held while the async handle is open */
   writer *const *wslot; /* the --report writer (set_writer), or NULL */
+  /* A chatty event reports from one invocation, many times a millisecond:
+   * the last event id (a string, in Q_EV_LAST) with its JSON, and the last
+   * ts with its Lua string (in Q_TS_LAST), are reused while they match.
+   * The uservalues hold them, so a match by identity is a true one. */
+  char ev_json[64];
+  size_t ev_len;  /* 0: nothing cached */
+  char ts_last[32];
 } lqueue;
 
 void orch_queue_retain(orch_queue *q) {
@@ -161,7 +172,7 @@ static void queue_append(lua_State *L, lqueue *lq, int qi, int flags) {
     lq->fcap = cap;
   }
   lq->flags[lq->tail] = (unsigned char)flags;
-  lua_getiuservalue(L, qi, 1);                          /* [v items] */
+  lua_getiuservalue(L, qi, Q_ITEMS);                    /* [v items] */
   lua_insert(L, -2);                                    /* [items v] */
   lua_rawseti(L, -2, lq->tail++);                       /* [items] */
   lua_pop(L, 1);
@@ -199,7 +210,7 @@ static void on_queue_async(uv_async_t *h) {
 /* core.queue() -> queue */
 static int l_queue_new(lua_State *L) {
   orch_core *c = core_get(L);
-  lqueue *lq = lua_newuserdatauv(L, sizeof *lq, 4);
+  lqueue *lq = lua_newuserdatauv(L, sizeof *lq, Q_NUSER);
   memset(lq, 0, sizeof *lq);
   lq->core = c;
   lq->head = lq->tail = 1;
@@ -207,7 +218,7 @@ static int l_queue_new(lua_State *L) {
   lq->self_ref = LUA_NOREF;
   luaL_setmetatable(L, QUEUE_MT);
   lua_newtable(L);
-  lua_setiuservalue(L, -2, 1);
+  lua_setiuservalue(L, -2, Q_ITEMS);
   lq->q = calloc(1, sizeof *lq->q);
   if (lq->q == NULL) return luaL_error(L, "out of memory");
   uv_mutex_init(&lq->q->mu);
@@ -253,26 +264,60 @@ static int l_queue_put(lua_State *L) {
   return put_done(L, lq);
 }
 
+/* A result's level: add_result knows it is "info" or "error"; report()
+ * gets any string. */
+enum { LV_OTHER, LV_INFO, LV_ERROR };
+
+/* Appends the JSON of the event at ev: the last one's, when it is the same
+ * string (Q_EV_LAST keeps that string alive, so the same address is the
+ * same string). */
+static int put_event(lua_State *L, lqueue *lq, jbuf *b, int ev) {
+  size_t start = b->len;
+  if (lq->ev_len > 0) {
+    lua_getiuservalue(L, 1, Q_EV_LAST);
+    if (lua_rawequal(L, ev, -1)) {
+      lua_pop(L, 1);
+      return jsonw_raw(b, lq->ev_json, lq->ev_len);
+    }
+    lua_pop(L, 1);
+  }
+  if (jsonw_encode(b, L, ev) != 0) return -1;
+  /* strings only: a table's JSON changes with its contents */
+  if (lua_type(L, ev) == LUA_TSTRING && b->len - start <= sizeof lq->ev_json) {
+    memcpy(lq->ev_json, b->data + start, b->len - start);
+    lq->ev_len = b->len - start;
+    lua_pushvalue(L, ev);
+    lua_setiuservalue(L, 1, Q_EV_LAST);
+  }
+  return 0;
+}
+
 /* Writes the report line of the result record (level at 2, data at 3,
  * event at ev or 0) to the --report file; 0 when the encoder refused the
  * data (a function, a cycle: the engine writes it with placeholders). */
-static int write_result(lua_State *L, lqueue *lq, int ev, double t, const char *ts) {
+static int write_result(lua_State *L, lqueue *lq, int ev, int level, double t, const char *ts) {
   jbuf *b = &lq->core->line;
-  size_t n;
-  const char *level = lua_tolstring(L, 2, &n);
   int r = 0;
   b->len = 0;
   r |= JSONW_LIT(b, "{\"type\":\"result\"");
   if (ev != 0) {
     r |= JSONW_LIT(b, ",\"event\":");
-    r |= jsonw_encode(b, L, ev);
+    r |= put_event(L, lq, b, ev);
   }
-  r |= JSONW_LIT(b, ",\"level\":");
-  r |= jsonw_string(b, level, n);
+  if (level == LV_INFO) {
+    r |= JSONW_LIT(b, ",\"level\":\"info\"");
+  } else if (level == LV_ERROR) {
+    r |= JSONW_LIT(b, ",\"level\":\"error\"");
+  } else {
+    size_t n;
+    const char *s = lua_tolstring(L, 2, &n);
+    r |= JSONW_LIT(b, ",\"level\":");
+    r |= jsonw_string(b, s, n);
+  }
   r |= JSONW_LIT(b, ",\"t\":");
   r |= jsonw_number(b, t);
   r |= JSONW_LIT(b, ",\"ts\":\"");
-  r |= jsonw_raw(b, ts, strlen(ts));
+  r |= jsonw_raw(b, ts, TS_LEN);
   r |= JSONW_LIT(b, "\"");
   if (!lua_isnil(L, 3)) {
     r |= JSONW_LIT(b, ",\"data\":");
@@ -284,14 +329,28 @@ static int write_result(lua_State *L, lqueue *lq, int ev, double t, const char *
   return r == 0;
 }
 
+/* Pushes ts as a Lua string: the last one, while the millisecond is the
+ * same (interning a new string was a tenth of a report). */
+static void push_ts(lua_State *L, lqueue *lq, const char *ts) {
+  if (memcmp(ts, lq->ts_last, TS_LEN) == 0) {
+    lua_getiuservalue(L, 1, Q_TS_LAST);
+    return;
+  }
+  lua_pushlstring(L, ts, TS_LEN);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, 1, Q_TS_LAST);
+  memcpy(lq->ts_last, ts, TS_LEN);
+}
+
 /* queue:report(level, data): queues the result record {event, level, t,
  * ts, data} that ResultReporter puts, built here because reporting is the
- * hot path of a chatty event.  event: the running invocation's id. */
-static int report(lua_State *L, lqueue *lq) {
+ * hot path of a chatty event.  event: the running invocation's id.
+ * Stack: [q level data]. */
+static int report(lua_State *L, lqueue *lq, int level) {
   orch_core *c = lq->core;
   char ts[32];
   double t;
-  int written, error;
+  int written, has_writer = lq->wslot != NULL && *lq->wslot != NULL;
   if (lq->closed) return luaL_error(L, "report_queue is closed (the run has ended)");
   t = core_stamp(c, ts);
   if (c->running != NULL) {
@@ -304,28 +363,27 @@ static int report(lua_State *L, lqueue *lq) {
   } else {
     lua_pushnil(L);
   }                                                     /* [q level data event] */
-  written = lq->wslot != NULL && *lq->wslot != NULL &&
-            write_result(L, lq, lua_isnil(L, 4) ? 0 : 4, t, ts);
+  written = has_writer && write_result(L, lq, lua_isnil(L, 4) ? 0 : 4, level, t, ts);
   lua_createtable(L, 0, 5);                             /* [q level data event rec] */
   lua_pushvalue(L, lua_upvalueindex(UV_EVENT));
   lua_pushvalue(L, 4);
-  lua_rawset(L, -3);
+  lua_rawset(L, 5);
   lua_pushvalue(L, lua_upvalueindex(UV_LEVEL));
   lua_pushvalue(L, 2);
-  lua_rawset(L, -3);
+  lua_rawset(L, 5);
   lua_pushvalue(L, lua_upvalueindex(UV_T));
   lua_pushnumber(L, t);
-  lua_rawset(L, -3);
+  lua_rawset(L, 5);
   lua_pushvalue(L, lua_upvalueindex(UV_TS));
-  lua_pushstring(L, ts);
-  lua_rawset(L, -3);
+  push_ts(L, lq, ts);
+  lua_rawset(L, 5);
   lua_pushvalue(L, lua_upvalueindex(UV_DATA));
   lua_pushvalue(L, 3);
-  lua_rawset(L, -3);
-  if (!written && lq->wslot != NULL && *lq->wslot != NULL) {
+  lua_rawset(L, 5);
+  if (!written && has_writer) {
     /* the encoder refused the data: the engine's writer (placeholders for
      * what JSON cannot say) writes it now, so lines keep the report order */
-    lua_getiuservalue(L, 1, 4);
+    lua_getiuservalue(L, 1, Q_FALLBACK);
     if (lua_isfunction(L, -1)) {
       lua_pushvalue(L, -2);
       written = lua_pcall(L, 1, 0, 0) == LUA_OK;
@@ -334,8 +392,8 @@ static int report(lua_State *L, lqueue *lq) {
       lua_pop(L, 1);
     }
   }
-  error = lua_rawequal(L, 2, lua_upvalueindex(UV_ERROR));
-  queue_append(L, lq, 1, (written ? F_WRITTEN : 0) | (error ? F_ERROR : 0));
+  if (level == LV_OTHER && lua_rawequal(L, 2, lua_upvalueindex(UV_ERROR))) level = LV_ERROR;
+  queue_append(L, lq, 1, (written ? F_WRITTEN : 0) | (level == LV_ERROR ? F_ERROR : 0));
   return put_done(L, lq);
 }
 
@@ -343,7 +401,7 @@ static int l_queue_report(lua_State *L) {
   lqueue *lq = check_queue(L, 1);
   luaL_checkstring(L, 2);
   lua_settop(L, 3);
-  return report(L, lq);
+  return report(L, lq, LV_OTHER);
 }
 
 static int k_return_all(lua_State *L, int status, lua_KContext ctx) {
@@ -355,17 +413,27 @@ static int k_return_all(lua_State *L, int status, lua_KContext ctx) {
 /* ResultReporter:add_result(value) for a reporter over the host's queue:
  * the method lookup, the Lua call and its own lookups (type, rawget,
  * q.report) were a tenth of a result's cost.  Any other queue goes to the
- * Lua method (upvalue UV_N + 1). */
+ * Lua method (upvalue UV_FALLBACK_FN).  The last queue seen is kept as
+ * upvalue UV_LAST_QUEUE: the same value again needs no metatable check. */
+enum { UV_FALLBACK_FN = UV_N + 1, UV_LAST_QUEUE, UV_ADD_N = UV_LAST_QUEUE };
+
 static int l_add_result(lua_State *L) {
   lqueue *lq = NULL;
+  int level = LV_INFO;
   if (lua_type(L, 1) == LUA_TTABLE) {
     lua_pushvalue(L, lua_upvalueindex(UV_QUEUE));
     lua_rawget(L, 1);                                   /* [self ... q] */
-    lq = udata_with_mt(L, -1, lua_upvalueindex(UV_MT));
-    if (lq == NULL) lua_pop(L, 1);
+    if (lua_rawequal(L, -1, lua_upvalueindex(UV_LAST_QUEUE))) {
+      lq = lua_touserdata(L, -1);
+    } else if ((lq = udata_with_mt(L, -1, lua_upvalueindex(UV_MT))) != NULL) {
+      lua_pushvalue(L, -1);
+      lua_replace(L, lua_upvalueindex(UV_LAST_QUEUE));
+    } else {
+      lua_pop(L, 1);
+    }
   }
   if (lq == NULL) {
-    lua_pushvalue(L, lua_upvalueindex(UV_N + 1));
+    lua_pushvalue(L, lua_upvalueindex(UV_FALLBACK_FN));
     lua_insert(L, 1);
     lua_callk(L, lua_gettop(L) - 1, LUA_MULTRET, 0, k_return_all);
     return lua_gettop(L);
@@ -375,14 +443,12 @@ static int l_add_result(lua_State *L) {
   /* a table with an `error` field is an error result */
   if (lua_type(L, 2) == LUA_TTABLE) {
     lua_pushvalue(L, lua_upvalueindex(UV_ERROR));
-    lua_rawget(L, 2);
-    lua_pushvalue(L, lua_upvalueindex(lua_isnil(L, -1) ? UV_INFO : UV_ERROR));
-    lua_replace(L, -2);
-  } else {
-    lua_pushvalue(L, lua_upvalueindex(UV_INFO));
+    if (lua_rawget(L, 2) != LUA_TNIL) level = LV_ERROR;
+    lua_pop(L, 1);
   }
+  lua_pushvalue(L, lua_upvalueindex(level == LV_ERROR ? UV_ERROR : UV_INFO));
   lua_insert(L, 2);                                     /* [q level value] */
-  return report(L, lq);
+  return report(L, lq, level);
 }
 
 /* core.queue_add_result(fallback) -> the add_result method (above). */
@@ -391,14 +457,15 @@ int queue_make_add_result(lua_State *L) {
   luaL_getmetatable(L, QUEUE_MT);
   push_upvalues(L, -1);                                 /* [fb mt uv...] */
   lua_pushvalue(L, 1);
-  lua_pushcclosure(L, l_add_result, UV_N + 1);
+  lua_pushboolean(L, 0);                                /* no queue seen yet */
+  lua_pushcclosure(L, l_add_result, UV_ADD_N);
   return 1;
 }
 
 /* Pushes the first value (the queue is not empty) and returns its flags. */
 static int take_value(lua_State *L, lqueue *lq) {
   int f = lq->flags[lq->head];
-  lua_getiuservalue(L, 1, 1);                           /* [items] */
+  lua_getiuservalue(L, 1, Q_ITEMS);                     /* [items] */
   lua_rawgeti(L, -1, lq->head);                         /* [items v] */
   lua_pushnil(L);
   lua_rawseti(L, -3, lq->head);
@@ -499,8 +566,8 @@ static int l_queue_set_writer(lua_State *L) {
   lq->wslot = core_writer_slot(L, 2);
   luaL_checktype(L, 3, LUA_TFUNCTION);
   lua_settop(L, 3);
-  lua_setiuservalue(L, 1, 4);
-  lua_setiuservalue(L, 1, 3); /* kept alive while the queue is */
+  lua_setiuservalue(L, 1, Q_FALLBACK);
+  lua_setiuservalue(L, 1, Q_WRITER); /* kept alive while the queue is */
   return 0;
 }
 

@@ -86,11 +86,22 @@ int main(void) {
   luaL_openlibs(L);
   check(L, "42", "42");
   check(L, "-9007199254740993", "-9007199254740993");
+  check(L, "0", "0");
+  check(L, "9", "9");
+  check(L, "10", "10");
+  check(L, "99", "99");
+  check(L, "100", "100");
+  check(L, "-7", "-7");
+  check(L, "-10", "-10");
+  check(L, "1234567", "1234567");
+  check(L, "math.maxinteger", "9223372036854775807");
+  check(L, "math.mininteger", "-9223372036854775808");
   check(L, "3.0", "3");
   check(L, "0.5", "0.5");
   check(L, "0/0", "null");
   check(L, "math.huge", "null");
   check(L, "'a\"b\\\\c\\n\\1'", "\"a\\\"b\\\\c\\n\\u0001\"");
+  check(L, "' !#[]~\\127'", "\" !#[]~\x7f\"");  /* plain bytes around \" and \\ */
   check(L, "'caf\\xc3\\xa9'", "\"caf\xc3\xa9\"");  /* valid UTF-8 passes */
   check(L, "'\\xff\\xc3'", "\"\\ufffd\\ufffd\"");
   check(L, "'\\xed\\xa0\\x80'", "\"\\ufffd\\ufffd\\ufffd\"");   /* a UTF-16 surrogate */

@@ -183,3 +183,74 @@ describe("on_result called from the queue", function()
     assert.matches("orchlua%-stats: handles=0 tasks=0 refs=0", err)
   end)
 end)
+
+-- queue.c keeps the last event id's JSON and the last ts's Lua string for
+-- the next result: three events reporting by turns (one id that needs
+-- escapes, one too long to keep) must still each get their own id, and
+-- every record its own ts, the same as its line's.
+local TURNS = [[
+local orch = require "orch"
+local core = require "orch.core"
+local M = {}
+local seen, bad = 0, {}
+local Check = orch.ResultReporter:extend()
+function Check:on_result(r)
+  seen = seen + 1
+  if r.ts ~= core.ts(r.t) and #bad < 5 then bad[#bad + 1] = r.ts .. " for t " .. r.t end
+  if type(r.data) == "table" and r.data.who and r.data.who ~= r.event and #bad < 5 then
+    bad[#bad + 1] = tostring(r.event) .. " for " .. r.data.who
+  end
+end
+orch.fixture("result_reporter", function(report_queue)
+  return Check.new(report_queue)
+end)
+function M.turns(result_reporter, event)
+  for i = 1, 300 do
+    result_reporter:add_result({ who = event.id, i = i })
+    if i % 7 == 0 then orch.sleep(i % 2 == 0 and 0 or 0.001) end
+  end
+end
+function M.last(result_reporter, kill_switch)
+  orch.sleep(0.2)
+  result_reporter:add_result({ seen = seen, bad = table.concat(bad, "; ") })
+  kill_switch:set()
+end
+return M
+]]
+
+describe("the last event id and ts kept for the next result", function()
+  local dir
+  after_each(function() h.rm(dir) end)
+
+  it("never give a result another event's id or another moment's ts", function()
+    local long = ("x"):rep(70)
+    dir = h.project({ ["events/ev.lua"] = TURNS, ["descriptions/t.json"] = ([[
+{"test_name":"t","total_hours":0.001,"events":[
+ {"name":"turns","id":"plain","at_startup":true},
+ {"name":"turns","id":"say \"h\u00e9\"\\","at_startup":true},
+ {"name":"turns","id":"%s","at_startup":true},
+ {"name":"last","at_startup":true}]}]]):format(long) })
+    local code, _, err = h.run("run t -q --report r.jsonl", dir)
+    assert.equal(0, code, err)
+    local n, last, prev = {}, nil, nil
+    for _, r in ipairs(h.jsonl(dir .. "/r.jsonl")) do
+      if r.type == "result" then
+        if r.data.who then
+          assert.equal(r.data.who, r.event)
+          n[r.event] = (n[r.event] or 0) + 1
+          -- ts never goes back, and moves on when t does by a millisecond
+          if prev then
+            assert.is_true(r.ts >= prev.ts, r.ts .. " after " .. prev.ts)
+            if r.t - prev.t > 0.0011 then assert.are_not.equal(prev.ts, r.ts) end
+          end
+          prev = r
+        else
+          last = r.data
+        end
+      end
+    end
+    assert.same({ plain = 300, ['say "hé"\\'] = 300, [long] = 300 }, n)
+    assert.equal(900, last.seen)
+    assert.equal("", last.bad)
+  end)
+end)
