@@ -150,8 +150,9 @@ static void push_flags(lua_State *co, int f) {
 }
 
 /* Appends the value on top of L (popped) to the queue at index qi, or hands
- * it straight to the first waiting getter. */
-static void queue_append(lua_State *L, lqueue *lq, int qi, int flags) {
+ * it straight to the first waiting getter.  items: the index of the
+ * queue's Q_ITEMS table when the caller has it on the stack, or 0. */
+static void queue_append(lua_State *L, lqueue *lq, int qi, int items, int flags) {
   if (!link_empty(&lq->getters)) {
     task *t = link_entry(lq->getters.next, task, wait);
     link_remove(&t->wait);
@@ -172,6 +173,10 @@ static void queue_append(lua_State *L, lqueue *lq, int qi, int flags) {
     lq->fcap = cap;
   }
   lq->flags[lq->tail] = (unsigned char)flags;
+  if (items != 0) {
+    lua_rawseti(L, items, lq->tail++);
+    return;
+  }
   lua_getiuservalue(L, qi, Q_ITEMS);                    /* [v items] */
   lua_insert(L, -2);                                    /* [items v] */
   lua_rawseti(L, -2, lq->tail++);                       /* [items] */
@@ -192,7 +197,7 @@ static void queue_pull(lua_State *L, lqueue *lq, int qi) {
     item *next = it->next;
     lua_pushlstring(L, it->data, it->len);
     free(it);
-    queue_append(L, lq, qi, 0);
+    queue_append(L, lq, qi, 0, 0);
     it = next;
   }
 }
@@ -260,7 +265,7 @@ static int l_queue_put(lua_State *L) {
   luaL_argcheck(L, !lua_isnil(L, 2), 2, "a value other than nil expected");
   if (lq->closed) return luaL_error(L, "report_queue is closed (the run has ended)");
   lua_settop(L, 2);
-  queue_append(L, lq, 1, 0);
+  queue_append(L, lq, 1, 0, 0);
   return put_done(L, lq);
 }
 
@@ -292,10 +297,11 @@ static int put_event(lua_State *L, lqueue *lq, jbuf *b, int ev) {
   return 0;
 }
 
-/* Writes the report line of the result record (level at 2, data at 3,
+/* Writes the report line of the result record (level at li, data at di,
  * event at ev or 0) to the --report file; 0 when the encoder refused the
  * data (a function, a cycle: the engine writes it with placeholders). */
-static int write_result(lua_State *L, lqueue *lq, int ev, int level, double t, const char *ts) {
+static int write_result(lua_State *L, lqueue *lq, int li, int di, int ev, int level, double t,
+                        const char *ts) {
   jbuf *b = &lq->core->line;
   int r = 0;
   b->len = 0;
@@ -310,7 +316,7 @@ static int write_result(lua_State *L, lqueue *lq, int ev, int level, double t, c
     r |= JSONW_LIT(b, ",\"level\":\"error\"");
   } else {
     size_t n;
-    const char *s = lua_tolstring(L, 2, &n);
+    const char *s = lua_tolstring(L, li, &n);
     r |= JSONW_LIT(b, ",\"level\":");
     r |= jsonw_string(b, s, n);
   }
@@ -319,9 +325,9 @@ static int write_result(lua_State *L, lqueue *lq, int ev, int level, double t, c
   r |= JSONW_LIT(b, ",\"ts\":\"");
   r |= jsonw_raw(b, ts, TS_LEN);
   r |= JSONW_LIT(b, "\"");
-  if (!lua_isnil(L, 3)) {
+  if (!lua_isnil(L, di)) {
     r |= JSONW_LIT(b, ",\"data\":");
-    r |= jsonw_encode(b, L, 3);
+    r |= jsonw_encode(b, L, di);
   }
   r |= JSONW_LIT(b, "}\n");
   if (r == 0) writer_write(*lq->wslot, b->data, b->len);
@@ -345,8 +351,10 @@ static void push_ts(lua_State *L, lqueue *lq, const char *ts) {
 /* queue:report(level, data): queues the result record {event, level, t,
  * ts, data} that ResultReporter puts, built here because reporting is the
  * hot path of a chatty event.  event: the running invocation's id.
- * Stack: [q level data]. */
-static int report(lua_State *L, lqueue *lq, int level) {
+ * Stack: [q level data] or [q data level] (li, di: 2 and 3 either way). */
+enum { R_EVENT = 4, R_ITEMS, R_REC };
+
+static int report(lua_State *L, lqueue *lq, int level, int li, int di) {
   orch_core *c = lq->core;
   char ts[32];
   double t;
@@ -354,7 +362,7 @@ static int report(lua_State *L, lqueue *lq, int level) {
   if (lq->closed) return luaL_error(L, "report_queue is closed (the run has ended)");
   t = core_stamp(c, ts);
   if (c->running != NULL) {
-    ref_push(L, c->running->tag_ref);                   /* [q level data tag] */
+    ref_push(L, c->running->tag_ref);                   /* [q l d tag] */
     if (lua_type(L, -1) == LUA_TTABLE) {
       lua_pushvalue(L, lua_upvalueindex(UV_ID));
       lua_rawget(L, -2);
@@ -362,38 +370,38 @@ static int report(lua_State *L, lqueue *lq, int level) {
     }
   } else {
     lua_pushnil(L);
-  }                                                     /* [q level data event] */
-  written = has_writer && write_result(L, lq, lua_isnil(L, 4) ? 0 : 4, level, t, ts);
-  lua_createtable(L, 0, 5);                             /* [q level data event rec] */
+  }                                                     /* [q l d event] */
+  written = has_writer && write_result(L, lq, li, di, lua_isnil(L, R_EVENT) ? 0 : R_EVENT,
+                                       level, t, ts);
+  lua_getiuservalue(L, 1, Q_ITEMS);
+  lua_createtable(L, 0, 5);                             /* [q l d event items rec] */
   lua_pushvalue(L, lua_upvalueindex(UV_EVENT));
-  lua_pushvalue(L, 4);
-  lua_rawset(L, 5);
+  lua_pushvalue(L, R_EVENT);
+  lua_rawset(L, R_REC);
   lua_pushvalue(L, lua_upvalueindex(UV_LEVEL));
-  lua_pushvalue(L, 2);
-  lua_rawset(L, 5);
+  lua_pushvalue(L, li);
+  lua_rawset(L, R_REC);
   lua_pushvalue(L, lua_upvalueindex(UV_T));
   lua_pushnumber(L, t);
-  lua_rawset(L, 5);
+  lua_rawset(L, R_REC);
   lua_pushvalue(L, lua_upvalueindex(UV_TS));
   push_ts(L, lq, ts);
-  lua_rawset(L, 5);
+  lua_rawset(L, R_REC);
   lua_pushvalue(L, lua_upvalueindex(UV_DATA));
-  lua_pushvalue(L, 3);
-  lua_rawset(L, 5);
+  lua_pushvalue(L, di);
+  lua_rawset(L, R_REC);
   if (!written && has_writer) {
     /* the encoder refused the data: the engine's writer (placeholders for
      * what JSON cannot say) writes it now, so lines keep the report order */
     lua_getiuservalue(L, 1, Q_FALLBACK);
     if (lua_isfunction(L, -1)) {
-      lua_pushvalue(L, -2);
+      lua_pushvalue(L, R_REC);
       written = lua_pcall(L, 1, 0, 0) == LUA_OK;
-      if (!written) lua_pop(L, 1);
-    } else {
-      lua_pop(L, 1);
     }
+    lua_settop(L, R_REC);
   }
-  if (level == LV_OTHER && lua_rawequal(L, 2, lua_upvalueindex(UV_ERROR))) level = LV_ERROR;
-  queue_append(L, lq, 1, (written ? F_WRITTEN : 0) | (level == LV_ERROR ? F_ERROR : 0));
+  if (level == LV_OTHER && lua_rawequal(L, li, lua_upvalueindex(UV_ERROR))) level = LV_ERROR;
+  queue_append(L, lq, 1, R_ITEMS, (written ? F_WRITTEN : 0) | (level == LV_ERROR ? F_ERROR : 0));
   return put_done(L, lq);
 }
 
@@ -401,7 +409,7 @@ static int l_queue_report(lua_State *L) {
   lqueue *lq = check_queue(L, 1);
   luaL_checkstring(L, 2);
   lua_settop(L, 3);
-  return report(L, lq, LV_OTHER);
+  return report(L, lq, LV_OTHER, 2, 3);
 }
 
 static int k_return_all(lua_State *L, int status, lua_KContext ctx) {
@@ -447,8 +455,7 @@ static int l_add_result(lua_State *L) {
     lua_pop(L, 1);
   }
   lua_pushvalue(L, lua_upvalueindex(level == LV_ERROR ? UV_ERROR : UV_INFO));
-  lua_insert(L, 2);                                     /* [q level value] */
-  return report(L, lq, level);
+  return report(L, lq, level, 3, 2);                    /* [q value level] */
 }
 
 /* core.queue_add_result(fallback) -> the add_result method (above). */
@@ -462,14 +469,18 @@ int queue_make_add_result(lua_State *L) {
   return 1;
 }
 
-/* Pushes the first value (the queue is not empty) and returns its flags. */
-static int take_value(lua_State *L, lqueue *lq) {
-  int f = lq->flags[lq->head];
-  lua_getiuservalue(L, 1, Q_ITEMS);                     /* [items] */
-  lua_rawgeti(L, -1, lq->head);                         /* [items v] */
+/* Pushes the first value (the queue is not empty) and returns its flags.
+ * items: the index of the queue's Q_ITEMS table, or 0. */
+static int take_value(lua_State *L, lqueue *lq, int items) {
+  int f = lq->flags[lq->head], own = items == 0;
+  if (own) {
+    lua_getiuservalue(L, 1, Q_ITEMS);                   /* [items] */
+    items = lua_gettop(L);
+  }
+  lua_rawgeti(L, items, lq->head);                      /* [(items) v] */
   lua_pushnil(L);
-  lua_rawseti(L, -3, lq->head);
-  lua_remove(L, -2);                                    /* [v] */
+  lua_rawseti(L, items, lq->head);
+  if (own) lua_remove(L, -2);                           /* [v] */
   count_taken(lq, f);
   lq->head++;
   if (lq->head == lq->tail) lq->head = lq->tail = 1;
@@ -480,7 +491,7 @@ static int take_value(lua_State *L, lqueue *lq) {
  * (nothing pushed) when empty. */
 static int queue_take(lua_State *L, lqueue *lq) {
   if (lq->head >= lq->tail) return 0;
-  push_flags(L, take_value(L, lq));                     /* [v written error] */
+  push_flags(L, take_value(L, lq, 0));                     /* [v written error] */
   return 3;
 }
 
@@ -517,15 +528,19 @@ static int l_queue_get_nowait(lua_State *L) {
  * only where it cannot yield). */
 static int deliver_loop(lua_State *L);
 
+/* deliver's stack: [q fn self onerr items record]; items: the queue's
+ * Q_ITEMS table. */
+enum { D_ONERR = 4, D_ITEMS, D_REC };
+
 static int deliver_k(lua_State *L, int status, lua_KContext ctx) {
-  /* [q fn self onerr record (err)] */
-  if (ctx == 1 && status != LUA_OK && status != LUA_YIELD && lua_isfunction(L, 4)) {
-    lua_pushvalue(L, 4);
+  /* [q fn self onerr items record (err)] */
+  if (ctx == 1 && status != LUA_OK && status != LUA_YIELD && lua_isfunction(L, D_ONERR)) {
+    lua_pushvalue(L, D_ONERR);
     lua_insert(L, -2);                                  /* [... record onerr err] */
-    lua_pushvalue(L, 5);                                /* [... record onerr err record] */
+    lua_pushvalue(L, D_REC);                            /* [... record onerr err record] */
     lua_callk(L, 2, 0, 2, deliver_k);
   }
-  lua_settop(L, 4);
+  lua_settop(L, D_ITEMS);
   return deliver_loop(L);
 }
 
@@ -537,24 +552,25 @@ static int deliver_loop(lua_State *L) {
     if (lq->head >= lq->tail) return 0;
     f = lq->flags[lq->head];
     if (!(f & F_WRITTEN) || (f & F_ERROR)) return 0;
-    take_value(L, lq);                                  /* [q fn self onerr r] */
+    take_value(L, lq, D_ITEMS);                         /* [q fn self onerr items r] */
     lua_pushvalue(L, 2);
     lua_pushvalue(L, 3);
-    lua_pushvalue(L, 5);                                /* [q fn self onerr r fn self r] */
-    if (lua_pcallk(L, 2, 0, 0, 1, deliver_k) != LUA_OK && lua_isfunction(L, 4)) {
-      lua_pushvalue(L, 4);
+    lua_pushvalue(L, D_REC);                            /* [... r fn self r] */
+    if (lua_pcallk(L, 2, 0, 0, 1, deliver_k) != LUA_OK && lua_isfunction(L, D_ONERR)) {
+      lua_pushvalue(L, D_ONERR);
       lua_insert(L, -2);
-      lua_pushvalue(L, 5);                              /* [... r onerr err r] */
+      lua_pushvalue(L, D_REC);                          /* [... r onerr err r] */
       lua_callk(L, 2, 0, 2, deliver_k);
     }
-    lua_settop(L, 4);
+    lua_settop(L, D_ITEMS);
   }
 }
 
 static int l_queue_deliver(lua_State *L) {
   check_queue(L, 1);
   luaL_checkany(L, 2);
-  lua_settop(L, 4);
+  lua_settop(L, D_ONERR);
+  lua_getiuservalue(L, 1, Q_ITEMS);
   return deliver_loop(L);
 }
 
