@@ -254,3 +254,37 @@ describe("the last event id and ts kept for the next result", function()
     assert.equal("", last.bad)
   end)
 end)
+
+-- A put yields while the queue holds QUEUE_HIGH (64) values, so that an
+-- event reporting in a loop that never yields costs memory for a few
+-- dozen records, not for all of them.
+local BURST = [[
+local M = {}
+function M.burst(result_reporter, report_queue)
+  local most = 0
+  for i = 1, 20000 do
+    result_reporter:add_result({ i = i })
+    local n = report_queue:size()
+    if n > most then most = n end
+  end
+  result_reporter:add_result({ most = most })
+end
+return M
+]]
+
+describe("a burst of results", function()
+  local dir
+  after_each(function() h.rm(dir) end)
+
+  it("waits for the reporter whenever the queue holds 64", function()
+    dir = h.project({ ["events/ev.lua"] = BURST, ["descriptions/b.json"] =
+      '{"test_name":"b","total_hours":0.0001,"events":[{"name":"burst","at_startup":true}]}' })
+    local code, _, err = h.run("run b -q --report r.jsonl", dir)
+    assert.equal(0, code, err)
+    local recs = h.jsonl(dir .. "/r.jsonl")
+    local last = h.select(recs, "result")
+    assert.equal(20001, #last)
+    -- the put that makes 64 returns once the reporter has taken them all
+    assert.equal(63, last[#last].data.most)
+  end)
+end)
