@@ -51,11 +51,12 @@ typedef struct lqueue {
   int self_ref; /* held while the async handle is open */
   writer *const *wslot; /* the --report writer (set_writer), or NULL */
   /* A chatty event reports from one invocation, many times a millisecond:
-   * the last event id (a string, in Q_EV_LAST) with its JSON, and the last
-   * ts with its Lua string (in Q_TS_LAST), are reused while they match.
-   * The uservalues hold them, so a match by identity is a true one. */
+   * the event of the task that reported last (a string, in Q_EV_LAST) with
+   * its JSON, and the last ts with its Lua string (in Q_TS_LAST), are
+   * reused while they match. */
+  uint64_t ev_task; /* that task's id; 0: none */
   char ev_json[64];
-  size_t ev_len;  /* 0: nothing cached */
+  size_t ev_len;    /* 0: its JSON is not made yet */
   char ts_last[32];
 } lqueue;
 
@@ -276,26 +277,46 @@ static int l_queue_put(lua_State *L) {
  * gets any string. */
 enum { LV_OTHER, LV_INFO, LV_ERROR };
 
-/* Appends the JSON of the event at ev: the last one's, when it is the same
- * string (Q_EV_LAST keeps that string alive, so the same address is the
- * same string). */
+/* Pushes the running task's event: its tag's id (or its tag, when that is
+ * not a table).  A task's tag and the tag's id are set when the task is
+ * made and never changed (Run:fire in engine.lua, the invokers' tags), and
+ * task ids are never reused: while the same task reports, its event is
+ * the one kept in Q_EV_LAST, without the registry and the tag. */
+static void push_event(lua_State *L, lqueue *lq) {
+  task *t = lq->core->running;
+  if (t == NULL) {
+    lua_pushnil(L);
+    return;
+  }
+  if (t->id == lq->ev_task) {
+    lua_getiuservalue(L, 1, Q_EV_LAST);
+    return;
+  }
+  ref_push(L, t->tag_ref);
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    lua_pushvalue(L, lua_upvalueindex(UV_ID));
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+  }
+  /* strings only: a table's JSON would change with its contents */
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 1, Q_EV_LAST);
+    lq->ev_task = t->id;
+    lq->ev_len = 0;
+  }
+}
+
+/* Appends the JSON of the event at ev (pushed by push_event): the kept
+ * one's, made once. */
 static int put_event(lua_State *L, lqueue *lq, jbuf *b, int ev) {
   size_t start = b->len;
-  if (lq->ev_len > 0) {
-    lua_getiuservalue(L, 1, Q_EV_LAST);
-    if (lua_rawequal(L, ev, -1)) {
-      lua_pop(L, 1);
-      return jsonw_raw(b, lq->ev_json, lq->ev_len);
-    }
-    lua_pop(L, 1);
-  }
+  int kept = lq->core->running != NULL && lq->core->running->id == lq->ev_task;
+  if (kept && lq->ev_len > 0) return jsonw_raw(b, lq->ev_json, lq->ev_len);
   if (jsonw_encode(b, L, ev) != 0) return -1;
-  /* strings only: a table's JSON changes with its contents */
-  if (lua_type(L, ev) == LUA_TSTRING && b->len - start <= sizeof lq->ev_json) {
+  if (kept && b->len - start <= sizeof lq->ev_json) {
     memcpy(lq->ev_json, b->data + start, b->len - start);
     lq->ev_len = b->len - start;
-    lua_pushvalue(L, ev);
-    lua_setiuservalue(L, 1, Q_EV_LAST);
   }
   return 0;
 }
@@ -364,16 +385,7 @@ static int report(lua_State *L, lqueue *lq, int level, int li, int di) {
   int written, has_writer = lq->wslot != NULL && *lq->wslot != NULL;
   if (lq->closed) return luaL_error(L, "report_queue is closed (the run has ended)");
   t = core_stamp(c, ts);
-  if (c->running != NULL) {
-    ref_push(L, c->running->tag_ref);                   /* [q l d tag] */
-    if (lua_type(L, -1) == LUA_TTABLE) {
-      lua_pushvalue(L, lua_upvalueindex(UV_ID));
-      lua_rawget(L, -2);
-      lua_remove(L, -2);
-    }
-  } else {
-    lua_pushnil(L);
-  }                                                     /* [q l d event] */
+  push_event(L, lq);                                    /* [q l d event] */
   written = has_writer && write_result(L, lq, li, di, lua_isnil(L, R_EVENT) ? 0 : R_EVENT,
                                        level, t, ts);
   lua_getiuservalue(L, 1, Q_ITEMS);
