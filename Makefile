@@ -46,6 +46,13 @@ build/%.o: src/%.c $(wildcard src/*.h) | build
 	@echo "  CC      $<"
 	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
+# main.o bakes VERSION in: it is rebuilt whenever `git describe` says
+# something new (a commit, a dirty tree), not only when main.c changes
+build/version.stamp: FORCE | build
+	$(Q)echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' > $@
+build/main.o: build/version.stamp
+FORCE:
+
 build/embed: tools/embed.c | build
 	$(Q)$(CC) -O1 -I$(LUA_INC) -o $@ $< $(LIBDIR)/liblua5.4.a -lm -ldl
 
@@ -107,7 +114,7 @@ install: all
 clean:
 	rm -rf build orchlua events/*.so
 
-.PHONY: all deps test bench install clean
+.PHONY: all deps test bench install clean FORCE
 
 # ---- hardening: sanitizers, fuzzing, valgrind, soak ------------------------
 # clang with Debian's compiler-rt (libclang-rt-14-dev): ASan, UBSan, LSan and
