@@ -35,8 +35,8 @@ struct orch_queue {
 };
 
 /* The queue userdata's user values: the values in the queue (between head
- * and tail), the last record's event, set_writer's writer and fallback,
- * the last record's ts. */
+ * and tail), the kept event (lqueue.ev_task's), set_writer's writer and
+ * fallback, the last record's ts. */
 enum { Q_ITEMS = 1, Q_EV_LAST, Q_WRITER, Q_FALLBACK, Q_TS_LAST, Q_NUSER = Q_TS_LAST };
 
 typedef struct lqueue {
@@ -437,7 +437,8 @@ static int k_return_all(lua_State *L, int status, lua_KContext ctx) {
  * the method lookup, the Lua call and its own lookups (type, rawget,
  * q.report) were a tenth of a result's cost.  Any other queue goes to the
  * Lua method (upvalue UV_FALLBACK_FN).  The last queue seen is kept as
- * upvalue UV_LAST_QUEUE: the same value again needs no metatable check. */
+ * upvalue UV_LAST_QUEUE (and so stays alive): the same value again needs
+ * no metatable check. */
 enum { UV_FALLBACK_FN = UV_N + 1, UV_LAST_QUEUE, UV_ADD_N = UV_LAST_QUEUE };
 
 static int l_add_result(lua_State *L) {
