@@ -258,7 +258,7 @@ static void write_record(invoker *inv, ftask *ft, double t, double duration) {
   r |= JSONW_LIT(b, "{\"type\":\"invocation\",\"t\":");
   r |= jsonw_number(b, t);
   r |= JSONW_LIT(b, ",\"ts\":\"");
-  r |= jsonw_raw(b, ts, strlen(ts));
+  r |= jsonw_raw(b, ts, TS_LEN);
   r |= JSONW_LIT(b, "\"");
   r |= jsonw_raw(b, inv->mid, inv->midlen);
   r |= jsonw_integer(b, ft->k);
