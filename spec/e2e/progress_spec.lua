@@ -116,11 +116,17 @@ describe("the live status area", function()
       local s = screen("main")
       local e = elapsed(s, "t")
       if e and e >= 8 and not snap.main1 then
-        -- the coloured read must show the same screen as the plain one: a
-        -- redraw between the two reads is caught at the next pass
-        local esc = screen("main", true)
-        if plain(esc) == plain(s) then
-          snap.main1, snap.main1_esc, snap.main1_e, snap.main1_all = s, esc, e, history("main")
+        -- the coloured read and the history must show the same screen as
+        -- the plain one: a redraw between the reads is caught at the next
+        -- pass (the history ends with the screen it was read from)
+        local esc, all = screen("main", true), history("main")
+        local sl, al = lines(s), lines(all)
+        local same = plain(esc) == plain(s) and #al >= #sl
+        for i = 1, #sl do
+          if al[#al - #sl + i] ~= sl[i] then same = false end
+        end
+        if same then
+          snap.main1, snap.main1_esc, snap.main1_e, snap.main1_all = s, esc, e, all
         end
       elseif snap.main1 and not snap.main2 and e and e >= snap.main1_e + 4 then
         snap.main2 = s
