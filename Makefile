@@ -82,7 +82,9 @@ events/%.so: events/%.c src/orch.h
 # ---- dependencies ----------------------------------------------------------
 DEB_PKGS := build-essential liblua5.4-dev lua5.4 lua-cjson-dev lua-cjson libuv1-dev \
             luarocks lua-busted lua-check lua-luv lua-expat libjs-dygraphs tmux chromium \
-            clang libclang-rt-14-dev valgrind
+            clang libclang-rt-14-dev valgrind prometheus postgresql libpq-dev \
+            libhttp-parser-dev redis-server redis-tools nginx-light curl faketime \
+            yamllint wrk
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 deps:
