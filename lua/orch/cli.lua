@@ -102,6 +102,9 @@ local FLAGS = {
 -- the seed's flags: commands in disguise
 local COMMAND_FLAGS = { ["--run-orch"] = "run", ["--test-orch"] = "run", ["--load-orch"] = "check" }
 
+-- read by spec/e2e/docs_spec.lua: every flag and command is in orchlua(1)
+M.FLAGS, M.COMMAND_FLAGS, M.COMMANDS = FLAGS, COMMAND_FLAGS, COMMANDS
+
 local UsageError = {}
 
 local function usage_error(fmt, ...)
@@ -356,7 +359,12 @@ function cmd.plan(a)
   if not cfg then err("orchlua: ", e, "\n") return 2 end
   local desc = load_description(cfg, a.names[1])
   if not desc then return 2 end
-  out(require("orch.plan").render(desc, hours or desc.total_hours))
+  if not a.opts.all then
+    out(require("orch.plan").render(desc, hours or desc.total_hours))
+    return 0
+  end
+  local ok, e2 = require("orch.plan").render(desc, hours or desc.total_hours, { all = true, write = out })
+  if ok == nil and e2 then err("orchlua: ", e2, "\n") return 2 end
   return 0
 end
 
