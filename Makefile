@@ -73,12 +73,13 @@ build/embedded.c: build/embed $(LUA_SRC) $(ASSET_FILES)
 	@echo "  EMBED   lua/ dygraphs man/"
 	$(Q)build/embed lua $@ $(LUA_SRC) $(ASSETS)
 
-# -P-cbou: plain text, no bold or underline; the width man(1) uses by default
+# -P-cbou: plain text, no bold or underline; -rHY=0: no word cut at a line's end
+# (a name such as unref_setup_fixtures must stay searchable)
 build/man/%.txt: man/% | build
 	@command -v groff >/dev/null || { echo "orchlua: groff is missing: the manual is rendered at build time (Debian's groff-base); run make deps" >&2; exit 1; }
 	@mkdir -p build/man
 	@echo "  MAN     $<"
-	$(Q)groff -man -Tascii -P-cbou -ww $< >$@.tmp && mv $@.tmp $@
+	$(Q)groff -man -rHY=0 -Tascii -P-cbou -ww $< >$@.tmp && mv $@.tmp $@
 
 $(DYGRAPHS_DIR)/%:
 	@echo "orchlua: $@ is missing: the HTML report embeds dygraphs (Debian's libjs-dygraphs); run make deps" >&2

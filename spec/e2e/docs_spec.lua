@@ -197,6 +197,43 @@ describe("the reference manual", function()
     assert.truthy(#fields >= 5)
   end)
 
+  it("documents every function and option of the helpers rock in orch(3)", function()
+    -- the page's text per helper subsection (.SS orch.helpers.NAME)
+    local sections, current = {}, nil
+    for _, line in ipairs(page_lines("orch.3")) do
+      local name = line:match("^%.SS orch%.helpers%.(%w+)")
+      if name then
+        current = name
+        sections[name] = {}
+      elseif line:match("^%.S[HS] ") or line:match("^%.\\\" == end of helpers") then
+        current = nil
+      elseif current then
+        local t = sections[current]
+        t[#t + 1] = plain(line)
+      end
+    end
+    local absent = {}
+    for _, name in ipairs({ "supervise", "tail", "sample", "probe" }) do
+      local text = " " .. table.concat(assert(sections[name], "no section for " .. name), " ") .. " "
+      -- a function whole ("tail.open"), an option as a word ("interval" in "opts.interval")
+      local function want(word)
+        local before = word:find("[.:]") and "%f[%w_%.:]" or "%f[%w_]"
+        if not text:find(before .. word:gsub("[%.%-]", "%%%0") .. "%f[^%w_]") then
+          absent[#absent + 1] = name .. ": " .. word
+        end
+      end
+      local src = assert(h.read(h.root .. "/helpers/orch/helpers/" .. name .. ".lua"))
+      -- the module's functions, its objects' methods
+      for fn in src:gmatch("\nfunction M%.([%a][%w_]*)%(") do want(name .. "." .. fn) end
+      for cls, m in src:gmatch("\nfunction (%u%l+)[:.]([%a][%w_]*)%(") do want(cls:lower() .. ":" .. m) end
+      -- its options: the tables of known option names
+      for tbl in src:gmatch("\nlocal [%u_]*[KO][NP][OT][WS]N?S? = (%b{})") do
+        for opt in tbl:gmatch("([%a_][%w_]*) = true") do want(opt) end
+      end
+    end
+    assert.same({}, absent)
+  end)
+
   it("documents every flag and command of the command line in orchlua(1)", function()
     local cli = require "orch.cli"
     local words = {}
@@ -236,7 +273,7 @@ describe("orchlua help", function()
       local code, out, err = h.run("help " .. topic)
       assert.equal(0, code, err)
       assert.equal("", err)
-      local p = io.popen("groff -man -Tascii -P-cbou " .. h.q(MAN .. page) .. " 2>/dev/null")
+      local p = io.popen("groff -man -rHY=0 -Tascii -P-cbou " .. h.q(MAN .. page) .. " 2>/dev/null")
       local want = p:read("a"):gsub("^([^\n]*\n)\n\n+", "%1\n")
       p:close()
       assert.equal(want, out, topic)
