@@ -363,8 +363,21 @@ function cmd.plan(a)
     out(require("orch.plan").render(desc, hours or desc.total_hours))
     return 0
   end
-  local ok, e2 = require("orch.plan").render(desc, hours or desc.total_hours, { all = true, write = out })
-  if ok == nil and e2 then err("orchlua: ", e2, "\n") return 2 end
+  -- millions of lines: a reader that stops (| head) ends the walk
+  local closed = {}
+  local function write(s)
+    local ok, e = io.stdout:write(s)
+    if not ok then error(setmetatable({ msg = e }, closed), 0) end
+  end
+  local done, res, e2 = pcall(require("orch.plan").render, desc, hours or desc.total_hours,
+                              { all = true, write = write })
+  if not done then
+    if getmetatable(res) ~= closed then error(res, 0) end
+    if tostring(res.msg):find("Broken pipe", 1, true) then return 0 end
+    err("orchlua: plan --all: stdout: ", tostring(res.msg), "\n")
+    return 1
+  end
+  if res == nil and e2 then err("orchlua: ", e2, "\n") return 2 end
   return 0
 end
 
