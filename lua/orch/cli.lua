@@ -366,8 +366,8 @@ function cmd.plan(a)
   -- millions of lines: a reader that stops (| head) ends the walk
   local closed = {}
   local function write(s)
-    local ok, e = io.stdout:write(s)
-    if not ok then error(setmetatable({ msg = e }, closed), 0) end
+    local ok, werr = io.stdout:write(s)
+    if not ok then error(setmetatable({ msg = werr }, closed), 0) end
   end
   local done, res, e2 = pcall(require("orch.plan").render, desc, hours or desc.total_hours,
                               { all = true, write = write })
