@@ -48,6 +48,11 @@ describe("make install", function()
     end
     local _, mode = sh("stat -c %a " .. h.q(dest .. "/opt/orch/bin/orchlua"))
     assert.equal("755\n", mode)
+    -- where man(1) finds them
+    for sec, name in pairs({ ["1"] = "orchlua", ["5"] = "orchlua-description", ["3"] = "orch" }) do
+      local _, page = sh("man -M " .. h.q(dest .. "/opt/orch/share/man") .. " " .. sec .. " " .. name)
+      assert.matches("^" .. name:upper():gsub("%-", "%%-") .. "%(" .. sec .. "%)", page)
+    end
 
     -- the installed binary on its own: its manual, and the examples it came with
     local bin = dest .. "/opt/orch/bin/orchlua"
