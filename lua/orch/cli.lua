@@ -289,7 +289,7 @@ function cmd.help(a)
   end
   local text, e = help.text(page)
   if not text then err("orchlua: ", e, "\n") return 1 end
-  out(text)
+  help.show(text, out)
   return 0
 end
 

@@ -59,6 +59,27 @@ function M.text(entry)
   return (s:gsub("^([^\n]*\n)\n\n+", "%1\n"))
 end
 
+--- Writes a page: through $PAGER (else less, when there is one) when
+-- stdout is a terminal the page does not fit, else straight to stdout.
+function M.show(text, out)
+  local ok, core = pcall(require, "orch.core")
+  local tty, rows = false, 0
+  if ok and type(core) == "table" and core.terminal then tty, rows = core.terminal() end
+  local _, lines = text:gsub("\n", "")
+  if tty and lines >= (rows > 0 and rows or 24) then
+    local pager = os.getenv("PAGER")
+    if pager == nil or pager == "" then
+      pager = os.execute("command -v less >/dev/null 2>&1") and "less" or nil
+    end
+    local p = pager and io.popen(pager, "w")
+    if p then
+      p:write(text)
+      if p:close() then return end
+    end
+  end
+  out(text)
+end
+
 --- The topics part of `orchlua help`.
 function M.topics(commands)
   local cmds = table.concat(commands, ", ")
