@@ -281,6 +281,14 @@ describe("orchlua help", function()
     end
   end)
 
+  it("pages a manual page on a terminal through PAGER", function()
+    -- script(1) gives orchlua a terminal; the "pager" keeps the page's third line
+    local p = io.popen("script -qec " .. h.q("PAGER='sed -n 3p' " .. h.q(h.bin) .. " help orch") .. " /dev/null")
+    local out = p:read("a")
+    p:close()
+    assert.equal("NAME\r\n", out)
+  end)
+
   it("keeps the short help of each command", function()
     local code, out = h.run("help plan")
     assert.equal(0, code)
