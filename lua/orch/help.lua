@@ -15,7 +15,8 @@ M.PAGES = {
 }
 
 -- other names a user may try for a page
-local ALIASES = { ["orchlua-description"] = "description", api = "orch", lua = "orch" }
+local ALIASES = { ["orchlua-description"] = "description", api = "orch", lua = "orch", helpers = "orch",
+                  config = "orchlua", [".orchlua"] = "orchlua" }
 
 --- The page entry for `topic` (a topic, an alias or a page's file name),
 -- or nil.
