@@ -61,11 +61,25 @@ build/embed: tools/embed.c | build
 DYGRAPHS_DIR ?= /usr/share/javascript/dygraphs
 ASSETS := orch.assets.dygraph_js=$(DYGRAPHS_DIR)/dygraph.min.js \
           orch.assets.dygraph_css=$(DYGRAPHS_DIR)/dygraph.min.css
+# The manual pages, rendered to plain text here (groff, Debian's groff-base)
+# and compiled in as orch.assets.man.<page>, so `orchlua help TOPIC` needs
+# no man(1) on the machine under test.
+MAN_PAGES := man/orchlua.1 man/orchlua-description.5 man/orch.3
+MAN_TXT := $(patsubst man/%,build/man/%.txt,$(MAN_PAGES))
+ASSETS += $(foreach p,$(MAN_PAGES),orch.assets.man.$(subst -,_,$(subst .,_,$(notdir $(p))))=build/man/$(notdir $(p)).txt)
 ASSET_FILES := $(foreach a,$(ASSETS),$(word 2,$(subst =, ,$(a))))
 
 build/embedded.c: build/embed $(LUA_SRC) $(ASSET_FILES)
-	@echo "  EMBED   lua/ dygraphs"
+	@echo "  EMBED   lua/ dygraphs man/"
 	$(Q)build/embed lua $@ $(LUA_SRC) $(ASSETS)
+
+# -P-cbou: plain text, no bold or underline; -rHY=0: no word cut at a line's end
+# (a name such as unref_setup_fixtures must stay searchable)
+build/man/%.txt: man/% | build
+	@command -v groff >/dev/null || { echo "orchlua: groff is missing: the manual is rendered at build time (Debian's groff-base); run make deps" >&2; exit 1; }
+	@mkdir -p build/man
+	@echo "  MAN     $<"
+	$(Q)groff -man -rHY=0 -Tascii -P-cbou -ww $< >$@.tmp && mv $@.tmp $@
 
 $(DYGRAPHS_DIR)/%:
 	@echo "orchlua: $@ is missing: the HTML report embeds dygraphs (Debian's libjs-dygraphs); run make deps" >&2
@@ -84,7 +98,7 @@ DEB_PKGS := build-essential liblua5.4-dev lua5.4 lua-cjson-dev lua-cjson libuv1-
             luarocks lua-busted lua-check lua-luv lua-expat libjs-dygraphs tmux chromium \
             clang libclang-rt-14-dev valgrind prometheus postgresql libpq-dev \
             libhttp-parser-dev redis-server redis-tools nginx-light curl faketime \
-            yamllint wrk
+            yamllint wrk groff-base man-db
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 deps:
@@ -107,16 +121,40 @@ bench/floor: bench/floor.c
 	$(Q)$(CC) $(CFLAGS) $(WARN) -std=gnu99 -o $@ $< $(LIBDIR)/libuv_a.a -lm -ldl -lpthread -lrt
 
 # ---- install ---------------------------------------------------------------
+# `make install PREFIX=/usr DESTDIR=/tmp/pkg`; `make uninstall` with the same
+# PREFIX and DESTDIR removes exactly the files listed here
+# (spec/e2e/install_spec.lua checks both).
+BINDIR  := $(PREFIX)/bin
+MANDIR  := $(PREFIX)/share/man
+INCDIR  := $(PREFIX)/include
+DATADIR := $(PREFIX)/share/orchlua
+EXAMPLE_EVENTS := $(sort $(wildcard events/*.lua) $(EVENT_SO))
+EXAMPLE_DESCS  := $(sort $(wildcard descriptions/*.json))
+INSTALLED := $(BINDIR)/orchlua $(INCDIR)/orch.h \
+             $(foreach p,$(MAN_PAGES),$(MANDIR)/man$(subst .,,$(suffix $(p)))/$(notdir $(p))) \
+             $(addprefix $(DATADIR)/,.orchlua $(EXAMPLE_EVENTS) $(EXAMPLE_DESCS))
+
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/orchlua/events
-	install -m 755 orchlua $(DESTDIR)$(PREFIX)/bin/orchlua
-	install -m 644 src/orch.h $(DESTDIR)$(PREFIX)/share/orchlua/orch.h
-	cp -r events/*.lua $(EVENT_SO) $(DESTDIR)$(PREFIX)/share/orchlua/events/
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(MANDIR)/man1 \
+	  $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man5 \
+	  $(DESTDIR)$(DATADIR)/events $(DESTDIR)$(DATADIR)/descriptions
+	install -m 755 orchlua $(DESTDIR)$(BINDIR)/orchlua
+	install -m 644 src/orch.h $(DESTDIR)$(INCDIR)/orch.h
+	for p in $(MAN_PAGES); do install -m 644 $$p $(DESTDIR)$(MANDIR)/man$${p##*.}/ || exit 1; done
+	install -m 644 $(EXAMPLE_EVENTS) $(DESTDIR)$(DATADIR)/events/
+	install -m 644 $(EXAMPLE_DESCS) $(DESTDIR)$(DATADIR)/descriptions/
+	install -m 644 .orchlua $(DESTDIR)$(DATADIR)/.orchlua
+
+# the folders of orchlua's own are removed when empty; the shared ones
+# (bin, include, share/man/manN) are left
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	-rmdir $(DESTDIR)$(DATADIR)/events $(DESTDIR)$(DATADIR)/descriptions $(DESTDIR)$(DATADIR) 2>/dev/null
 
 clean:
 	rm -rf build orchlua events/*.so
 
-.PHONY: all deps test bench install clean FORCE
+.PHONY: all deps test bench install uninstall clean FORCE
 
 # ---- hardening: sanitizers, fuzzing, valgrind, soak ------------------------
 # clang with Debian's compiler-rt (libclang-rt-14-dev): ASan, UBSan, LSan and

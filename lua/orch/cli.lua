@@ -16,8 +16,8 @@ usage: orchlua run NAME|FILE.json [--hours H] [--time-scale X] [--report FILE.js
                                         what changed from run A to run B; exit 1 on a regression
        orchlua list                     descriptions found: name, hours, events
        orchlua check [NAME...]          validate and resolve everything, run nothing
-       orchlua plan NAME [--hours H]    the timeline of firings, and counts per event
-       orchlua --version | --help | help COMMAND
+       orchlua plan NAME [--hours H] [--all]   the timeline of firings, and counts per event
+       orchlua --version | --help | help [TOPIC]   TOPIC: a command, orchlua, description, orch
 common: --config FILE  --descriptions DIR  --sources LIST]]
 
 local HELP = {
@@ -47,9 +47,11 @@ orchlua check [NAME...]
   sources and resolves every event and parameter name.  Runs nothing.
   Exit 0 when everything resolves, 2 otherwise.  Alias: --load-orch.]],
   plan = [[
-orchlua plan NAME [--hours H]
+orchlua plan NAME [--hours H] [--all]
   Prints the timeline the run will follow (startup at t0, firings at t0 + k*interval,
-  none at or after the end, teardown after the end) and the firings per event.]],
+  none at or after the end, teardown after the end) and the firings per event.
+  --hours H          plan a run of H hours instead of total_hours
+  --all              every firing of the timeline, not the first 30 (at most 10,000,000)]],
   report = [[
 orchlua report RUN.jsonl [--html FILE.html]
   Reads a --report file (from this machine or another) and prints the run's
@@ -67,8 +69,10 @@ orchlua report A.jsonl B.jsonl [--threshold PCT] [--higher-is-better NAMES]
 Exit status: 0 no regression (or one file read); 1 a regression; 2 a file that
 cannot be read or is not a report.]],
   help = [[
-orchlua help COMMAND
-  Shows the help of COMMAND (run, list, check, plan, report).]],
+orchlua help [TOPIC]
+  Shows the help of a command (run, list, check, plan, report), or a page of the
+  manual: orchlua (the command line), description (a description's keys), orch
+  (the Lua API).  Without TOPIC, the usage and the topics.]],
 }
 
 local COMMANDS = { "run", "list", "check", "plan", "report", "help" }
@@ -80,6 +84,7 @@ local FLAGS = {
   ["--hours"] = { "hours", true, { run = true, plan = true } },
   ["--runtime-orch"] = { "hours", true, { run = true, plan = true } },
   ["--time-scale"] = { "time_scale", true, { run = true } },
+  ["--all"] = { "all", false, { plan = true } },
   ["--report"] = { "report", true, { run = true } },
   ["--junit"] = { "junit", true, { run = true } },
   ["--html"] = { "html", true, { run = true, report = true } },
@@ -96,6 +101,9 @@ local FLAGS = {
 
 -- the seed's flags: commands in disguise
 local COMMAND_FLAGS = { ["--run-orch"] = "run", ["--test-orch"] = "run", ["--load-orch"] = "check" }
+
+-- read by spec/e2e/docs_spec.lua: every flag and command is in orchlua(1)
+M.FLAGS, M.COMMAND_FLAGS, M.COMMANDS = FLAGS, COMMAND_FLAGS, COMMANDS
 
 local UsageError = {}
 
@@ -267,11 +275,21 @@ local cmd = {}
 
 function cmd.help(a)
   local topic = a.names[1]
-  if topic == nil then out(USAGE, "\n") return 0 end
-  if not HELP[topic] then
-    usage_error("no help for %s%s", quote(topic), suggest.hint(topic, COMMANDS))
+  local help = require "orch.help"
+  if topic == nil then out(USAGE, "\n", help.topics({ "run", "list", "check", "plan", "report" }), "\n") return 0 end
+  if HELP[topic] then
+    out(HELP[topic], "\n")
+    return 0
   end
-  out(HELP[topic], "\n")
+  local page = help.find(topic)
+  if not page then
+    local names = help.names()
+    for _, c in ipairs(COMMANDS) do names[#names + 1] = c end
+    usage_error("no help for %s%s", quote(topic), suggest.hint(topic, names))
+  end
+  local text, e = help.text(page)
+  if not text then err("orchlua: ", e, "\n") return 1 end
+  help.show(text, out)
   return 0
 end
 
@@ -341,7 +359,25 @@ function cmd.plan(a)
   if not cfg then err("orchlua: ", e, "\n") return 2 end
   local desc = load_description(cfg, a.names[1])
   if not desc then return 2 end
-  out(require("orch.plan").render(desc, hours or desc.total_hours))
+  if not a.opts.all then
+    out(require("orch.plan").render(desc, hours or desc.total_hours))
+    return 0
+  end
+  -- millions of lines: a reader that stops (| head) ends the walk
+  local closed = {}
+  local function write(s)
+    local ok, werr = io.stdout:write(s)
+    if not ok then error(setmetatable({ msg = werr }, closed), 0) end
+  end
+  local done, res, e2 = pcall(require("orch.plan").render, desc, hours or desc.total_hours,
+                              { all = true, write = write })
+  if not done then
+    if getmetatable(res) ~= closed then error(res, 0) end
+    if tostring(res.msg):find("Broken pipe", 1, true) then return 0 end
+    err("orchlua: plan --all: stdout: ", tostring(res.msg), "\n")
+    return 1
+  end
+  if res == nil and e2 then err("orchlua: ", e2, "\n") return 2 end
   return 0
 end
 

@@ -33,30 +33,76 @@ function M.counts(ev, total)
   return c
 end
 
--- The first `limit` firings in time order: {t=, event=, k=, phase=}.
--- A merge over the events' own sequences, never a full expansion.
-function M.timeline(events, total, limit)
-  local out, cursors = {}, {}
-  for i, ev in ipairs(events) do
-    cursors[i] = { k = ev.at_startup and 0 or 1, last = ev.interval and M.last_k(ev.interval, total) or 0 }
-  end
-  while #out < limit do
-    local best, bt
-    for i, ev in ipairs(events) do
-      local c = cursors[i]
-      if c.k == 0 or (ev.interval and c.k <= c.last) then
-        local t = c.k * (ev.interval or 0)
-        if bt == nil or t < bt then best, bt = i, t end
-      end
+-- Calls fn(t, ev, k, phase) for every firing before the end, in time
+-- order (ties in description order), until fn returns false.  A heap of
+-- the events' next firings: O(log events) a firing, nothing expanded, so
+-- `plan --all` can walk millions.
+function M.each_firing(events, total, fn)
+  local heap, n = {}, 0
+  local function less(a, b) return a.t < b.t or (a.t == b.t and a.i < b.i) end
+  local function push(c)
+    n = n + 1
+    local j = n
+    while j > 1 do
+      local parent = j // 2
+      if not less(c, heap[parent]) then break end
+      heap[j] = heap[parent]
+      j = parent
     end
-    if not best then break end
-    local ev, c = events[best], cursors[best]
-    out[#out + 1] = { t = bt, event = ev, k = c.k, phase = c.k == 0 and "startup" or "interval" }
-    c.k = c.k + 1
-    if c.k == 1 and not ev.interval then c.k = math.huge end
+    heap[j] = c
   end
+  local function pop()
+    local top, last = heap[1], heap[n]
+    heap[n] = nil
+    n = n - 1
+    if n > 0 then
+      local j = 1
+      while true do
+        local l, r, m = 2 * j, 2 * j + 1, nil
+        if l <= n and less(heap[l], last) then m = l end
+        if r <= n and less(heap[r], m and heap[m] or last) then m = r end
+        if not m then break end
+        heap[j] = heap[m]
+        j = m
+      end
+      heap[j] = last
+    end
+    return top
+  end
+  for i, ev in ipairs(events) do
+    local c = { i = i, ev = ev, k = ev.at_startup and 0 or 1,
+                last = ev.interval and M.last_k(ev.interval, total) or 0 }
+    if c.k == 0 or c.k <= c.last then
+      c.t = c.k * (ev.interval or 0)
+      push(c)
+    end
+  end
+  while n > 0 do
+    local c = pop()
+    if fn(c.t, c.ev, c.k, c.k == 0 and "startup" or "interval") == false then return end
+    c.k = c.k + 1
+    if c.ev.interval and c.k <= c.last then
+      c.t = c.k * c.ev.interval
+      push(c)
+    end
+  end
+end
+
+-- The first `limit` firings in time order: {t=, event=, k=, phase=}.
+function M.timeline(events, total, limit)
+  local out = {}
+  if limit < 1 then return out end
+  M.each_firing(events, total, function(t, ev, k, phase)
+    out[#out + 1] = { t = t, event = ev, k = k, phase = phase }
+    return #out < limit
+  end)
   return out
 end
+
+-- `plan --all` prints at most this many firings: past it the text is
+-- gigabytes that no one reads (a 72 h run of 100 one-second events is 26
+-- million lines), and --hours shortens the span.
+M.MAX_ALL = 10000000
 
 function M.clock(sec)
   local neg = sec < 0
@@ -75,26 +121,52 @@ local function pad(s, w)
   return s .. (" "):rep(w - #s)
 end
 
--- Text of `orchlua plan`.
-function M.render(desc, hours, limit)
-  limit = limit or 30
+-- Text of `orchlua plan`.  opts: a number (the timeline's length, 30 by
+-- default) or { limit =, all = true, write = fn(s) }.  With write, the
+-- text goes to it in pieces (--all: millions of lines are never one
+-- string) and nothing is returned.  With all, nil, message when the plan
+-- has more than MAX_ALL firings.
+function M.render(desc, hours, opts)
+  if type(opts) ~= "table" then opts = { limit = opts } end
+  local limit = opts.limit or 30
   local total = hours * 3600
   local lines = {}
   local function add(...) lines[#lines + 1] = string.format(...) end
-  add("%s: %g h (%g s), %d event%s, from %s", desc.test_name, hours, total, #desc.events,
-      #desc.events == 1 and "" or "s", desc.file)
-  add("")
-  add("timeline (description time from t0):")
-  local tl = M.timeline(desc.events, total, limit)
+  local function flush()
+    if opts.write and #lines > 0 then
+      opts.write(table.concat(lines, "\n") .. "\n")
+      lines = {}
+    end
+  end
   local all = 0
   for _, ev in ipairs(desc.events) do
     local c = M.counts(ev, total)
     all = all + c.startup + c.interval
   end
-  for _, f in ipairs(tl) do
-    add("  %s  %s %s #%d", M.clock(f.t), pad(f.event.id, 28), f.phase, f.k)
+  if opts.all then
+    if all > M.MAX_ALL then
+      return nil, ("plan --all: %s has %.0f firings in %g h, more than the %d lines --all prints; "
+        .. "plan a part of it with --hours H"):format(desc.test_name, all, hours, M.MAX_ALL)
+    end
+    limit = all
   end
-  if all > #tl then add("  ... %d more firing%s until %s", all - #tl, all - #tl == 1 and "" or "s", M.clock(total)) end
+  add("%s: %g h (%g s), %d event%s, from %s", desc.test_name, hours, total, #desc.events,
+      #desc.events == 1 and "" or "s", desc.file)
+  add("")
+  add("timeline (description time from t0):")
+  local shown = 0
+  if limit >= 1 then
+    M.each_firing(desc.events, total, function(t, ev, k, phase)
+      add("  %s  %s %s #%d", M.clock(t), pad(ev.id, 28), phase, k)
+      shown = shown + 1
+      if #lines >= 4096 then flush() end
+      return shown < limit
+    end)
+  end
+  if all > shown then
+    add("  ... %.0f more firing%s until %s", all - shown, all - shown == 1 and "" or "s", M.clock(total))
+    add("      (--all prints every firing)")
+  end
   add("  %s  end: no firing at or after this time", M.clock(total))
   for _, ev in ipairs(desc.events) do
     if ev.at_teardown then
@@ -114,6 +186,7 @@ function M.render(desc, hours, limit)
         c.startup, c.interval, c.teardown, c.total)
   end
   add("%s  %10s  %8s  %8s  %8s  %8d", pad("all", w), "", "", "", "", sum)
+  if opts.write then return flush() end
   return table.concat(lines, "\n") .. "\n"
 end
 

@@ -44,6 +44,24 @@ describe("orch.plan", function()
     end)
   end)
 
+  describe("each_firing", function()
+    it("walks every firing in time order, ties in description order, until told to stop", function()
+      local a = { id = "a", interval = 2, at_startup = true }
+      local b = { id = "b", interval = 3, at_startup = false }
+      local c = { id = "c", at_startup = true }
+      local d = { id = "d", at_startup = false }
+      local got = {}
+      plan.each_firing({ a, b, c, d }, 7, function(t, ev, k, phase)
+        got[#got + 1] = ("%s@%g#%d %s"):format(ev.id, t, k, phase)
+      end)
+      assert.same({ "a@0#0 startup", "c@0#0 startup", "a@2#1 interval", "b@3#1 interval", "a@4#2 interval",
+                    "a@6#3 interval", "b@6#2 interval" }, got)
+      local n = 0
+      plan.each_firing({ a, b }, 3600, function() n = n + 1; return n < 5 end)
+      assert.equal(5, n)
+    end)
+  end)
+
   describe("clock", function()
     it("formats description seconds as h:mm:ss.mmm", function()
       assert.equal("0:05:00.000", plan.clock(300))
