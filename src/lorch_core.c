@@ -819,7 +819,9 @@ static int l_writer_record(lua_State *L) {
 /* writer:seq([n]) -> the last record line's seq; with n, the next line
  * is numbered n + 1 (a resumed run counts on). */
 static int l_writer_seq(lua_State *L) {
-  writer *w = check_writer(L);
+  lwriter *lw = luaL_checkudata(L, 1, WRITER_MT);
+  writer *w = lw->w;
+  if (w == NULL) return 0; /* closed */
   if (!lua_isnoneornil(L, 2)) w->seq = luaL_checkinteger(L, 2);
   lua_pushinteger(L, w->seq);
   lua_pushinteger(L, w->segment);

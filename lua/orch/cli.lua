@@ -71,7 +71,7 @@ orchlua help COMMAND
   Shows the help of COMMAND (run, list, check, plan, report).]],
 }
 
-local COMMANDS = { "run", "list", "check", "plan", "report", "help" }
+local COMMANDS = { "run", "list", "check", "plan", "report", "ship", "help" }
 
 -- flag -> { key, takes value, commands it applies to (nil: all) }
 local FLAGS = {
@@ -95,6 +95,8 @@ local FLAGS = {
   -- fleets (orch.fleet): the 4th field makes a flag repeatable (a list)
   ["--param"] = { "param", true, { run = true, check = true, plan = true }, true },
   ["--label"] = { "label", true, { run = true }, true },
+  ["--sink"] = { "sink", true, { run = true, ship = true }, true },
+  ["--report-max-mb"] = { "report_max_mb", true, { run = true } },
 }
 
 -- the seed's flags: commands in disguise
@@ -398,7 +400,7 @@ function cmd.run(a)
   if not cfg then err("orchlua: ", e, "\n") return 2 end
   local desc = load_description(cfg, a.names[1], o.param)
   if not desc then return 2 end
-  local fleet, fe = require("orch.fleet").run_options(o, desc)
+  local fleet, fe = require("orch.fleet").run_options(o, desc, cfg)
   if not fleet then err("orchlua: ", fe, "\n") return 2 end
   local srcs = load_sources(cfg)
   if not srcs then return 2 end
@@ -429,6 +431,7 @@ function cmd.run(a)
       if not jsonl then err("orchlua: --html: a temporary file: ", e7, "\n") return 2 end
     end
   end
+  fleet:start(jsonl, o.report)
   local console = require("orch.output.console").new({ level = o.quiet and 0 or o.verbose and 2 or 1,
                                                         progress = not o.no_progress })
   local status, run = require("orch.engine").run({
@@ -444,6 +447,7 @@ function cmd.run(a)
       if status == 0 then status = 1 end
     end
   end
+  status = fleet:finish(status)
   if o.junit then
     local ok, e5 = require("orch.output.junit").write(o.junit, run)
     if not ok then err("orchlua: --junit ", o.junit, ": ", tostring(e5), "\n"); if status == 0 then status = 1 end end
@@ -495,6 +499,16 @@ function cmd.report(a)
   local cmp = report.compare(reps[1], reps[2], { threshold = (thr or 10) / 100, higher_is_better = better })
   out(report.render_compare(cmp))
   return #cmp.regressions > 0 and 1 or 0
+end
+
+-- ship RUN.jsonl --sink URL: 0, 1 (a database error), 2 (bad input)
+function cmd.ship(a)
+  if #a.names ~= 1 then usage_error("ship needs one JSONL report, found %d", #a.names) end
+  local cfg, e = load_config(a.opts)
+  if not cfg then err("orchlua: ", e, "\n") return 2 end
+  local status, e2 = require("orch.fleet").ship(a.names[1], a.opts, cfg)
+  if not status then err("orchlua: ", e2, "\n") return 2 end
+  return status
 end
 
 -- main(argv, version) -> exit status

@@ -179,13 +179,158 @@ function M.params_for(desc, flags)
   return M.apply_params(desc, list)
 end
 
--- What `orchlua run` needs from the fleet options: { labels =, run_id = }
--- or nil, message (a usage error: exit 2).
-function M.run_options(o, desc)
-  local _ = desc
+-- ---- sinks -----------------------------------------------------------------
+
+local SCHEMES = { "postgresql", "postgres" }
+
+-- The URL as messages show it: no password.
+function M.display(url)
+  local shown = url:gsub("^(%a[%w+.-]*://[^:/@?]*):[^@/?]*@", "%1:***@")
+  shown = shown:gsub("([?&]password=)[^&]*", "%1***")
+  return shown
+end
+
+-- Checks a sink URL before the run: its scheme, and that libpq can parse
+-- it (libpq is loaded here, so a machine without it is told now).
+-- Returns true or nil, message.
+function M.check_url(url, where)
+  where = where or "--sink"
+  local scheme = url:match("^(%a[%w+.-]*)://")
+  if not scheme then
+    return nil, ("%s %s: expected a URL such as postgresql://user@host:5432/db"
+      .. " (or postgresql:///db?host=/run/postgresql)")
+      :format(where, M.display(url))
+  end
+  local known = false
+  for _, k in ipairs(SCHEMES) do if scheme:lower() == k then known = true end end
+  if not known then
+    local hint = suggest.hint(scheme:lower(), SCHEMES)
+    if hint == "" then hint = " (orchlua knows postgresql://)" else hint = " (did you mean postgresql://?)" end
+    return nil, ("%s %s: unknown sink scheme %q%s"):format(where, M.display(url), scheme .. "://", hint)
+  end
+  local ok, e = require("orch.sink").check(url)
+  if not ok then return nil, ("%s %s: %s"):format(where, M.display(url), e) end
+  return true
+end
+
+-- The sinks asked for: --sink's, else the config's `sinks`.
+local function sink_urls(o, cfg)
+  if o.sink and #o.sink > 0 then return o.sink, "--sink" end
+  if cfg and cfg.sinks and #cfg.sinks > 0 then return cfg.sinks, (cfg.file or ".orchlua") .. ": sinks" end
+  return nil
+end
+
+local Fleet = {}
+Fleet.__index = Fleet
+
+-- What `orchlua run` needs from the fleet options: { labels =, run_id =,
+-- sinks = (URLs) } or nil, message (a usage error: exit 2).  A sink needs
+-- the report file it ships from: without --report one is made here
+-- (o.report is set).
+function M.run_options(o, desc, cfg)
   local labels, e = M.labels(o.label)
   if not labels then return nil, e end
-  return { labels = labels, run_id = M.uuid() }
+  local f = setmetatable({ labels = labels, run_id = M.uuid() }, Fleet)
+  if o.report_max_mb then
+    local mb = tonumber(o.report_max_mb)
+    if not mb or mb <= 0 or mb ~= mb or mb == math.huge then
+      return nil, ("--report-max-mb expects a number > 0, found %q"):format(o.report_max_mb)
+    end
+    f.max_bytes = math.max(4096, math.floor(mb * 1048576))
+  end
+  local urls, where = sink_urls(o, cfg)
+  if urls then
+    for _, url in ipairs(urls) do
+      local ok, e2 = M.check_url(url, where)
+      if not ok then return nil, e2 end
+    end
+    f.sinks = urls
+    if not o.report then
+      o.report = ("%s-%s.jsonl"):format(desc.test_name, f.run_id)
+      io.stderr:write(("orchlua: --sink ships from the report file: without --report it is %s\n"):format(o.report))
+    end
+  elseif f.max_bytes and not o.report then
+    return nil, "--report-max-mb needs --report FILE.jsonl"
+  end
+  return f
+end
+
+-- The report is open: rotation set, the sinks' threads started.
+function Fleet:start(jsonl, path)
+  if not jsonl then return end
+  if self.max_bytes then jsonl.w:rotate(self.max_bytes) end
+  self.jsonl, self.path = jsonl, path
+  if not self.sinks then return end
+  local sink = require "orch.sink"
+  self.running = {}
+  for _, url in ipairs(self.sinks) do
+    self.running[#self.running + 1] = { name = M.display(url), s = sink.start(url, path, M.display(url)) }
+  end
+end
+
+-- The run is over and the report closed: each sink gets a few seconds to
+-- store the rest, then orchlua says how far behind it is.  The exit status
+-- is the run's: a sink behind is caught up by `orchlua ship`.
+function Fleet:finish(status)
+  if not self.running then return status end
+  local wait = tonumber(os.getenv("ORCHLUA_SINK_WAIT") or "") or 5
+  local last = self.jsonl.last_seq or 0
+  local t0 = os.time()
+  for _, r in ipairs(self.running) do
+    local left = math.max(0.2, wait - (os.time() - t0))
+    local st = r.s:finish(left)
+    local rate = st.busy > 0 and st.records / st.busy or 0
+    if st.stored >= last then
+      io.stderr:write(("orchlua: sink %s: all %d records stored (%d sent by this run, %.0f records/s while shipping)\n")
+        :format(r.name, last, st.records, rate))
+    else
+      io.stderr:write(("orchlua: sink %s: %d of %d records not stored yet (stored up to seq %d%s); "
+        .. "`orchlua ship %s --sink URL` catches up\n")
+        :format(r.name, last - st.stored, last, st.stored, st.error and ("; last error: " .. st.error) or "",
+                self.path))
+    end
+  end
+  return status
+end
+
+-- ---- ship ------------------------------------------------------------------
+
+-- orchlua ship RUN.jsonl --sink URL: 0 stored, 1 a database error, 2 bad input.
+function M.ship(path, o, cfg)
+  local urls, where = sink_urls(o, cfg)
+  if not urls then return nil, "ship needs --sink URL (or sinks in .orchlua)" end
+  local f = io.open(path, "rb")
+  if not f then return nil, ("%s: cannot read the file"):format(path) end
+  local first = f:read("l")
+  f:close()
+  local ok, rec = pcall(require("cjson").decode, first or "")
+  if not ok or type(rec) ~= "table" or rec.type ~= "run_start" then
+    return nil, ("%s:1: expected a run_start record (an orchlua --report file), found %s"):format(path,
+      first == nil and "an empty file" or "something else")
+  end
+  if type(rec.run_id) ~= "string" then
+    return nil, ("%s:1: the run_start has no run_id (a report from an orchlua before fleets)"):format(path)
+  end
+  for _, url in ipairs(urls) do
+    local good, e = M.check_url(url, where)
+    if not good then return nil, e end
+  end
+  local status = 0
+  local retry = tonumber(os.getenv("ORCHLUA_SHIP_RETRY") or "") or 0
+  for _, url in ipairs(urls) do
+    local st = require("orch.sink").ship(url, path, M.display(url), retry)
+    if st.error then
+      io.stderr:write(("orchlua: ship %s to %s: %s (stored up to seq %d)\n")
+        :format(path, M.display(url), st.error, st.stored))
+      status = 1
+    else
+      io.stdout:write(("shipped %s to %s: %d records stored now, run %s complete up to seq %d%s\n"):format(path,
+        M.display(url), st.records, rec.run_id, st.stored,
+        st.partial > 0 and (" (an unfinished last line of %d bytes, cut by the kill, left out)")
+          :format(st.partial) or ""))
+    end
+  end
+  return status
 end
 
 return M
