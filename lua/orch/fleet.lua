@@ -273,16 +273,19 @@ end
 -- is the run's: a sink behind is caught up by `orchlua ship`.
 function Fleet:finish(status)
   if not self.running then return status end
+  local core = require "orch.core"
   local wait = tonumber(os.getenv("ORCHLUA_SINK_WAIT") or "") or 5
   local last = self.jsonl.last_seq or 0
-  local t0 = os.time()
+  local t0 = core.hrtime()
   for _, r in ipairs(self.running) do
-    local left = math.max(0.2, wait - (os.time() - t0))
+    local behind = last - r.s:state().stored
+    local left = math.max(0.2, wait - (core.hrtime() - t0) / 1e9)
     local st = r.s:finish(left)
+    local took = (core.hrtime() - t0) / 1e9
     local rate = st.busy > 0 and st.records / st.busy or 0
     if st.stored >= last then
-      io.stderr:write(("orchlua: sink %s: all %d records stored (%d sent by this run, %.0f records/s while shipping)\n")
-        :format(r.name, last, st.records, rate))
+      io.stderr:write(("orchlua: sink %s: all %d records stored (%d sent by this run, %.0f records/s while shipping;"
+        .. " %d behind at the run's end, caught up in %.2f s)\n"):format(r.name, last, st.records, rate, behind, took))
     else
       io.stderr:write(("orchlua: sink %s: %d of %d records not stored yet (stored up to seq %d%s); "
         .. "`orchlua ship %s --sink URL` catches up\n")
