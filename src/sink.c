@@ -529,7 +529,7 @@ static int fill_batch(sink *s, int stop) {
 static void *sink_main(void *arg) {
   sink *s = arg;
   double backoff = 0.25;
-  int end = 0;
+  int end = 0, woken = !s->follow; /* ship: nothing to wake it */
   s->fd = -1;
   s->rbuf = malloc(READ_CHUNK);
   if (s->rbuf == NULL) {
@@ -581,8 +581,17 @@ static void *sink_main(void *arg) {
       pthread_mutex_unlock(&s->mu);
       if (fatal) break;
     }
-    if (sink_nap(s, backoff, 0)) break;
-    backoff = backoff * 2 > 10 ? 10 : backoff * 2;
+    /* the run's end cuts the nap short once: its few seconds are for
+     * trying again, not for sleeping */
+    if (sink_nap(s, backoff, !woken)) break;
+    pthread_mutex_lock(&s->mu);
+    if (s->stop && !woken && s->follow) {
+      woken = 1;
+      backoff = 0.25;
+    } else {
+      backoff = backoff * 2 > 10 ? 10 : backoff * 2;
+    }
+    pthread_mutex_unlock(&s->mu);
   }
 out:
   disconnect(s);

@@ -81,6 +81,8 @@ local function param_value(text)
     -- not JSON (or a bare null): the text itself
     return text
   end
+  -- cjson reads every number as a float: 3 stays an integer (a count)
+  if math.type(v) == "float" and math.tointeger(v) then return math.tointeger(v) end
   return v
 end
 M.param_value = param_value
@@ -209,7 +211,12 @@ function M.check_url(url, where)
     return nil, ("%s %s: unknown sink scheme %q%s"):format(where, M.display(url), scheme .. "://", hint)
   end
   local ok, e = require("orch.sink").check(url)
-  if not ok then return nil, ("%s %s: %s"):format(where, M.display(url), e) end
+  if not ok then
+    -- libpq quotes the URL: not its password
+    local at = e:find(url, 1, true)
+    if at then e = e:sub(1, at - 1) .. M.display(url) .. e:sub(at + #url) end
+    return nil, ("%s %s: %s"):format(where, M.display(url), e)
+  end
   return true
 end
 
