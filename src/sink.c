@@ -165,10 +165,12 @@ static double mono(void) {
 static void sink_error(sink *s, const char *what, const char *msg) {
   char line[600];
   size_t n;
-  snprintf(line, sizeof line, "%s%s%s", what, *what ? ": " : "", msg ? msg : "");
+  /* libpq's first line says it; the rest points into our SQL */
+  const char *m = msg ? msg : "";
+  int mlen = (int)strcspn(m, "\n");
+  snprintf(line, sizeof line, "%s%s%.*s", what, *what ? ": " : "", mlen, m);
   n = strlen(line);
-  while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == ' ')) line[--n] = '\0';
-  for (size_t i = 0; i < n; i++) if (line[i] == '\n') line[i] = ' ';
+  while (n > 0 && line[n - 1] == ' ') line[--n] = '\0';
   pthread_mutex_lock(&s->mu);
   if (strcmp(s->err, line) != 0) {
     if (!s->quiet)
