@@ -152,6 +152,25 @@ describe("postgresql sink", function()
     assert.are.equal(lines_of(dir .. "/e.jsonl"), rows(h.jsonl(dir .. "/e.jsonl")[1].run_id))
   end)
 
+  it("a table locked by someone else: the run ends on time, says how far behind the sink is, ship catches up", function()
+    -- the lock is held for 8 s from a session of its own
+    local hold = ("(psql -X -q %s -c 'BEGIN' -c 'LOCK TABLE orchlua_records' -c 'SELECT pg_sleep(8)' -c 'COMMIT')"
+      .. " >/dev/null 2>&1 &"):format(h.q(db.url))
+    os.execute(hold)
+    os.execute("sleep 0.5")
+    local t0 = os.time()
+    local code, _, err = h.run(("run s -q --time-scale 3 --report g.jsonl --sink %s"):format(h.q(db.url)), dir,
+      "ORCHLUA_SINK_WAIT=1")
+    assert.are.equal(1, code, err)
+    assert.is_true(os.time() - t0 <= 6, "the run waited for the database")
+    assert.matches("records not stored yet", err)
+    local c, out, e = h.run(("ship g.jsonl --sink %s"):format(h.q(db.url)), dir)   -- waits for the lock
+    assert.are.equal(0, c, e)
+    local recs = h.jsonl(dir .. "/g.jsonl")
+    assert.matches("complete up to seq " .. #recs, out)
+    assert.are.equal(#recs, rows(recs[1].run_id))
+  end)
+
   it("without --report, a sink ships from a report file it names", function()
     local code, _, err = h.run(("run s -q --time-scale 3 --sink %s"):format(h.q(db.url)), dir)
     assert.are.equal(1, code, err)

@@ -31,13 +31,6 @@ local DESC = [[
 local N = 8
 local KILLED = 8
 
-local function sh(cmd)
-  local p = io.popen(cmd)
-  local s = p:read("a")
-  p:close()
-  return s
-end
-
 local function sleep(s) os.execute("sleep " .. s) end
 
 local function exists(path)
