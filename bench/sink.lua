@@ -65,7 +65,8 @@ local function run_once(with_sink, round)
   end
   local err = read(report .. ".stderr") or ""
   if with_sink then
-    local rate, behind, took = err:match("([%d.]+) records/s while shipping; (%d+) behind at the run's end, caught up in ([%d.]+) s")
+    local rate, behind, took = err:match("([%d.]+) records/s while shipping; (%d+) behind at the run's end,"
+      .. " caught up in ([%d.]+) s")
     r.ship_rate, r.behind, r.catch_up = tonumber(rate), tonumber(behind), tonumber(took)
     r.lines = tonumber(sh("wc -l < " .. q(report)))
     local run_id = sh("head -1 " .. q(report)):match('"run_id":"([^"]+)"')
