@@ -14,6 +14,8 @@ usage: orchlua run NAME|FILE.json [--hours H] [--time-scale X] [--report FILE.js
        orchlua report RUN.jsonl [--html FILE.html]    the summary (and HTML report) of a --report file
        orchlua report A.jsonl B.jsonl [--threshold PCT] [--higher-is-better NAMES]
                                         what changed from run A to run B; exit 1 on a regression
+       orchlua run ... [--param NAME=VALUE]... [--label KEY=VALUE]... [--sink URL]... [--report-max-mb N]
+       orchlua ship RUN.jsonl --sink URL    upload a run to a sink (again), idempotent
        orchlua list                     descriptions found: name, hours, events
        orchlua check [NAME...]          validate and resolve everything, run nothing
        orchlua plan NAME [--hours H]    the timeline of firings, and counts per event
@@ -36,6 +38,13 @@ orchlua run NAME|FILE.json [options]
   --no-progress      no live status area (there is none unless stdout is a terminal;
                      NO_COLOR turns colours off, TERM=dumb the area and the colours)
   --grace SEC        seconds running events get after the kill switch (config grace_sec)
+  --param NAME=VALUE, --param ID.NAME=VALUE
+                     set a description param of every event that has it (or of event ID);
+                     VALUE is JSON or a bare word; also ORCHLUA_PARAM_<NAME>
+  --label KEY=VALUE  tag the run (run_start, sink rows); also ORCHLUA_LABEL_<KEY>
+  --sink URL         stream the report into postgresql://... while the run goes on
+                     (repeatable; the report file stays the source of truth)
+  --report-max-mb N  rotate the report: FILE.jsonl, FILE.1.jsonl, ... at N MiB each
 Exit status: 0 all succeeded; 1 a failure or an error result; 2 usage or
 description errors; 128+N stopped by signal N.]],
   list = [[
@@ -66,9 +75,15 @@ orchlua report A.jsonl B.jsonl [--threshold PCT] [--higher-is-better NAMES]
   --higher-is-better NAMES   comma-separated metric names for which more is better
 Exit status: 0 no regression (or one file read); 1 a regression; 2 a file that
 cannot be read or is not a report.]],
+  ship = [[
+orchlua ship RUN.jsonl --sink URL
+  Uploads a finished or killed run (and its rotated segments) to the sink:
+  what the database has already is skipped, so shipping twice stores nothing twice.
+Exit status: 0 stored; 1 a database error (ship again later); 2 a file that
+is not a report, or a bad URL.]],
   help = [[
 orchlua help COMMAND
-  Shows the help of COMMAND (run, list, check, plan, report).]],
+  Shows the help of COMMAND (run, list, check, plan, report, ship).]],
 }
 
 local COMMANDS = { "run", "list", "check", "plan", "report", "ship", "help" }
