@@ -52,6 +52,7 @@ static struct {
                           const int *, const int *, int);
   int (*resultStatus)(const PGresult *);
   char *(*resultErrorMessage)(const PGresult *);
+  char *(*resultErrorField)(const PGresult *, int);
   void (*clear)(PGresult *);
   int (*ntuples)(const PGresult *);
   char *(*getvalue)(const PGresult *, int, int);
@@ -67,9 +68,12 @@ static struct {
 static pthread_mutex_t pq_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int pq_load(char *err, size_t errlen) {
-  static const char *const names[] = {"libpq.so.5", "libpq.so"};
+  /* ORCHLUA_LIBPQ: a libpq elsewhere (or none, to see the message) */
+  const char *own = getenv("ORCHLUA_LIBPQ");
+  const char *names[] = {"libpq.so.5", "libpq.so"};
   void *h = NULL;
   size_t i;
+  if (own != NULL && *own != '\0') names[0] = names[1] = own;
   pthread_mutex_lock(&pq_lock);
   if (pq.loaded) {
     pthread_mutex_unlock(&pq_lock);
@@ -79,9 +83,9 @@ static int pq_load(char *err, size_t errlen) {
   if (h == NULL) {
     pthread_mutex_unlock(&pq_lock);
     snprintf(err, errlen,
-             "a postgresql sink needs libpq (libpq.so.5), not found on this machine: install "
+             "a postgresql sink needs libpq (%s), not found on this machine: install "
              "the package libpq5 (Debian/Ubuntu; postgresql-libs or libpq elsewhere) (%s)",
-             dlerror());
+             names[0], dlerror());
     return -1;
   }
 #define SYM(field, name)                                                               \
@@ -101,6 +105,7 @@ static int pq_load(char *err, size_t errlen) {
   SYM(execParams, "PQexecParams");
   SYM(resultStatus, "PQresultStatus");
   SYM(resultErrorMessage, "PQresultErrorMessage");
+  SYM(resultErrorField, "PQresultErrorField");
   SYM(clear, "PQclear");
   SYM(ntuples, "PQntuples");
   SYM(getvalue, "PQgetvalue");
@@ -151,6 +156,7 @@ typedef struct sink {
   char run_id[40];
   int64_t skip_to; /* lines up to this seq are stored already */
   int resume_known;
+  int staged;      /* the next batch goes through the temporary table */
   int64_t partial; /* bytes of an unfinished last line (a killed run) */
 } sink;
 
@@ -265,7 +271,7 @@ static int connect_db(sink *s) {
   if ((!have && (exec_ok(s, "BEGIN", "creating the tables") != 0 ||
                  exec_ok(s, SCHEMA, "creating the tables orchlua_runs and orchlua_records") != 0 ||
                  exec_ok(s, "COMMIT", "creating the tables") != 0)) ||
-      exec_ok(s, "CREATE TEMP TABLE IF NOT EXISTS orchlua_stage (seq bigint, r jsonb) ON COMMIT DELETE ROWS",
+      exec_ok(s, "CREATE TEMP TABLE IF NOT EXISTS orchlua_stage (LIKE orchlua_records) ON COMMIT DELETE ROWS",
               "creating a temporary table") != 0) {
     disconnect(s);
     return -1;
@@ -310,24 +316,29 @@ static void batch_trim(sink *s) {
   }
 }
 
+static const char COLS[] = " (seq, run_id, type, event, t, ts, record) FROM STDIN";
 static const char INSERT[] =
-    "INSERT INTO orchlua_records (run_id, seq, type, event, t, ts, record)"
-    " SELECT $1::uuid, seq, r->>'type', r->>'event', (r->>'t')::float8, (r->>'ts')::timestamptz, r"
-    " FROM orchlua_stage ORDER BY seq ON CONFLICT (run_id, seq) DO NOTHING";
+    "INSERT INTO orchlua_records SELECT * FROM orchlua_stage ORDER BY seq ON CONFLICT (run_id, seq) DO NOTHING";
+/* the run's row, from its run_start and run_end records in the batch's range */
 static const char RUNS[] =
     "INSERT INTO orchlua_runs (run_id, test_name, labels, params, started)"
-    " SELECT $1::uuid, r->>'test_name', coalesce(r->'labels', '{}'), coalesce(r->'params', '{}'),"
-    " (r->>'ts')::timestamptz FROM orchlua_stage WHERE r->>'type' = 'run_start'"
+    " SELECT run_id, record->>'test_name', coalesce(record->'labels', '{}'), coalesce(record->'params', '{}'), ts"
+    " FROM orchlua_records WHERE run_id = $1::uuid AND seq BETWEEN $2 AND $3 AND type = 'run_start'"
     " ORDER BY seq LIMIT 1"
     " ON CONFLICT (run_id) DO UPDATE SET test_name = EXCLUDED.test_name, labels = EXCLUDED.labels,"
     " params = EXCLUDED.params, started = least(orchlua_runs.started, EXCLUDED.started)";
 static const char ENDS[] =
-    "UPDATE orchlua_runs SET ended = (st.r->>'ts')::timestamptz, exit_status = (st.r->>'status')::integer"
-    " FROM orchlua_stage st WHERE orchlua_runs.run_id = $1::uuid AND st.r->>'type' = 'run_end'";
+    "UPDATE orchlua_runs o SET ended = r.ts, exit_status = (r.record->>'status')::integer"
+    " FROM orchlua_records r WHERE o.run_id = $1::uuid AND r.run_id = $1::uuid"
+    " AND r.seq BETWEEN $2 AND $3 AND r.type = 'run_end'";
 
 static int exec_param(sink *s, const char *sql, const char *what) {
-  const char *p[1] = {s->run_id};
-  PGresult *r = pq.execParams(s->conn, sql, 1, NULL, p, NULL, NULL, 0);
+  char first[24], last[24];
+  const char *p[3] = {s->run_id, first, last};
+  PGresult *r;
+  snprintf(first, sizeof first, "%lld", (long long)s->batch_first);
+  snprintf(last, sizeof last, "%lld", (long long)s->batch_last);
+  r = pq.execParams(s->conn, sql, strstr(sql, "$3") ? 3 : strstr(sql, "$1") ? 1 : 0, NULL, p, NULL, NULL, 0);
   int st = pq.resultStatus(r);
   if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
     sink_error(s, what, pq.resultErrorMessage(r));
@@ -338,13 +349,19 @@ static int exec_param(sink *s, const char *sql, const char *what) {
   return 0;
 }
 
-/* Sends the batch in one transaction; 0 once committed. */
+/* Sends the batch in one transaction; 0 once committed.  COPY goes
+ * straight into orchlua_records: after the resume point nothing of the
+ * batch is there, unless another process (a ship) stored it meanwhile;
+ * then COPY fails on the unique key and the batch goes again through the
+ * temporary table, skipping what is there. */
 static int batch_send(sink *s) {
   PGresult *r;
-  int st;
+  int st, staged = s->staged;
+  char copy[160];
   double t0 = mono();
   if (exec_ok(s, "BEGIN", "starting a transaction") != 0) return -1;
-  r = pq.exec(s->conn, "COPY orchlua_stage (seq, r) FROM STDIN");
+  snprintf(copy, sizeof copy, "COPY %s%s", staged ? "orchlua_stage" : "orchlua_records", COLS);
+  r = pq.exec(s->conn, copy);
   st = pq.resultStatus(r);
   pq.clear(r);
   if (st != PGRES_COPY_IN) {
@@ -358,16 +375,29 @@ static int batch_send(sink *s) {
   st = PGRES_COMMAND_OK;
   while ((r = pq.getResult(s->conn)) != NULL) {
     if (pq.resultStatus(r) != PGRES_COMMAND_OK) {
+      const char *code = pq.resultErrorField(r, 'C');
       st = -1;
-      sink_error(s, "COPY", pq.resultErrorMessage(r));
+      if (!staged && code != NULL && strcmp(code, "23505") == 0) {
+        /* stored meanwhile by another: the temporary table's way next */
+        s->staged = 1;
+      } else {
+        sink_error(s, "COPY", pq.resultErrorMessage(r));
+      }
     }
     pq.clear(r);
   }
-  if (st != PGRES_COMMAND_OK) return -1;
-  if (exec_param(s, INSERT, "storing records") != 0) return -1;
+  if (st != PGRES_COMMAND_OK) {
+    if (s->staged && !staged) {
+      if (exec_ok(s, "ROLLBACK", "rolling back") != 0) return -1;
+      return batch_send(s);
+    }
+    return -1;
+  }
+  if (staged && exec_param(s, INSERT, "storing records") != 0) return -1;
   if (s->batch_marks && (exec_param(s, RUNS, "storing the run") != 0 || exec_param(s, ENDS, "storing the run's end") != 0))
     return -1;
   if (exec_ok(s, "COMMIT", "committing") != 0) return -1;
+  s->staged = 0;
   pthread_mutex_lock(&s->mu);
   if (s->batch_last > s->stored) s->stored = s->batch_last;
   s->records += s->batch_lines;
@@ -396,28 +426,11 @@ static int segment_exists(sink *s, int n) {
   return ok;
 }
 
-/* Appends one line as COPY text: "seq\tjson\n".  JSON has no raw tab or
- * newline; its backslashes are doubled for COPY, and \u0000 (which jsonb
- * refuses) becomes U+FFFD. */
-static int reserve(jbuf *b, size_t more) {
-  if (b->cap - b->len >= more) return 0;
-  size_t cap = b->cap ? b->cap : 1 << 16;
-  while (cap - b->len < more) cap *= 2;
-  char *d = realloc(b->data, cap);
-  if (d == NULL) return -1;
-  b->data = d;
-  b->cap = cap;
-  return 0;
-}
-
-static int batch_add(sink *s, int64_t seq, const char *line, size_t n) {
-  jbuf *b = &s->batch;
-  char num[24];
+/* Appends n bytes as COPY text: JSON has no raw tab or newline; its
+ * backslashes are doubled for COPY, and \u0000 (which jsonb refuses)
+ * becomes U+FFFD. */
+static void copy_text(jbuf *b, const char *line, size_t n) {
   size_t i;
-  int k = snprintf(num, sizeof num, "%lld\t", (long long)seq);
-  if (reserve(b, (size_t)k + 2 * n + 2) != 0) return -1;
-  memcpy(b->data + b->len, num, (size_t)k);
-  b->len += (size_t)k;
   for (i = 0; i < n; i++) {
     char c = line[i];
     if (c == '\\') {
@@ -438,12 +451,126 @@ static int batch_add(sink *s, int64_t seq, const char *line, size_t n) {
           }
         }
       }
-    } else if (c == '\t' || c == '\r') {
+    } else if (c == '\t' || c == '\r' || c == '\n') {
       b->data[b->len++] = ' ';
     } else {
       b->data[b->len++] = c;
     }
   }
+}
+
+/* Skips the JSON value at p (ends before e); returns its end. */
+static const char *skip_value(const char *p, const char *e) {
+  int depth = 0;
+  while (p < e) {
+    char c = *p;
+    if (c == '"') {
+      for (p++; p < e && *p != '"'; p++)
+        if (*p == '\\') p++;
+      p++;
+      if (depth == 0) return p;
+      continue;
+    }
+    if (c == '{' || c == '[') depth++;
+    else if (c == '}' || c == ']') {
+      if (depth == 0) return p;
+      if (--depth == 0) return p + 1;
+    } else if (depth == 0 && (c == ',' || c == ' ')) {
+      return p;
+    }
+    p++;
+  }
+  return p;
+}
+
+typedef struct span {
+  const char *p;
+  size_t n;
+} span;
+
+/* The top-level members type, event, t and ts of a record line. */
+static void top_members(const char *line, size_t n, span out[4]) {
+  static const char *const keys[4] = {"type", "event", "t", "ts"};
+  const char *p = line + 1, *e = line + n;
+  memset(out, 0, 4 * sizeof *out);
+  while (p < e && *p == '"') {
+    const char *k = p + 1, *v;
+    size_t kl;
+    int i;
+    p = skip_value(p, e);
+    kl = (size_t)(p - k) - 1;
+    if (p >= e || *p != ':') return;
+    v = ++p;
+    p = skip_value(p, e);
+    for (i = 0; i < 4; i++)
+      if (strlen(keys[i]) == kl && memcmp(keys[i], k, kl) == 0) {
+        out[i].p = v;
+        out[i].n = (size_t)(p - v);
+      }
+    if (p < e && *p == ',') p++;
+  }
+}
+
+static int is_number(span v) {
+  size_t i;
+  if (v.n == 0 || v.n > 40) return 0;
+  for (i = 0; i < v.n; i++)
+    if (strchr("0123456789.eE+-", v.p[i]) == NULL) return 0;
+  return 1;
+}
+
+/* A UTC timestamp as orchlua writes it: 2026-12-07T00:31:27.529Z */
+static int is_ts(span v) {
+  size_t i;
+  if (v.n < 22 || v.n > 34 || v.p[0] != '"' || v.p[v.n - 2] != 'Z' || v.p[11] != 'T') return 0;
+  for (i = 1; i < v.n - 2; i++)
+    if (strchr("0123456789-:T.", v.p[i]) == NULL) return 0;
+  return 1;
+}
+
+/* A string's inside (raw, escapes kept), or the value's JSON text. */
+static void put_member(jbuf *b, span v) {
+  if (v.p == NULL || (v.n == 4 && memcmp(v.p, "null", 4) == 0)) {
+    memcpy(b->data + b->len, "\\N", 2);
+    b->len += 2;
+  } else if (v.p[0] == '"' && v.n >= 2) {
+    copy_text(b, v.p + 1, v.n - 2);
+  } else {
+    copy_text(b, v.p, v.n);
+  }
+}
+
+static int reserve(jbuf *b, size_t more) {
+  if (b->cap - b->len >= more) return 0;
+  size_t cap = b->cap ? b->cap : 1 << 16;
+  while (cap - b->len < more) cap *= 2;
+  char *d = realloc(b->data, cap);
+  if (d == NULL) return -1;
+  b->data = d;
+  b->cap = cap;
+  return 0;
+}
+
+/* One line as a COPY row: seq, run_id, type, event, t, ts, record. */
+static int batch_add(sink *s, int64_t seq, const char *line, size_t n) {
+  jbuf *b = &s->batch;
+  span m[4];
+  int k;
+  if (reserve(b, 4 * n + 128) != 0) return -1;
+  k = snprintf(b->data + b->len, 80, "%lld\t%s\t", (long long)seq, s->run_id);
+  b->len += (size_t)k;
+  top_members(line, n, m);
+  put_member(b, m[0]);
+  b->data[b->len++] = '\t';
+  put_member(b, m[1]);
+  b->data[b->len++] = '\t';
+  if (!is_number(m[2])) m[2].p = NULL;
+  put_member(b, m[2]);
+  b->data[b->len++] = '\t';
+  if (!is_ts(m[3])) m[3].p = NULL;
+  put_member(b, m[3]);
+  b->data[b->len++] = '\t';
+  copy_text(b, line, n);
   b->data[b->len++] = '\n';
   return 0;
 }

@@ -169,6 +169,18 @@ describe("fleet options", function()
     assert.matches("did you mean postgresql://", err)
   end)
 
+  it("says which package to install when libpq is missing (exit 2 before the run)", function()
+    local code, _, err = h.run("run f -q --report l.jsonl --sink postgresql:///db", dir,
+      "ORCHLUA_LIBPQ=/nonexistent/libpq.so.5")
+    assert.are.equal(2, code)
+    assert.matches("needs libpq .-install the package libpq5", err)
+    assert.is_nil(io.open(dir .. "/l.jsonl"))
+    h.run("run f -q --report l.jsonl", dir)
+    code, _, err = h.run("ship l.jsonl --sink postgresql:///db", dir, "ORCHLUA_LIBPQ=/nonexistent/libpq.so.5")
+    assert.are.equal(2, code)
+    assert.matches("libpq5", err)
+  end)
+
   it("ship: exit 2 for what is not a report or not there", function()
     h.write(dir .. "/junk.jsonl", "hello\n")
     local code, _, err = h.run("ship junk.jsonl --sink postgresql:///x", dir)

@@ -96,6 +96,64 @@ describe("postgresql sink", function()
     assert.are.same({ "1" }, pg.query(db, ("SELECT exit_status FROM orchlua_runs WHERE run_id = '%s'"):format(id)))
   end)
 
+  it("follows a rotating report from segment to segment while the run goes on", function()
+    local code, _, err = h.run(("run s -q --time-scale 3 --param tick.size=400 --report r.jsonl --report-max-mb 0.02"
+      .. " --sink %s"):format(h.q(db.url)), dir)
+    assert.are.equal(1, code, err)
+    assert.is_not_nil(io.open(dir .. "/r.2.jsonl"), "rotated at least twice")
+    assert.matches("all %d+ records stored", err)
+    local total = 0
+    for n = 0, 1000 do
+      local p = dir .. (n == 0 and "/r.jsonl" or ("/r.%d.jsonl"):format(n))
+      if not io.open(p) then break end
+      total = total + lines_of(p)
+    end
+    assert.are.equal(total, rows(h.jsonl(dir .. "/r.jsonl")[1].run_id))
+  end)
+
+  it("stores odd records whole: escapes, a NUL escape, a nested type, no ts", function()
+    h.write(dir .. "/odd.jsonl", table.concat({
+      '{"seq":1,"type":"run_start","run_id":"6f0e2f1c-1111-4222-8333-444455556666","t":0,'
+        .. '"ts":"2026-12-07T00:00:00.000Z","labels":{},"params":{}}',
+      [==[{"seq":2,"t":1.5,"data":{"type":"fake","s":"tab\t quote\" back\\ nul\u0000"},"type":"result",]==]
+        .. [==["event":"e\"x","ts":"2026-12-07T00:00:01.500Z"}]==],
+      '{"seq":3,"type":"result","t":null,"ts":"yesterday","event":{"id":"x"}}',
+      '{"seq":4,"type":"run_end","status":0,"t":2,"ts":"2026-12-07T00:00:02.000Z"}',
+      '{"seq":5,"type":"resu',
+    }, "\n"))
+    local code, out, err = h.run(("ship odd.jsonl --sink %s"):format(h.q(db.url)), dir)
+    assert.are.equal(0, code, err)
+    assert.matches("complete up to seq 4 %(an unfinished last line", out)
+    local got = pg.query(db, "SELECT seq, type, coalesce(event, '-'), coalesce(t::text, '-'), ts IS NULL,"
+      .. " record->'data'->>'s' FROM orchlua_records WHERE run_id = '6f0e2f1c-1111-4222-8333-444455556666'"
+      .. " ORDER BY seq")
+    assert.are.equal('1|run_start|-|0|f|', got[1])
+    assert.are.equal('2|result|e\\"x|1.5|f|tab\t quote" back\\ nul\u{FFFD}', got[2])
+    assert.are.equal('3|result|{"id":"x"}|-|t|', got[3])
+    assert.are.equal(4, #got)
+    assert.are.same({ "0" }, pg.query(db, "SELECT exit_status FROM orchlua_runs"
+      .. " WHERE run_id = '6f0e2f1c-1111-4222-8333-444455556666'"))
+  end)
+
+  it("two ships of one run at once: each row once (the second meets the first's rows and skips them)", function()
+    local id = "0b7c9a4e-2222-4333-8444-555566667777"
+    local f = io.open(dir .. "/big.jsonl", "w")
+    f:write(('{"seq":1,"type":"run_start","run_id":"%s","t":0,"ts":"2026-12-07T00:00:00.000Z"}\n'):format(id))
+    for i = 2, 120000 do
+      f:write(('{"seq":%d,"type":"result","event":"e","level":"info","t":%d,"ts":"2026-12-07T00:00:01.000Z",'
+        .. '"data":{"i":%d}}\n'):format(i, i, i))
+    end
+    f:close()
+    local cmd = ("cd %s && %s ship big.jsonl --sink %s"):format(h.q(dir), h.q(h.bin), h.q(db.url))
+    os.execute(("(%s > s1.out 2>&1; echo $? > s1.rc) & (%s > s2.out 2>&1; echo $? > s2.rc) & wait")
+      :format(cmd, cmd))
+    assert.are.equal("0", h.read(dir .. "/s1.rc"):match("%d+"), h.read(dir .. "/s1.out"))
+    assert.are.equal("0", h.read(dir .. "/s2.rc"):match("%d+"), h.read(dir .. "/s2.out"))
+    assert.are.equal(120000, rows(id))
+    assert.are.equal(0, dups())
+    assert.are.same({ "120000" }, pg.query(db, ("SELECT max(seq) FROM orchlua_records WHERE run_id = '%s'"):format(id)))
+  end)
+
   it("ship: a database it cannot reach is exit 1, and the error says why", function()
     local code, _, err = h.run(("ship b.jsonl --sink %s"):format(h.q("postgresql:///postgres?host=" .. dir
       .. "/nowhere&user=orch")), dir)
