@@ -22,7 +22,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -157,6 +159,9 @@ typedef struct sink {
   int64_t skip_to; /* lines up to this seq are stored already */
   int resume_known;
   int staged;      /* the next batch goes through the temporary table */
+  off_t last_size;   /* run_bursting: the segment's size when last seen */
+  double size_at, defer_from;
+  int bursting;
   int64_t partial; /* bytes of an unfinished last line (a killed run) */
 } sink;
 
@@ -230,7 +235,9 @@ static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS orchlua_records ("
     " run_id uuid NOT NULL, seq bigint NOT NULL, type text, event text,"
     " t double precision, ts timestamptz, record jsonb NOT NULL, UNIQUE (run_id, seq));"
-    "CREATE INDEX IF NOT EXISTS orchlua_records_type_event ON orchlua_records (type, event);"
+    /* the fleet's queries go from runs (by label) to their records by
+     * run_id, the unique key's prefix; checks are few, found by theirs */
+    "CREATE INDEX IF NOT EXISTS orchlua_records_checks ON orchlua_records (run_id) WHERE type = 'check';"
     "CREATE INDEX IF NOT EXISTS orchlua_runs_labels ON orchlua_runs USING gin (labels);";
 
 static int exec_ok(sink *s, const char *sql, const char *what) {
@@ -655,9 +662,34 @@ static int fill_batch(sink *s, int stop) {
 
 /* ---- the thread ---------------------------------------------------------- */
 
+#define BURST_RATE (8.0 * 1048576) /* bytes/s of report: the run is busy */
+#define BURST_DEFER 30.0           /* seconds at most the sink stands aside */
+
+/* While the run writes its report faster than BURST_RATE (a burst of
+ * results), the sink stands aside for up to BURST_DEFER seconds: it and
+ * the database would take CPU from the run on a small machine.  It
+ * catches up after the burst, or at the end of the run. */
+static int run_bursting(sink *s) {
+  struct stat st;
+  double now = mono(), dt = now - s->size_at;
+  if (s->fd < 0 || fstat(s->fd, &st) != 0) return 0;
+  if (dt < 0.04 && s->size_at > 0) return s->bursting;
+  s->bursting = s->size_at > 0 && st.st_size >= s->last_size &&
+                (double)(st.st_size - s->last_size) / dt > BURST_RATE;
+  if (!s->bursting) s->defer_from = 0;
+  else if (s->defer_from == 0) s->defer_from = now;
+  else if (now - s->defer_from > BURST_DEFER) s->bursting = 0;
+  s->last_size = st.st_size;
+  s->size_at = now;
+  return s->bursting;
+}
+
 static void *sink_main(void *arg) {
   sink *s = arg;
   double backoff = 0.25;
+  /* below the run's loop when they compete for a core: the sink may lag,
+   * the run may not */
+  if (s->follow) setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
   int end = 0, woken = !s->follow; /* ship: nothing to wake it */
   s->fd = -1;
   s->rbuf = malloc(READ_CHUNK);
@@ -674,6 +706,10 @@ static void *sink_main(void *arg) {
       break;
     }
     pthread_mutex_unlock(&s->mu);
+    if (s->follow && !stop && run_bursting(s)) {
+      if (sink_nap(s, 0.05, 1)) break;
+      continue;
+    }
     if (s->batch_lines < BATCH_LINES && s->batch.len < BATCH_BYTES && !end) {
       r = fill_batch(s, stop);
       if (r == R_ERR) {
