@@ -417,8 +417,36 @@ static int batch_send(sink *s) {
 
 /* ---- reading the report -------------------------------------------------- */
 
+/* The seq of segment n's first line, or -1. */
+static int64_t first_seq(sink *s, int n) {
+  char buf[32], *p = writer_segment_path(s->path, n);
+  int fd;
+  ssize_t got;
+  if (p == NULL) return -1;
+  fd = open(p, O_RDONLY | O_CLOEXEC);
+  free(p);
+  if (fd < 0) return -1;
+  got = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (got < 9 || memcmp(buf, "{\"seq\":", 7) != 0) return -1;
+  buf[got] = '\0';
+  return strtoll(buf + 7, NULL, 10);
+}
+
+/* Opens the current segment; a segment whose every line is stored
+ * already (the next one starts at or before skip_to + 1) is not read at
+ * all: a ship of a long rotated run reads only what it sends.  Segment 0
+ * is read for its run_id. */
 static int open_segment(sink *s) {
-  char *p = writer_segment_path(s->path, s->segment);
+  char *p;
+  if (s->run_id[0] != '\0' && s->segment > 0) {
+    int64_t next;
+    while ((next = first_seq(s, s->segment + 1)) > 0 && next <= s->skip_to + 1) {
+      s->segment++;
+      s->read_seq = next - 1;
+    }
+  }
+  p = writer_segment_path(s->path, s->segment);
   if (p == NULL) return -1;
   s->fd = open(p, O_RDONLY | O_CLOEXEC);
   free(p);

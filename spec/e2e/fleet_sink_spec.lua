@@ -94,6 +94,12 @@ describe("postgresql sink", function()
     end
     assert.are.equal(0, dups())
     assert.are.same({ "1" }, pg.query(db, ("SELECT exit_status FROM orchlua_runs WHERE run_id = '%s'"):format(id)))
+    -- the tail lost (a store restored from an older backup): ship puts it back
+    pg.query(db, ("DELETE FROM orchlua_records WHERE run_id = '%s' AND seq > %d"):format(id, total - 5))
+    local c, out = h.run(("ship b.jsonl --sink %s"):format(h.q(db.url)), dir)
+    assert.are.equal(0, c)
+    assert.matches("5 records stored now", out)
+    assert.are.equal(total, rows(id))
   end)
 
   it("follows a rotating report from segment to segment while the run goes on", function()
