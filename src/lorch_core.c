@@ -822,7 +822,7 @@ static int l_writer_seq(lua_State *L) {
   lwriter *lw = luaL_checkudata(L, 1, WRITER_MT);
   writer *w = lw->w;
   if (w == NULL) return 0; /* closed */
-  if (!lua_isnoneornil(L, 2)) w->seq = luaL_checkinteger(L, 2);
+  if (!lua_isnoneornil(L, 2)) writer_set_seq(w, luaL_checkinteger(L, 2));
   lua_pushinteger(L, w->seq);
   lua_pushinteger(L, w->segment);
   return 2;

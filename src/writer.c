@@ -79,25 +79,64 @@ static int rotate(writer *w) {
   return 0;
 }
 
+void writer_set_seq(writer *w, int64_t seq) {
+  char *p = w->seqtxt + sizeof w->seqtxt;
+  uint64_t v = seq > 0 ? (uint64_t)seq : 0;
+  w->seq = (int64_t)v;
+  w->seqlen = 0;
+  do {
+    *--p = (char)('0' + v % 10);
+    w->seqlen++;
+  } while ((v /= 10) != 0);
+}
+
+/* seq + 1, in the decimal text too: most often the last digit alone */
+static void seq_next(writer *w) {
+  char *end = w->seqtxt + sizeof w->seqtxt, *d = end - 1;
+  if (w->seqlen == 0) writer_set_seq(w, w->seq);
+  w->seq++;
+  while (d >= end - w->seqlen && *d == '9') *d-- = '0';
+  if (d < end - w->seqlen) {
+    *d = '1';
+    w->seqlen++;
+  } else {
+    (*d)++;
+  }
+}
+
+/* A line would take the current segment past max_bytes: the next one. */
+static int full(writer *w, size_t total) {
+  return w->max_bytes > 0 && w->bytes > 0 && w->bytes + total + 24 > w->max_bytes && w->owns_fp &&
+         w->err == 0;
+}
+
 /* The start of a record line (s begins with its '{'; total: the whole
  * line's length): the line gets the next seq as its first member, and
  * goes to the next segment when it would take this one past max_bytes,
  * so that a line is never split between two files. */
 int writer_line(writer *w, const char *s, size_t n, size_t total) {
-  char num[32];
-  char *p = num + sizeof num;
-  uint64_t v;
+  char head[WRITER_HEAD + 1];
   if (w->fp == NULL) return -1;
-  if (w->max_bytes > 0 && w->bytes > 0 && w->bytes + total + 24 > w->max_bytes && w->owns_fp &&
-      w->err == 0 && rotate(w) != 0)
-    return -1;
-  v = (uint64_t)++w->seq;
-  *--p = ',';
-  do *--p = (char)('0' + v % 10); while ((v /= 10) != 0);
+  if (full(w, total) && rotate(w) != 0) return -1;
+  seq_next(w);
+  memcpy(head, "{\"seq\":", 7);
+  memcpy(head + 7, w->seqtxt + sizeof w->seqtxt - w->seqlen, (size_t)w->seqlen);
+  head[7 + w->seqlen] = ',';
+  writer_write(w, head, (size_t)(8 + w->seqlen));
+  return writer_write(w, s + 1, n - 1);
+}
+
+int writer_line_at(writer *w, char *buf, size_t n) {
+  char *p = buf + WRITER_HEAD; /* the line's '{', where the ',' goes */
+  if (w->fp == NULL) return -1;
+  if (full(w, n - WRITER_HEAD) && rotate(w) != 0) return -1;
+  seq_next(w);
+  *p = ',';
+  p -= w->seqlen;
+  memcpy(p, w->seqtxt + sizeof w->seqtxt - w->seqlen, (size_t)w->seqlen);
   p -= 7;
   memcpy(p, "{\"seq\":", 7);
-  writer_write(w, p, (size_t)(num + sizeof num - p));
-  return writer_write(w, s + 1, n - 1);
+  return writer_write(w, p, (size_t)(buf + n - p));
 }
 
 void writer_flush(writer *w) {
