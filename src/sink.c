@@ -286,7 +286,8 @@ static int connect_db(sink *s) {
   return 0;
 }
 
-/* max(seq) stored for the run: reading resumes after it. */
+/* max(seq) stored for the run: reading resumes after it.  1: the
+ * report is to be read again from its start. */
 static int resume_point(sink *s) {
   const char *p[1] = {s->run_id};
   PGresult *r = pq.execParams(s->conn, "SELECT coalesce(max(seq), 0) FROM orchlua_records WHERE run_id = $1",
@@ -300,6 +301,21 @@ static int resume_point(sink *s) {
   pq.clear(r);
   s->resume_known = 1;
   pthread_mutex_lock(&s->mu);
+  if (s->batch_lines > 0 && s->skip_to < s->batch_first - 1) {
+    /* the database lacks lines before the batch (restored from a backup,
+     * a crash that lost commits): read the report again from there */
+    s->stored = s->skip_to;
+    pthread_mutex_unlock(&s->mu);
+    if (s->fd >= 0) close(s->fd);
+    s->fd = -1;
+    s->segment = 0;
+    s->rlen = s->roff = 0;
+    s->read_seq = 0;
+    s->partial = 0;
+    s->batch.len = 0;
+    s->batch_lines = s->batch_marks = 0;
+    return 1;
+  }
   if (s->skip_to > s->stored) s->stored = s->skip_to;
   pthread_mutex_unlock(&s->mu);
   return 0;
@@ -756,7 +772,12 @@ static void *sink_main(void *arg) {
     }
     if (s->conn == NULL && connect_db(s) != 0) goto failed;
     if (!s->resume_known) {
-      if (resume_point(s) != 0) goto failed;
+      int rc = resume_point(s);
+      if (rc < 0) goto failed;
+      if (rc == 1) {
+        end = 0;
+        continue;
+      }
       batch_trim(s);
       if (s->batch_lines == 0) continue;
     }

@@ -160,6 +160,21 @@ describe("postgresql sink", function()
     assert.are.same({ "120000" }, pg.query(db, ("SELECT max(seq) FROM orchlua_records WHERE run_id = '%s'"):format(id)))
   end)
 
+  it("a database that lost the run's rows (restored from a backup) gets them again when the sink reconnects", function()
+    -- 2 s into the run: its rows deleted and the sink's session ended
+    local sql = "DELETE FROM orchlua_records WHERE run_id IN (SELECT run_id FROM orchlua_runs WHERE test_name = 'lost');"
+      .. " SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'orchlua'"
+    os.execute(("(sleep 2; psql -X -q %s -c %s) >/dev/null 2>&1 &"):format(h.q(db.url), h.q(sql)))
+    h.write(dir .. "/descriptions/lost.json", (DESC:gsub('"s"', '"lost"'):gsub("0.0016667", "0.0033333")))
+    local code, _, err = h.run(("run lost -q --time-scale 3 --report l.jsonl --sink %s"):format(h.q(db.url)), dir,
+      "ORCHLUA_SINK_WAIT=30")
+    assert.are.equal(1, code, err)
+    assert.matches("all %d+ records stored", err)
+    local recs = h.jsonl(dir .. "/l.jsonl")
+    assert.are.equal(#recs, rows(recs[1].run_id))
+    assert.are.equal(0, dups())
+  end)
+
   it("ship: a database it cannot reach is exit 1, and the error says why", function()
     local code, _, err = h.run(("ship b.jsonl --sink %s"):format(h.q("postgresql:///postgres?host=" .. dir
       .. "/nowhere&user=orch")), dir)
