@@ -98,7 +98,7 @@ DEB_PKGS := build-essential liblua5.4-dev lua5.4 lua-cjson-dev lua-cjson libuv1-
             luarocks lua-busted lua-check lua-luv lua-expat libjs-dygraphs tmux chromium \
             clang libclang-rt-14-dev valgrind prometheus postgresql libpq-dev \
             libhttp-parser-dev redis-server redis-tools nginx-light curl faketime \
-            yamllint wrk groff-base man-db
+            yamllint wrk groff-base man-db systemd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 deps:

@@ -15,3 +15,7 @@ cp ./orchlua bench/out/orchlua
 ${MAKE:-make} -s bench/floor
 ${CC:-cc} -O2 -Wall -Wextra -std=gnu99 -o bench/out/measure bench/measure.c
 lua5.4 bench/bench.lua | tee "${BENCH_OUT:-bench/out}/table.txt"
+# w3s: w3a with a PostgreSQL sink (bench/sink.lua starts its own server)
+case ",${BENCH_ONLY:-w3s}," in *,w3s,*)
+  lua5.4 bench/sink.lua | tee -a "${BENCH_OUT:-bench/out}/table.txt" ;;
+esac

@@ -61,6 +61,7 @@ build = {
     ["orch.description"] = "lua/orch/description.lua",
     ["orch.engine"] = "lua/orch/engine.lua",
     ["orch.help"] = "lua/orch/help.lua",
+    ["orch.fleet"] = "lua/orch/fleet.lua",
     ["orch.json"] = "lua/orch/json.lua",
     ["orch.net"] = "lua/orch/net.lua",
     ["orch.output.console"] = "lua/orch/output/console.lua",

@@ -104,6 +104,9 @@ int stats_push_new(lua_State *L);
 stats *stats_check(lua_State *L, int idx);
 void stats_open(lua_State *L);
 
+/* Room a record line leaves before its '{' for {"seq":N (writer_line_at) */
+#define WRITER_HEAD 32
+
 /* A buffered output file flushed before the loop blocks, so that a record
  * written in one loop iteration is on disk before orchlua waits again. */
 typedef struct writer {
@@ -114,6 +117,12 @@ typedef struct writer {
   link node;            /* core->writers */
   char *path;
   char *buf;            /* stdio buffer of an owned file */
+  int64_t seq;          /* the last record line's seq (writer_line) */
+  char seqtxt[24];      /* seq in decimal, right-aligned, counted up in place */
+  int seqlen;
+  uint64_t bytes;       /* written to the current segment */
+  uint64_t max_bytes;   /* rotate before a line would pass it (0: never) */
+  int segment;          /* 0: path itself, n: path's FILE.n.jsonl */
 } writer;
 
 #define TICK_SLOTS 1024 /* hash buckets of the tick slots, by due ms */
@@ -122,6 +131,7 @@ struct orch_core {
   uv_loop_t loop;
   lua_State *L;         /* main thread */
   struct orch_alloc *alloc; /* L's allocator (alloc.c), or NULL: malloc's */
+  char line_head[WRITER_HEAD]; /* what a line starts with before its seq */
   jbuf line;            /* the report line being built: one buffer for every
                          * invoker and queue, so that it stays in cache */
   double scale;         /* --time-scale: real = description / scale */
@@ -238,6 +248,12 @@ void handle_close(uv_handle_t *h); /* harmless on NULL or already closing */
 /* writer.c */
 writer *writer_open(orch_core *c, const char *path, FILE *fp, char *err, size_t errlen);
 int writer_write(writer *w, const char *s, size_t n);
+int writer_line(writer *w, const char *s, size_t n, size_t total);
+/* A record line built WRITER_HEAD bytes into buf (buf: n bytes in all):
+ * its seq goes into that room, and the line out in one write. */
+int writer_line_at(writer *w, char *buf, size_t n);
+void writer_set_seq(writer *w, int64_t seq);
+char *writer_segment_path(const char *path, int n);
 void writer_flush(writer *w);
 int writer_close(writer *w);
 void writer_flush_all(orch_core *c);

@@ -255,6 +255,7 @@ static void write_record(invoker *inv, ftask *ft, double t, double duration) {
   int r = 0;
   core_stamp_at(c, t, ts);
   b->len = 0;
+  r |= jsonw_raw(b, c->line_head, WRITER_HEAD); /* room for the seq */
   r |= JSONW_LIT(b, "{\"type\":\"invocation\",\"t\":");
   r |= jsonw_number(b, t);
   r |= JSONW_LIT(b, ",\"ts\":\"");
@@ -273,7 +274,7 @@ static void write_record(invoker *inv, ftask *ft, double t, double duration) {
   r |= jsonw_number(b, (double)ft->late_ns / 1e9 * c->scale);
   r |= JSONW_LIT(b, ",\"status\":\"ok\"}\n");
   if (r == 0) {
-    writer_write(*inv->wslot, b->data, b->len);
+    writer_line_at(*inv->wslot, b->data, b->len);
     c->fast_lines++;
   }
   if (r != 0 || (*inv->wslot)->err) {

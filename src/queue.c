@@ -329,6 +329,7 @@ static int write_result(lua_State *L, lqueue *lq, int li, int di, int ev, int le
   jbuf *b = &lq->core->line;
   int r = 0;
   b->len = 0;
+  r |= jsonw_raw(b, lq->core->line_head, WRITER_HEAD); /* room for the seq */
   r |= JSONW_LIT(b, "{\"type\":\"result\"");
   if (ev != 0) {
     r |= JSONW_LIT(b, ",\"event\":");
@@ -354,7 +355,7 @@ static int write_result(lua_State *L, lqueue *lq, int li, int di, int ev, int le
     r |= jsonw_encode(b, L, di);
   }
   r |= JSONW_LIT(b, "}\n");
-  if (r == 0) writer_write(*lq->wslot, b->data, b->len);
+  if (r == 0) writer_line_at(*lq->wslot, b->data, b->len);
   if (b->cap > (1u << 20)) jbuf_free(b); /* do not keep a huge one */
   return r == 0;
 }

@@ -14,6 +14,8 @@ usage: orchlua run NAME|FILE.json [--hours H] [--time-scale X] [--report FILE.js
        orchlua report RUN.jsonl [--html FILE.html]    the summary (and HTML report) of a --report file
        orchlua report A.jsonl B.jsonl [--threshold PCT] [--higher-is-better NAMES]
                                         what changed from run A to run B; exit 1 on a regression
+       orchlua run ... [--param NAME=VALUE]... [--label KEY=VALUE]... [--sink URL]... [--report-max-mb N]
+       orchlua ship RUN.jsonl --sink URL    upload a run to a sink (again), idempotent
        orchlua list                     descriptions found: name, hours, events
        orchlua check [NAME...]          validate and resolve everything, run nothing
        orchlua plan NAME [--hours H] [--all]   the timeline of firings, and counts per event
@@ -36,6 +38,13 @@ orchlua run NAME|FILE.json [options]
   --no-progress      no live status area (there is none unless stdout is a terminal;
                      NO_COLOR turns colours off, TERM=dumb the area and the colours)
   --grace SEC        seconds running events get after the kill switch (config grace_sec)
+  --param NAME=VALUE, --param ID.NAME=VALUE
+                     set a description param of every event that has it (or of event ID);
+                     VALUE is JSON or a bare word; also ORCHLUA_PARAM_<NAME>
+  --label KEY=VALUE  tag the run (run_start, sink rows); also ORCHLUA_LABEL_<KEY>
+  --sink URL         stream the report into postgresql://... while the run goes on
+                     (repeatable; the report file stays the source of truth)
+  --report-max-mb N  rotate the report: FILE.jsonl, FILE.1.jsonl, ... at N MiB each
 Exit status: 0 all succeeded; 1 a failure or an error result; 2 usage or
 description errors; 128+N stopped by signal N.]],
   list = [[
@@ -68,14 +77,20 @@ orchlua report A.jsonl B.jsonl [--threshold PCT] [--higher-is-better NAMES]
   --higher-is-better NAMES   comma-separated metric names for which more is better
 Exit status: 0 no regression (or one file read); 1 a regression; 2 a file that
 cannot be read or is not a report.]],
+  ship = [[
+orchlua ship RUN.jsonl --sink URL
+  Uploads a finished or killed run (and its rotated segments) to the sink:
+  what the database has already is skipped, so shipping twice stores nothing twice.
+Exit status: 0 stored; 1 a database error (ship again later); 2 a file that
+is not a report, or a bad URL.]],
   help = [[
 orchlua help [TOPIC]
-  Shows the help of a command (run, list, check, plan, report), or a page of the
-  manual: orchlua (the command line), description (a description's keys), orch
+  Shows the help of a command (run, list, check, plan, report, ship), or a page of
+  the manual: orchlua (the command line), description (a description's keys), orch
   (the Lua API).  Without TOPIC, the usage and the topics.]],
 }
 
-local COMMANDS = { "run", "list", "check", "plan", "report", "help" }
+local COMMANDS = { "run", "list", "check", "plan", "report", "ship", "help" }
 
 -- flag -> { key, takes value, commands it applies to (nil: all) }
 local FLAGS = {
@@ -97,6 +112,11 @@ local FLAGS = {
   ["-v"] = { "verbose", false }, ["--verbose"] = { "verbose", false },
   ["-h"] = { "help", false }, ["--help"] = { "help", false },
   ["--version"] = { "version", false }, ["-V"] = { "version", false },
+  -- fleets (orch.fleet): the 4th field makes a flag repeatable (a list)
+  ["--param"] = { "param", true, { run = true, check = true, plan = true }, true },
+  ["--label"] = { "label", true, { run = true }, true },
+  ["--sink"] = { "sink", true, { run = true, ship = true }, true },
+  ["--report-max-mb"] = { "report_max_mb", true, { run = true } },
 }
 
 -- the seed's flags: commands in disguise
@@ -135,7 +155,10 @@ function M.parse(argv)
       if c == "run" then names[#names + 1] = value_of(flag, inline) end
     elseif FLAGS[flag] then
       local spec = FLAGS[flag]
-      if spec[2] then
+      if spec[4] then
+        opts[spec[1]] = opts[spec[1]] or {}
+        table.insert(opts[spec[1]], value_of(flag, inline))
+      elseif spec[2] then
         opts[spec[1]] = value_of(flag, inline)
       else
         if inline then usage_error("%s takes no value, found %s", flag, quote(inline)) end
@@ -229,7 +252,8 @@ local function print_errors(errors)
 end
 
 -- Finds and loads one description; returns desc or nil after printing.
-local function load_description(cfg, name)
+-- params: the --param list (ORCHLUA_PARAM_* apply too), or nil.
+local function load_description(cfg, name, params)
   local description = require "orch.description"
   local path, e = description.find(description_dirs(cfg), name)
   if not path then
@@ -241,6 +265,10 @@ local function load_description(cfg, name)
     print_errors(errors)
     err(("orchlua: %s: %d problem%s\n"):format(path, #errors, #errors == 1 and "" or "s"))
     return nil
+  end
+  do
+    local ok, e2 = require("orch.fleet").params_for(desc, params)
+    if not ok then err("orchlua: ", path, ": ", e2, "\n") return nil end
   end
   return desc
 end
@@ -333,7 +361,7 @@ function cmd.check(a)
   local srcs = load_sources(cfg)
   local bad = srcs == nil
   for _, name in ipairs(names) do
-    local desc = load_description(cfg, name)
+    local desc = load_description(cfg, name, a.opts.param)
     if not desc then
       bad = true
     elseif srcs then
@@ -357,7 +385,7 @@ function cmd.plan(a)
   local hours = number_opt(a.opts, "hours", "--hours")
   local cfg, e = load_config(a.opts)
   if not cfg then err("orchlua: ", e, "\n") return 2 end
-  local desc = load_description(cfg, a.names[1])
+  local desc = load_description(cfg, a.names[1], a.opts.param)
   if not desc then return 2 end
   if not a.opts.all then
     out(require("orch.plan").render(desc, hours or desc.total_hours))
@@ -421,8 +449,10 @@ function cmd.run(a)
   if o.quiet and o.verbose then usage_error("-q and -v cannot be combined") end
   local cfg, e = load_config(o)
   if not cfg then err("orchlua: ", e, "\n") return 2 end
-  local desc = load_description(cfg, a.names[1])
+  local desc = load_description(cfg, a.names[1], o.param)
   if not desc then return 2 end
+  local fleet, fe = require("orch.fleet").run_options(o, desc, cfg)
+  if not fleet then err("orchlua: ", fe, "\n") return 2 end
   local srcs = load_sources(cfg)
   if not srcs then return 2 end
   local events = bind(desc, srcs)
@@ -452,13 +482,14 @@ function cmd.run(a)
       if not jsonl then err("orchlua: --html: a temporary file: ", e7, "\n") return 2 end
     end
   end
+  fleet:start(jsonl, o.report)
   local console = require("orch.output.console").new({ level = o.quiet and 0 or o.verbose and 2 or 1,
                                                         progress = not o.no_progress })
   local status, run = require("orch.engine").run({
     desc = desc, events = events, hours = hours, scale = scale or 1,
     grace = grace or cfg.grace_sec, jsonl = jsonl, console = console,
     fail_fast = o.fail_fast, version = VERSION, report_path = o.report, junit_path = o.junit,
-    html_path = o.html,
+    html_path = o.html, labels = fleet.labels, run_id = fleet.run_id,
   })
   if jsonl then
     local ok, e4 = jsonl:close()
@@ -467,6 +498,7 @@ function cmd.run(a)
       if status == 0 then status = 1 end
     end
   end
+  status = fleet:finish(status)
   if o.junit then
     local ok, e5 = require("orch.output.junit").write(o.junit, run)
     if not ok then err("orchlua: --junit ", o.junit, ": ", tostring(e5), "\n"); if status == 0 then status = 1 end end
@@ -518,6 +550,16 @@ function cmd.report(a)
   local cmp = report.compare(reps[1], reps[2], { threshold = (thr or 10) / 100, higher_is_better = better })
   out(report.render_compare(cmp))
   return #cmp.regressions > 0 and 1 or 0
+end
+
+-- ship RUN.jsonl --sink URL: 0, 1 (a database error), 2 (bad input)
+function cmd.ship(a)
+  if #a.names ~= 1 then usage_error("ship needs one JSONL report, found %d", #a.names) end
+  local cfg, e = load_config(a.opts)
+  if not cfg then err("orchlua: ", e, "\n") return 2 end
+  local status, e2 = require("orch.fleet").ship(a.names[1], a.opts, cfg)
+  if not status then err("orchlua: ", e2, "\n") return 2 end
+  return status
 end
 
 -- main(argv, version) -> exit status

@@ -14,7 +14,8 @@ M.DEFAULTS = {
 }
 
 local KEYS = { descriptions = "string or list", sources = "string or list",
-               grace_sec = "number >= 0", lua_path = "list", lua_cpath = "list" }
+               grace_sec = "number >= 0", lua_path = "list", lua_cpath = "list",
+               sinks = "string or list" }
 
 -- orch.core when in the host (no child process); plain Lua in the specs
 local has_core, core = pcall(require, "orch.core")
@@ -116,6 +117,7 @@ function M.load(path)
   end
   cfg.descriptions = as_list(cfg.descriptions)
   cfg.sources = as_list(cfg.sources)
+  cfg.sinks = as_list(cfg.sinks)
   return cfg
 end
 

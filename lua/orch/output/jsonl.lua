@@ -33,6 +33,8 @@ function M:write(rec, type_)
 end
 
 function M:close()
+  -- the last seq written, for what reads the file after (a sink)
+  if self.last_seq == nil then self.last_seq = self.w:seq() end
   local ok, err = self.w:close()
   return ok and not self.err, self.err or err
 end
