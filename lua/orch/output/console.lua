@@ -137,31 +137,58 @@ function M:summary(run, status)
   -- without colour there is nothing to paint: no call per cell
   local lines = report.table_lines(rows, { total = true, paint = self.color and function(ri, ci, cell, c)
     if ri == 1 then return self:paint("bold", cell) end
-    if (ci == 3 or ci == 5) and c ~= "0" and c ~= "" then return self:paint("boldred", cell) end
-    if ci == 4 and c ~= "0" and c ~= "" then return self:paint("yellow", cell) end
+    if (ci == 3 or ci == 4 or ci == 6) and c ~= "0" and c ~= "" then return self:paint("boldred", cell) end
+    if ci == 5 and c ~= "0" and c ~= "" then return self:paint("yellow", cell) end
   end or nil })
   for _, l in ipairs(lines) do self:line(l) end
   self:line(("results: %d (%s)"):format(run.results, plural(run.error_results, "error")))
   -- the first error of each failing event, and the run's own
   for _, st in ipairs(list) do
-    if st.failures > 0 and st.errors[1] then
-      self:line(self:paint("red", ("  %s: %s, first: %s"):format(st.id, plural(st.failures, "failure"),
-        first_line(st.errors[1]))))
+    if st.errors > 0 and st.messages and st.messages[1] then
+      self:line(self:paint("red", ("  %s: %s, first: %s"):format(st.id, plural(st.errors, "error"),
+        first_line(st.messages[1]))))
     end
+  end
+  local failed_checks = 0
+  if run.checks then
+    local rows
+    rows, failed_checks = report.check_rows(run.checks:snapshot())
+    self:line("checks:")
+    local lines = report.table_lines(rows, { left = { [2] = true, [5] = true }, paint = self.color and function(ri, ci, cell, c)
+      if ri == 1 then return self:paint("bold", cell) end
+      if ci == 5 then
+        if c:find("^pass") then return self:paint("green", cell) end
+        if c:find("^warn") then return self:paint("yellow", cell) end
+        return self:paint("boldred", cell)
+      end
+    end or nil })
+    for _, l in ipairs(lines) do self:line(l) end
   end
   for _, e in ipairs(run.errors) do self:line(self:paint("red", "run error: " .. first_line(e))) end
   local o = run.opts
   if o.report_path then self:line("report: " .. o.report_path) end
   if o.junit_path then self:line("junit: " .. o.junit_path) end
   if o.html_path then self:line("html: " .. o.html_path) end
-  local why = report.exit_reason(status, { failures = tot.failures, error_results = run.error_results,
-                                           run_errors = #run.errors })
+  -- error results a check owns are judged by it, not counted as a cause
+  local why = report.exit_reason(status, { failures = tot.failures,
+                                           error_results = run.error_results - (run.owned_error_results or 0),
+                                           run_errors = #run.errors, failed_checks = failed_checks })
   if status > 128 then
     local twice = tostring(run.cancelled_reason or ""):find("twice", 1, true)
     why = why .. (twice and "; a second signal skipped the teardown and the grace period"
       or "; stopped in order: teardown, kill switch, grace")
   end
   self:line(self:paint(status == 0 and "boldgreen" or "boldred", ("exit %d: %s"):format(status, why)))
+end
+
+-- A check changed to a failing state (fail, warn), while the run goes on.
+function M:check(c)
+  if self.level < 0 then return end
+  local s = ("check %s: %s (%s %s, limit %s)"):format(c.name, c.status, c.stat,
+    report.check_number(c.value), report.check_limit(c))
+  local p = self.progress
+  if p and p.note_error and c.status == "fail" then p:note_error("check", s) end
+  self:line(self:paint(c.status == "fail" and "red" or "yellow", s))
 end
 
 function M:close()
