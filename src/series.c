@@ -8,7 +8,8 @@
  * of two: a percentile within 0.8% of the value).  slope_per_hour is a
  * Theil-Sen fit (the median of the pairwise slopes: up to 29% of wild
  * points change nothing) over the slots' means, or, for the whole run, over
- * SERIES_POINTS means that halve their resolution when full.
+ * SERIES_POINTS means that halve their resolution when full; it needs
+ * SERIES_SLOPE_MIN points with samples.
  *
  * Samples come from C (invoker.c at each fast end, queue.c at each metric
  * report) and from the engine's Lua (the other ends); what a check means
@@ -23,6 +24,7 @@
 #include "core.h"
 
 #define SERIES_MT "orch.Series"
+#define SERIES_SLOPE_MIN 8 /* points a slope needs: 1/8 of the run, 8/20 of the window */
 
 /* ---- histogram: keys are the top bits of the double, monotone in v ---- */
 
@@ -287,7 +289,8 @@ static double slope(series *s, double now) {
       y[n++] = pt->v / (double)pt->n;
     }
   }
-  return theil_sen(x, y, n);
+  /* fewer points say nothing about a trend under noise */
+  return n >= SERIES_SLOPE_MIN ? theil_sen(x, y, n) : NAN;
 }
 
 /* ---- Lua ---------------------------------------------------------------- */

@@ -10,10 +10,13 @@
 -- the engine feeds a failure or an error result, and at the end.  Only a
 -- change of state makes a record.
 --
--- Verdicts: a check that was out of its limits at any judgement after its
--- warm-up ends "fail" ("warn" for action warn), even if it came back; one
--- whose series never had a sample ends "no_data", which fails unless
--- allow_no_data.  An abort check stops the run (Run:stop) when it fails.
+-- Verdicts: a windowed check (and silence_sec) that was out of its limits
+-- at any judgement after its warm-up ends "fail" ("warn" for action warn),
+-- even if it came back: every window must pass.  A whole-run check ends as
+-- its value at the end says (its early values rest on few samples: a slope
+-- over the first minutes is noise).  A check whose series never had a
+-- sample ends "no_data", which fails unless allow_no_data.  An abort check
+-- stops the run (Run:stop) when it fails, and stays failed.
 local core = require "orch.core"
 local report = require "orch.report"
 
@@ -64,7 +67,8 @@ function M.new(run)
     sh.slope = sh.slope or def.stat == "slope_per_hour"
     local stat, p = stat_of(def)
     local c = { def = def, name = def.name, stat = def.stat, sname = stat, p = p, min = def.min,
-                max = def.max, action = def.action, after = def.after or 0, sh = sh }
+                max = def.max, action = def.action, after = def.after or 0, sh = sh,
+                sticky = def.window ~= nil or def.stat == "silence_sec" or def.action == "abort" }
     sh.checks[#sh.checks + 1] = c
     self.list[#self.list + 1] = c
     if def.action == "abort" then self.aborts[#self.aborts + 1] = c end
@@ -189,9 +193,11 @@ function Checks:finish()
   for _, c in ipairs(self.list) do
     self:judge(c, now)
     local status
-    if c.breached then
+    if c.sticky and c.breached then
       status = c.action == "warn" and "warn" or "fail"
       c.value = c.worst
+    elseif c.status == "fail" or c.status == "warn" then
+      status = c.status
     elseif c.series.total == 0 and c.stat ~= "silence_sec" and not c.def.allow_no_data then
       status = "no_data"
     else

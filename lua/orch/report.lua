@@ -351,6 +351,10 @@ local SIGNALS = { [1] = "SIGHUP", [2] = "SIGINT", [3] = "SIGQUIT", [9] = "SIGKIL
 -- Why a run ended with status (as the console says it).
 function M.exit_reason(status, counts)
   if status == nil then return "the run did not finish (no run_end record: killed?)" end
+  if status == 0 and (counts.owned_errors or 0) > 0 then
+    return ("every check passed: %d error%s owned by checks, within their limits"):format(counts.owned_errors,
+      counts.owned_errors == 1 and "" or "s")
+  end
   if status == 0 then return "every invocation succeeded and no error was reported" end
   if status == 1 then
     local function n(k, word)
@@ -394,7 +398,9 @@ function M.check_rows(list)
   local rows, failed = { { "check", "stat", "value", "limit", "verdict" } }, 0
   for _, c in ipairs(list) do
     local verdict = tostring(c.status or "-")
-    if c.action == "abort" or c.action == "warn" then verdict = verdict .. " (" .. c.action .. ")" end
+    if (c.action == "abort" or c.action == "warn") and c.status ~= c.action then
+      verdict = verdict .. " (" .. c.action .. ")"
+    end
     rows[#rows + 1] = { tostring(c.name), tostring(c.stat or "-"), check_number(c.value), M.check_limit(c), verdict }
     if c.action ~= "warn" and (c.status == "fail" or c.status == "no_data") then failed = failed + 1 end
   end

@@ -149,8 +149,11 @@ function M:summary(run, status)
         first_line(st.messages[1]))))
     end
   end
-  local failed_checks = 0
+  local failed_checks, owned_errors = 0, 0
   if run.checks then
+    for _, st in ipairs(list) do
+      if run.checks:owns(st.id) then owned_errors = owned_errors + st.errors end
+    end
     local rows
     rows, failed_checks = report.check_rows(run.checks:snapshot())
     self:line("checks:")
@@ -172,7 +175,8 @@ function M:summary(run, status)
   -- error results a check owns are judged by it, not counted as a cause
   local why = report.exit_reason(status, { failures = tot.failures,
                                            error_results = run.error_results - (run.owned_error_results or 0),
-                                           run_errors = #run.errors, failed_checks = failed_checks })
+                                           run_errors = #run.errors, failed_checks = failed_checks,
+                                           owned_errors = owned_errors })
   if status > 128 then
     local twice = tostring(run.cancelled_reason or ""):find("twice", 1, true)
     why = why .. (twice and "; a second signal skipped the teardown and the grace period"
