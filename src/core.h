@@ -136,8 +136,9 @@ typedef struct series {
   uint64_t total;
   uint32_t streak;
   struct series *next_tap; /* the invoker's list (invoker.c) */
-  series_slot slots[SERIES_SLOTS];
-  series_point pts[SERIES_POINTS];
+  int nslots;               /* SERIES_SLOTS, or 1 for the whole run */
+  series_slot *slots;       /* in the same block, after the struct */
+  series_point *pts;        /* SERIES_POINTS of them after the slots, or NULL (no slope) */
 } series;
 void series_value(series *s, double t, double v);
 void series_invocation(series *s, double t, double duration, double late_s, int ok);

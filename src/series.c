@@ -85,7 +85,7 @@ static int hist_add(series_hist *h, int32_t k) {
  * histogram's memory is kept: the next one needs as much). */
 static series_slot *slot_at(series *s, double t) {
   int64_t idx = s->width > 0 ? (int64_t)floor(t / s->width) : 0;
-  series_slot *sl = &s->slots[s->width > 0 ? (size_t)(idx % SERIES_SLOTS) : 0];
+  series_slot *sl = &s->slots[s->width > 0 ? (size_t)(idx % SERIES_SLOTS) : 0]; /* nslots */
   if (sl->idx != idx && sl->idx < idx) {
     series_hist h = sl->h;
     memset(sl, 0, sizeof *sl);
@@ -98,7 +98,7 @@ static series_slot *slot_at(series *s, double t) {
 
 static void point_add(series *s, double t, double v) {
   int64_t i;
-  if (s->pwidth <= 0) return;
+  if (s->pts == NULL) return;
   i = (int64_t)floor((t - s->from) / s->pwidth);
   if (i < 0) i = 0;
   while (i >= SERIES_POINTS) {
@@ -109,7 +109,7 @@ static void point_add(series *s, double t, double v) {
       s->pts[j].v = a.v + b.v;
       s->pts[j].n = a.n + b.n;
     }
-    memset(s->pts + SERIES_POINTS / 2, 0, sizeof s->pts / 2);
+    memset(s->pts + SERIES_POINTS / 2, 0, SERIES_POINTS / 2 * sizeof *s->pts);
     s->pwidth *= 2;
     i = (int64_t)floor((t - s->from) / s->pwidth);
   }
@@ -142,7 +142,7 @@ static void sample(series *s, double t, double v, int err, int ok) {
   if (ok) s->t_ok = t;
   s->total++;
   if (s->want_hist) hist_add(&sl->h, hkey(v));
-  if (s->want_slope) point_add(s, t, v);
+  if (s->pts != NULL) point_add(s, t, v);
 }
 
 void series_value(series *s, double t, double v) { sample(s, t, v, 0, 1); }
@@ -176,7 +176,7 @@ static int live(series *s, const series_slot *sl, double now) {
 }
 
 static void aggregate(series *s, double now, agg *a) {
-  int i, nslots = s->width > 0 ? SERIES_SLOTS : 1;
+  int i, nslots = s->nslots;
   memset(a, 0, sizeof *a);
   a->t_last = -1;
   for (i = 0; i < nslots; i++) {
@@ -210,7 +210,7 @@ static int cmp_bin(const void *x, const void *y) {
 
 /* Nearest rank over the live slots' histograms; NAN when out of memory. */
 static double percentile(series *s, double now, const agg *a, double p) {
-  int i, nslots = s->width > 0 ? SERIES_SLOTS : 1;
+  int i, nslots = s->nslots;
   uint32_t total = 0, j, m = 0;
   series_bin *all;
   double rank = ceil(p / 100.0 * (double)a->n), seen = 0, v = a->max;
@@ -281,7 +281,7 @@ static double slope(series *s, double now) {
       x[n] = sl->tsum / (double)sl->n;
       y[n++] = sl->sum / (double)sl->n;
     }
-  } else {
+  } else if (s->pts != NULL) {
     for (i = 0; i < SERIES_POINTS; i++) {
       const series_point *pt = &s->pts[i];
       if (pt->n == 0) continue;
@@ -306,24 +306,40 @@ series *series_test(lua_State *L, int i) { return luaL_testudata(L, i, SERIES_MT
 static int l_core_series(lua_State *L) {
   static const char *const kinds[] = {"value", "duration", "lateness", "invocations", "status", NULL};
   series *s;
+  double window, from, span;
+  int kind, hist, slope, nslots;
+  size_t size;
   luaL_checktype(L, 1, LUA_TTABLE);
-  s = lua_newuserdatauv(L, sizeof *s, 1);                /* [spec s] */
-  memset(s, 0, sizeof *s);
-  luaL_setmetatable(L, SERIES_MT);
   lua_getfield(L, 1, "window");
-  s->width = luaL_optnumber(L, -1, 0) / SERIES_SLOTS;
+  window = luaL_optnumber(L, -1, 0);
   lua_getfield(L, 1, "from");
-  s->from = luaL_optnumber(L, -1, 0);
+  from = luaL_optnumber(L, -1, 0);
   lua_getfield(L, 1, "kind");
-  s->kind = luaL_checkoption(L, -1, "value", kinds);
+  kind = luaL_checkoption(L, -1, "value", kinds);
   lua_getfield(L, 1, "hist");
-  s->want_hist = lua_toboolean(L, -1);
+  hist = lua_toboolean(L, -1);
   lua_getfield(L, 1, "slope");
-  s->want_slope = lua_toboolean(L, -1);
+  slope = lua_toboolean(L, -1);
   lua_getfield(L, 1, "span");
-  s->pwidth = luaL_optnumber(L, -1, 3600) / SERIES_POINTS;
-  if (!(s->pwidth > 0)) s->pwidth = 1;
+  span = luaL_optnumber(L, -1, 3600);
   lua_pop(L, 6);
+  /* one block: the struct, its slots, its points (20,000 checks on
+   * 10,000 events are 20,000 series: the whole run's need one slot) */
+  nslots = window > 0 ? SERIES_SLOTS : 1;
+  size = sizeof *s + (size_t)nslots * sizeof(series_slot) + (slope ? SERIES_POINTS * sizeof(series_point) : 0);
+  s = lua_newuserdatauv(L, size, 1);                     /* [spec s] */
+  memset(s, 0, size);
+  luaL_setmetatable(L, SERIES_MT);
+  s->nslots = nslots;
+  s->slots = (series_slot *)(s + 1);
+  s->pts = slope ? (series_point *)(s->slots + nslots) : NULL;
+  s->width = window / SERIES_SLOTS;
+  s->from = from;
+  s->kind = kind;
+  s->want_hist = hist;
+  s->want_slope = slope;
+  s->pwidth = span / SERIES_POINTS;
+  if (!(s->pwidth > 0)) s->pwidth = 1;
   s->t_ok = s->from;
   if (lua_getfield(L, 1, "where") == LUA_TTABLE) {
     s->has_where = 1;
@@ -375,7 +391,7 @@ static int l_series_stat(lua_State *L) {
     double since = s->kind == SK_VALUE ? s->from : s->t_ok;
     int i;
     if (s->kind == SK_VALUE)
-      for (i = 0; i < (s->width > 0 ? SERIES_SLOTS : 1); i++)
+      for (i = 0; i < s->nslots; i++)
         if (s->slots[i].n > 0 && s->slots[i].t_last > since) since = s->slots[i].t_last;
     if (now < s->from) return 0;
     lua_pushnumber(L, now - since);
@@ -422,7 +438,7 @@ static int l_series_index(lua_State *L) {
 static int l_series_gc(lua_State *L) {
   series *s = check_series(L, 1);
   int i;
-  for (i = 0; i < SERIES_SLOTS; i++) {
+  for (i = 0; i < s->nslots; i++) {
     free(s->slots[i].h.v);
     s->slots[i].h.v = NULL;
     s->slots[i].h.nb = s->slots[i].h.cap = 0;

@@ -145,8 +145,11 @@ function M:summary(run, status)
   -- the first error of each failing event, and the run's own
   for _, st in ipairs(list) do
     if st.errors > 0 and st.messages and st.messages[1] then
-      self:line(self:paint("red", ("  %s: %s, first: %s"):format(st.id, plural(st.errors, "error"),
-        first_line(st.messages[1]))))
+      local results = st.errors - st.failures
+      local what = results == 0 and plural(st.failures, "failure")
+        or st.failures == 0 and plural(results, "error result")
+        or ("%s (%s, %s)"):format(plural(st.errors, "error"), plural(st.failures, "failure"), plural(results, "error result"))
+      self:line(self:paint("red", ("  %s: %s, first: %s"):format(st.id, what, first_line(st.messages[1]))))
     end
   end
   local failed_checks, owned_errors = 0, 0
