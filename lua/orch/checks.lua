@@ -5,10 +5,12 @@
 -- invocations (fed by its invoker in C at each fast end, invoker:tap, and
 -- by the engine here at the others) and error results.  Checks on the same
 -- source, window and warm-up share one series.  A check is judged on a
--- timer (every evaluation period; abort checks always, the others as long
--- as judging them all takes under 0.5% of a core), at once when
--- the engine feeds a failure or an error result, and at the end.  Only a
--- change of state makes a record.
+-- timer: abort checks at every tick (the evaluation period), windowed
+-- ones (and silence_sec) at every tick as long as judging them takes
+-- under 0.5% of a core, whole-run ones every WHOLE_RUN_SEC at most (their
+-- verdict is their value at the end; the live view lags that much); at
+-- once when the engine feeds a failure or an error result; and at the
+-- end.  Only a change of state makes a record.
 --
 -- Verdicts: a windowed check (and silence_sec) that was out of its limits
 -- at any judgement after its warm-up ends "fail" ("warn" for action warn),
@@ -29,6 +31,7 @@ Checks.__index = Checks
 -- core): 20,000 checks on 10,000 events must not cost the firings their
 -- CPU or their lateness.  Abort checks are judged at every tick.
 local BUDGET = 200
+local WHOLE_RUN_SEC = 30   -- real seconds between two passes over whole-run checks
 
 -- A where table as a stable string: checks with equal filters share.
 local function where_key(where)
@@ -52,8 +55,8 @@ end
 function M.new(run)
   local defs = run.desc.checks
   if not defs or #defs == 0 then return nil end
-  local self = setmetatable({ run = run, list = {}, aborts = {}, by_event = {}, status_of = {},
-                              owned = {}, judged_at = -1 }, Checks)
+  local self = setmetatable({ run = run, list = {}, aborts = {}, windowed = {}, whole = {},
+                              by_event = {}, owned = {} }, Checks)
   local shared, order = {}, {}
   for _, def in ipairs(defs) do
     local key = table.concat({ def.kind, def.metric or def.event, where_key(def.where),
@@ -72,7 +75,13 @@ function M.new(run)
                 sticky = def.window ~= nil or def.stat == "silence_sec" or def.action == "abort" }
     sh.checks[#sh.checks + 1] = c
     self.list[#self.list + 1] = c
-    if def.action == "abort" then self.aborts[#self.aborts + 1] = c end
+    if def.action == "abort" then
+      self.aborts[#self.aborts + 1] = c
+    elseif c.sticky then
+      self.windowed[#self.windowed + 1] = c
+    else
+      self.whole[#self.whole + 1] = c
+    end
     if def.event and (def.stat == "errors" or def.stat == "error_rate") then self.owned[def.event] = true end
   end
   local taps = {}
@@ -143,17 +152,19 @@ function Checks:judge(c, now)
   end
 end
 
---- One pass over the checks (tick): the abort checks always, all of them
--- when the budget allows.
+--- One tick: the abort checks, the windowed ones when the budget allows,
+-- the whole-run ones every WHOLE_RUN_SEC.
 function Checks:tick()
   local now = core.now()
+  for _, c in ipairs(self.aborts) do self:judge(c, now) end
   local t0 = core.hrtime()
-  if t0 >= (self.next_full or 0) then
-    for _, c in ipairs(self.list) do self:judge(c, now) end
-    local cost = core.hrtime() - t0
-    self.next_full = t0 + cost * BUDGET
-  else
-    for _, c in ipairs(self.aborts) do self:judge(c, now) end
+  if #self.windowed > 0 and t0 >= self.next_windowed then
+    for _, c in ipairs(self.windowed) do self:judge(c, now) end
+    self.next_windowed = t0 + (core.hrtime() - t0) * BUDGET
+  end
+  if #self.whole > 0 and t0 >= self.next_whole then
+    for _, c in ipairs(self.whole) do self:judge(c, now) end
+    self.next_whole = t0 + math.max(WHOLE_RUN_SEC * 1e9, (core.hrtime() - t0) * BUDGET)
   end
 end
 
@@ -162,6 +173,8 @@ end
 function Checks:start()
   local period = math.max(1, 0.1 * (self.run.scale or 1))
   self.period = period
+  self.next_windowed = 0
+  self.next_whole = core.hrtime() + WHOLE_RUN_SEC * 1e9
   self.timer = core.timer(function() self:tick() end)
   self.timer:start(period, period)
 end

@@ -114,6 +114,9 @@ function M:error(msg)
   if p then p:after_stderr() end
 end
 
+-- the summary lists every check up to this many, else the failing ones
+local MAX_CHECKS = 50
+
 local function plural(n, word) return ("%d %s%s"):format(n, word, n == 1 and "" or "s") end
 
 -- The end of the run: the table per event, totals, errors, where the
@@ -157,10 +160,24 @@ function M:summary(run, status)
     for _, st in ipairs(list) do
       if run.checks:owns(st.id) then owned_errors = owned_errors + st.errors end
     end
+    -- many checks (one per event of 10,000): the failing ones and a count
+    local list, shown, failing = run.checks.list, {}, 0
+    for _, c in ipairs(list) do
+      local bad = c.status ~= "pass"
+      if bad then failing = failing + 1 end
+      if #list <= MAX_CHECKS or (bad and #shown < MAX_CHECKS) then shown[#shown + 1] = c end
+    end
     local rows
-    rows, failed_checks = report.check_rows(run.checks:snapshot())
-    self:line("checks:")
-    local lines = report.table_lines(rows, { left = { [2] = true, [5] = true }, paint = self.color and function(ri, ci, cell, c)
+    rows, failed_checks = report.check_rows(shown)
+    if #shown < #list then
+      failed_checks = 0
+      for _, c in ipairs(list) do
+        if c.action ~= "warn" and (c.status == "fail" or c.status == "no_data") then failed_checks = failed_checks + 1 end
+      end
+    end
+    self:line(#shown < #list and ("checks: %d, %d not passing (%d shown)"):format(#list, failing, #shown)
+      or "checks:")
+    local lines = #shown == 0 and {} or report.table_lines(rows, { left = { [2] = true, [5] = true }, paint = self.color and function(ri, ci, cell, c)
       if ri == 1 then return self:paint("bold", cell) end
       if ci == 5 then
         if c:find("^pass") then return self:paint("green", cell) end
