@@ -136,6 +136,9 @@ typedef struct series {
   uint64_t total;
   uint32_t streak;
   struct series *next_tap; /* the invoker's list (invoker.c) */
+  stats *pct_from;          /* whole-run duration/lateness from t0: the invoker's own
+                             * statistics give the percentiles (no second histogram) */
+  double pct_scale;         /* what turns pct_from's unit into the series' */
   int nslots;               /* SERIES_SLOTS, or 1 for the whole run */
   series_slot *slots;       /* in the same block, after the struct */
   series_point *pts;        /* SERIES_POINTS of them after the slots, or NULL (no slope) */

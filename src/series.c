@@ -215,6 +215,7 @@ static double percentile(series *s, double now, const agg *a, double p) {
   series_bin *all;
   double rank = ceil(p / 100.0 * (double)a->n), seen = 0, v = a->max;
   if (rank < 1) rank = 1;
+  if (s->pct_from != NULL) return stats_percentile(s->pct_from, p) * s->pct_scale;
   if (nslots == 1) {
     all = s->slots[0].h.v;
     m = s->slots[0].h.nb;
