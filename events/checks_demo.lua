@@ -1,8 +1,6 @@
 -- events/checks_demo.lua: the events of descriptions/checks_demo.json, a
 -- soak that judges itself: a streamer's latency, its memory (a leak would
 -- show as a slope) and a server that chaos kills three times.
-local orch = require "orch"
-
 local M = {}
 
 -- a small deterministic generator: the demo passes on every run

@@ -215,7 +215,7 @@ function check(ctx, value, typ, path)
       return nil
     end
     if (typ.finite and not (value > -math.huge and value < math.huge))
-        or (typ.nonnegative and not (value >= 0)) then
+        or (typ.nonnegative and (value < 0 or value ~= value)) then
       mismatch(ctx, path, value, typ)
       return nil
     end

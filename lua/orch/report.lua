@@ -379,7 +379,7 @@ end
 local function check_number(v)
   if type(v) ~= "number" then return "-" end
   if v == math.floor(v) and math.abs(v) < 1e15 then return ("%d"):format(v) end
-  return ("%.4g"):format(v)
+  return ("%.6g"):format(v)
 end
 
 -- A check's limit: "<= 3", ">= 0.5", "0.5 .. 3".
@@ -428,10 +428,10 @@ function M.render_summary(rep)
   end
   local failed_checks = 0
   if #rep.checks > 0 then
-    local rows
-    rows, failed_checks = M.check_rows(rep.checks)
+    local check_rows
+    check_rows, failed_checks = M.check_rows(rep.checks)
     out[#out + 1] = "checks:"
-    for _, l in ipairs(M.table_lines(rows, { left = { [2] = true, [5] = true } })) do out[#out + 1] = l end
+    for _, l in ipairs(M.table_lines(check_rows, { left = { [2] = true, [5] = true } })) do out[#out + 1] = l end
   end
   if rep.bad_lines > 0 then
     out[#out + 1] = ("%d line%s not JSON (skipped)"):format(rep.bad_lines, rep.bad_lines == 1 and "" or "s")

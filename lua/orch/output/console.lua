@@ -151,7 +151,8 @@ function M:summary(run, status)
       local results = st.errors - st.failures
       local what = results == 0 and plural(st.failures, "failure")
         or st.failures == 0 and plural(results, "error result")
-        or ("%s (%s, %s)"):format(plural(st.errors, "error"), plural(st.failures, "failure"), plural(results, "error result"))
+        or ("%s (%s, %s)"):format(plural(st.errors, "error"), plural(st.failures, "failure"),
+          plural(results, "error result"))
       self:line(self:paint("red", ("  %s: %s, first: %s"):format(st.id, what, first_line(st.messages[1]))))
     end
   end
@@ -160,34 +161,8 @@ function M:summary(run, status)
     for _, st in ipairs(list) do
       if run.checks:owns(st.id) then owned_errors = owned_errors + st.errors end
     end
-    -- many checks (one per event of 10,000): the failing ones and a count
-    local list, shown, failing = run.checks.list, {}, 0
-    for _, c in ipairs(list) do
-      local bad = c.status ~= "pass"
-      if bad then failing = failing + 1 end
-      if #list <= MAX_CHECKS or (bad and #shown < MAX_CHECKS) then shown[#shown + 1] = c end
-    end
-    local rows
-    rows, failed_checks = report.check_rows(shown)
-    if #shown < #list then
-      failed_checks = 0
-      for _, c in ipairs(list) do
-        if c.action ~= "warn" and (c.status == "fail" or c.status == "no_data") then failed_checks = failed_checks + 1 end
-      end
-    end
-    self:line(#shown < #list and ("checks: %d, %d not passing (%d shown)"):format(#list, failing, #shown)
-      or "checks:")
-    local lines = #shown == 0 and {} or report.table_lines(rows, { left = { [2] = true, [5] = true }, paint = self.color and function(ri, ci, cell, c)
-      if ri == 1 then return self:paint("bold", cell) end
-      if ci == 5 then
-        if c:find("^pass") then return self:paint("green", cell) end
-        if c:find("^warn") then return self:paint("yellow", cell) end
-        return self:paint("boldred", cell)
-      end
-    end or nil })
-    for _, l in ipairs(lines) do self:line(l) end
+    failed_checks = self:checks_table(run.checks.list)
   end
-  for _, e in ipairs(run.errors) do self:line(self:paint("red", "run error: " .. first_line(e))) end
   local o = run.opts
   if o.report_path then self:line("report: " .. o.report_path) end
   if o.junit_path then self:line("junit: " .. o.junit_path) end
@@ -203,6 +178,34 @@ function M:summary(run, status)
       or "; stopped in order: teardown, kill switch, grace")
   end
   self:line(self:paint(status == 0 and "boldgreen" or "boldred", ("exit %d: %s"):format(status, why)))
+end
+
+-- The summary's checks: every one up to MAX_CHECKS, else the failing ones
+-- and a count (one per event of 10,000).  Returns how many failed the run.
+function M:checks_table(checks)
+  local shown, failing, failed = {}, 0, 0
+  for _, c in ipairs(checks) do
+    local bad = c.status ~= "pass"
+    if bad then failing = failing + 1 end
+    if c.action ~= "warn" and (c.status == "fail" or c.status == "no_data") then failed = failed + 1 end
+    if #checks <= MAX_CHECKS or (bad and #shown < MAX_CHECKS) then shown[#shown + 1] = c end
+  end
+  self:line(#shown < #checks and ("checks: %d, %d not passing (%d shown)"):format(#checks, failing, #shown)
+    or "checks:")
+  if #shown == 0 then return failed end
+  local paint = self.color and function(ri, ci, cell, c)
+    if ri == 1 then return self:paint("bold", cell) end
+    if ci == 5 then
+      if c:find("^pass") then return self:paint("green", cell) end
+      if c:find("^warn") then return self:paint("yellow", cell) end
+      return self:paint("boldred", cell)
+    end
+  end or nil
+  local rows = report.check_rows(shown)
+  for _, l in ipairs(report.table_lines(rows, { left = { [2] = true, [5] = true }, paint = paint })) do
+    self:line(l)
+  end
+  return failed
 end
 
 -- A check changed to a failing state (fail, warn), while the run goes on.
