@@ -30,6 +30,9 @@ function M.mem(result_reporter, event, growth_mb_h, noise_mb, spikes, spike_mb)
   for _, k in ipairs(spikes) do if event.iteration == k then v = v + spike_mb end end
   result_reporter:metric("rss_mb", v)
 end
+function M.flaky(event)
+  if event.iteration >= 3 and event.iteration <= 5 then error("flaky") end
+end
 function M.quiet() end
 function M.hang(kill_switch) kill_switch:wait() end
 return M
@@ -218,6 +221,28 @@ describe("checks", function()
       local _, rout = h.run("report r.jsonl", dir)
       assert.truthy(rout:find("  event  runs  fail  errors  skip  tmout", 1, true), rout)
       assert.truthy(rout:find("\n  chaos    11     1       3     0      0", 1, true), rout)
+    end)
+  end)
+
+  describe("checks on an event's failures", function()
+    it("count the longest run of failures and the error rate", function()
+      dir = project({ fl = [[
+{ "test_name": "fl", "total_hours": 0.0028,
+  "events": [ { "name": "flaky", "interval_sec": 1 } ],
+  "checks": [ { "name": "streak", "event": "flaky", "stat": "consecutive_failures", "max": 2 },
+              { "name": "rate", "event": "flaky", "stat": "error_rate", "max": 0.5 },
+              { "name": "runs", "event": "flaky", "series": "invocations", "stat": "count", "min": 11 } ] }
+]] })
+      local code, out = h.run("run fl -q --time-scale 10 --report r.jsonl", dir)
+      assert.equal(1, code, out)
+      local recs = h.jsonl(dir .. "/r.jsonl")
+      local streak, rate, runs = final_of(recs, "streak"), final_of(recs, "rate"), final_of(recs, "runs")
+      assert.same({ "fail", 3 }, { streak.status, streak.value })
+      assert.equal("pass", rate.status)
+      assert.is_true(math.abs(rate.value - 3 / 11) < 1e-9, "error_rate " .. rate.value)
+      assert.same({ "pass", 11 }, { runs.status, runs.value })
+      -- the error_rate check owns the errors: the streak check fails the run
+      assert.truthy(out:find("exit 1: 3 failed invocations, 0 error results, 0 run errors, 1 failed check", 1, true), out)
     end)
   end)
 
