@@ -139,6 +139,9 @@ typedef struct series {
   stats *pct_from;          /* whole-run duration/lateness from t0: the invoker's own
                              * statistics give the percentiles (no second histogram) */
   double pct_scale;         /* what turns pct_from's unit into the series' */
+  int derived;              /* fed by nothing: count/sum/min/max from pct_from, or
+                             * invocations and failures from the counters below */
+  const lua_Integer *runs_from, *failures_from;
   int nslots;               /* SERIES_SLOTS, or 1 for the whole run */
   series_slot *slots;       /* in the same block, after the struct */
   series_point *pts;        /* SERIES_POINTS of them after the slots, or NULL (no slope) */

@@ -508,12 +508,33 @@ static int l_cancel_all(lua_State *L) {
   return 0;
 }
 
-/* invoker:tap(series): feeds series at each end of a fast invocation (the
- * engine feeds it at the others); kept alive in the fields table. */
+/* invoker:tap(series, [derived]): feeds series at each end of a fast
+ * invocation (the engine feeds it at the others); kept alive in the fields
+ * table.  derived: a whole-run series from t0 whose checks ask only what
+ * the invoker counts already (a duration's or lateness's count, mean, min,
+ * max, percentiles; failures and invocations): it reads them here and is
+ * fed nothing a firing (10,000 events: no cold series to touch). */
 static int l_tap(lua_State *L) {
   invoker *inv = check_invoker(L, 1);
   series *s = series_test(L, 2);
   luaL_argcheck(L, s != NULL && s->next_tap == NULL && s != inv->taps, 2, "an unused orch.Series expected");
+  if (lua_toboolean(L, 3)) {
+    luaL_argcheck(L, s->nslots == 1 && s->from <= 0 && s->kind != SK_VALUE && s->kind != SK_INVOCATIONS, 2,
+                  "a whole-run series of an event from t0 expected");
+    s->derived = 1;
+    s->want_hist = 0;
+    if (s->kind == SK_STATUS) {
+      s->runs_from = &inv->runs;
+      s->failures_from = &inv->failures;
+    } else {
+      s->pct_from = s->kind == SK_DURATION ? inv->duration : inv->lateness;
+      s->pct_scale = s->kind == SK_DURATION ? 1 : 1e-3;
+    }
+    lua_settop(L, 2);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, 2, 1); /* the invoker (its counters, its statistics) lives as long */
+    return 0;
+  }
   lua_getiuservalue(L, 1, 3);                            /* [inv s fields] */
   if (lua_getfield(L, -1, "_taps") != LUA_TTABLE) {
     lua_pop(L, 1);

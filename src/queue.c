@@ -389,7 +389,10 @@ static void tap_metric(lua_State *L, lqueue *lq, int li, int di, double t) {
     return;
   }                                                     /* [taps list] */
   lua_pushvalue(L, lua_upvalueindex(UV_VALUE));
-  lua_rawget(L, di);
+  if (lua_rawget(L, di) != LUA_TNUMBER) { /* a value put by hand may be anything */
+    lua_pop(L, 3);
+    return;
+  }
   v = lua_tonumber(L, -1);
   lua_pop(L, 1);
   n = (lua_Integer)lua_rawlen(L, -1);

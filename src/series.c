@@ -195,6 +195,17 @@ static void aggregate(series *s, double now, agg *a) {
     a->err += sl->err;
     if (sl->streak_max > a->streak_max) a->streak_max = sl->streak_max;
   }
+  if (s->derived && s->pct_from != NULL) {
+    const stats *st = s->pct_from;
+    a->n = st->n;
+    a->sum = st->sum * s->pct_scale;
+    a->min = st->min * s->pct_scale;
+    a->max = st->max * s->pct_scale;
+    a->last = NAN; /* not kept: a check on it is never derived */
+  } else if (s->derived && s->runs_from != NULL) {
+    a->n = (uint64_t)*s->runs_from;
+    a->err += (uint64_t)*s->failures_from; /* the slot holds the error results */
+  }
   if (s->width > 0) {
     double start = (floor(now / s->width) - (SERIES_SLOTS - 1)) * s->width;
     a->oldest = start > s->from ? start : s->from;
@@ -424,12 +435,16 @@ static int l_series_stat(lua_State *L) {
   return 1;
 }
 
-/* series.total: samples ever taken (a series that never had one: no data) */
+/* series.total: samples ever taken (a series that never had one: no data);
+ * a derived series: what the invoker counted */
 static int l_series_index(lua_State *L) {
   series *s = check_series(L, 1);
   const char *k = luaL_checkstring(L, 2);
   if (strcmp(k, "total") == 0) {
-    lua_pushinteger(L, (lua_Integer)s->total);
+    uint64_t n = s->total;
+    if (s->derived && s->pct_from != NULL) n = s->pct_from->n;
+    if (s->derived && s->runs_from != NULL) n += (uint64_t)*s->runs_from;
+    lua_pushinteger(L, (lua_Integer)n);
     return 1;
   }
   lua_getfield(L, lua_upvalueindex(1), k);

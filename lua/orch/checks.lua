@@ -33,6 +33,14 @@ Checks.__index = Checks
 local BUDGET = 200
 local WHOLE_RUN_SEC = 30   -- real seconds between two passes over whole-run checks
 
+-- The stats an invoker's own figures answer, per event series kind
+-- (invoker:tap(series, true)).
+local DERIVABLE = {
+  duration = { count = true, rate = true, mean = true, min = true, max = true, pNN = true },
+  lateness = { count = true, rate = true, mean = true, min = true, max = true, pNN = true },
+  status = { errors = true, error_rate = true },
+}
+
 -- A where table as a stable string: checks with equal filters share.
 local function where_key(where)
   if not where then return "" end
@@ -69,6 +77,8 @@ function M.new(run)
     end
     sh.hist = sh.hist or def.p ~= nil
     sh.slope = sh.slope or def.stat == "slope_per_hour"
+    local d = DERIVABLE[def.kind]
+    sh.derivable = sh.derivable ~= false and d ~= nil and (d[def.stat] or (def.p ~= nil and d.pNN)) or false
     local stat, p = stat_of(def)
     local c = { def = def, name = def.name, stat = def.stat, sname = stat, p = p, min = def.min,
                 max = def.max, action = def.action, after = def.after or 0, sh = sh,
@@ -95,10 +105,12 @@ function M.new(run)
       taps[def.metric] = l
       l[#l + 1] = s
     else
-      run.per_event[def.event]:tap(s)
+      -- what the invoker counts already is read there, not fed again
+      local derived = not def.window and (def.after or 0) == 0 and sh.derivable
+      run.per_event[def.event]:tap(s, derived)
       local l = self.by_event[def.event] or { series = {}, status = {}, checks = {} }
       self.by_event[def.event] = l
-      l.series[#l.series + 1] = s
+      if not derived then l.series[#l.series + 1] = s end
       if def.kind == "status" then l.status[#l.status + 1] = s end
       for _, c in ipairs(sh.checks) do l.checks[#l.checks + 1] = c end
     end

@@ -274,12 +274,12 @@ function Run:done(task, status, inv, err)
   end
   local t = core.now()
   local duration = t - inv.started
-  if self.checks then self.checks:invocation(ev.id, t, duration, inv.late_ns / 1e9, status == "ok") end
   st.runs = st.runs + 1
   st.duration:add(duration)
   st.lateness:add(inv.late_ns / 1e6)             -- real milliseconds
   if inv.fixtures then self:finalise_invocation(inv) end
   if status == "ok" then
+    if self.checks then self.checks:invocation(ev.id, t, duration, inv.late_ns / 1e9, true) end
     if self.jsonl or self.console.level >= 1 then
       local rec = { type = "invocation", t = t, event = ev.name, id = ev.id, iteration = inv.iteration,
                     phase = inv.phase, scheduled = inv.scheduled, started = inv.started,
@@ -292,6 +292,8 @@ function Run:done(task, status, inv, err)
     return
   end
   st.failures = st.failures + 1
+  -- after the counts: a check judges the failure at once
+  if self.checks then self.checks:invocation(ev.id, t, duration, inv.late_ns / 1e9, false) end
   -- a check on the event's errors owns them: its verdict decides
   if not (self.checks and self.checks:owns(ev.id)) then self.failed = true end
   local trace = tostring(err or ""):match("\n.*$") or ""
