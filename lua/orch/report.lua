@@ -258,6 +258,7 @@ M.SUMMARY_HEADER = { "event", "runs", "fail", "errors", "skip", "tmout", "dur p5
 -- invocations reported (an invoker's summary has the count already).
 local function errors_of(st)
   if type(st.errors) == "number" then return st.errors end
+  if type(st.errors) == "table" and st.error_results == nil then return math.max(st.failures, #st.errors) end
   return st.failures + (st.error_results or 0)
 end
 M.errors_of = errors_of

@@ -27,15 +27,18 @@ function M.write(path, run)
   local cases = {}
   local event_results = 0   -- error results owned by an event
   for _, ev in ipairs(run.events) do
-    local st = run:summary_of(ev.id)
-    local results = st.errors - st.failures
+    -- the event's figures at the end (a run given without summary_of,
+    -- as the fuzzer's, has them per event: errors a list of messages)
+    local st = run.summary_of and run:summary_of(ev.id) or run.per_event[ev.id]
+    local nerr = report.errors_of(st)
+    local results = nerr - st.failures
     event_results = event_results + results
     tests = tests + 1
     local c = { ('  <testcase classname="%s" name="%s" time="%.6f">'):format(
       esc(run.desc.test_name), esc(ev.id), st.duration.sum) }
-    local msgs = st.messages or {}
+    local msgs = st.messages or (type(st.errors) == "table" and st.errors) or {}
     -- a check on the event's errors owns them: its own testcase says
-    if st.errors > 0 and not (run.checks and run.checks:owns(ev.id)) then
+    if nerr > 0 and not (run.checks and run.checks:owns(ev.id)) then
       failures = failures + 1
       local what = {}
       if st.failures > 0 then what[1] = ("%d of %d invocations failed"):format(st.failures, st.runs) end
@@ -48,7 +51,7 @@ function M.write(path, run)
       c[#c + 1] = "    <skipped/>"
     end
     c[#c + 1] = ("    <system-out>runs=%d failures=%d errors=%d skipped=%d timeouts=%d</system-out>")
-      :format(st.runs, st.failures, st.errors, st.skipped, st.timeouts)
+      :format(st.runs, st.failures, nerr, st.skipped, st.timeouts)
     c[#c + 1] = "  </testcase>"
     cases[#cases + 1] = table.concat(c, "\n")
   end
