@@ -5,7 +5,7 @@
 -- invocations (fed by its invoker in C at each fast end, invoker:tap, and
 -- by the engine here at the others) and error results.  Checks on the same
 -- source, window and warm-up share one series.  A check is judged on a
--- timer: abort checks at every tick (the evaluation period), windowed
+-- ticker: abort checks at every tick (the evaluation period), windowed
 -- ones (and silence_sec) at every tick as long as judging them takes
 -- under 0.5% of a core, whole-run ones every WHOLE_RUN_SEC at most (their
 -- verdict is their value at the end; the live view lags that much); at
@@ -180,15 +180,15 @@ function Checks:tick()
   end
 end
 
---- Starts judging on a timer: every second of description time, at most
--- ten times a real second.
+--- Starts judging on a fixed-rate ticker (anchored at t0: a loaded loop
+-- makes a tick late, never the next ones): every second of description
+-- time, at most ten times a real second, until stop_timer.
 function Checks:start()
   local period = math.max(1, 0.1 * (self.run.scale or 1))
   self.period = period
   self.next_windowed = 0
   self.next_whole = core.hrtime() + WHOLE_RUN_SEC * 1e9
-  self.timer = core.timer(function() self:tick() end)
-  self.timer:start(period, period)
+  self.timer = core.ticker(period, 1, 1 << 40, function() self:tick() end)
 end
 
 --- An invocation of event id ended (the engine's ends; invoker.c feeds the

@@ -103,7 +103,7 @@ schema.stats = {
   { name = "max", on = { value = true }, meaning = "the largest sample" },
   { name = "last", on = { value = true }, meaning = "the latest sample" },
   { name = "pNN", on = { value = true },
-    meaning = "a percentile (p50, p99, p99.9 ...), within 0.8%" },
+    meaning = "a percentile (p50, p99, p99.9 ...), within 1%" },
   { name = "errors", on = { status = true },
     meaning = "error results the event reported plus its failed invocations" },
   { name = "error_rate", on = { status = true }, meaning = "errors / invocations" },
