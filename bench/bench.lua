@@ -251,7 +251,9 @@ end
 -- Workloads 1 and 2: n events at `interval` for SECONDS, trivial or probe.
 -- With report = false (w1c) no --report is written: the CPU figure is the
 -- scheduler's alone, and the probe's start marker stands for the first write.
-local function ticks(id, title, n, interval, probe, report_on)
+-- checks (optional): function(events) -> the description's checks; such a
+-- workload is orchlua's alone (the baselines judge nothing).
+local function ticks(id, title, n, interval, probe, report_on, checks)
   if not want(id) then return end
   local name = ("bench_%s"):format(id)
   local events = {}
@@ -259,13 +261,14 @@ local function ticks(id, title, n, interval, probe, report_on)
     events[i] = { name = probe and "probe" or "trivial", id = "e" .. i, interval_sec = interval }
   end
   desc_file(name, { total_hours = SECONDS / 3600, events = events,
-                    unref_setup_fixtures = probe and { "probe_sink" } or nil })
+                    unref_setup_fixtures = probe and { "probe_sink" } or nil,
+                    checks = checks and checks(events) or nil })
   local src = probe and "bench/events/probe.lua" or "bench/events/trivial.lua"
   local per_event = math.floor(SECONDS / interval + 0.5)  -- startup + (last_k) firings
   local expected = n * per_event
   local runs = {}
   for _, prog in ipairs(PROGRAM_ORDER) do
-    if PROGRAMS[prog] then
+    if PROGRAMS[prog] and (prog == "orchlua" or not checks) then
       local report = ("%s/%s.%s.jsonl"):format(OUT, id, prog)
       local mark = ("%s/%s.%s.mark"):format(OUT, id, prog)
       local rep_args = report_on and { "--report", report } or {}
@@ -332,7 +335,8 @@ local FLOOD_ROUNDS = math.tointeger(tonumber(os.getenv("BENCH_FLOOD_ROUNDS") or 
 
 local function flood_once(id, prog, title, batch, name)
   local report = ("%s/%s.%s.jsonl"):format(OUT, id, prog)
-  local argv = program_argv(prog, name, "bench/events/flood.lua", { "--report", report },
+  local sources = "bench/events/flood.lua"
+  local argv = program_argv(prog, name, sources, { "--report", report },
     { "flood", "--n", tostring(RESULTS_N), "--batch", tostring(batch) })
   log("%s %s: %s", id, prog, title)
   local m = measure({ name = id .. "." .. prog, watch = report, timeout = 600 }, argv)
@@ -357,15 +361,21 @@ local function flood_once(id, prog, title, batch, name)
   return r
 end
 
-local function flood(id, title, batch)
+-- opts.metric: the flood reports result_reporter:metric("flood", i)
+-- instead of add_result; opts.checks: the description's checks.  Either
+-- makes the workload orchlua's alone.
+local function flood(id, title, batch, opts)
   if not want(id) then return end
+  opts = opts or {}
   local name = "bench_" .. id
   desc_file(name, { total_hours = 1,
-                    events = { { name = "flood", params = { n = RESULTS_N, batch = batch } } } })
+                    events = { { name = opts.metric and "flood_metric" or "flood",
+                                 params = { n = RESULTS_N, batch = batch } } },
+                    checks = opts.checks })
   local rounds = {}
   for round = 1, FLOOD_ROUNDS do
     for _, prog in ipairs(PROGRAM_ORDER) do
-      if PROGRAMS[prog] and (prog ~= "purelua" or round == 1) then
+      if PROGRAMS[prog] and (prog ~= "purelua" or round == 1) and (prog == "orchlua" or not opts.metric) then
         -- pure Lua takes ~10 s a round and is 10x off: one round is plenty
         rounds[prog] = rounds[prog] or {}
         table.insert(rounds[prog], flood_once(id, prog, title, batch, name))
@@ -591,6 +601,26 @@ ticks("w1b", ("10,000 events @1 s for %g s, trivial body, --report"):format(SECO
 ticks("w1c", ("10,000 events @1 s for %g s, probe body, no report"):format(SECONDS), 10000, 1, true, false)
 ticks("w2", ("100 events @10 ms for %g s, probe body, --report"):format(SECONDS), 100, 0.01, true, true)
 flood("w3a", ("1 event, %d x add_result in one burst"):format(RESULTS_N), 0)
+-- checks (issue 15): w1b with a p99 duration and an error_rate check on
+-- each of its 10,000 events; a metric flood with and without 20 checks
+ticks("w1b-checks", ("w1b with a p99 and an error_rate check per event (20,000 checks)"), 10000, 1, false, true,
+  function(events)
+    local checks = {}
+    for _, ev in ipairs(events) do
+      checks[#checks + 1] = { event = ev.id, series = "duration", stat = "p99", max = 1 }
+      checks[#checks + 1] = { event = ev.id, stat = "error_rate", max = 0.01 }
+    end
+    return checks
+  end)
+local METRIC_CHECKS = {}
+for i, st in ipairs({ "p50", "p90", "p95", "p99", "p99.9", "max", "min", "mean", "count", "last" }) do
+  -- two windows: the whole run and a sliding minute
+  METRIC_CHECKS[#METRIC_CHECKS + 1] = { name = "whole " .. i, metric = "flood", stat = st, max = 1e12 }
+  METRIC_CHECKS[#METRIC_CHECKS + 1] = { name = "minute " .. i, metric = "flood", stat = st, max = 1e12,
+                                        window_sec = 60 }
+end
+flood("w3m", ("1 event, %d x metric in one burst"):format(RESULTS_N), 0, { metric = true })
+flood("w3m-checks", ("w3m with 20 checks on the flooded metric"), 0, { metric = true, checks = METRIC_CHECKS })
 flood("w3b", ("1 event, %d x add_result, yielding every 1,000"):format(RESULTS_N), 1000)
 startup("w4", "startup of the seed example (exec to first invocation)")
 soak("w5", ("%d invocations, time-scaled (100 events @1 s, scale 100)"):format(SOAK_N))
@@ -773,6 +803,28 @@ target(">= 500,000 results/s (issue 3's figure; burst, w3a)", "w3a",
   function(r) return r.results_per_s end, 5e5, ">=", { { prog = "floor" }, { prog = "purelua" } })
 target(">= 1,000,000 results/s (yielding every 1,000, w3b)", "w3b",
   function(r) return r.results_per_s end, 1e6, ">=", { { prog = "floor" }, { prog = "purelua" } })
+-- a workload with checks against the same without (issue 15)
+local function target_pair(text, with_id, without_id, get, limit, cmp)
+  local a, b = results[with_id], results[without_id]
+  if not a or not b then return end
+  local va, vb = get(a.runs.orchlua or {}), get(b.runs.orchlua or {})
+  local t = { target = text, workload = with_id }
+  if va and vb and vb ~= 0 then
+    t.value = va / vb
+    t.ok = (cmp == "<=" and t.value <= limit) or (cmp == ">=" and t.value >= limit)
+    t.verdict = t.ok and "MET" or "MISSED"
+    t.ratios = ("%.3g with, %.3g without"):format(va, vb)
+  else
+    t.verdict = "not measured"
+  end
+  targets[#targets + 1] = t
+end
+target_pair("checks: CPU per invocation within 1.2x of w1b (w1b-checks / w1b)", "w1b-checks", "w1b",
+  function(r) return r.cpu_per_inv_us end, 1.2, "<=")
+target_pair("checks: lateness p99 within 1.2x of w1b (w1b-checks / w1b)", "w1b-checks", "w1b",
+  function(r) return r.late_p99 end, 1.2, "<=")
+target_pair("checks: >= 85% of the metric flood's results/s with 20 checks (w3m-checks / w3m)",
+  "w3m-checks", "w3m", function(r) return r.results_per_s_median end, 0.85, ">=")
 target("zero results lost (w3a: JSONL result lines = add_result calls)", "w3a",
   function(r) return r.lost end, 0, "<=", {})
 target("zero results lost (w3b)", "w3b", function(r) return r.lost end, 0, "<=", {})

@@ -58,6 +58,7 @@ build = {
     ["orch.class"] = "lua/orch/class.lua",
     ["orch.cli"] = "lua/orch/cli.lua",
     ["orch.config"] = "lua/orch/config.lua",
+    ["orch.checks"] = "lua/orch/checks.lua",
     ["orch.description"] = "lua/orch/description.lua",
     ["orch.engine"] = "lua/orch/engine.lua",
     ["orch.help"] = "lua/orch/help.lua",

@@ -106,6 +106,53 @@ void stats_open(lua_State *L);
 
 /* Room a record line leaves before its '{' for {"seq":N (writer_line_at) */
 #define WRITER_HEAD 32
+/* series.c: what a check judges (see series.c) */
+#define SERIES_SLOTS 20
+#define SERIES_POINTS 64
+typedef struct series_bin {
+  int32_t k;
+  uint32_t n;
+} series_bin;
+typedef struct series_hist {
+  series_bin *v; /* sorted by k */
+  uint32_t nb, cap, hint;
+} series_hist;
+typedef struct series_slot {
+  int64_t idx; /* which slot of time it holds */
+  uint64_t n, err;
+  double sum, tsum, min, max, last, t_last;
+  uint32_t streak_max;
+  series_hist h;
+} series_slot;
+typedef struct series_point {
+  double t, v; /* sums */
+  uint64_t n;
+} series_point;
+enum { SK_VALUE, SK_DURATION, SK_LATENESS, SK_INVOCATIONS, SK_STATUS };
+typedef struct series {
+  double width; /* a slot's length (description s); 0: one slot, the whole run */
+  double from;  /* samples before are ignored (after_sec) */
+  double t_ok;  /* the last sample that showed the source alive */
+  double pwidth;
+  int kind, want_hist, want_slope, has_where;
+  uint64_t total;
+  uint32_t streak;
+  struct series *next_tap; /* the invoker's list (invoker.c) */
+  stats *pct_from;          /* whole-run duration/lateness from t0: the invoker's own
+                             * statistics give the percentiles (no second histogram) */
+  double pct_scale;         /* what turns pct_from's unit into the series' */
+  int derived;              /* fed by nothing: count/sum/min/max from pct_from, or
+                             * invocations and failures from the counters below */
+  const lua_Integer *runs_from, *failures_from;
+  int nslots;               /* SERIES_SLOTS, or 1 for the whole run */
+  series_slot *slots;       /* in the same block, after the struct */
+  series_point *pts;        /* SERIES_POINTS of them after the slots, or NULL (no slope) */
+} series;
+void series_value(series *s, double t, double v);
+void series_invocation(series *s, double t, double duration, double late_s, int ok);
+int series_where_matches(lua_State *L, int si, int di); /* data at di matches where */
+series *series_test(lua_State *L, int idx);
+void series_open(lua_State *L); /* sets core.series */
 
 /* A buffered output file flushed before the loop blocks, so that a record
  * written in one loop iteration is on disk before orchlua waits again. */

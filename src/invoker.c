@@ -56,6 +56,7 @@ struct invoker {
   link running;
   lua_Integer runs, failures, skipped, timeouts, lua_running;
   stats *duration, *lateness; /* uservalues 1 and 2; 3: a table of other fields */
+  series *taps;      /* the checks' series fed at each fast end (tap()); NULL: none */
 };
 
 typedef struct ftask {
@@ -310,6 +311,11 @@ static void ftask_finish(task *t, const char *status) {
     stats_add(inv->duration, duration);
     stats_add(inv->lateness, (double)ft->late_ns / 1e6); /* real milliseconds */
     if (inv->wslot != NULL && *inv->wslot != NULL) write_record(inv, ft, now, duration);
+    if (inv->taps != NULL) {
+      series *s;
+      for (s = inv->taps; s != NULL; s = s->next_tap)
+        series_invocation(s, now, duration, (double)ft->late_ns / 1e9, 1);
+    }
     ftask_free(c, ft);
     if (inv->notify) {
       ref_push(L, inv->progress_ref);
@@ -503,6 +509,56 @@ static int l_cancel_all(lua_State *L) {
   return 0;
 }
 
+/* invoker:tap(series, [derived]): feeds series at each end of a fast
+ * invocation (the engine feeds it at the others); kept alive in the fields
+ * table.  derived: a whole-run series from t0 whose checks ask only what
+ * the invoker counts already (a duration's or lateness's count, mean, min,
+ * max, percentiles; failures and invocations): it reads them here and is
+ * fed nothing a firing (10,000 events: no cold series to touch). */
+static int l_tap(lua_State *L) {
+  invoker *inv = check_invoker(L, 1);
+  series *s = series_test(L, 2);
+  luaL_argcheck(L, s != NULL && s->next_tap == NULL && s != inv->taps, 2, "an unused orch.Series expected");
+  if (lua_toboolean(L, 3)) {
+    luaL_argcheck(L, s->nslots == 1 && s->from <= 0 && s->kind != SK_VALUE && s->kind != SK_INVOCATIONS, 2,
+                  "a whole-run series of an event from t0 expected");
+    s->derived = 1;
+    s->want_hist = 0;
+    if (s->kind == SK_STATUS) {
+      s->runs_from = &inv->runs;
+      s->failures_from = &inv->failures;
+    } else {
+      s->pct_from = s->kind == SK_DURATION ? inv->duration : inv->lateness;
+      s->pct_scale = s->kind == SK_DURATION ? 1 : 1e-3;
+    }
+    lua_settop(L, 2);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, 2, 1); /* the invoker (its counters, its statistics) lives as long */
+    return 0;
+  }
+  lua_getiuservalue(L, 1, 3);                            /* [inv s fields] */
+  if (lua_getfield(L, -1, "_taps") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "_taps");
+  }                                                      /* [inv s fields taps] */
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  s->next_tap = inv->taps;
+  inv->taps = s;
+  /* the invoker keeps the whole run's durations and lateness (in real ms)
+   * already, from the first invocation: a second histogram per firing
+   * would cost a few cache misses at 10,000 events */
+  if (s->want_hist && s->nslots == 1 && s->from <= 0 &&
+      (s->kind == SK_DURATION || s->kind == SK_LATENESS)) {
+    s->want_hist = 0;
+    s->pct_from = s->kind == SK_DURATION ? inv->duration : inv->lateness;
+    s->pct_scale = s->kind == SK_DURATION ? 1 : 1e-3;
+  }
+  return 0;
+}
+
 /* invoker:set_notify(on): call progress() after each fast end (stopping). */
 static int l_set_notify(lua_State *L) {
   check_invoker(L, 1)->notify = lua_toboolean(L, 2);
@@ -597,13 +653,14 @@ static int l_gc(lua_State *L) {
 
 /* inv:summary() -> the event's figures at the end of the run, as a plain
  * table: runs, failures, skipped, timeouts, duration, lateness (the Stats),
- * errors, and dur_p50, dur_p99, dur_max, late_p99, late_max (absent when
+ * errors (a count), messages (the first failures'), and dur_p50, dur_p99, dur_max, late_p99, late_max (absent when
  * nothing was measured); summarised = true.  Read field by field through
  * __index, the summary of 10,000 events made 120,000 C calls.  The keys
  * are the closure's upvalues: lua_setfield looked each up in the API's
  * string cache, 130,000 times for 10,000 events. */
 enum { S_RUNS = 1, S_FAILURES, S_SKIPPED, S_TIMEOUTS, S_DURATION, S_LATENESS, S_ERRORS, S_DUR_P50,
-       S_DUR_P99, S_DUR_MAX, S_LATE_P99, S_LATE_MAX, S_SUMMARISED, S_N = S_SUMMARISED };
+       S_DUR_P99, S_DUR_MAX, S_LATE_P99, S_LATE_MAX, S_SUMMARISED, S_MESSAGES, S_ERROR_RESULTS,
+       S_N = S_ERROR_RESULTS };
 
 /* pushes the upvalue key k (the value follows, then lua_rawset(L, -3)) */
 #define SKEY(L, k) lua_pushvalue(L, lua_upvalueindex(k))
@@ -629,11 +686,22 @@ static int l_summary(lua_State *L) {
   SKEY(L, S_LATENESS);
   lua_getiuservalue(L, 1, 2);
   lua_rawset(L, -3);
+  /* errors: the event's failed invocations plus the error results its
+   * invocations reported (the engine counts those in error_results);
+   * messages: the first failures' messages */
   SKEY(L, S_ERRORS);
   lua_getiuservalue(L, 1, 3);                            /* [s "errors" fields] */
+  lua_pushvalue(L, lua_upvalueindex(S_ERROR_RESULTS));
+  lua_rawget(L, -2);                                     /* [s "errors" fields n] */
+  lua_pushinteger(L, inv->failures + lua_tointeger(L, -1));
+  lua_replace(L, -3);
+  lua_pop(L, 1);                                         /* [s "errors" count] */
+  lua_rawset(L, -3);
+  SKEY(L, S_MESSAGES);
+  lua_getiuservalue(L, 1, 3);
   lua_pushvalue(L, -2);
   lua_rawget(L, -2);
-  lua_remove(L, -2);                                     /* [s "errors" errors] */
+  lua_remove(L, -2);                                     /* [s "messages" list] */
   lua_rawset(L, -3);
   if (inv->duration->n > 0) {
     SKEY(L, S_DUR_P50);
@@ -670,10 +738,12 @@ void invoker_open(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"set_args", l_set_args},     {"fire_startup", l_fire_startup},
     {"cancel_all", l_cancel_all}, {"set_notify", l_set_notify},
-    {"close", l_close},           {NULL, NULL}};
+    {"close", l_close},           {"tap", l_tap},
+    {NULL, NULL}};
   static const char *const keys[] = {"runs", "failures", "skipped", "timeouts", "duration",
                                      "lateness", "errors", "dur_p50", "dur_p99", "dur_max",
-                                     "late_p99", "late_max", "summarised"};
+                                     "late_p99", "late_max", "summarised", "messages",
+                                     "error_results"};
   int i;
   luaL_newmetatable(L, INVOKER_MT);                     /* [mt] */
   luaL_newlib(L, methods);                              /* [mt methods] */

@@ -37,7 +37,7 @@ struct orch_queue {
 /* The queue userdata's user values: the values in the queue (between head
  * and tail), the kept event (lqueue.ev_task's), set_writer's writer and
  * fallback, the last record's ts. */
-enum { Q_ITEMS = 1, Q_EV_LAST, Q_WRITER, Q_FALLBACK, Q_TS_LAST, Q_NUSER = Q_TS_LAST };
+enum { Q_ITEMS = 1, Q_EV_LAST, Q_WRITER, Q_FALLBACK, Q_TS_LAST, Q_TAPS, Q_NUSER = Q_TAPS };
 
 typedef struct lqueue {
   orch_queue *q;
@@ -58,6 +58,7 @@ typedef struct lqueue {
   char ev_json[64];
   size_t ev_len;    /* 0: its JSON is not made yet */
   char ts_last[32];
+  int taps;         /* Q_TAPS holds the checks' series by metric name */
 } lqueue;
 
 void orch_queue_retain(orch_queue *q) {
@@ -112,11 +113,12 @@ int orch_queue_push(orch_queue *q, const char *s, size_t len) {
  * the string table at every result). */
 enum {
   UV_MT = 1, UV_EVENT, UV_LEVEL, UV_T, UV_TS, UV_DATA, UV_ID, UV_QUEUE, UV_ERROR, UV_INFO,
-  UV_N = UV_INFO
+  UV_METRIC, UV_VALUE, UV_N = UV_VALUE
 };
 
 static void push_upvalues(lua_State *L, int mt) {
-  static const char *const keys[] = {"event", "level", "t", "ts", "data", "id", "queue", "error", "info"};
+  static const char *const keys[] = {"event", "level", "t", "ts", "data", "id", "queue", "error", "info",
+                                     "metric", "value"};
   size_t i;
   lua_pushvalue(L, mt);
   for (i = 0; i < sizeof keys / sizeof keys[0]; i++) lua_pushstring(L, keys[i]);
@@ -373,6 +375,63 @@ static void push_ts(lua_State *L, lqueue *lq, const char *ts) {
   memcpy(lq->ts_last, ts, TS_LEN);
 }
 
+/* A metric report (level "metric", data {metric, value, fields}) feeds
+ * the series that checks keep on its name (set_taps), those whose `where`
+ * its fields match. */
+static void tap_metric(lua_State *L, lqueue *lq, int li, int di, double t) {
+  lua_Integer i, n;
+  double v;
+  if (!lua_rawequal(L, li, lua_upvalueindex(UV_METRIC)) || lua_type(L, di) != LUA_TTABLE) return;
+  lua_getiuservalue(L, 1, Q_TAPS);                      /* [taps] */
+  lua_pushvalue(L, lua_upvalueindex(UV_METRIC));
+  lua_rawget(L, di);                                    /* [taps name] */
+  if (lua_type(L, -1) != LUA_TSTRING || lua_rawget(L, -2) != LUA_TTABLE) {
+    lua_pop(L, 2);
+    return;
+  }                                                     /* [taps list] */
+  lua_pushvalue(L, lua_upvalueindex(UV_VALUE));
+  if (lua_rawget(L, di) != LUA_TNUMBER) { /* a value put by hand may be anything */
+    lua_pop(L, 3);
+    return;
+  }
+  v = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  n = (lua_Integer)lua_rawlen(L, -1);
+  for (i = 1; i <= n; i++) {
+    series *s;
+    lua_rawgeti(L, -1, i);                              /* [taps list s] */
+    s = lua_touserdata(L, -1);
+    if (s != NULL && (!s->has_where || series_where_matches(L, -1, di))) series_value(s, t, v);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+}
+
+/* queue:set_taps(taps): a table metric name -> array of orch.Series
+ * (core.series), fed by every metric report from now on. */
+static int l_queue_set_taps(lua_State *L) {
+  lqueue *lq = check_queue(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  /* checked once here: tap_metric trusts what it finds */
+  lua_pushnil(L);
+  while (lua_next(L, 2) != 0) {                         /* [q taps name list] */
+    lua_Integer i, n;
+    luaL_argcheck(L, lua_type(L, -2) == LUA_TSTRING && lua_istable(L, -1), 2,
+                  "metric name -> array of orch.Series expected");
+    n = (lua_Integer)lua_rawlen(L, -1);
+    for (i = 1; i <= n; i++) {
+      lua_rawgeti(L, -1, i);
+      luaL_argcheck(L, series_test(L, -1) != NULL, 2, "metric name -> array of orch.Series expected");
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  lua_setiuservalue(L, 1, Q_TAPS);
+  lq->taps = 1;
+  return 0;
+}
+
 /* queue:report(level, data): queues the result record {event, level, t,
  * ts, data} that ResultReporter puts, built here because reporting is the
  * hot path of a chatty event.  event: the running invocation's id.
@@ -386,6 +445,7 @@ static int report(lua_State *L, lqueue *lq, int level, int li, int di) {
   int written, has_writer = lq->wslot != NULL && *lq->wslot != NULL;
   if (lq->closed) return luaL_error(L, "report_queue is closed (the run has ended)");
   t = core_stamp(c, ts);
+  if (lq->taps && level == LV_OTHER) tap_metric(L, lq, li, di, t);
   push_event(L, lq);                                    /* [q l d event] */
   written = has_writer && write_result(L, lq, li, di, lua_isnil(L, R_EVENT) ? 0 : R_EVENT,
                                        level, t, ts);
@@ -679,6 +739,7 @@ int queue_open(lua_State *L) {
                                {"close", l_queue_close},
                                {"handle", l_queue_handle},
                                {"set_writer", l_queue_set_writer},
+                               {"set_taps", l_queue_set_taps},
                                {NULL, NULL}};
   luaL_newmetatable(L, QUEUE_MT);                       /* [mt] */
   luaL_newlibtable(L, m);                               /* [mt methods] */

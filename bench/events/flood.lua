@@ -64,4 +64,15 @@ function M.flood(result_reporter, kill_switch, n, batch)
   kill_switch:set()
 end
 
+-- the same with metric values (the checks workloads judge them)
+function M.flood_metric(result_reporter, kill_switch, n, batch)
+  expected = n
+  first_put = orch.now()
+  for i = 1, n do
+    result_reporter:metric("flood", i)
+    if batch > 0 and i % batch == 0 then orch.sleep(0) end
+  end
+  kill_switch:set()
+end
+
 return M

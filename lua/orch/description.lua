@@ -184,6 +184,21 @@ function check(ctx, value, typ, path)
       mismatch(ctx, path, value, typ, LUA_KEYWORDS[value] and " (a Lua keyword)" or "")
       return nil
     end
+    if typ.stat then
+      for _, st in ipairs(schema.stats) do
+        if value == st.name and st.name ~= "pNN" then return value end
+      end
+      if schema.percentile(value) then return value end
+      if value:match("^p[%d.]+$") then
+        mismatch(ctx, path, value, typ, " (a percentile pNN needs 0 < NN < 100)")
+        return nil
+      end
+      local names = {}
+      for _, st in ipairs(schema.stats) do names[#names + 1] = st.name end
+      for _, p in ipairs({ "p50", "p90", "p95", "p99" }) do names[#names + 1] = p end
+      mismatch(ctx, path, value, typ, suggest.hint(value, names))
+      return nil
+    end
     if typ.values then
       for _, allowed in ipairs(typ.values) do
         if value == allowed then return value end
@@ -197,6 +212,11 @@ function check(ctx, value, typ, path)
     if typ.positive and not (value > 0 and value < math.huge) then
       local extra = value == math.huge and " (too large: it reads as infinity)" or ""
       mismatch(ctx, path, value, typ, extra)
+      return nil
+    end
+    if (typ.finite and not (value > -math.huge and value < math.huge))
+        or (typ.nonnegative and (value < 0 or value ~= value)) then
+      mismatch(ctx, path, value, typ)
       return nil
     end
     return value
@@ -244,6 +264,89 @@ local function check_events(ctx, events, count)
   end
 end
 
+-- What the schema cannot say per key about checks: one source, a stat
+-- that suits it, limits that leave room, an event that exists, a window
+-- that holds more than one invocation.  Stamps each check with its source
+-- kind ("value" for a metric; an event's series or "status"), its
+-- percentile and its name.  `count`: the raw array's length.
+local function check_checks(ctx, checks, count, events)
+  local by_id, ids = {}, {}
+  for _, ev in ipairs(events or {}) do
+    if ev.id then by_id[ev.id] = ev; ids[#ids + 1] = ev.id end
+  end
+  local suits = {}
+  for _, st in ipairs(schema.stats) do suits[st.name] = st.on end
+  local names = {}
+  for i = 1, count do
+    local c = checks[i]
+    local path = json.element("checks", i - 1)
+    local at = ctx.index[path]
+    local function err(key, message)
+      local kpath = key and json.join(path, key) or path
+      local where = ctx.index[kpath]
+      if where and key then where = { line = where.key_line or where.line, col = where.key_col or where.col } end
+      add_error(ctx, kpath, where or at, message)
+    end
+    if c then
+      c.index, c.path = i, path
+      if c.metric == nil and c.event == nil and not ctx.index[json.join(path, "metric")]
+          and not ctx.index[json.join(path, "event")] then
+        err(nil, 'expected "metric" or "event" (what the check judges), found neither')
+      end
+      if c.series ~= nil and c.metric ~= nil then
+        err("series", '"series" goes with "event", not "metric" (a metric is its own series)')
+      end
+      if c.where ~= nil and c.event ~= nil then
+        err("where", '"where" goes with "metric", not "event"')
+      end
+      local ev = c.event and by_id[c.event]
+      if c.event and not ev then
+        err("event", ("no event with id %s%s"):format(json.quote(c.event), suggest.hint(c.event, ids)))
+      end
+      if c.metric then c.kind = "value"
+      elseif c.event then c.kind = c.series or "status" end
+      local stat = c.stat and (schema.percentile(c.stat) and "pNN" or c.stat)
+      if stat and c.kind and not suits[stat][(c.kind == "duration" or c.kind == "lateness") and "value" or c.kind] then
+        local want
+        if suits[stat].status then want = 'an "event" without "series"'
+        elseif suits[stat].value then want = 'a "metric", or an "event" with "series": "duration" or "lateness"'
+        else want = 'a "metric", or an "event" with "series"' end
+        local on = c.kind == "value" and ('a "metric"') or c.kind == "status" and 'an "event" without "series"'
+          or ('an "event" with "series": %s'):format(json.quote(c.kind))
+        err("stat", ("stat %s needs %s, found %s"):format(json.quote(c.stat), want, on))
+      end
+      c.p = c.stat and schema.percentile(c.stat)
+      if c.max == nil and c.min == nil and ctx.index[json.join(path, "max")] == nil
+          and ctx.index[json.join(path, "min")] == nil then
+        err(nil, 'expected "max" or "min" (the limit the check holds to), found neither')
+      end
+      if c.max ~= nil and c.min ~= nil and c.min > c.max then
+        err("min", ("min %s is above max %s: no value could pass"):format(
+          found(ctx, c.min, json.join(path, "min")), found(ctx, c.max, json.join(path, "max"))))
+      end
+      if c.window and ev and ev.interval and c.window < ev.interval then
+        err("window_sec", ("window_sec %s is shorter than the interval of event %s (%gs): "
+          .. "a window would hold one invocation at most"):format(
+          found(ctx, c.window, json.join(path, "window_sec")), json.quote(ev.id), ev.interval))
+      end
+      if c.name == nil and c.stat and (c.metric or c.event) then
+        local what = c.metric or (c.event .. (c.series and "." .. c.series or ""))
+        c.name = ("%s %s%s"):format(what, c.stat, c.window and ("/%gs"):format(c.window) or "")
+      end
+      if c.name then
+        local first = names[c.name]
+        if first then
+          err(ctx.index[json.join(path, "name")] and "name" or nil,
+            ("duplicate check name %s, also used by %s; give one of them a distinct \"name\"")
+            :format(json.quote(c.name), first))
+        else
+          names[c.name] = path
+        end
+      end
+    end
+  end
+end
+
 -- Duplicate keys: cjson silently keeps the last one, which hides a mistake.
 local function check_duplicates(ctx)
   for _, d in ipairs(json.duplicates(ctx.index)) do
@@ -286,6 +389,9 @@ function description.decode(text, file)
   check_duplicates(ctx)
   local desc = check(ctx, value, schema.root, "")
   if desc and desc.events then check_events(ctx, desc.events, #value.events) end
+  if desc and desc.checks and type(value.checks) == "table" then
+    check_checks(ctx, desc.checks, #value.checks, desc.events)
+  end
   if #ctx.errors > 0 then return nil, sort_errors(ctx.errors) end
   desc.file, desc.index = file, index
   return desc

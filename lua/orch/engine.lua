@@ -279,6 +279,7 @@ function Run:done(task, status, inv, err)
   st.lateness:add(inv.late_ns / 1e6)             -- real milliseconds
   if inv.fixtures then self:finalise_invocation(inv) end
   if status == "ok" then
+    if self.checks then self.checks:invocation(ev.id, t, duration, inv.late_ns / 1e9, true) end
     if self.jsonl or self.console.level >= 1 then
       local rec = { type = "invocation", t = t, event = ev.name, id = ev.id, iteration = inv.iteration,
                     phase = inv.phase, scheduled = inv.scheduled, started = inv.started,
@@ -291,7 +292,10 @@ function Run:done(task, status, inv, err)
     return
   end
   st.failures = st.failures + 1
-  self.failed = true
+  -- after the counts: a check judges the failure at once
+  if self.checks then self.checks:invocation(ev.id, t, duration, inv.late_ns / 1e9, false) end
+  -- a check on the event's errors owns them: its verdict decides
+  if not (self.checks and self.checks:owns(ev.id)) then self.failed = true end
   local trace = tostring(err or ""):match("\n.*$") or ""
   if status == "timeout" then
     st.timeouts = st.timeouts + 1
@@ -299,8 +303,8 @@ function Run:done(task, status, inv, err)
   elseif status == "cancelled" then
     err = ("cancelled (%s)%s"):format(self:cancel_reason_for(ev), trace)
   end
-  local errors = st.errors   -- made at the first failure
-  if errors == nil then errors = {}; st.errors = errors end
+  local errors = st.messages   -- made at the first failure
+  if errors == nil then errors = {}; st.messages = errors end
   if #errors < 100 then errors[#errors + 1] = err end
   local rec = { type = "invocation", t = t, event = ev.name, id = ev.id, iteration = inv.iteration,
                 phase = inv.phase, scheduled = inv.scheduled, started = inv.started,
@@ -315,7 +319,7 @@ function Run:done(task, status, inv, err)
       f.pending:set()
     end
   end
-  if self.opts.fail_fast and not self.stopping then
+  if self.opts.fail_fast and not self.stopping and not (self.checks and self.checks:owns(ev.id)) then
     self:stop("fail-fast: " .. ev.id .. " " .. status)
   end
   if self.stopping then self:progress() end
@@ -531,7 +535,7 @@ function M.run(opts)
     jsonl = opts.jsonl, console = opts.console,
     per_event = {}, fixtures = {}, created = {}, builtins = {}, tickers = {}, fast_set = {},
     teardown = {}, errors = {}, nrunning = 0, nbackground = 0, error_results = 0,
-    results = 0,
+    results = 0, owned_error_results = 0,
     -- fleets (orch.fleet): the run's id and --label's, in run_start
     run_id = opts.run_id or require("orch.fleet").uuid(), labels = opts.labels or {},
   }, Run)
@@ -573,6 +577,7 @@ function M.run(opts)
   if run.jsonl then
     run.queue:set_writer(run.jsonl.w, function(rec) run:write_report(rec, "result") end)
   end
+  run.checks = require("orch.checks").new(run)   -- nil without checks
   run.kill_switch = setmetatable({ flag = core.flag(), run = run }, KillSwitch)
   run.builtins.kill_switch = run.kill_switch
   run.builtins.report_queue = run.queue
@@ -596,6 +601,7 @@ function M.run(opts)
   core.reserve_threads(#run.startup_list)
   run.t0_wall = core.start_clock(run.scale)
   run.t0_ns = core.hrtime()
+  if run.checks then run.checks:start() end
 
   run:emit({ type = "run_start", t = 0, test_name = desc.test_name, file = desc.file,
              total_hours = run.total / 3600, time_scale = run.scale, grace_sec = run.grace,
@@ -625,8 +631,24 @@ function M.run(opts)
         run.error_results = run.error_results + 1
       end
       if err then
-        run.failed = true
-        if run.opts.fail_fast and not run.stopping then run:stop("fail-fast: error result") end
+        -- errors count against the event that reported them (summary `errors`)
+        local st = r.event ~= nil and run.per_event[r.event]
+        if st then
+          st.error_results = (st.error_results or 0) + 1
+          local msgs = st.messages
+          if msgs == nil then msgs = {}; st.messages = msgs end
+          if #msgs < 100 then
+            local d = r.data
+            msgs[#msgs + 1] = "error result: " .. tostring(type(d) == "table" and (d.error or d.message) or d)
+          end
+        end
+        if run.checks then run.checks:error_result(r.event, r.t) end
+        if run.checks and run.checks:owns(r.event) then
+          run.owned_error_results = run.owned_error_results + 1
+        else
+          run.failed = true
+          if run.opts.fail_fast and not run.stopping then run:stop("fail-fast: error result") end
+        end
       end
       -- the record itself, as on_result gets it: {event, level, t, ts, data};
       -- queue:report wrote it already unless the encoder refused its data
@@ -639,6 +661,7 @@ function M.run(opts)
   end, function(_, status, _, err)
     run.reporter_done = true
     core.on_signal(nil)   -- nothing is left to stop: let the loop end
+    if run.checks then run.checks:stop_timer() end
     if status ~= "ok" then
       run:internal_error("the reporter stopped: " .. tostring(err))
       -- nothing may be lost: drain what is left straight to the report file
@@ -681,6 +704,7 @@ function M.run(opts)
       :format(s.handles, s.tasks, s.refs, s.fast_lines, s.pooled, s.watch_looks))
   end
 
+  if run.checks then run.checks:finish() end
   local t_end = core.now()
   run:emit({ type = "run_end", t = t_end, status = run:exit_status(), reason = run.stop_reason,
              invocations = run:count("runs"), failures = run:count("failures"),
@@ -723,7 +747,8 @@ end
 
 function Run:exit_status()
   if self.signal then return 128 + self.signal end
-  if self.failed or self.error_results > 0 then return 1 end
+  if self.failed or self.error_results > self.owned_error_results then return 1 end
+  if self.checks and self.checks:failed() then return 1 end
   return 0
 end
 

@@ -186,8 +186,34 @@ function M.render(desc, hours, opts)
         c.startup, c.interval, c.teardown, c.total)
   end
   add("%s  %10s  %8s  %8s  %8s  %8d", pad("all", w), "", "", "", "", sum)
+  if desc.checks and #desc.checks > 0 then M.render_checks(desc.checks, add) end
   if opts.write then return flush() end
   return table.concat(lines, "\n") .. "\n"
+end
+
+-- The checks part of `orchlua plan`: what each judges, its limit, window,
+-- warm-up and action.
+function M.render_checks(checks, add)
+  add("")
+  add("checks (%d):", #checks)
+  for _, c in ipairs(checks) do
+    local what = c.metric and ("metric %s"):format(c.metric) or ("event %s%s"):format(c.event,
+      c.series and (" " .. c.series) or "")
+    if c.where then
+      local keys = {}
+      for k in pairs(c.where) do keys[#keys + 1] = k end
+      table.sort(keys)
+      for i, k in ipairs(keys) do keys[i] = k .. "=" .. tostring(c.where[k]) end
+      what = what .. " where " .. table.concat(keys, ",")
+    end
+    local limit = {}
+    if c.min then limit[#limit + 1] = (">= %g"):format(c.min) end
+    if c.max then limit[#limit + 1] = ("<= %g"):format(c.max) end
+    add("  %s: %s %s %s, %s%s, %s%s", c.name, what, c.stat, table.concat(limit, " and "),
+      c.window and ("over %gs windows"):format(c.window) or "over the whole run",
+      (c.after or 0) > 0 and (", from %s"):format(M.clock(c.after)) or "", c.action,
+      c.allow_no_data and ", no data allowed" or "")
+  end
 end
 
 return M

@@ -90,6 +90,19 @@ local function add_record(rep, r, keep)
     rep.total = (tonumber(clean(r.total_hours)) or 0) * 3600
   elseif ty == "run_end" then
     rep.run_end = r
+  elseif ty == "check" then
+    -- the last record of each check is its state at the end
+    local name = clean(r.name)
+    if type(name) == "string" then
+      local c = rep.check_by_name[name]
+      if not c then
+        c = { name = name }
+        rep.check_by_name[name] = c
+        rep.checks[#rep.checks + 1] = c
+      end
+      c.stat, c.status, c.value = clean(r.stat), clean(r.status), clean(r.value)
+      c.min, c.max, c.action = clean(r.min), clean(r.max), clean(r.action)
+    end
   elseif ty == "invocation" then
     local id = clean(r.id) or clean(r.event) or "?"
     local ev = new_event(rep, id, clean(r.event))
@@ -161,6 +174,11 @@ local function add_record(rep, r, keep)
       local e = { t = tonumber(clean(r.t)) or 0, event = clean(r.event) or "-", status = "error result",
                   message = first_line(msg), traceback = msg:match("^[^\n]*\n(.*)$") }
       rep.errors[#rep.errors + 1] = e
+      local who = clean(r.event)
+      if type(who) == "string" then
+        local ev = new_event(rep, who)
+        ev.error_results = (ev.error_results or 0) + 1
+      end
     end
   end
 end
@@ -171,7 +189,8 @@ function M.load(path, opts)
   local f, err = io.open(path, "r")
   if not f then return nil, err end
   local rep = { path = path, scale = 1, total = 0, events = {}, by_id = {}, metrics = {}, metric_by_key = {},
-                errors = {}, results = 0, error_results = 0, bad_lines = 0, lines = 0 }
+                errors = {}, results = 0, error_results = 0, bad_lines = 0, lines = 0,
+                checks = {}, check_by_name = {} }
   for line in f:lines() do
     if line:find("%S") then
       rep.lines = rep.lines + 1
@@ -232,8 +251,17 @@ local function sec(v)
 end
 M.fmt_ms, M.fmt_sec = ms, sec
 
-M.SUMMARY_HEADER = { "event", "runs", "fail", "skip", "tmout", "dur p50", "dur p99", "dur max",
+M.SUMMARY_HEADER = { "event", "runs", "fail", "errors", "skip", "tmout", "dur p50", "dur p99", "dur max",
                      "late p99", "late max" }
+
+-- An event's errors: its failed invocations plus the error results its
+-- invocations reported (an invoker's summary has the count already).
+local function errors_of(st)
+  if type(st.errors) == "number" then return st.errors end
+  if type(st.errors) == "table" and st.error_results == nil then return math.max(st.failures, #st.errors) end
+  return st.failures + (st.error_results or 0)
+end
+M.errors_of = errors_of
 
 -- Rows of the summary: list of {id=, runs=, failures=, skipped=, timeouts=,
 -- duration = Stats, lateness = Stats}, or an invoker's summary() (its
@@ -241,7 +269,7 @@ M.SUMMARY_HEADER = { "event", "runs", "fail", "skip", "tmout", "dur p50", "dur p
 -- first, totals last) and the totals.
 function M.summary_rows(list)
   local rows = { M.SUMMARY_HEADER }
-  local tot = { runs = 0, failures = 0, skipped = 0, timeouts = 0 }
+  local tot = { runs = 0, failures = 0, skipped = 0, timeouts = 0, errors = 0 }
   local dmax, lmax
   -- the counts as text, each once: 10,000 rows hold a few distinct counts,
   -- and tostring makes each through snprintf
@@ -259,14 +287,16 @@ function M.summary_rows(list)
       local d, l = st.duration, st.lateness
       d50, d99, dmx, l99, lmx = d:percentile(50), d:percentile(99), d.max, l:percentile(99), l.max
     end
-    rows[#rows + 1] = { st.id, count(st.runs), count(st.failures), count(st.skipped),
+    local nerr = errors_of(st)
+    rows[#rows + 1] = { st.id, count(st.runs), count(st.failures), count(nerr), count(st.skipped),
       count(st.timeouts), sec(d50), sec(d99), sec(dmx), ms(l99), ms(lmx) }
     tot.runs, tot.failures = tot.runs + st.runs, tot.failures + st.failures
+    tot.errors = tot.errors + nerr
     tot.skipped, tot.timeouts = tot.skipped + st.skipped, tot.timeouts + st.timeouts
     if dmx and (dmax == nil or dmx > dmax) then dmax = dmx end
     if lmx and (lmax == nil or lmx > lmax) then lmax = lmx end
   end
-  rows[#rows + 1] = { "all", tostring(tot.runs), tostring(tot.failures), tostring(tot.skipped),
+  rows[#rows + 1] = { "all", tostring(tot.runs), tostring(tot.failures), tostring(tot.errors), tostring(tot.skipped),
     tostring(tot.timeouts), "", "", dmax and sec(dmax) or "", "", lmax and ms(lmax) or "" }
   return rows, tot
 end
@@ -322,6 +352,10 @@ local SIGNALS = { [1] = "SIGHUP", [2] = "SIGINT", [3] = "SIGQUIT", [9] = "SIGKIL
 -- Why a run ended with status (as the console says it).
 function M.exit_reason(status, counts)
   if status == nil then return "the run did not finish (no run_end record: killed?)" end
+  if status == 0 and (counts.owned_errors or 0) > 0 then
+    return ("every check passed: %d error%s owned by checks, within their limits"):format(counts.owned_errors,
+      counts.owned_errors == 1 and "" or "s")
+  end
   if status == 0 then return "every invocation succeeded and no error was reported" end
   if status == 1 then
     local function n(k, word)
@@ -331,6 +365,7 @@ function M.exit_reason(status, counts)
     local s = ("%s, %s"):format(n("failures", "failed invocation"), n("error_results", "error result"))
     -- a report file cannot tell run errors apart: they are error results there
     if counts.run_errors then s = s .. ", " .. n("run_errors", "run error") end
+    if (counts.failed_checks or 0) > 0 then s = s .. ", " .. n("failed_checks", "failed check") end
     return s
   end
   if status == 2 then return "usage, configuration or description error" end
@@ -339,6 +374,38 @@ function M.exit_reason(status, counts)
     return ("stopped by %s (signal %d)"):format(SIGNALS[s] or "a signal", s)
   end
   return "status " .. tostring(status)
+end
+
+-- A value as a check prints it.
+local function check_number(v)
+  if type(v) ~= "number" then return "-" end
+  if v == math.floor(v) and math.abs(v) < 1e15 then return ("%d"):format(v) end
+  return ("%.6g"):format(v)
+end
+
+-- A check's limit: "<= 3", ">= 0.5", "0.5 .. 3".
+function M.check_limit(c)
+  local lo, hi = type(c.min) == "number" and c.min, type(c.max) == "number" and c.max
+  if lo and hi then return ("%s .. %s"):format(check_number(lo), check_number(hi)) end
+  if hi then return "<= " .. check_number(hi) end
+  if lo then return ">= " .. check_number(lo) end
+  return "-"
+end
+M.check_number = check_number
+
+--- Rows of the checks' table (header first): name, stat, value, limit,
+-- verdict (and the action when not "fail"); and how many failed the run.
+function M.check_rows(list)
+  local rows, failed = { { "check", "stat", "value", "limit", "verdict" } }, 0
+  for _, c in ipairs(list) do
+    local verdict = tostring(c.status or "-")
+    if (c.action == "abort" or c.action == "warn") and c.status ~= c.action then
+      verdict = verdict .. " (" .. c.action .. ")"
+    end
+    rows[#rows + 1] = { tostring(c.name), tostring(c.stat or "-"), check_number(c.value), M.check_limit(c), verdict }
+    if c.action ~= "warn" and (c.status == "fail" or c.status == "no_data") then failed = failed + 1 end
+  end
+  return rows, failed
 end
 
 -- The text of `orchlua report RUN.jsonl`: the console's summary, from the file.
@@ -360,6 +427,13 @@ function M.render_summary(rep)
     out[#out + 1] = ("errors: %d (first: %s %s: %s)"):format(#rep.errors, require("orch.plan").clock(rep.errors[1].t),
       rep.errors[1].event, rep.errors[1].message)
   end
+  local failed_checks = 0
+  if #rep.checks > 0 then
+    local check_rows
+    check_rows, failed_checks = M.check_rows(rep.checks)
+    out[#out + 1] = "checks:"
+    for _, l in ipairs(M.table_lines(check_rows, { left = { [2] = true, [5] = true } })) do out[#out + 1] = l end
+  end
   if rep.bad_lines > 0 then
     out[#out + 1] = ("%d line%s not JSON (skipped)"):format(rep.bad_lines, rep.bad_lines == 1 and "" or "s")
   end
@@ -367,7 +441,7 @@ function M.render_summary(rep)
   for _, ev in ipairs(rep.events) do failures = failures + ev.failures end
   local status = rep.status
   out[#out + 1] = status and ("exit %d: %s"):format(status, M.exit_reason(status,
-      { failures = failures, error_results = rep.error_results }))
+      { failures = failures, error_results = rep.error_results, failed_checks = failed_checks }))
     or M.exit_reason(nil)
   return table.concat(out, "\n") .. "\n"
 end

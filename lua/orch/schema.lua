@@ -90,6 +90,89 @@ T.event = { kind = "object", keys = schema.event, noun = "event",
 T.events = { kind = "array", items = T.event, min_items = 1,
   expected = "an array of events", doc = "array, at least one" }
 
+-- Checks (DESIGN.md "Checks"): the stats a check may ask for, and the
+-- sources each suits: value (a metric, an event's duration or lateness),
+-- invocations (an event's), status (an event's successes and failures).  "pNN" stands for any percentile 0 < NN < 100.
+schema.stats = {
+  { name = "count", on = { value = true, invocations = true },
+    meaning = "samples in the window (or the run)" },
+  { name = "rate", on = { value = true, invocations = true },
+    meaning = "samples per second (description time)" },
+  { name = "mean", on = { value = true }, meaning = "the mean" },
+  { name = "min", on = { value = true }, meaning = "the smallest sample" },
+  { name = "max", on = { value = true }, meaning = "the largest sample" },
+  { name = "last", on = { value = true }, meaning = "the latest sample" },
+  { name = "pNN", on = { value = true },
+    meaning = "a percentile (p50, p99, p99.9 ...), within 1%" },
+  { name = "errors", on = { status = true },
+    meaning = "error results the event reported plus its failed invocations" },
+  { name = "error_rate", on = { status = true }, meaning = "errors / invocations" },
+  { name = "consecutive_failures", on = { status = true },
+    meaning = "the longest run of failed invocations" },
+  { name = "silence_sec", on = { value = true, invocations = true, status = true },
+    meaning = "seconds since the metric's last sample or the event's last success" },
+  { name = "slope_per_hour", on = { value = true },
+    meaning = "growth per hour, a robust (Theil-Sen) fit: leaks and drift" },
+}
+
+-- "p99.9" -> 99.9; nil when not a percentile in (0, 100).
+function schema.percentile(stat)
+  local nn = type(stat) == "string" and stat:match("^p(%d+%.?%d*)$")
+  local p = nn and tonumber(nn)
+  if p and p > 0 and p < 100 then return p end
+  return nil
+end
+
+T.stat = { kind = "string", stat = true,
+  expected = "a stat (" .. (function()
+    local names = {}
+    for i, st in ipairs(schema.stats) do names[i] = st.name end
+    return table.concat(names, ", ")
+  end)() .. ")",
+  doc = "string" }
+
+T.number = { kind = "number", finite = true, expected = "a number", doc = "number" }
+
+T.nonnegative = { kind = "number", finite = true, nonnegative = true,
+  expected = "a number >= 0", doc = "number >= 0" }
+
+T.series = { kind = "string", values = { "duration", "lateness", "invocations" },
+  expected = 'one of "duration", "lateness", "invocations"',
+  doc = '`"duration"`, `"lateness"`, `"invocations"`' }
+
+T.action = { kind = "string", values = { "fail", "abort", "warn" },
+  expected = 'one of "fail", "abort", "warn"', doc = '`"fail"`, `"abort"`, `"warn"`' }
+
+schema.check = {
+  { key = "name", type = T.nonempty, meaning = "shown in every output; default built from the other keys" },
+  { key = "metric", type = T.nonempty, group = "source",
+    meaning = "what is judged: a metric series (`result_reporter:metric(name, ...)`), or an event id" },
+  { key = "event", type = T.nonempty, group = "source",
+    meaning = "an event id: its invocations (with series) or its failures" },
+  { key = "where", type = T.object, meaning = "with metric: keeps only samples whose fields match" },
+  { key = "series", type = T.series,
+    meaning = "with event: what is judged; without, the stats that count failures" },
+  { key = "stat", type = T.stat, required = true,
+    meaning = "`count`, `rate`, `mean`, `min`, `max`, `last`, `pNN`, `errors`, `error_rate`, "
+      .. "`consecutive_failures`, `silence_sec` or `slope_per_hour`" },
+  { key = "max", type = T.number, meaning = "the check holds while the stat is at most this" },
+  { key = "min", type = T.number, meaning = "the check holds while the stat is at least this" },
+  { key = "window_sec", type = T.positive, to = "window",
+    meaning = "judged over a sliding window this long; without it, over the whole run" },
+  { key = "after_sec", type = T.nonnegative, default = 0, to = "after",
+    meaning = "not judged before t0 + after_sec (warm-up)" },
+  { key = "action", type = T.action, default = "fail",
+    meaning = "fail: the run ends failed; abort: it stops in order, failed; warn: shown, never fails" },
+  { key = "allow_no_data", type = T.boolean, default = false,
+    meaning = "a check whose series never had a sample passes (else it ends no_data, failed)" },
+}
+
+T.check = { kind = "object", keys = schema.check, noun = "check",
+  expected = "an object (a check)", doc = "object" }
+
+T.checks = { kind = "array", items = T.check,
+  expected = "an array of checks", doc = "array" }
+
 schema.top = {
   { key = "test_name", type = T.string, required = true, basename = true,
     meaning = "must equal the file's base name" },
@@ -99,6 +182,8 @@ schema.top = {
     meaning = "fixtures set up at start though no event names them" },
   { key = "events", type = T.events, required = true,
     meaning = "the events" },
+  { key = "checks", type = T.checks, default = {},
+    meaning = 'verdicts judged during the run (section "Checks")' },
 }
 
 T.description = { kind = "object", keys = schema.top,
@@ -172,6 +257,7 @@ function schema.render_markdown()
   local out = { "| key | type | default | meaning |", "|---|---|---|---|" }
   rows(out, schema.top, "")
   rows(out, schema.event, "events[i].")
+  rows(out, schema.check, "checks[i].")
   return table.concat(out, "\n") .. "\n"
 end
 

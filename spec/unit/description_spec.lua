@@ -60,6 +60,7 @@ describe("orch.description", function()
       desc.index = nil
       assert.same({
         file = path,
+        checks = {},
         test_name = "my_orchestration_test",
         total_hours = 3,
         unref_setup_fixtures = { "device_with_collectd" },
@@ -519,6 +520,7 @@ describe("orch.schema", function()
         "| `total_hours` | number > 0 | required | length of the run |",
         "| `unref_setup_fixtures` | array of names | `[]` | fixtures set up at start though no event names them |",
         "| `events` | array, at least one | required | the events |",
+        '| `checks` | array | `[]` | verdicts judged during the run (section "Checks") |',
         "| `events[i].name` | string (a Lua identifier) | required | the event function's name |",
         "| `events[i].interval_sec` / `interval_min` / `interval_hour` | number > 0, at most one | none | period; without one the event runs only at startup/teardown |",
         "| `events[i].at_startup` | bool | `true` | run once at t0; if false, the first run is at t0 + interval |",
@@ -527,6 +529,17 @@ describe("orch.schema", function()
         "| `events[i].timeout_sec` | number > 0 | none | an invocation running longer is cancelled and fails |",
         '| `events[i].concurrency` | `"forbid"`, `"allow"`, `"replace"` | `"forbid"` | a firing while the previous invocation still runs: skip it (recorded as skipped), run both, or cancel the old one |',
         "| `events[i].id` | string | `name` | distinguishes two entries of the same event with different params |",
+        "| `checks[i].name` | string | none | shown in every output; default built from the other keys |",
+        "| `checks[i].metric` / `event` | string, at most one | none | what is judged: a metric series (`result_reporter:metric(name, ...)`), or an event id |",
+        "| `checks[i].where` | object | none | with metric: keeps only samples whose fields match |",
+        '| `checks[i].series` | `"duration"`, `"lateness"`, `"invocations"` | none | with event: what is judged; without, the stats that count failures |',
+        "| `checks[i].stat` | string | required | `count`, `rate`, `mean`, `min`, `max`, `last`, `pNN`, `errors`, `error_rate`, `consecutive_failures`, `silence_sec` or `slope_per_hour` |",
+        "| `checks[i].max` | number | none | the check holds while the stat is at most this |",
+        "| `checks[i].min` | number | none | the check holds while the stat is at least this |",
+        "| `checks[i].window_sec` | number > 0 | none | judged over a sliding window this long; without it, over the whole run |",
+        "| `checks[i].after_sec` | number >= 0 | `0` | not judged before t0 + after_sec (warm-up) |",
+        '| `checks[i].action` | `"fail"`, `"abort"`, `"warn"` | `"fail"` | fail: the run ends failed; abort: it stops in order, failed; warn: shown, never fails |',
+        "| `checks[i].allow_no_data` | bool | `false` | a check whose series never had a sample passes (else it ends no_data, failed) |",
       }, "\n") .. "\n", schema.render_markdown())
     end)
   end)

@@ -101,9 +101,9 @@ describe("orch.report", function()
 
   it("renders the summary table as the console does", function()
     local text = report.render_summary(load("regressed.jsonl"))
-    assert.matches("\n  ping +36 +2 +0 +0 +12%.0ms +14%.0ms +14%.0ms +0%.9ms +0%.9ms\n", text)
-    assert.matches("\n  upload +5 +0 +1 +0 +3%.20s +3%.50s +3%.50s +0%.7ms +0%.7ms\n", text)
-    assert.matches("\n  all +42 +2 +1 +0 ", text)
+    assert.matches("\n  ping +36 +2 +2 +0 +0 +12%.0ms +14%.0ms +14%.0ms +0%.9ms +0%.9ms\n", text)
+    assert.matches("\n  upload +5 +0 +0 +1 +0 +3%.20s +3%.50s +3%.50s +0%.7ms +0%.7ms\n", text)
+    assert.matches("\n  all +42 +2 +2 +1 +0 ", text)
     assert.matches("exit 1: 2 failed invocations, 0 error results", text)
   end)
 

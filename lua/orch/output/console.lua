@@ -114,6 +114,9 @@ function M:error(msg)
   if p then p:after_stderr() end
 end
 
+-- the summary lists every check up to this many, else the failing ones
+local MAX_CHECKS = 50
+
 local function plural(n, word) return ("%d %s%s"):format(n, word, n == 1 and "" or "s") end
 
 -- The end of the run: the table per event, totals, errors, where the
@@ -137,31 +140,82 @@ function M:summary(run, status)
   -- without colour there is nothing to paint: no call per cell
   local lines = report.table_lines(rows, { total = true, paint = self.color and function(ri, ci, cell, c)
     if ri == 1 then return self:paint("bold", cell) end
-    if (ci == 3 or ci == 5) and c ~= "0" and c ~= "" then return self:paint("boldred", cell) end
-    if ci == 4 and c ~= "0" and c ~= "" then return self:paint("yellow", cell) end
+    if (ci == 3 or ci == 4 or ci == 6) and c ~= "0" and c ~= "" then return self:paint("boldred", cell) end
+    if ci == 5 and c ~= "0" and c ~= "" then return self:paint("yellow", cell) end
   end or nil })
   for _, l in ipairs(lines) do self:line(l) end
   self:line(("results: %d (%s)"):format(run.results, plural(run.error_results, "error")))
   -- the first error of each failing event, and the run's own
   for _, st in ipairs(list) do
-    if st.failures > 0 and st.errors[1] then
-      self:line(self:paint("red", ("  %s: %s, first: %s"):format(st.id, plural(st.failures, "failure"),
-        first_line(st.errors[1]))))
+    if st.errors > 0 and st.messages and st.messages[1] then
+      local results = st.errors - st.failures
+      local what = results == 0 and plural(st.failures, "failure")
+        or st.failures == 0 and plural(results, "error result")
+        or ("%s (%s, %s)"):format(plural(st.errors, "error"), plural(st.failures, "failure"),
+          plural(results, "error result"))
+      self:line(self:paint("red", ("  %s: %s, first: %s"):format(st.id, what, first_line(st.messages[1]))))
     end
   end
-  for _, e in ipairs(run.errors) do self:line(self:paint("red", "run error: " .. first_line(e))) end
+  local failed_checks, owned_errors = 0, 0
+  if run.checks then
+    for _, st in ipairs(list) do
+      if run.checks:owns(st.id) then owned_errors = owned_errors + st.errors end
+    end
+    failed_checks = self:checks_table(run.checks.list)
+  end
   local o = run.opts
   if o.report_path then self:line("report: " .. o.report_path) end
   if o.junit_path then self:line("junit: " .. o.junit_path) end
   if o.html_path then self:line("html: " .. o.html_path) end
-  local why = report.exit_reason(status, { failures = tot.failures, error_results = run.error_results,
-                                           run_errors = #run.errors })
+  -- error results a check owns are judged by it, not counted as a cause
+  local why = report.exit_reason(status, { failures = tot.failures,
+                                           error_results = run.error_results - (run.owned_error_results or 0),
+                                           run_errors = #run.errors, failed_checks = failed_checks,
+                                           owned_errors = owned_errors })
   if status > 128 then
     local twice = tostring(run.cancelled_reason or ""):find("twice", 1, true)
     why = why .. (twice and "; a second signal skipped the teardown and the grace period"
       or "; stopped in order: teardown, kill switch, grace")
   end
   self:line(self:paint(status == 0 and "boldgreen" or "boldred", ("exit %d: %s"):format(status, why)))
+end
+
+-- The summary's checks: every one up to MAX_CHECKS, else the failing ones
+-- and a count (one per event of 10,000).  Returns how many failed the run.
+function M:checks_table(checks)
+  local shown, failing, failed = {}, 0, 0
+  for _, c in ipairs(checks) do
+    local bad = c.status ~= "pass"
+    if bad then failing = failing + 1 end
+    if c.action ~= "warn" and (c.status == "fail" or c.status == "no_data") then failed = failed + 1 end
+    if #checks <= MAX_CHECKS or (bad and #shown < MAX_CHECKS) then shown[#shown + 1] = c end
+  end
+  self:line(#shown < #checks and ("checks: %d, %d not passing (%d shown)"):format(#checks, failing, #shown)
+    or "checks:")
+  if #shown == 0 then return failed end
+  local paint = self.color and function(ri, ci, cell, c)
+    if ri == 1 then return self:paint("bold", cell) end
+    if ci == 5 then
+      if c:find("^pass") then return self:paint("green", cell) end
+      if c:find("^warn") then return self:paint("yellow", cell) end
+      return self:paint("boldred", cell)
+    end
+  end or nil
+  local rows = report.check_rows(shown)
+  for _, l in ipairs(report.table_lines(rows, { left = { [2] = true, [5] = true }, paint = paint })) do
+    self:line(l)
+  end
+  return failed
+end
+
+-- A check changed to a failing state (fail, warn), while the run goes on.
+function M:check(c)
+  if self.level < 0 then return end
+  local s = ("check %s: %s (%s %s, limit %s)"):format(c.name, c.status, c.stat,
+    report.check_number(c.value), report.check_limit(c))
+  local p = self.progress
+  if p and p.note_error and c.status == "fail" then p:note_error("check", s) end
+  self:line(self:paint(c.status == "fail" and "red" or "yellow", s))
 end
 
 function M:close()

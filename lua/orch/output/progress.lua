@@ -15,6 +15,7 @@
 -- says) and --no-progress.
 local core = require "orch.core"
 local plan = require "orch.plan"
+local report = require "orch.report"
 
 local M = {}
 M.__index = M
@@ -341,10 +342,12 @@ function M:render()
   end
   local idw = 5
   for _, e in ipairs(shown) do idw = math.max(idw, math.min(28, width(e.ev.id))) end
-  local fmt = "  %-" .. idw .. "s %7s %6s %6s  %s"
-  lines[#lines + 1] = self:line({ { fmt:format("event", "runs", "fail", "skip", "last"), "dim" } })
+  local fmt = "  %-" .. idw .. "s %7s %6s %6s %6s  %s"
+  lines[#lines + 1] = self:line({ { fmt:format("event", "runs", "fail", "errors", "skip", "last"), "dim" } })
   for _, e in ipairs(shown) do
     local st = e.st
+    -- errors: failed invocations plus the error results they reported
+    local nerr = st.failures + (st.error_results or 0)
     local last = self.last[e.ev.id]
     local lt, lc = "", nil
     if last then
@@ -359,6 +362,7 @@ function M:render()
     lines[#lines + 1] = self:line({
       ("  %s %7d "):format(id .. (" "):rep(idw - width(id)), st.runs),
       { ("%6d"):format(st.failures), st.failures > 0 and "boldred" or nil }, " ",
+      { ("%6d"):format(nerr), nerr > 0 and "boldred" or nil }, " ",
       { ("%6d"):format(st.skipped), st.skipped > 0 and "yellow" or nil }, "  ",
       { lt, lc } })
   end
@@ -388,6 +392,21 @@ function M:render()
     rate(r_res, "results"), { "  |  ", "dim" },
     ("%d runs, "):format(tot.runs), { ("%d failed"):format(tot.failures), tot.failures > 0 and "boldred" or nil },
     (", %d skipped, %d running"):format(tot.skipped, tot.running) })
+
+  -- the checks failing now (run.checks:snapshot(), BRIEF's interface)
+  if run.checks then
+    local failing, n = {}, 0
+    for _, c in ipairs(run.checks:snapshot()) do
+      if c.status == "fail" or c.status == "warn" then
+        n = n + 1
+        if n <= 3 then failing[#failing + 1] = ("%s %s %s"):format(c.name, c.status, report.check_number(c.value)) end
+      end
+    end
+    if n > 0 then
+      lines[#lines + 1] = self:line({ { ("  checks failing (%d): "):format(n), "boldred" },
+        { table.concat(failing, "; ") .. (n > 3 and "; ..." or ""), "red" } })
+    end
+  end
 
   -- the last error
   if self.last_error then
