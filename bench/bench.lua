@@ -788,6 +788,10 @@ target("startup < 10 ms (median exec to first invocation, w4)", "w4",
   function(r) return r.startup_ms end, 10, "<", { { prog = "floor" }, { prog = "purelua" } })
 target("stop with 1,000 processes running: none left behind (w6)", "w6",
   function(r) return r.survivors end, 0, "<=", {})
+target("startup < 100 ms at 10,000 events (exec to 1st write, w1b)", "w1b",
+  function(r) return r.startup_ms end, 100, "<", { { prog = "floor" }, { prog = "purelua" } })
+target("peak RSS < 30 MB at 10,000 events (w1b)", "w1b",
+  function(r) return r.maxrss_kb and r.maxrss_kb / 1024 end, 30, "<", { { prog = "floor" }, { prog = "purelua" } })
 
 lines[#lines + 1] = ""
 lines[#lines + 1] = "targets (orchlua):"
