@@ -4,8 +4,7 @@
  * terminal on stdout.  The Lua modules (config, description, sources,
  * output.progress) fall back to `pwd`, `find`, the shell and `stty` when
  * orch.core is not there (plain lua5.4 in the unit specs); with it, a start
- * costs no fork: five of them were ~8 ms of the seed example's ~15 ms to
- * its first invocation (BENCHMARKS.md).
+ * costs no fork (forks were half of the seed example's startup, bench w4).
  */
 /* unistd.h declares link(2), which core.h's list type would clash with */
 #define link unistd_link

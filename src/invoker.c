@@ -11,8 +11,8 @@
  * returned normally, the counts, two statistics and the report line.
  * Anything else goes back to the engine: a firing while another runs under
  * forbid or replace (slow), an invocation that failed, timed out or was
- * cancelled (done).  That keeps 10,000 events firing together at a few
- * microseconds each instead of tens (BENCHMARKS.md).
+ * cancelled (done).  That keeps a firing at a few microseconds instead of
+ * tens (bench w1b, w1c).
  *
  * The per-event table the engine and the outputs read (runs, failures,
  * skipped, timeouts, duration, lateness, and any other field) is this
@@ -133,12 +133,11 @@ static int can_fire(invoker *inv) {
 
 /* The core's args_store begins with the `event` table's keys (slots
  * EV_NAME..EV_INTERVAL, as Lua strings: lua_setfield would look each up
- * in the string cache, a fifth of a firing).  Then each invoker's slots
+ * in the string cache at every firing).  Then each invoker's slots
  * (args_at + 1, ...): its nargs arguments; for an event that takes
  * `event`, its name and id; then its function, at fn_at.  One table for
- * every invoker, the keys shared: a table of its own for each, a registry
- * slot for it and keys of its own were three more cache misses a firing
- * at 10,000 events (BENCHMARKS.md). */
+ * every invoker, the keys shared, so that a firing touches few cold cache
+ * lines (bench w1c; bench/HISTORY.md). */
 enum { EV_NAME = 1, EV_ID, EV_ITERATION, EV_PHASE, EV_SCHEDULED, EV_STARTUP, EV_INTERVAL,
        EV_KEYS = EV_INTERVAL };
 enum { EV_NAME_V = 1, EV_ID_V, EV_VALUES = EV_ID_V }; /* after the arguments */
@@ -539,7 +538,7 @@ static lua_Integer *counter(invoker *inv, const char *k) {
 }
 
 /* __index and __newindex: the metatable is their upvalue 2 (the summary
- * of 10,000 events reads 80,000 fields). */
+ * reads several fields of every event). */
 static invoker *index_invoker(lua_State *L) {
   invoker *inv = udata_with_mt(L, 1, lua_upvalueindex(2));
   return inv != NULL ? inv : check_invoker(L, 1);
@@ -597,10 +596,9 @@ static int l_gc(lua_State *L) {
 /* inv:summary() -> the event's figures at the end of the run, as a plain
  * table: runs, failures, skipped, timeouts, duration, lateness (the Stats),
  * errors, and dur_p50, dur_p99, dur_max, late_p99, late_max (absent when
- * nothing was measured); summarised = true.  Read field by field through
- * __index, the summary of 10,000 events made 120,000 C calls.  The keys
- * are the closure's upvalues: lua_setfield looked each up in the API's
- * string cache, 130,000 times for 10,000 events. */
+ * nothing was measured); summarised = true.  One call, not a field at a
+ * time through __index; the keys are the closure's upvalues, so no
+ * lookup in the API's string cache per field. */
 enum { S_RUNS = 1, S_FAILURES, S_SKIPPED, S_TIMEOUTS, S_DURATION, S_LATENESS, S_ERRORS, S_DUR_P50,
        S_DUR_P99, S_DUR_MAX, S_LATE_P99, S_LATE_MAX, S_SUMMARISED, S_N = S_SUMMARISED };
 

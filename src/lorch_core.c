@@ -50,8 +50,8 @@ static int l_core_start_clock(lua_State *L) {
   double scale = luaL_optnumber(L, 1, 1.0);
   luaL_argcheck(L, scale > 0 && isfinite(scale), 1, "time scale must be > 0");
   c->scale = scale;
-  /* one-time costs that would otherwise land on the first firings (14 ms
-   * measured at 10,000 events): the C library reading the time zone at
+  /* one-time costs that would otherwise land on the first firings: the
+   * C library reading the time zone at
    * the first gmtime, and glibc merging the small blocks the collection
    * before t0 freed at the first larger malloc */
   {
@@ -446,9 +446,9 @@ typedef struct ticker {
   invoker *inv;       /* the target when not a Lua function (cb_ref holds it) */
 } ticker;
 
-/* Tickers due in the same millisecond share one libuv timer, a slot: 10,000
- * events at 1 s are one timer, not 10,000 (each costing a heap removal and
- * insertion per firing, a fifth of the loop's time).  libuv's own order
+/* Tickers due in the same millisecond share one libuv timer, a slot:
+ * events at one interval are one timer, not one heap removal and insertion
+ * per firing.  libuv's own order
  * (due time, then arming order) is kept: a slot's tickers fire in the
  * order they were armed. */
 typedef struct tick_slot {
@@ -602,8 +602,8 @@ static int l_core_ticker(lua_State *L) {
   return 1;
 }
 
-/* Arms the tickers made before t0: 10,000 of them take 20-40 ms to make,
- * which would otherwise be spent after t0, in the startup firings' time. */
+/* Arms the tickers made before t0: making them is not spent after t0, in
+ * the startup firings' time. */
 static void tickers_arm(orch_core *c) {
   link batch;
   link_take(&batch, &c->unarmed);

@@ -244,13 +244,8 @@ static int l_queue_new(lua_State *L) {
  * them: an event reporting a million results in a loop then costs memory
  * for a few dozen, not a million.  (Not when put cannot yield, e.g.
  * called through a C function.)  A few dozen, not thousands: records
- * that wait less are still in cache when on_result reads them, and most
- * are garbage before the next minor collection, so they are never
- * promoted to the old generation (with 4,096 a burst paid a major
- * collection every 4,000 results).  callgrind's cache model, 100,000
- * results: 64 instead of 256 takes a fifth of the L1 data misses away
- * (2.13 M -> 1.68 M) for as many instructions; 32 and 16 take more
- * misses away but yield so often that they cost 2 % more instructions. */
+ * that wait less are still in cache when on_result reads them and die
+ * young; fewer than QUEUE_HIGH yield too often (bench/HISTORY.md, w3). */
 #define QUEUE_HIGH 64
 
 static int put_done(lua_State *L, lqueue *lq) {
@@ -360,7 +355,7 @@ static int write_result(lua_State *L, lqueue *lq, int li, int di, int ev, int le
 }
 
 /* Pushes ts as a Lua string: the last one, while the millisecond is the
- * same (interning it anew, hash and lookup, cost ~130 instructions). */
+ * same (interning it anew would hash and look it up per result). */
 static void push_ts(lua_State *L, lqueue *lq, const char *ts) {
   if (memcmp(ts, lq->ts_last, TS_LEN) == 0) {
     lua_getiuservalue(L, 1, Q_TS_LAST);
@@ -537,8 +532,8 @@ static int l_queue_get_nowait(lua_State *L) {
  * needs nothing from the engine (its line written, not an error) to
  * on_result(self, record) under a protected call, on_error(err, record)
  * when it raises; returns when the queue is empty or its first value needs
- * the engine (get takes that one).  The reporter's loop in C: a Lua loop
- * around get and pcall cost ~700 instructions a result.  on_result may
+ * the engine (get takes that one).  The reporter's loop is in C because
+ * it runs once per result (bench w3).  on_result may
  * yield: the loop goes on in deliver_k, which is also where an error of
  * on_result arrives inside a coroutine (lua_pcallk returns it directly
  * only where it cannot yield). */

@@ -11,14 +11,13 @@
  *
  * CPU-bound code cannot be stopped by a timer, because the loop does not run
  * while it does.  A count hook would, but a hook on every task makes every
- * Lua instruction go through the debugger (a tight loop runs 1.8x slower).
+ * Lua instruction go through the debugger (a tight loop runs much slower).
  * So a watchdog thread looks at the running task every WATCH_MS and, once
  * a deadline has passed, sets the hook on that task's coroutine (as lua.c
  * does from its signal handler); the hook raises, re-armed to every
  * instruction so that a pcall in user code cannot swallow it.  While the
  * loop waits in its poll no task can run, and the watchdog sleeps until
- * the poll returns: looking 100 times a second through a 20 s run of
- * 10,000 events cost a tenth of its CPU.
+ * the poll returns, instead of waking for nothing.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -247,8 +246,7 @@ static void pool_grow(orch_core *c) {
 }
 
 /* Fills the pool with n coroutines (at most POOL_MAX): created before t0,
- * they are not created while the first firings wait (10,000 events fire
- * together at startup: ~1 µs each). */
+ * they are not created while the first firings wait. */
 void sched_reserve(lua_State *L, int n) {
   orch_core *c = core_get(L);
   if (n > POOL_MAX) n = POOL_MAX;
@@ -262,8 +260,7 @@ void sched_reserve(lua_State *L, int n) {
 
 /* Lets the pool go down to keep coroutines.  Every live coroutine is
  * walked again at each young collection (the collector never treats a
- * thread as done), so 10,000 kept after the startup firings cost ~10 ms
- * a collection.  Released young, they are freed by the next one. */
+ * thread as done); released young, they are freed by the next one. */
 void sched_trim(lua_State *L, int keep) {
   orch_core *c = core_get(L);
   while (c->pool_n > keep) {
@@ -360,10 +357,9 @@ static void task_resume(orch_core *c, task *t) {
 }
 
 /* Starts a new task at once when called from a loop callback outside any
- * task (a ticker's firing): 10,000 firings due together then run one
- * after another on the same pooled coroutine, where queueing them all
- * first kept 10,000 coroutines and their stacks live, cold in the cache,
- * by the time each ran.  Inside a task, or behind tasks already ready
+ * task (a ticker's firing): firings due together then run one after
+ * another on the same pooled coroutine, where queueing them all first
+ * would keep a coroutine per firing live, cold in the cache by its turn.  Inside a task, or behind tasks already ready
  * (whose order it keeps), it waits its turn as sched_ready. */
 void sched_start(task *t) {
   orch_core *c = t->core;
