@@ -117,7 +117,7 @@ describe("orch.spawn", function()
       local r = keep(run_events({ ev("wait_timeout") }, 1))
       local d = U.result(r.recs, "wait_timeout")
       assert.same({ nil, "timeout" }, d.timed)
-      assert.is_true(d.took >= 0.29 and d.took < 1, "waited " .. d.took)
+      assert.is_true(d.took >= 0.29 and d.took < 3, "waited " .. d.took)  -- its timeout, not the process
       assert.is_true(d.running)
       assert.same({ nil, "timeout" }, d.zero)
       assert.same({ 7 }, d.in_time)
