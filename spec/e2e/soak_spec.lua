@@ -28,7 +28,7 @@ local RESULTS = { soak_beat = 1, soak_info = 1, soak_queue = 1, soak_compute = 1
                   soak_c_ping = 1, soak_table = 1, soak_lines = 1, soak_sample = 1 }
 
 describe("the 72-hour soak", function()
-  local dir, recs
+  local dir
   local desc = assert(description.load(h.root .. "/descriptions/soak_72h.json"))
   local total = HOURS * 3600
   local code, err, elapsed
