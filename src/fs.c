@@ -70,7 +70,7 @@ static int l_find_files(lua_State *L) {
   FTS *fts;
   FTSENT *e;
   lua_Integer n = 0;
-  argv[0] = (char *)dir;
+  argv[0] = (char *)(uintptr_t)dir; /* fts_open takes char *, writes none */
   argv[1] = NULL;
   lua_newtable(L);
   fts = fts_open(argv, FTS_LOGICAL | FTS_NOCHDIR, NULL);

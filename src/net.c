@@ -443,7 +443,7 @@ static int l_conn_write(lua_State *L) {
     lua_pushliteral(L, "closed");
     return 2;
   }
-  b = uv_buf_init((char *)s, (unsigned int)len);
+  b = uv_buf_init((char *)(uintptr_t)s, (unsigned int)len); /* only read */
   /* bytes still queued by an earlier write must go first */
   r = queued ? UV_EAGAIN : uv_try_write((uv_stream_t *)c->h, &b, 1);
   if (r == (int)len) {

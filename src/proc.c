@@ -896,7 +896,7 @@ static char **build_argv(lua_State *L, int opts, const char *fname) {
     if (lua_rawgeti(L, cmd, i) != LUA_TSTRING)
       opt_error(L, fname, lua_pushfstring(L, "cmd[%d]: string expected, got %s",
                                           (int)i, luaL_typename(L, -1)));
-    argv[i - 1] = (char *)lua_tostring(L, -1);
+    argv[i - 1] = (char *)(uintptr_t)lua_tostring(L, -1); /* exec's char *[]: not written */
     lua_pop(L, 1);
   }
   argv[n] = NULL;
@@ -970,7 +970,7 @@ static char **build_env(lua_State *L, int opts, const char *fname) {
   i = 0;
   lua_pushnil(L);
   while (lua_next(L, holder) != 0 && i < n) {
-    envp[i++] = (char *)lua_tostring(L, -1);
+    envp[i++] = (char *)(uintptr_t)lua_tostring(L, -1); /* exec's char *[]: not written */
     lua_pop(L, 1);
   }
   envp[i] = NULL;
