@@ -235,6 +235,20 @@ void core_stamp_at(orch_core *c, double t, char ts[32]); /* description time t a
 void *handle_new(orch_core *c, size_t size);
 void handle_close(uv_handle_t *h); /* harmless on NULL or already closing */
 
+/* A libuv call that cannot fail on orchlua's live loop and handles (an
+ * init, a start with its callback): a nonzero result is a bug or a process
+ * out of threads or descriptors, said and aborted on like handle_new's
+ * out of memory, never ignored.  Calls that can fail in use (spawn, write,
+ * connect) are checked where they are made. */
+#define UV_CHECK(call)                                                  \
+  do {                                                                  \
+    int uv_rc_ = (call);                                                \
+    if (__builtin_expect(uv_rc_ != 0, 0))                               \
+      handle_uv_failed(uv_rc_, #call, __FILE__, __LINE__);              \
+  } while (0)
+void handle_uv_failed(int rc, const char *call, const char *file, int line)
+    __attribute__((noreturn));
+
 /* writer.c */
 writer *writer_open(orch_core *c, const char *path, FILE *fp, char *err, size_t errlen);
 int writer_write(writer *w, const char *s, size_t n);

@@ -4,6 +4,7 @@
  * handle's data field points at the core while it is closing, so the
  * callback can count it out.
  */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "core.h"
@@ -54,4 +55,11 @@ static void on_closed(uv_handle_t *h) {
 void handle_close(uv_handle_t *h) {
   if (h == NULL || uv_is_closing(h)) return;
   uv_close(h, on_closed);
+}
+
+/* UV_CHECK's failure: which call, where, and libuv's reason. */
+void handle_uv_failed(int rc, const char *call, const char *file, int line) {
+  fprintf(stderr, "orchlua: internal error: %s failed at %s:%d: %s\n", call, file, line,
+          uv_strerror(rc));
+  abort();
 }

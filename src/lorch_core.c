@@ -383,7 +383,7 @@ static int l_core_timer(lua_State *L) {
   t = lua_newuserdatauv(L, sizeof *t, 0);
   t->core = c;
   t->h = handle_new(c, sizeof *t->h);
-  uv_timer_init(&c->loop, t->h);
+  UV_CHECK(uv_timer_init(&c->loop, t->h));
   t->h->data = t;
   luaL_setmetatable(L, TIMER_MT);
   lua_pushvalue(L, 1);
@@ -402,9 +402,9 @@ static int l_timer_start(lua_State *L) {
     lua_pushvalue(L, 1);
     t->self_ref = ref_new(L);
   }
-  uv_timer_start(t->h, on_ltimer,
-                 sched_timeout_from(t->core, uv_hrtime(), sched_real_ms(t->core, sec)),
-                 rep > 0 ? sched_real_ms(t->core, rep) : 0);
+  UV_CHECK(uv_timer_start(t->h, on_ltimer,
+                          sched_timeout_from(t->core, uv_hrtime(), sched_real_ms(t->core, sec)),
+                          rep > 0 ? sched_real_ms(t->core, rep) : 0));
   return 0;
 }
 
@@ -506,13 +506,13 @@ static void ticker_start(ticker *t) {
   for (s = *slot_bucket(c, due_ms); s != NULL && s->due_ms != due_ms; s = s->hnext) {}
   if (s == NULL) {
     s = handle_new(c, sizeof *s);
-    uv_timer_init(&c->loop, &s->h);
+    UV_CHECK(uv_timer_init(&c->loop, &s->h));
     s->h.data = c;
     s->due_ms = due_ms;
     link_init(&s->tickers);
     s->hnext = *slot_bucket(c, due_ms);
     *slot_bucket(c, due_ms) = s;
-    uv_timer_start(&s->h, on_slot, due_ms - now_ms, 0);
+    UV_CHECK(uv_timer_start(&s->h, on_slot, due_ms - now_ms, 0));
   }
   link_push(&s->tickers, &t->wait);
   t->slot = s;

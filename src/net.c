@@ -213,7 +213,7 @@ static void try_next(connect_op *op) {
     int r;
     op->next = ai->ai_next;
     c->h = handle_new(c->core, sizeof *c->h);
-    uv_tcp_init(&c->core->loop, c->h);
+    UV_CHECK(uv_tcp_init(&c->core->loop, c->h));
     c->h->data = c;
     op->req.data = op;
     r = uv_tcp_connect(&op->req, c->h, ai->ai_addr, on_connected);

@@ -313,21 +313,21 @@ static void set_busy(proc_set *s) {
   orch_core *c = s->core;
   if (s->keeper == NULL) {
     s->keeper = handle_new(c, sizeof *s->keeper);
-    uv_prepare_init(&c->loop, s->keeper);
+    UV_CHECK(uv_prepare_init(&c->loop, s->keeper));
     s->keeper->data = s;
-    uv_prepare_start(s->keeper, on_keeper);
+    UV_CHECK(uv_prepare_start(s->keeper, on_keeper));
   }
   if (s->timer == NULL) {
     s->timer = handle_new(c, sizeof *s->timer);
-    uv_timer_init(&c->loop, s->timer);
+    UV_CHECK(uv_timer_init(&c->loop, s->timer));
     s->timer->data = s;
     uv_unref((uv_handle_t *)s->timer);
   }
   if (s->chld == NULL) {
     s->chld = handle_new(c, sizeof *s->chld);
-    uv_signal_init(&c->loop, s->chld);
+    UV_CHECK(uv_signal_init(&c->loop, s->chld));
     s->chld->data = s;
-    uv_signal_start(s->chld, on_chld, SIGCHLD);
+    UV_CHECK(uv_signal_start(s->chld, on_chld, SIGCHLD));
     uv_unref((uv_handle_t *)s->chld);
   }
 }
@@ -379,7 +379,7 @@ static void set_schedule(proc_set *s) {
     return;
   }
   ms = next > now ? (next - now + 999999u) / 1000000u : 0;
-  uv_timer_start(s->timer, on_set_timer, ms, 0);
+  UV_CHECK(uv_timer_start(s->timer, on_set_timer, ms, 0));
   if (urgent)
     uv_ref((uv_handle_t *)s->timer);
   else
@@ -990,7 +990,7 @@ static void get_callback(lua_State *L, int opts, int uv, const char *name,
 
 static uv_pipe_t *new_pipe(orch_core *c) {
   uv_pipe_t *pp = handle_new(c, sizeof *pp);
-  uv_pipe_init(&c->loop, pp, 0);
+  UV_CHECK(uv_pipe_init(&c->loop, pp, 0));
   return pp;
 }
 
@@ -1207,7 +1207,7 @@ static int l_core_spawn(lua_State *L) {
     if (p->io[i] == NULL) continue;
     p->io[i]->data = p;
     uv_unref((uv_handle_t *)p->io[i]);
-    if (i > 0) uv_read_start((uv_stream_t *)p->io[i], on_alloc, on_read);
+    if (i > 0) UV_CHECK(uv_read_start((uv_stream_t *)p->io[i], on_alloc, on_read));
   }
   lua_pushvalue(L, -1);
   p->self_ref = ref_new(L);

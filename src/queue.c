@@ -227,10 +227,10 @@ static int l_queue_new(lua_State *L) {
   lua_setiuservalue(L, -2, Q_ITEMS);
   lq->q = calloc(1, sizeof *lq->q);
   if (lq->q == NULL) return luaL_error(L, "out of memory");
-  uv_mutex_init(&lq->q->mu);
+  UV_CHECK(uv_mutex_init(&lq->q->mu));
   lq->q->holders = 1;
   lq->q->async = handle_new(c, sizeof *lq->q->async);
-  uv_async_init(&c->loop, lq->q->async, on_queue_async);
+  UV_CHECK(uv_async_init(&c->loop, lq->q->async, on_queue_async));
   lq->q->async->data = lq;
   /* the queue must not keep the loop alive on its own */
   uv_unref((uv_handle_t *)lq->q->async);

@@ -115,7 +115,7 @@ void sched_ready(task *t) {
   link_remove(&t->ready);
   link_push(&c->ready, &t->ready);
   if (!uv_is_active((uv_handle_t *)&c->ready_idle))
-    uv_idle_start(&c->ready_idle, on_idle);
+    UV_CHECK(uv_idle_start(&c->ready_idle, on_idle));
 }
 
 int sched_wait(lua_State *L, task *t) {
@@ -151,11 +151,11 @@ uint64_t sched_timeout_from(orch_core *c, uint64_t from_ns, uint64_t ms) {
 void sched_timer_wait(task *t, uint64_t ms, int pushes) {
   if (t->timer == NULL) {
     t->timer = handle_new(t->core, sizeof *t->timer);
-    uv_timer_init(&t->core->loop, t->timer);
+    UV_CHECK(uv_timer_init(&t->core->loop, t->timer));
     t->timer->data = t;
   }
   t->timer_pushes = pushes;
-  uv_timer_start(t->timer, on_task_timer, sched_timeout_from(t->core, uv_hrtime(), ms), 0);
+  UV_CHECK(uv_timer_start(t->timer, on_task_timer, sched_timeout_from(t->core, uv_hrtime(), ms), 0));
 }
 
 static void on_deadline(uv_timer_t *h) {
@@ -169,10 +169,10 @@ void sched_set_timeout(task *t, uint64_t ms) {
   t->deadline_ns = t->started_ns + ms * 1000000u;
   if (t->deadline == NULL) {
     t->deadline = handle_new(t->core, sizeof *t->deadline);
-    uv_timer_init(&t->core->loop, t->deadline);
+    UV_CHECK(uv_timer_init(&t->core->loop, t->deadline));
     t->deadline->data = t;
   }
-  uv_timer_start(t->deadline, on_deadline, sched_timeout_from(t->core, t->started_ns, ms), 0);
+  UV_CHECK(uv_timer_start(t->deadline, on_deadline, sched_timeout_from(t->core, t->started_ns, ms), 0));
 }
 
 /* Protected __tostring of an error value: it may itself raise. */
@@ -406,7 +406,7 @@ void sched_defer(orch_core *c, deferred *d) {
   link_remove(&d->node);
   link_push(&c->deferred, &d->node);
   if (!uv_is_active((uv_handle_t *)&c->ready_idle))
-    uv_idle_start(&c->ready_idle, on_idle);
+    UV_CHECK(uv_idle_start(&c->ready_idle, on_idle));
 }
 
 void sched_cancel(task *t, int why) {
@@ -484,23 +484,23 @@ void sched_init(orch_core *c) {
   link_init(&c->deferred);
   link_init(&c->writers);
   link_init(&c->unarmed);
-  uv_idle_init(&c->loop, &c->ready_idle);
+  UV_CHECK(uv_idle_init(&c->loop, &c->ready_idle));
   c->ready_idle.data = c;
-  uv_prepare_init(&c->loop, &c->flush_prep);
+  UV_CHECK(uv_prepare_init(&c->loop, &c->flush_prep));
   c->flush_prep.data = c;
-  uv_prepare_start(&c->flush_prep, on_flush);
+  UV_CHECK(uv_prepare_start(&c->flush_prep, on_flush));
   uv_unref((uv_handle_t *)&c->flush_prep);
-  uv_check_init(&c->loop, &c->wake_check);
+  UV_CHECK(uv_check_init(&c->loop, &c->wake_check));
   c->wake_check.data = c;
-  uv_check_start(&c->wake_check, on_wake);
+  UV_CHECK(uv_check_start(&c->wake_check, on_wake));
   uv_unref((uv_handle_t *)&c->wake_check);
-  uv_async_init(&c->loop, &c->sig_async, on_sig_async);
+  UV_CHECK(uv_async_init(&c->loop, &c->sig_async, on_sig_async));
   c->sig_async.data = c;
   uv_unref((uv_handle_t *)&c->sig_async);
   c->sig_cb_ref = LUA_NOREF;
-  uv_mutex_init(&c->watch_mu);
-  uv_cond_init(&c->watch_cv);
-  uv_thread_create(&c->watch_thread, watchdog, c);
+  UV_CHECK(uv_mutex_init(&c->watch_mu));
+  UV_CHECK(uv_cond_init(&c->watch_cv));
+  UV_CHECK(uv_thread_create(&c->watch_thread, watchdog, c));
   /* one process, one host: the signal handler needs a global */
   sig_core = c;
   memset(&sa, 0, sizeof sa);
