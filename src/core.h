@@ -19,26 +19,12 @@
 #include "lua.h"
 
 #include "jsonw.h"
-
-/* Intrusive doubly-linked list: a head is a link whose next/prev point to
- * itself when empty. */
-typedef struct link {
-  struct link *prev, *next;
-} link;
-
-void link_init(link *l);
-int link_empty(const link *l);
-void link_push(link *head, link *l); /* append at the tail */
-void link_remove(link *l);           /* harmless on an unlinked node */
-void link_take(link *to, link *from); /* moves all of from's nodes to to */
-
-#define link_entry(ptr, type, member) \
-  ((type *)((char *)(ptr) - offsetof(type, member)))
+#include "list.h"
 
 /* Work put off to the idle callback of this loop iteration, after the
  * ready tasks have run (an overdue ticker's next firing). */
 typedef struct deferred {
-  link node;
+  orch_list node;
   void (*fn)(struct deferred *d);
 } deferred;
 
@@ -60,8 +46,8 @@ typedef struct task {
   int nargs;            /* values waiting on co's stack for the next resume */
   int cancel;           /* enum task_cancel: set, then raised or applied */
   int hooked;           /* the watchdog has set the stopping hook */
-  link ready;           /* on core->ready while T_READY */
-  link wait;            /* on a waitlist while T_WAITING on a flag/queue */
+  orch_list ready;      /* on core->ready while T_READY */
+  orch_list wait;       /* on a waitlist while T_WAITING on a flag/queue */
   uv_timer_t *timer;    /* sleep and wait timeouts; malloc'd, lazily */
   int timer_pushes;     /* what a timer wake-up pushes: 0 none, 1 false, 2 nil,"timeout" */
   uv_timer_t *deadline; /* timeout_sec while the task is waiting */
@@ -111,7 +97,7 @@ typedef struct writer {
   int owns_fp;
   int dirty;
   int err;              /* first errno seen, 0 if none */
-  link node;            /* core->writers */
+  orch_list node;       /* core->writers */
   char *path;
   char *buf;            /* stdio buffer of an owned file */
 } writer;
@@ -129,8 +115,8 @@ struct orch_core {
   double t0_wall;       /* unix seconds at t0 */
   int64_t iso_sec;      /* the second iso_head formats */
   char iso_head[48];    /* "YYYY-MM-DDTHH:MM:SS." */
-  link ready;           /* tasks to resume */
-  link deferred;        /* struct deferred, run after the ready tasks */
+  orch_list ready;      /* tasks to resume */
+  orch_list deferred;   /* struct deferred, run after the ready tasks */
   uv_idle_t ready_idle; /* keeps the loop from blocking while ready is non-empty */
   uv_prepare_t flush_prep;
   uv_check_t wake_check; /* after the poll: the watchdog looks again */
@@ -154,10 +140,10 @@ struct orch_core {
   lua_State **pool;
   int *pool_ref;
   int pool_n, pool_cap; /* grows to POOL_MAX: 10,000 events fire together */
-  link writers;
+  orch_list writers;
   /* tickers due in the same millisecond share a timer (lorch_core.c) */
   struct tick_slot *tick_slots[TICK_SLOTS];
-  link unarmed;         /* tickers made before t0, armed by start_clock */
+  orch_list unarmed;    /* tickers made before t0, armed by start_clock */
   int clock_started;
   uint64_t next_task_id;
   int invoker_running;  /* invoker tasks alive (invoker.c) */

@@ -6,8 +6,6 @@
  * orch.core is not there (plain lua5.4 in the unit specs); with it, a start
  * costs no fork (forks were half of the seed example's startup, bench w4).
  */
-/* unistd.h declares link(2), which core.h's list type would clash with */
-#define link unistd_link
 #include <fts.h>
 #include <glob.h>
 #include <limits.h>
@@ -16,7 +14,6 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#undef link
 
 #include "lauxlib.h"
 

@@ -9,34 +9,6 @@
 
 #include "core.h"
 
-void link_init(link *l) { l->prev = l->next = l; }
-int link_empty(const link *l) { return l->next == l; }
-
-void link_push(link *head, link *l) {
-  l->prev = head->prev;
-  l->next = head;
-  head->prev->next = l;
-  head->prev = l;
-}
-
-/* Moves every node of list `from` to the empty head `to`. */
-void link_take(link *to, link *from) {
-  link_init(to);
-  if (link_empty(from)) return;
-  to->next = from->next;
-  to->prev = from->prev;
-  to->next->prev = to;
-  to->prev->next = to;
-  link_init(from);
-}
-
-void link_remove(link *l) {
-  if (l->next == NULL || l->next == l) return;
-  l->prev->next = l->next;
-  l->next->prev = l->prev;
-  l->next = l->prev = l;
-}
-
 /* Allocates a zeroed handle of `size` bytes; aborts on OOM since a run that
  * cannot allocate a timer cannot keep its schedule either. */
 void *handle_new(orch_core *c, size_t size) {

@@ -53,7 +53,7 @@ struct invoker {
   double timeout_sec; /* description seconds, 0: none */
   int concurrency, notify, closed;
   int nrunning;      /* fast tasks alive */
-  link running;
+  orch_list running;
   lua_Integer runs, failures, skipped, timeouts, lua_running;
   stats *duration, *lateness; /* uservalues 1 and 2; 3: a table of other fields */
 };
@@ -62,7 +62,7 @@ typedef struct ftask {
   task t; /* first: a task * is an ftask * */
   invoker *inv;
   struct ftask *next_spare; /* on core->ftask_pool */
-  link node; /* inv->running */
+  orch_list node; /* inv->running */
   int startup;
   lua_Integer k;
   uint64_t late_ns;
@@ -186,8 +186,8 @@ static void fast_fire(invoker *inv, lua_Integer k, uint64_t now, uint64_t late_n
   t = &ft->t;
   t->core = c;
   t->id = ++c->next_task_id;
-  link_init(&t->ready);
-  link_init(&t->wait);
+  list_init(&t->ready);
+  list_init(&t->wait);
   t->self_ref = t->done_ref = LUA_NOREF;
   t->tag_ref = inv->tag_ref; /* shared: never freed by the task */
   t->on_finish = ftask_finish;
@@ -214,7 +214,7 @@ static void fast_fire(invoker *inv, lua_Integer k, uint64_t now, uint64_t late_n
   ft->started = (double)(t->started_ns - c->t0_ns) / 1e9 * c->scale;
   stats_prefetch(inv->duration, (uint64_t)inv->runs);
   stats_prefetch(inv->lateness, (uint64_t)inv->runs);
-  link_push(&inv->running, &ft->node);
+  list_push(&inv->running, &ft->node);
   inv->nrunning++;
   c->invoker_running++;
   c->live_tasks++;
@@ -287,7 +287,7 @@ static void ftask_finish(task *t, const char *status) {
   invoker *inv = ft->inv;
   orch_core *c = t->core;
   lua_State *L = c->L;
-  link_remove(&ft->node);
+  list_remove(&ft->node);
   inv->nrunning--;
   c->invoker_running--;
   if (inv->closed) {
@@ -364,7 +364,7 @@ static int l_core_invoker(lua_State *L) {
   inv->self_ref = inv->fn_ref = inv->slow_ref = inv->done_ref = LUA_NOREF;
   inv->progress_ref = inv->tag_ref = inv->writer_ref = LUA_NOREF;
   inv->name_ref = inv->id_ref = LUA_NOREF;
-  link_init(&inv->running);
+  list_init(&inv->running);
   luaL_setmetatable(L, INVOKER_MT);
   stats_push_new(L);
   inv->duration = lua_touserdata(L, -1);
@@ -493,8 +493,8 @@ static int l_fire_startup(lua_State *L) {
 /* invoker:cancel_all(): cancels its fast tasks (the engine cancels its own). */
 static int l_cancel_all(lua_State *L) {
   invoker *inv = check_invoker(L, 1);
-  while (!link_empty(&inv->running)) {
-    ftask *ft = link_entry(inv->running.next, ftask, node);
+  while (!list_empty(&inv->running)) {
+    ftask *ft = list_entry(inv->running.next, ftask, node);
     if (ft->t.state == T_RUNNING) break; /* cannot happen: no task is running here */
     sched_cancel(&ft->t, C_CANCELLED);   /* finishes it: unlinked */
   }

@@ -46,7 +46,7 @@ typedef struct lqueue {
   unsigned char *flags;   /* [i]: value i's F_ flags */
   size_t fcap;
   lua_Integer taken, taken_errors; /* values got, and error records among them */
-  link getters;
+  orch_list getters;
   int closed;
   int self_ref; /* held while the async handle is open */
   writer *const *wslot; /* the --report writer (set_writer), or NULL */
@@ -154,9 +154,9 @@ static void push_flags(lua_State *co, int f) {
  * it straight to the first waiting getter.  items: the index of the
  * queue's Q_ITEMS table when the caller has it on the stack, or 0. */
 static void queue_append(lua_State *L, lqueue *lq, int qi, int items, int flags) {
-  if (!link_empty(&lq->getters)) {
-    task *t = link_entry(lq->getters.next, task, wait);
-    link_remove(&t->wait);
+  if (!list_empty(&lq->getters)) {
+    task *t = list_entry(lq->getters.next, task, wait);
+    list_remove(&t->wait);
     lua_xmove(L, t->co, 1);
     push_flags(t->co, flags);
     count_taken(lq, flags);
@@ -220,7 +220,7 @@ static int l_queue_new(lua_State *L) {
   memset(lq, 0, sizeof *lq);
   lq->core = c;
   lq->head = lq->tail = 1;
-  link_init(&lq->getters);
+  list_init(&lq->getters);
   lq->self_ref = LUA_NOREF;
   luaL_setmetatable(L, QUEUE_MT);
   lua_newtable(L);
@@ -517,7 +517,7 @@ static int l_queue_get(lua_State *L) {
   if (queue_take(L, lq)) return 3;
   if (lq->closed) return 0;
   t = orch_need_task(L, "report_queue:get");
-  link_push(&lq->getters, &t->wait);
+  list_push(&lq->getters, &t->wait);
   return sched_wait(L, t);
 }
 
@@ -630,9 +630,9 @@ static int l_queue_close(lua_State *L) {
   async->data = NULL;
   handle_close((uv_handle_t *)async);
   lq->closed = 1;
-  while (!link_empty(&lq->getters)) {
-    task *t = link_entry(lq->getters.next, task, wait);
-    link_remove(&t->wait);
+  while (!list_empty(&lq->getters)) {
+    task *t = list_entry(lq->getters.next, task, wait);
+    list_remove(&t->wait);
     lua_pushnil(t->co);
     t->nargs = 1;
     sched_ready(t);

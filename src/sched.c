@@ -109,11 +109,11 @@ static void on_idle(uv_idle_t *h);
 void sched_ready(task *t) {
   orch_core *c = t->core;
   if (t->state == T_DONE) return;
-  link_remove(&t->wait);
+  list_remove(&t->wait);
   if (t->timer != NULL) uv_timer_stop(t->timer);
   t->state = T_READY;
-  link_remove(&t->ready);
-  link_push(&c->ready, &t->ready);
+  list_remove(&t->ready);
+  list_push(&c->ready, &t->ready);
   if (!uv_is_active((uv_handle_t *)&c->ready_idle))
     UV_CHECK(uv_idle_start(&c->ready_idle, on_idle));
 }
@@ -295,8 +295,8 @@ static void task_finish(task *t, int st, const char *forced_err) {
   const char *status = forced_err ? "error" : status_name(t, st);
   if (t->state == T_DONE) return;
   t->state = T_DONE;
-  link_remove(&t->ready);
-  link_remove(&t->wait);
+  list_remove(&t->ready);
+  list_remove(&t->wait);
   if (t->on_wait_cancel != NULL) t->on_wait_cancel(t);
   t->on_wait_cancel = NULL;
   if (t->cancel != C_NONE) proc_task_cancelled(t);
@@ -363,7 +363,7 @@ static void task_resume(orch_core *c, task *t) {
  * (whose order it keeps), it waits its turn as sched_ready. */
 void sched_start(task *t) {
   orch_core *c = t->core;
-  if (c->running != NULL || !link_empty(&c->ready)) {
+  if (c->running != NULL || !list_empty(&c->ready)) {
     sched_ready(t);
     return;
   }
@@ -376,35 +376,35 @@ void sched_start(task *t) {
  * overdue ticker fires at most once per iteration, each firing's task
  * started before the next firing. */
 static void run_ready(orch_core *c) {
-  link batch;
-  link_take(&batch, &c->ready);
-  while (!link_empty(&batch)) {
-    task *t = link_entry(batch.next, task, ready);
-    link_remove(&t->ready);
+  orch_list batch;
+  list_take(&batch, &c->ready);
+  while (!list_empty(&batch)) {
+    task *t = list_entry(batch.next, task, ready);
+    list_remove(&t->ready);
     task_resume(c, t);
   }
 }
 
 static void on_idle(uv_idle_t *h) {
   orch_core *c = h->data;
-  link batch;
+  orch_list batch;
   run_ready(c);
-  if (!link_empty(&c->deferred)) {
-    link_take(&batch, &c->deferred);
-    while (!link_empty(&batch)) {
-      deferred *d = link_entry(batch.next, deferred, node);
-      link_remove(&d->node);
+  if (!list_empty(&c->deferred)) {
+    list_take(&batch, &c->deferred);
+    while (!list_empty(&batch)) {
+      deferred *d = list_entry(batch.next, deferred, node);
+      list_remove(&d->node);
       d->fn(d);
     }
     /* the tasks those firings started run now, before the next timers */
     run_ready(c);
   }
-  if (link_empty(&c->ready) && link_empty(&c->deferred)) uv_idle_stop(h);
+  if (list_empty(&c->ready) && list_empty(&c->deferred)) uv_idle_stop(h);
 }
 
 void sched_defer(orch_core *c, deferred *d) {
-  link_remove(&d->node);
-  link_push(&c->deferred, &d->node);
+  list_remove(&d->node);
+  list_push(&c->deferred, &d->node);
   if (!uv_is_active((uv_handle_t *)&c->ready_idle))
     UV_CHECK(uv_idle_start(&c->ready_idle, on_idle));
 }
@@ -480,10 +480,10 @@ static void on_sig_async(uv_async_t *h) {
 
 void sched_init(orch_core *c) {
   struct sigaction sa;
-  link_init(&c->ready);
-  link_init(&c->deferred);
-  link_init(&c->writers);
-  link_init(&c->unarmed);
+  list_init(&c->ready);
+  list_init(&c->deferred);
+  list_init(&c->writers);
+  list_init(&c->unarmed);
   UV_CHECK(uv_idle_init(&c->loop, &c->ready_idle));
   c->ready_idle.data = c;
   UV_CHECK(uv_prepare_init(&c->loop, &c->flush_prep));
@@ -623,8 +623,8 @@ void sched_close(orch_core *c) {
   c->closed = 1;
   sched_shutdown(c);
   /* tasks made ready by finalizers must never run: their Lua is gone */
-  link_init(&c->ready);
-  link_init(&c->deferred);
+  list_init(&c->ready);
+  list_init(&c->deferred);
   uv_close((uv_handle_t *)&c->ready_idle, NULL);
   uv_close((uv_handle_t *)&c->flush_prep, NULL);
   uv_close((uv_handle_t *)&c->wake_check, NULL);
