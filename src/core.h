@@ -160,7 +160,12 @@ struct orch_core {
   int shut, closed;
 };
 
-orch_core *core_get(lua_State *L); /* from the thread's extra space */
+/* The core of the state L belongs to: host.c puts it in the main thread's
+ * extra space, which every coroutine copies (NULL in a state host.c did
+ * not make). */
+static inline orch_core *core_get(lua_State *L) {
+  return *(orch_core **)lua_getextraspace(L);
+}
 
 /* ref.c: counted registry refs */
 int ref_new(lua_State *L);  /* pops the value, returns the ref */

@@ -30,10 +30,6 @@
 #define WATCH_MS 10
 #define POOL_MAX 16384 /* coroutines kept for reuse, about 1 KB each */
 
-orch_core *core_get(lua_State *L) {
-  return *(orch_core **)lua_getextraspace(L);
-}
-
 task *sched_current(lua_State *L) {
   orch_core *c = core_get(L);
   return (c != NULL && c->running != NULL && c->running->co == L) ? c->running
