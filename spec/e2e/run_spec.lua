@@ -443,8 +443,21 @@ return {}
         {"name":"tick","interval_sec":0.1},{"name":"spin","at_startup":false,"at_teardown":true}]}]] })
       local pid = start(dir, "g -q")
       assert.is_true(wait_invocations(dir, 3), "no invocation record")
+      -- the second SIGINT must find the teardown's spin running: it is, once
+      -- orchlua has burnt 0.3 s of CPU more (an idle run burns next to none)
+      local function cpu_ticks()
+        local st = h.read("/proc/" .. pid .. "/stat") or ""
+        local rest = st:match("^%d+ %b() (.*)$") or ""
+        local f = {}
+        for x in rest:gmatch("%S+") do f[#f + 1] = x end
+        return (tonumber(f[12]) or 0) + (tonumber(f[13]) or 0)   -- utime + stime, 1/100 s
+      end
+      local before = cpu_ticks()
       os.execute("kill -INT " .. pid)
-      os.execute("sleep 0.3")
+      for _ = 1, 400 do
+        if cpu_ticks() - before >= 30 then break end
+        os.execute("sleep 0.05")
+      end
       os.execute("kill -INT " .. pid)
       assert.is_true(wait_exit(pid))
       local recs = h.jsonl(dir .. "/r.jsonl")
