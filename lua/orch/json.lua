@@ -59,6 +59,8 @@ end
 -- block comment. `//` and `/*` inside string literals are left alone. An
 -- unterminated string is left for the decoder to report.
 function json.strip_comments(text)
+  -- a comment starts with // or /*: a text with neither has none
+  if not find(text, "//", 1, true) and not find(text, "/*", 1, true) then return text end
   local out, n = {}, 0
   local done = 1          -- text before this offset is already in `out`
   local p = 1
@@ -365,9 +367,14 @@ local function build_index(text, opts)
   local p = 1
   local want_key = false
   while true do
-    p = find(text, "[^ \t\r\n]", p)
-    if not p then break end
     local c = byte(text, p)
+    if c == 32 or c == 9 or c == 10 or c == 13 then   -- blanks: skip them at once
+      p = find(text, "[^ \t\r\n]", p)
+      if not p then break end
+      c = byte(text, p)
+    elseif not c then
+      break
+    end
     if c == B_LBRACE or c == B_LBRACKET then
       local path = record(KIND_OF_BYTE[c], p)
       top = { object = c == B_LBRACE, depth = top and top.depth + 1 or 0,
