@@ -11,7 +11,9 @@ LIBDIR    := /usr/lib/$(MULTIARCH)
 LUA_INC   := /usr/include/lua5.4
 
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
-           -Wpointer-arith -Wno-unused-parameter
+           -Wpointer-arith -Wformat=2 -Wcast-qual -Wno-unused-parameter
+# each object's header dependencies, written beside it (build/*.d)
+DEPFLAGS := -MMD -MP
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS := $(CFLAGS) $(WARN) -std=gnu99 -I$(LUA_INC) -Isrc -Ibuild \
               -DORCH_VERSION='"$(VERSION)"'
@@ -42,9 +44,9 @@ orchlua: $(OBJ)
 build:
 	$(Q)mkdir -p build
 
-build/%.o: src/%.c $(wildcard src/*.h) | build
+build/%.o: src/%.c | build
 	@echo "  CC      $<"
-	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+	$(Q)$(CC) $(ALL_CFLAGS) $(DEPFLAGS) -c -o $@ $<
 
 # main.o bakes VERSION in: it is rebuilt whenever `git describe` says
 # something new (a commit, a dirty tree), not only when main.c changes
@@ -179,9 +181,9 @@ SAN_ENV := ASAN_OPTIONS=log_path=$(SAN_LOG)/asan:detect_leaks=1:handle_segv=0:ha
 build/asan build/fuzz:
 	$(Q)mkdir -p $@
 
-build/asan/%.o: src/%.c $(wildcard src/*.h) | build/asan
+build/asan/%.o: src/%.c | build/asan
 	@echo "  CC/SAN  $<"
-	$(Q)$(CLANG) $(SAN_CFLAGS) -c -o $@ $<
+	$(Q)$(CLANG) $(SAN_CFLAGS) $(DEPFLAGS) -c -o $@ $<
 
 build/asan/orchlua: $(ASAN_OBJ)
 	@echo "  LD/SAN  $@"
@@ -218,13 +220,13 @@ FUZZ_CFLAGS := -O1 -g $(FUZZ_FLAGS) $(WARN) -std=gnu99 -I$(LUA_INC) -Isrc -Ibuil
 FUZZ_OBJ := $(patsubst src/%.c,build/fuzz/%.o,$(filter-out src/main.c,$(SRC))) build/embedded.o
 FUZZ_BINS := $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
 
-build/fuzz/%.o: src/%.c $(wildcard src/*.h) | build/fuzz
+build/fuzz/%.o: src/%.c | build/fuzz
 	@echo "  CC/FUZZ $<"
-	$(Q)$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) $(DEPFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
-build/fuzz/harness_%.o: spec/fuzz/harness.c src/host.h src/core.h | build/fuzz
+build/fuzz/harness_%.o: spec/fuzz/harness.c | build/fuzz
 	@echo "  CC/FUZZ $< ($*)"
-	$(Q)$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -DFUZZ_TARGET='"$*"' \
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) $(DEPFLAGS) -fsanitize=fuzzer-no-link -DFUZZ_TARGET='"$*"' \
 	  -DFUZZ_ROOT='"$(CURDIR)"' -c -o $@ $<
 
 build/fuzz/fuzz_%: build/fuzz/harness_%.o $(FUZZ_OBJ)
@@ -241,13 +243,13 @@ COV_BINS := build/fuzz/cov_writer
 build/fuzz/cov:
 	$(Q)mkdir -p $@
 
-build/fuzz/cov/%.o: src/%.c $(wildcard src/*.h) | build/fuzz/cov
+build/fuzz/cov/%.o: src/%.c | build/fuzz/cov
 	@echo "  CC/COV  $<"
-	$(Q)$(CLANG) $(COV_FLAGS) $(WARN) -std=gnu99 -I$(LUA_INC) -Isrc -Ibuild \
+	$(Q)$(CLANG) $(COV_FLAGS) $(WARN) $(DEPFLAGS) -std=gnu99 -I$(LUA_INC) -Isrc -Ibuild \
 	  -DORCH_VERSION='"$(VERSION)"' -DJSONW_MAX_BYTES='((size_t)1 << 20)' -c -o $@ $<
 
-build/fuzz/cov/harness_%.o: spec/fuzz/harness.c src/host.h src/core.h | build/fuzz/cov
-	$(Q)$(CLANG) $(COV_FLAGS) $(WARN) -std=gnu99 -I$(LUA_INC) -Isrc -DFUZZ_TARGET='"$*"' \
+build/fuzz/cov/harness_%.o: spec/fuzz/harness.c | build/fuzz/cov
+	$(Q)$(CLANG) $(COV_FLAGS) $(WARN) $(DEPFLAGS) -std=gnu99 -I$(LUA_INC) -Isrc -DFUZZ_TARGET='"$*"' \
 	  -DFUZZ_ROOT='"$(CURDIR)"' -c -o $@ $<
 
 build/fuzz/cov_%: build/fuzz/cov/harness_%.o $(COV_OBJ)
@@ -265,6 +267,9 @@ fuzz: $(FUZZ_BINS) $(COV_BINS)
 
 .PRECIOUS: build/fuzz/%.o build/fuzz/harness_%.o build/fuzz/cov/%.o build/fuzz/cov/harness_%.o
 .PHONY: fuzz fuzz-build
+
+# the header dependencies the compiler wrote (-MMD -MP), for every build
+-include $(wildcard build/*.d build/asan/*.d build/fuzz/*.d build/fuzz/cov/*.d)
 
 # valgrind's memcheck on the seed's example and on a description using every
 # feature (spec/e2e/valgrind_spec.lua, also part of make test): no error,

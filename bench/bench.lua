@@ -229,7 +229,8 @@ local function status_ok(m, prog)
   if m.signal then return false, "killed by signal " .. math.tointeger(m.signal) end
   if m.timed_out then return false, "timed out" end
   if m.exit ~= 0 then
-    return false, ("%s exited %d: %s"):format(prog, m.exit, (m.stderr:match("[^\n]+") or m.stdout:match("[^\n]+$") or ""))
+    local first = m.stderr:match("[^\n]+") or m.stdout:match("[^\n]+$") or ""
+    return false, ("%s exited %d: %s"):format(prog, m.exit, first)
   end
   return true
 end
@@ -561,7 +562,8 @@ local function spawn(id, title)
         local ok, why = status_ok(m, prog)
         local left = survivors()
         kill_survivors(left)
-        local r = { ok = ok and #left == 0, error = why or (#left > 0 and (#left .. " processes outlived the run") or nil),
+        local outlived = #left > 0 and (#left .. " processes outlived the run") or nil
+        local r = { ok = ok and #left == 0, error = why or outlived,
                     wall_ms = m.wall_ms, maxrss_kb = m.maxrss_kb, survivors = #left,
                     cpu_total_us = cpu_us(m), other_load = m.other_load }
         local s = m.summary
@@ -690,7 +692,8 @@ for _, id in ipairs(order) do
     row(w, "whole 10 ms run, median wall", function(r) return r.wall_ms end, fmt_pms)
     row(w, "RSS at first invocation", function(r) return r.rss_at_start_kb end, fmt_mb)
   elseif w.kind == "soak" then
-    row(w, "invocations (skipped)", function(r) return r.invocations and (r.invocations .. " (" .. r.skipped .. ")") end, tostring)
+    row(w, "invocations (skipped)",
+      function(r) return r.invocations and (r.invocations .. " (" .. r.skipped .. ")") end, tostring)
     row(w, "RSS at start", function(r) return r.rss_start_kb end, fmt_mb)
     row(w, "RSS after 10% (warm)", function(r) return r.rss_warm_kb end, fmt_mb)
     row(w, "RSS at end", function(r) return r.rss_end_kb end, fmt_mb)
@@ -840,6 +843,10 @@ target("startup < 10 ms (median exec to first invocation, w4)", "w4",
   function(r) return r.startup_ms end, 10, "<", { { prog = "floor" }, { prog = "purelua" } })
 target("stop with 1,000 processes running: none left behind (w6)", "w6",
   function(r) return r.survivors end, 0, "<=", {})
+target("startup < 100 ms at 10,000 events (exec to 1st write, w1b)", "w1b",
+  function(r) return r.startup_ms end, 100, "<", { { prog = "floor" }, { prog = "purelua" } })
+target("peak RSS < 30 MB at 10,000 events (w1b)", "w1b",
+  function(r) return r.maxrss_kb and r.maxrss_kb / 1024 end, 30, "<", { { prog = "floor" }, { prog = "purelua" } })
 
 lines[#lines + 1] = ""
 lines[#lines + 1] = "targets (orchlua):"

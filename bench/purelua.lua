@@ -318,7 +318,7 @@ end
 -- A pipe read line by line into fn(line).
 local function line_reader(pipe, fn)
   local buf = ""
-  pipe:read_start(function(err, data)
+  pipe:read_start(function(_, data)  -- a read error ends like EOF: data is nil
     if data then
       buf = buf .. data
       while true do

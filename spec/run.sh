@@ -44,10 +44,11 @@ for suite in spec/unit spec/e2e; do
   grep -q '^1\.\.[0-9]' "$out" || { failed=$((failed + 1)); echo "== $suite did not finish:"; tail -20 "$out"; }
 done
 
-# luacheck over the shipped Lua (engine, example events, helpers rock), with
-# .luacheckrc: TAP, "ok" per clean file, "not ok" per warning
+# luacheck over the whole tree's Lua (engine, example events, helpers rock,
+# specs, bench), with .luacheckrc: TAP, "ok" per clean file, "not ok" per
+# warning
 if command -v luacheck >/dev/null 2>&1; then
-  luacheck --formatter TAP --no-color lua events helpers >"$out" 2>&1
+  luacheck --formatter TAP --no-color lua events helpers spec bench >"$out" 2>&1
   count "luacheck"
   grep -q '^1\.\.[0-9]' "$out" || { failed=$((failed + 1)); echo "== luacheck did not finish:"; tail -20 "$out"; }
 else

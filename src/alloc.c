@@ -4,7 +4,7 @@
  * A chatty run makes and drops small objects at a high rate: a result is a
  * record table, its data table and their hash parts; an invocation a
  * coroutine's frames and an argument table.  Through glibc's malloc those
- * cost a fifth of a results burst (_int_malloc's slow path after each
+ * cost much of a results burst (_int_malloc's slow path after each
  * collection hands thousands of blocks back at once).  Lua tells the size
  * of every block it frees or resizes, so blocks of up to SMALL_MAX bytes
  * need no header: they come in size classes of GRAIN bytes, cut from 64 KB

@@ -3,10 +3,9 @@
  * columns as report.table_lines (lua/orch/report.lua) does without colour,
  * and core.format_fixed writes a number as string.format's "%.1f" does.
  *
- * The run's summary has a row per event.  At 10,000 events the Lua layout
- * made 10,000 lines of 21 pieces each with table.concat, and its 50,000
- * durations and latenesses went through snprintf: together about half of
- * the instructions such a run spent after its loop (BENCHMARKS.md).  report.lua
+ * The run's summary has a row per event: in Lua, its layout and number
+ * formatting were about half of what a large run spent after its loop
+ * (bench w1c; bench/HISTORY.md).  report.lua
  * keeps the Lua layout for painted cells and for plain lua5.4, and
  * spec/e2e/report_spec.lua holds both to the same text.
  */

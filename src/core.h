@@ -19,26 +19,12 @@
 #include "lua.h"
 
 #include "jsonw.h"
-
-/* Intrusive doubly-linked list: a head is a link whose next/prev point to
- * itself when empty. */
-typedef struct link {
-  struct link *prev, *next;
-} link;
-
-void link_init(link *l);
-int link_empty(const link *l);
-void link_push(link *head, link *l); /* append at the tail */
-void link_remove(link *l);           /* harmless on an unlinked node */
-void link_take(link *to, link *from); /* moves all of from's nodes to to */
-
-#define link_entry(ptr, type, member) \
-  ((type *)((char *)(ptr) - offsetof(type, member)))
+#include "list.h"
 
 /* Work put off to the idle callback of this loop iteration, after the
  * ready tasks have run (an overdue ticker's next firing). */
 typedef struct deferred {
-  link node;
+  orch_list node;
   void (*fn)(struct deferred *d);
 } deferred;
 
@@ -60,8 +46,8 @@ typedef struct task {
   int nargs;            /* values waiting on co's stack for the next resume */
   int cancel;           /* enum task_cancel: set, then raised or applied */
   int hooked;           /* the watchdog has set the stopping hook */
-  link ready;           /* on core->ready while T_READY */
-  link wait;            /* on a waitlist while T_WAITING on a flag/queue */
+  orch_list ready;      /* on core->ready while T_READY */
+  orch_list wait;       /* on a waitlist while T_WAITING on a flag/queue */
   uv_timer_t *timer;    /* sleep and wait timeouts; malloc'd, lazily */
   int timer_pushes;     /* what a timer wake-up pushes: 0 none, 1 false, 2 nil,"timeout" */
   uv_timer_t *deadline; /* timeout_sec while the task is waiting */
@@ -161,7 +147,7 @@ typedef struct writer {
   int owns_fp;
   int dirty;
   int err;              /* first errno seen, 0 if none */
-  link node;            /* core->writers */
+  orch_list node;       /* core->writers */
   char *path;
   char *buf;            /* stdio buffer of an owned file */
   int64_t seq;          /* the last record line's seq (writer_line) */
@@ -186,8 +172,8 @@ struct orch_core {
   double t0_wall;       /* unix seconds at t0 */
   int64_t iso_sec;      /* the second iso_head formats */
   char iso_head[48];    /* "YYYY-MM-DDTHH:MM:SS." */
-  link ready;           /* tasks to resume */
-  link deferred;        /* struct deferred, run after the ready tasks */
+  orch_list ready;      /* tasks to resume */
+  orch_list deferred;   /* struct deferred, run after the ready tasks */
   uv_idle_t ready_idle; /* keeps the loop from blocking while ready is non-empty */
   uv_prepare_t flush_prep;
   uv_check_t wake_check; /* after the poll: the watchdog looks again */
@@ -211,10 +197,10 @@ struct orch_core {
   lua_State **pool;
   int *pool_ref;
   int pool_n, pool_cap; /* grows to POOL_MAX: 10,000 events fire together */
-  link writers;
+  orch_list writers;
   /* tickers due in the same millisecond share a timer (lorch_core.c) */
   struct tick_slot *tick_slots[TICK_SLOTS];
-  link unarmed;         /* tickers made before t0, armed by start_clock */
+  orch_list unarmed;    /* tickers made before t0, armed by start_clock */
   int clock_started;
   uint64_t next_task_id;
   int invoker_running;  /* invoker tasks alive (invoker.c) */
@@ -231,7 +217,12 @@ struct orch_core {
   int shut, closed;
 };
 
-orch_core *core_get(lua_State *L); /* from the thread's extra space */
+/* The core of the state L belongs to: host.c puts it in the main thread's
+ * extra space, which every coroutine copies (NULL in a state host.c did
+ * not make). */
+static inline orch_core *core_get(lua_State *L) {
+  return *(orch_core **)lua_getextraspace(L);
+}
 
 /* ref.c: counted registry refs */
 int ref_new(lua_State *L);  /* pops the value, returns the ref */
@@ -291,6 +282,20 @@ void core_stamp_at(orch_core *c, double t, char ts[32]); /* description time t a
 /* handle.c: uv handles malloc'd apart and freed in their close callback */
 void *handle_new(orch_core *c, size_t size);
 void handle_close(uv_handle_t *h); /* harmless on NULL or already closing */
+
+/* A libuv call that cannot fail on orchlua's live loop and handles (an
+ * init, a start with its callback): a nonzero result is a bug or a process
+ * out of threads or descriptors, said and aborted on like handle_new's
+ * out of memory, never ignored.  Calls that can fail in use (spawn, write,
+ * connect) are checked where they are made. */
+#define UV_CHECK(call)                                                  \
+  do {                                                                  \
+    int uv_rc_ = (call);                                                \
+    if (__builtin_expect(uv_rc_ != 0, 0))                               \
+      handle_uv_failed(uv_rc_, #call, __FILE__, __LINE__);              \
+  } while (0)
+void handle_uv_failed(int rc, const char *call, const char *file, int line)
+    __attribute__((noreturn));
 
 /* writer.c */
 writer *writer_open(orch_core *c, const char *path, FILE *fp, char *err, size_t errlen);

@@ -4,11 +4,8 @@
  * terminal on stdout.  The Lua modules (config, description, sources,
  * output.progress) fall back to `pwd`, `find`, the shell and `stty` when
  * orch.core is not there (plain lua5.4 in the unit specs); with it, a start
- * costs no fork: five of them were ~8 ms of the seed example's ~15 ms to
- * its first invocation (BENCHMARKS.md).
+ * costs no fork (forks were half of the seed example's startup, bench w4).
  */
-/* unistd.h declares link(2), which core.h's list type would clash with */
-#define link unistd_link
 #include <fts.h>
 #include <glob.h>
 #include <limits.h>
@@ -17,7 +14,6 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#undef link
 
 #include "lauxlib.h"
 
@@ -71,7 +67,7 @@ static int l_find_files(lua_State *L) {
   FTS *fts;
   FTSENT *e;
   lua_Integer n = 0;
-  argv[0] = (char *)dir;
+  argv[0] = (char *)(uintptr_t)dir; /* fts_open takes char *, writes none */
   argv[1] = NULL;
   lua_newtable(L);
   fts = fts_open(argv, FTS_LOGICAL | FTS_NOCHDIR, NULL);

@@ -4,37 +4,10 @@
  * handle's data field points at the core while it is closing, so the
  * callback can count it out.
  */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "core.h"
-
-void link_init(link *l) { l->prev = l->next = l; }
-int link_empty(const link *l) { return l->next == l; }
-
-void link_push(link *head, link *l) {
-  l->prev = head->prev;
-  l->next = head;
-  head->prev->next = l;
-  head->prev = l;
-}
-
-/* Moves every node of list `from` to the empty head `to`. */
-void link_take(link *to, link *from) {
-  link_init(to);
-  if (link_empty(from)) return;
-  to->next = from->next;
-  to->prev = from->prev;
-  to->next->prev = to;
-  to->prev->next = to;
-  link_init(from);
-}
-
-void link_remove(link *l) {
-  if (l->next == NULL || l->next == l) return;
-  l->prev->next = l->next;
-  l->next->prev = l->prev;
-  l->next = l->prev = l;
-}
 
 /* Allocates a zeroed handle of `size` bytes; aborts on OOM since a run that
  * cannot allocate a timer cannot keep its schedule either. */
@@ -54,4 +27,11 @@ static void on_closed(uv_handle_t *h) {
 void handle_close(uv_handle_t *h) {
   if (h == NULL || uv_is_closing(h)) return;
   uv_close(h, on_closed);
+}
+
+/* UV_CHECK's failure: which call, where, and libuv's reason. */
+void handle_uv_failed(int rc, const char *call, const char *file, int line) {
+  fprintf(stderr, "orchlua: internal error: %s failed at %s:%d: %s\n", call, file, line,
+          uv_strerror(rc));
+  abort();
 }

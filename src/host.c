@@ -161,7 +161,7 @@ orch_core *host_new(lua_State **out) {
   *(orch_core **)lua_getextraspace(L) = c;
   c->L = L;
   c->scale = 1.0;
-  uv_loop_init(&c->loop);
+  UV_CHECK(uv_loop_init(&c->loop));
   c->loop.data = c;
   sched_init(c);
   luaL_openlibs(L);

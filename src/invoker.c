@@ -11,8 +11,8 @@
  * returned normally, the counts, two statistics and the report line.
  * Anything else goes back to the engine: a firing while another runs under
  * forbid or replace (slow), an invocation that failed, timed out or was
- * cancelled (done).  That keeps 10,000 events firing together at a few
- * microseconds each instead of tens (BENCHMARKS.md).
+ * cancelled (done).  That keeps a firing at a few microseconds instead of
+ * tens (bench w1b, w1c).
  *
  * The per-event table the engine and the outputs read (runs, failures,
  * skipped, timeouts, duration, lateness, and any other field) is this
@@ -53,7 +53,7 @@ struct invoker {
   double timeout_sec; /* description seconds, 0: none */
   int concurrency, notify, closed;
   int nrunning;      /* fast tasks alive */
-  link running;
+  orch_list running;
   lua_Integer runs, failures, skipped, timeouts, lua_running;
   stats *duration, *lateness; /* uservalues 1 and 2; 3: a table of other fields */
   series *taps;      /* the checks' series fed at each fast end (tap()); NULL: none */
@@ -63,7 +63,7 @@ typedef struct ftask {
   task t; /* first: a task * is an ftask * */
   invoker *inv;
   struct ftask *next_spare; /* on core->ftask_pool */
-  link node; /* inv->running */
+  orch_list node; /* inv->running */
   int startup;
   lua_Integer k;
   uint64_t late_ns;
@@ -134,12 +134,11 @@ static int can_fire(invoker *inv) {
 
 /* The core's args_store begins with the `event` table's keys (slots
  * EV_NAME..EV_INTERVAL, as Lua strings: lua_setfield would look each up
- * in the string cache, a fifth of a firing).  Then each invoker's slots
+ * in the string cache at every firing).  Then each invoker's slots
  * (args_at + 1, ...): its nargs arguments; for an event that takes
  * `event`, its name and id; then its function, at fn_at.  One table for
- * every invoker, the keys shared: a table of its own for each, a registry
- * slot for it and keys of its own were three more cache misses a firing
- * at 10,000 events (BENCHMARKS.md). */
+ * every invoker, the keys shared, so that a firing touches few cold cache
+ * lines (bench w1c; bench/HISTORY.md). */
 enum { EV_NAME = 1, EV_ID, EV_ITERATION, EV_PHASE, EV_SCHEDULED, EV_STARTUP, EV_INTERVAL,
        EV_KEYS = EV_INTERVAL };
 enum { EV_NAME_V = 1, EV_ID_V, EV_VALUES = EV_ID_V }; /* after the arguments */
@@ -188,8 +187,8 @@ static void fast_fire(invoker *inv, lua_Integer k, uint64_t now, uint64_t late_n
   t = &ft->t;
   t->core = c;
   t->id = ++c->next_task_id;
-  link_init(&t->ready);
-  link_init(&t->wait);
+  list_init(&t->ready);
+  list_init(&t->wait);
   t->self_ref = t->done_ref = LUA_NOREF;
   t->tag_ref = inv->tag_ref; /* shared: never freed by the task */
   t->on_finish = ftask_finish;
@@ -216,7 +215,7 @@ static void fast_fire(invoker *inv, lua_Integer k, uint64_t now, uint64_t late_n
   ft->started = (double)(t->started_ns - c->t0_ns) / 1e9 * c->scale;
   stats_prefetch(inv->duration, (uint64_t)inv->runs);
   stats_prefetch(inv->lateness, (uint64_t)inv->runs);
-  link_push(&inv->running, &ft->node);
+  list_push(&inv->running, &ft->node);
   inv->nrunning++;
   c->invoker_running++;
   c->live_tasks++;
@@ -290,7 +289,7 @@ static void ftask_finish(task *t, const char *status) {
   invoker *inv = ft->inv;
   orch_core *c = t->core;
   lua_State *L = c->L;
-  link_remove(&ft->node);
+  list_remove(&ft->node);
   inv->nrunning--;
   c->invoker_running--;
   if (inv->closed) {
@@ -372,7 +371,7 @@ static int l_core_invoker(lua_State *L) {
   inv->self_ref = inv->fn_ref = inv->slow_ref = inv->done_ref = LUA_NOREF;
   inv->progress_ref = inv->tag_ref = inv->writer_ref = LUA_NOREF;
   inv->name_ref = inv->id_ref = LUA_NOREF;
-  link_init(&inv->running);
+  list_init(&inv->running);
   luaL_setmetatable(L, INVOKER_MT);
   stats_push_new(L);
   inv->duration = lua_touserdata(L, -1);
@@ -501,8 +500,8 @@ static int l_fire_startup(lua_State *L) {
 /* invoker:cancel_all(): cancels its fast tasks (the engine cancels its own). */
 static int l_cancel_all(lua_State *L) {
   invoker *inv = check_invoker(L, 1);
-  while (!link_empty(&inv->running)) {
-    ftask *ft = link_entry(inv->running.next, ftask, node);
+  while (!list_empty(&inv->running)) {
+    ftask *ft = list_entry(inv->running.next, ftask, node);
     if (ft->t.state == T_RUNNING) break; /* cannot happen: no task is running here */
     sched_cancel(&ft->t, C_CANCELLED);   /* finishes it: unlinked */
   }
@@ -596,7 +595,7 @@ static lua_Integer *counter(invoker *inv, const char *k) {
 }
 
 /* __index and __newindex: the metatable is their upvalue 2 (the summary
- * of 10,000 events reads 80,000 fields). */
+ * reads several fields of every event). */
 static invoker *index_invoker(lua_State *L) {
   invoker *inv = udata_with_mt(L, 1, lua_upvalueindex(2));
   return inv != NULL ? inv : check_invoker(L, 1);
@@ -653,11 +652,11 @@ static int l_gc(lua_State *L) {
 
 /* inv:summary() -> the event's figures at the end of the run, as a plain
  * table: runs, failures, skipped, timeouts, duration, lateness (the Stats),
- * errors (a count), messages (the first failures'), and dur_p50, dur_p99, dur_max, late_p99, late_max (absent when
- * nothing was measured); summarised = true.  Read field by field through
- * __index, the summary of 10,000 events made 120,000 C calls.  The keys
- * are the closure's upvalues: lua_setfield looked each up in the API's
- * string cache, 130,000 times for 10,000 events. */
+ * errors (a count), messages (the first failures'), and dur_p50, dur_p99,
+ * dur_max, late_p99, late_max (absent when nothing was measured);
+ * summarised = true.  One call, not a field at a time through __index; the
+ * keys are the closure's upvalues, so no lookup in the API's string cache
+ * per field. */
 enum { S_RUNS = 1, S_FAILURES, S_SKIPPED, S_TIMEOUTS, S_DURATION, S_LATENESS, S_ERRORS, S_DUR_P50,
        S_DUR_P99, S_DUR_MAX, S_LATE_P99, S_LATE_MAX, S_SUMMARISED, S_MESSAGES, S_ERROR_RESULTS,
        S_N = S_ERROR_RESULTS };

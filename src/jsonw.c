@@ -41,7 +41,7 @@ static int grow(jbuf *b, size_t need) {
 }
 
 /* The header's inline append: a record is a dozen of these, most with n
- * known, and as a call each cost ~40 instructions. */
+ * known, so a call each would cost more than the copy. */
 #define put jsonw_raw
 
 #define PUTLIT(b, s) put((b), (s), sizeof(s) - 1)
@@ -143,8 +143,8 @@ static int put_integer(jbuf *b, lua_Integer v) {
 int jsonw_integer(jbuf *b, lua_Integer v) { return put_integer(b, v); }
 
 /* d as printf's "%.14g" writes it, without printf for the common range:
- * printf costs ~3,000 instructions a number and a record has four times in
- * it.  For 1e-14 <= |d| < 1e14 the 14 significant digits are d scaled by a
+ * printf was the largest cost of an invocation record (four times in
+ * it; bench/HISTORY.md).  For 1e-14 <= |d| < 1e14 the 14 significant digits are d scaled by a
  * power of ten (exact in long double up to 10^27) and rounded half-even
  * like printf; the scaled value carries 64 bits, so the last digit can
  * differ from printf's only when d's exact decimal expansion is within

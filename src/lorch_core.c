@@ -50,8 +50,8 @@ static int l_core_start_clock(lua_State *L) {
   double scale = luaL_optnumber(L, 1, 1.0);
   luaL_argcheck(L, scale > 0 && isfinite(scale), 1, "time scale must be > 0");
   c->scale = scale;
-  /* one-time costs that would otherwise land on the first firings (14 ms
-   * measured at 10,000 events): the C library reading the time zone at
+  /* one-time costs that would otherwise land on the first firings: the
+   * C library reading the time zone at
    * the first gmtime, and glibc merging the small blocks the collection
    * before t0 freed at the first larger malloc */
   {
@@ -265,8 +265,8 @@ static int l_core_go(lua_State *L) {
   memset(t, 0, sizeof *t);
   t->core = c;
   t->id = ++c->next_task_id;
-  link_init(&t->ready);
-  link_init(&t->wait);
+  list_init(&t->ready);
+  list_init(&t->wait);
   luaL_setmetatable(L, TASK_MT);
   t->self_ref = LUA_NOREF;
   t->co_ref = t->done_ref = t->tag_ref = LUA_NOREF;
@@ -383,7 +383,7 @@ static int l_core_timer(lua_State *L) {
   t = lua_newuserdatauv(L, sizeof *t, 0);
   t->core = c;
   t->h = handle_new(c, sizeof *t->h);
-  uv_timer_init(&c->loop, t->h);
+  UV_CHECK(uv_timer_init(&c->loop, t->h));
   t->h->data = t;
   luaL_setmetatable(L, TIMER_MT);
   lua_pushvalue(L, 1);
@@ -402,9 +402,9 @@ static int l_timer_start(lua_State *L) {
     lua_pushvalue(L, 1);
     t->self_ref = ref_new(L);
   }
-  uv_timer_start(t->h, on_ltimer,
-                 sched_timeout_from(t->core, uv_hrtime(), sched_real_ms(t->core, sec)),
-                 rep > 0 ? sched_real_ms(t->core, rep) : 0);
+  UV_CHECK(uv_timer_start(t->h, on_ltimer,
+                          sched_timeout_from(t->core, uv_hrtime(), sched_real_ms(t->core, sec)),
+                          rep > 0 ? sched_real_ms(t->core, rep) : 0));
   return 0;
 }
 
@@ -434,7 +434,7 @@ static int l_timer_close(lua_State *L) {
  * no firing is dropped: overdue ones follow one per loop iteration, so the
  * tasks of one run before the next fires, each with its lateness. */
 typedef struct ticker {
-  link wait;          /* on its slot's list while armed */
+  orch_list wait;     /* on its slot's list while armed */
   struct tick_slot *slot;
   deferred overdue;   /* on core->deferred while the next firing is overdue */
   orch_core *core;
@@ -446,15 +446,15 @@ typedef struct ticker {
   invoker *inv;       /* the target when not a Lua function (cb_ref holds it) */
 } ticker;
 
-/* Tickers due in the same millisecond share one libuv timer, a slot: 10,000
- * events at 1 s are one timer, not 10,000 (each costing a heap removal and
- * insertion per firing, a fifth of the loop's time).  libuv's own order
+/* Tickers due in the same millisecond share one libuv timer, a slot:
+ * events at one interval are one timer, not one heap removal and insertion
+ * per firing.  libuv's own order
  * (due time, then arming order) is kept: a slot's tickers fire in the
  * order they were armed. */
 typedef struct tick_slot {
   uv_timer_t h;       /* first: the slot is the handle's allocation */
   uint64_t due_ms;
-  link tickers;
+  orch_list tickers;
   struct tick_slot *hnext;
 } tick_slot;
 
@@ -477,15 +477,15 @@ static void on_slot(uv_timer_t *h);
 static void ticker_fire(ticker *t, int from_loop);
 
 static void on_overdue(deferred *d) {
-  ticker_fire(link_entry(d, ticker, overdue), 1);
+  ticker_fire(list_entry(d, ticker, overdue), 1);
 }
 
 /* Takes the ticker off its slot; the slot's timer goes with its last. */
 static void ticker_unarm(ticker *t) {
   tick_slot *s = t->slot;
-  link_remove(&t->wait);
+  list_remove(&t->wait);
   t->slot = NULL;
-  if (s != NULL && link_empty(&s->tickers)) {
+  if (s != NULL && list_empty(&s->tickers)) {
     slot_unhash(t->core, s);
     handle_close((uv_handle_t *)&s->h);
   }
@@ -506,15 +506,15 @@ static void ticker_start(ticker *t) {
   for (s = *slot_bucket(c, due_ms); s != NULL && s->due_ms != due_ms; s = s->hnext) {}
   if (s == NULL) {
     s = handle_new(c, sizeof *s);
-    uv_timer_init(&c->loop, &s->h);
+    UV_CHECK(uv_timer_init(&c->loop, &s->h));
     s->h.data = c;
     s->due_ms = due_ms;
-    link_init(&s->tickers);
+    list_init(&s->tickers);
     s->hnext = *slot_bucket(c, due_ms);
     *slot_bucket(c, due_ms) = s;
-    uv_timer_start(&s->h, on_slot, due_ms - now_ms, 0);
+    UV_CHECK(uv_timer_start(&s->h, on_slot, due_ms - now_ms, 0));
   }
-  link_push(&s->tickers, &t->wait);
+  list_push(&s->tickers, &t->wait);
   t->slot = s;
 }
 
@@ -531,16 +531,16 @@ static void ticker_arm(ticker *t) {
 static void on_slot(uv_timer_t *h) {
   tick_slot *s = (tick_slot *)h;
   orch_core *c = h->data;
-  link batch;
+  orch_list batch;
   /* off the hash first: a ticker re-armed from here gets a new slot */
   slot_unhash(c, s);
-  link_take(&batch, &s->tickers);
+  list_take(&batch, &s->tickers);
   handle_close((uv_handle_t *)h);
-  while (!link_empty(&batch)) {
-    ticker *t = link_entry(batch.next, ticker, wait);
-    link_remove(&t->wait);
+  while (!list_empty(&batch)) {
+    ticker *t = list_entry(batch.next, ticker, wait);
+    list_remove(&t->wait);
     t->slot = NULL;
-    if (!link_empty(&c->ready))
+    if (!list_empty(&c->ready))
       sched_defer(c, &t->overdue);
     else
       ticker_fire(t, 1);
@@ -591,25 +591,25 @@ static int l_core_ticker(lua_State *L) {
   t->cb_ref = ref_new(L);
   lua_pushvalue(L, -1);
   t->self_ref = ref_new(L);
-  link_init(&t->wait);
-  link_init(&t->overdue.node);
+  list_init(&t->wait);
+  list_init(&t->overdue.node);
   t->overdue.fn = on_overdue;
   if (t->k > t->last) return 1;
   if (c->clock_started)
     ticker_arm(t);
   else
-    link_push(&c->unarmed, &t->wait);
+    list_push(&c->unarmed, &t->wait);
   return 1;
 }
 
-/* Arms the tickers made before t0: 10,000 of them take 20-40 ms to make,
- * which would otherwise be spent after t0, in the startup firings' time. */
+/* Arms the tickers made before t0: making them is not spent after t0, in
+ * the startup firings' time. */
 static void tickers_arm(orch_core *c) {
-  link batch;
-  link_take(&batch, &c->unarmed);
-  while (!link_empty(&batch)) {
-    ticker *t = link_entry(batch.next, ticker, wait);
-    link_remove(&t->wait);
+  orch_list batch;
+  list_take(&batch, &c->unarmed);
+  while (!list_empty(&batch)) {
+    ticker *t = list_entry(batch.next, ticker, wait);
+    list_remove(&t->wait);
     ticker_arm(t);
   }
 }
@@ -621,7 +621,7 @@ static int l_ticker_flush(lua_State *L) {
   uint64_t now = uv_hrtime();
   if (!t->core->clock_started) return 0; /* nothing is due before t0 */
   while (!t->closed && t->k <= t->last && ticker_due(t, t->k) <= now) {
-    link_remove(&t->overdue.node);
+    list_remove(&t->overdue.node);
     ticker_unarm(t);
     ticker_fire(t, 0);
   }
@@ -632,7 +632,7 @@ static int l_ticker_close(lua_State *L) {
   ticker *t = luaL_checkudata(L, 1, TICKER_MT);
   if (t->closed) return 0;
   t->closed = 1;
-  link_remove(&t->overdue.node);
+  list_remove(&t->overdue.node);
   ticker_unarm(t);
   ref_free(L, &t->cb_ref);
   ref_free(L, &t->self_ref);
@@ -643,7 +643,7 @@ static int l_ticker_close(lua_State *L) {
 
 typedef struct flag {
   int set;
-  link waiters;
+  orch_list waiters;
 } flag;
 
 static flag *check_flag(lua_State *L, int i) {
@@ -653,7 +653,7 @@ static flag *check_flag(lua_State *L, int i) {
 static int l_core_flag(lua_State *L) {
   flag *f = lua_newuserdatauv(L, sizeof *f, 0);
   f->set = 0;
-  link_init(&f->waiters);
+  list_init(&f->waiters);
   luaL_setmetatable(L, FLAG_MT);
   return 1;
 }
@@ -664,9 +664,9 @@ static int l_flag_set(lua_State *L) {
   flag *f = check_flag(L, 1);
   int was = f->set;
   f->set = 1;
-  while (!link_empty(&f->waiters)) {
-    task *t = link_entry(f->waiters.next, task, wait);
-    link_remove(&t->wait);
+  while (!list_empty(&f->waiters)) {
+    task *t = list_entry(f->waiters.next, task, wait);
+    list_remove(&t->wait);
     lua_pushboolean(t->co, 1);
     t->nargs = 1;
     sched_ready(t);
@@ -697,7 +697,7 @@ static int l_flag_wait(lua_State *L) {
     }
     sched_timer_wait(t, sched_real_ms(t->core, sec), 1);
   }
-  link_push(&f->waiters, &t->wait);
+  list_push(&f->waiters, &t->wait);
   return sched_wait(L, t);
 }
 

@@ -21,9 +21,6 @@
  * wait).  A process that does not exist (or exits during the interval)
  * gives nil, "no such process: PID"; misuse raises.
  */
-/* unistd.h declares link(2), which core.h's list type would clash with:
- * every system header is read with the name moved aside. */
-#define link unistd_link
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -32,7 +29,6 @@
 #include <unistd.h>
 
 #include <uv.h>
-#undef link
 
 #include "lauxlib.h"
 

@@ -39,7 +39,7 @@ typedef struct tcpconn {
   uv_tcp_t *h;          /* NULL until connected and after close */
   connect_op *op;       /* the connect in progress, or NULL */
   task *reader;         /* the task parked in read(), or NULL */
-  link writes;          /* write_op.node: writes libuv still holds */
+  orch_list writes;     /* write_op.node: writes libuv still holds */
   char *buf;            /* bytes read and not yet returned by read() */
   size_t len, cap;
   int reading;          /* uv_read_start is active */
@@ -62,7 +62,7 @@ struct connect_op {
 
 struct write_op {
   uv_write_t req;
-  link node;            /* on conn->writes while conn is open */
+  orch_list node;       /* on conn->writes while conn is open */
   tcpconn *conn;        /* NULL once the conn is closed */
   task *t;              /* the waiting task, NULL once it gave up */
   size_t len;
@@ -123,9 +123,9 @@ static void conn_close(tcpconn *c) {
     lua_pushliteral(t->co, "closed");
     wake(t, 2);
   }
-  while (!link_empty(&c->writes)) {
-    write_op *w = link_entry(c->writes.next, write_op, node);
-    link_remove(&w->node);
+  while (!list_empty(&c->writes)) {
+    write_op *w = list_entry(c->writes.next, write_op, node);
+    list_remove(&w->node);
     w->conn = NULL;
     if (w->t != NULL) {
       task *t = w->t;
@@ -213,7 +213,7 @@ static void try_next(connect_op *op) {
     int r;
     op->next = ai->ai_next;
     c->h = handle_new(c->core, sizeof *c->h);
-    uv_tcp_init(&c->core->loop, c->h);
+    UV_CHECK(uv_tcp_init(&c->core->loop, c->h));
     c->h->data = c;
     op->req.data = op;
     r = uv_tcp_connect(&op->req, c->h, ai->ai_addr, on_connected);
@@ -227,7 +227,7 @@ static void try_next(connect_op *op) {
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
-  connect_op *op = link_entry(req, connect_op, gai);
+  connect_op *op = list_entry(req, connect_op, gai);
   if (op->conn == NULL) {
     /* the task gave up while the name was being resolved */
     if (res != NULL) uv_freeaddrinfo(res);
@@ -272,7 +272,7 @@ static int l_core_tcp_connect(lua_State *L) {
   c = lua_newuserdatauv(L, sizeof *c, 0);               /* [host port to conn] */
   memset(c, 0, sizeof *c);
   c->core = t->core;
-  link_init(&c->writes);
+  list_init(&c->writes);
   luaL_setmetatable(L, CONN_MT);
   snprintf(c->where, sizeof c->where, strchr(host, ':') ? "[%s]:%d" : "%s:%d",
            host, (int)port);
@@ -404,10 +404,10 @@ static int l_conn_read(lua_State *L) {
 /* ---- write -------------------------------------------------------------- */
 
 static void on_written(uv_write_t *req, int status) {
-  write_op *w = link_entry(req, write_op, req);
+  write_op *w = list_entry(req, write_op, req);
   tcpconn *c = w->conn;
   task *t = w->t;
-  if (c != NULL) link_remove(&w->node);
+  if (c != NULL) list_remove(&w->node);
   if (t != NULL) {
     if (status == 0) {
       lua_pushboolean(t->co, 1);
@@ -436,14 +436,14 @@ static int l_conn_write(lua_State *L) {
   uv_buf_t b;
   write_op *w;
   task *t;
-  int r, queued = !link_empty(&c->writes);
+  int r, queued = !list_empty(&c->writes);
   luaL_argcheck(L, len <= 0x7fffffff, 2, "data larger than 2 GiB");
   if (c->h == NULL) {
     lua_pushnil(L);
     lua_pushliteral(L, "closed");
     return 2;
   }
-  b = uv_buf_init((char *)s, (unsigned int)len);
+  b = uv_buf_init((char *)(uintptr_t)s, (unsigned int)len); /* only read */
   /* bytes still queued by an earlier write must go first */
   r = queued ? UV_EAGAIN : uv_try_write((uv_stream_t *)c->h, &b, 1);
   if (r == (int)len) {
@@ -465,7 +465,7 @@ static int l_conn_write(lua_State *L) {
   }
   w->conn = c;
   w->t = t;
-  link_push(&c->writes, &w->node);
+  list_push(&c->writes, &w->node);
   t->on_wait_cancel = write_cancel;
   t->wait_data = w;
   if (timeout >= 0) sched_timer_wait(t, sched_real_ms(t->core, timeout), 2);

@@ -58,9 +58,6 @@
  * handles too.  __gc only frees line buffers.  Handles are unref'd: a
  * process keeps the loop alive only while a task waits for it.
  */
-/* unistd.h declares link(2), which core.h's list type would clash with:
- * every system header is read with the name moved aside. */
-#define link unistd_link
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -80,7 +77,6 @@
 #include <unistd.h>
 
 #include <uv.h>
-#undef link
 
 #include "lauxlib.h"
 
@@ -119,13 +115,13 @@ typedef struct proc {
   size_t max_line;
   int self_ref;      /* held while listed */
   int listed;
-  link waiters;      /* tasks in process:wait() */
-  link node;         /* set->procs */
+  orch_list waiters; /* tasks in process:wait() */
+  orch_list node;    /* set->procs */
 } proc;
 
 struct proc_set {
   orch_core *core;
-  link procs;
+  orch_list procs;
   int n;                  /* listed processes */
   uv_prepare_t *keeper;   /* open while n > 0: finds the end of the run */
   uv_timer_t *timer;      /* SIGKILL escalation, forced closes, pruning */
@@ -313,21 +309,21 @@ static void set_busy(proc_set *s) {
   orch_core *c = s->core;
   if (s->keeper == NULL) {
     s->keeper = handle_new(c, sizeof *s->keeper);
-    uv_prepare_init(&c->loop, s->keeper);
+    UV_CHECK(uv_prepare_init(&c->loop, s->keeper));
     s->keeper->data = s;
-    uv_prepare_start(s->keeper, on_keeper);
+    UV_CHECK(uv_prepare_start(s->keeper, on_keeper));
   }
   if (s->timer == NULL) {
     s->timer = handle_new(c, sizeof *s->timer);
-    uv_timer_init(&c->loop, s->timer);
+    UV_CHECK(uv_timer_init(&c->loop, s->timer));
     s->timer->data = s;
     uv_unref((uv_handle_t *)s->timer);
   }
   if (s->chld == NULL) {
     s->chld = handle_new(c, sizeof *s->chld);
-    uv_signal_init(&c->loop, s->chld);
+    UV_CHECK(uv_signal_init(&c->loop, s->chld));
     s->chld->data = s;
-    uv_signal_start(s->chld, on_chld, SIGCHLD);
+    UV_CHECK(uv_signal_start(s->chld, on_chld, SIGCHLD));
     uv_unref((uv_handle_t *)s->chld);
   }
 }
@@ -358,10 +354,10 @@ static void set_idle(proc_set *s) {
 static void set_schedule(proc_set *s) {
   uint64_t now = uv_hrtime(), next = 0, ms;
   int urgent = 0;
-  link *l;
+  orch_list *l;
   if (s->timer == NULL) return;
   for (l = s->procs.next; l != &s->procs; l = l->next) {
-    proc *p = link_entry(l, proc, node);
+    proc *p = list_entry(l, proc, node);
     if (p->kill_at != 0) {
       if (next == 0 || p->kill_at < next) next = p->kill_at;
       urgent = 1;
@@ -379,7 +375,7 @@ static void set_schedule(proc_set *s) {
     return;
   }
   ms = next > now ? (next - now + 999999u) / 1000000u : 0;
-  uv_timer_start(s->timer, on_set_timer, ms, 0);
+  UV_CHECK(uv_timer_start(s->timer, on_set_timer, ms, 0));
   if (urgent)
     uv_ref((uv_handle_t *)s->timer);
   else
@@ -399,7 +395,7 @@ static void pipe_close(proc *p, int i) {
 /* A process keeps the loop alive only while some task waits for it. */
 static void proc_update_ref(proc *p) {
   if (p->h == NULL) return;
-  if (link_empty(&p->waiters))
+  if (list_empty(&p->waiters))
     uv_unref((uv_handle_t *)p->h);
   else
     uv_ref((uv_handle_t *)p->h);
@@ -413,7 +409,7 @@ static void proc_finish(proc *p) {
   pipe_close(p, 0);
   pipe_close(p, 1);
   pipe_close(p, 2);
-  link_remove(&p->node);
+  list_remove(&p->node);
   p->listed = 0;
   p->kill_at = 0;
   s->n--;
@@ -623,9 +619,9 @@ static void on_exit_cb(uv_process_t *h, int64_t status, int sig) {
   pipe_close(p, 0); /* pending writes are cancelled */
   p->group = group_alive(p);
   if (!p->group) p->kill_at = 0;
-  while (!link_empty(&p->waiters)) {
-    task *t = link_entry(p->waiters.next, task, wait);
-    link_remove(&t->wait);
+  while (!list_empty(&p->waiters)) {
+    task *t = list_entry(p->waiters.next, task, wait);
+    list_remove(&t->wait);
     t->on_wait_cancel = NULL;
     t->wait_data = NULL;
     push_status(t->co, p);
@@ -643,11 +639,11 @@ static void on_exit_cb(uv_process_t *h, int64_t status, int sig) {
  * for, so the run is over.  The timer keeps the loop alive until they are
  * gone, FORCE_CLOSE_MS at most. */
 static void set_end(proc_set *s) {
-  link *l;
+  orch_list *l;
   s->ending = 1;
   s->force_at = uv_hrtime() + (uint64_t)FORCE_CLOSE_MS * 1000000u;
   for (l = s->procs.next; l != &s->procs; l = l->next)
-    proc_signal(link_entry(l, proc, node), SIGTERM, 1);
+    proc_signal(list_entry(l, proc, node), SIGTERM, 1);
   set_schedule(s);
 }
 
@@ -672,11 +668,11 @@ static void on_set_timer(uv_timer_t *h) {
   proc_set *s = h->data;
   uint64_t now = uv_hrtime() + 1000000u; /* 1 ms early is on time */
   int force;
-  link *l, *next;
+  orch_list *l, *next;
   if (s == NULL) return;
   force = s->ending && s->force_at != 0 && now >= s->force_at;
   for (l = s->procs.next; l != &s->procs; l = next) {
-    proc *p = link_entry(l, proc, node);
+    proc *p = list_entry(l, proc, node);
     next = l->next;
     if (p->kill_at != 0 && now >= p->kill_at) {
       p->kill_at = 0;
@@ -704,11 +700,11 @@ static void on_set_timer(uv_timer_t *h) {
  * subreaper) died.  Leaders are libuv's (on_exit_cb). */
 static void on_chld(uv_signal_t *h, int signum) {
   proc_set *s = h->data;
-  link *l, *next;
+  orch_list *l, *next;
   (void)signum;
   if (s == NULL) return;
   for (l = s->procs.next; l != &s->procs; l = next) {
-    proc *p = link_entry(l, proc, node);
+    proc *p = list_entry(l, proc, node);
     next = l->next;
     if (!p->group) continue;
     if (p->exited) {
@@ -727,11 +723,11 @@ static void on_chld(uv_signal_t *h, int signum) {
  * then SIGKILL. */
 void proc_task_cancelled(task *t) {
   proc_set *s = set_of(t->core);
-  link *l;
+  orch_list *l;
   int any = 0;
   if (s == NULL) return;
   for (l = s->procs.next; l != &s->procs; l = l->next) {
-    proc *p = link_entry(l, proc, node);
+    proc *p = list_entry(l, proc, node);
     if (p->task_id == t->id && !p->owner_run) {
       proc_signal(p, SIGTERM, 1);
       any = 1;
@@ -745,9 +741,9 @@ static int reap_wait(proc_set *s, int ms) {
   int waited = 0;
   for (;;) {
     int left = 0;
-    link *l;
+    orch_list *l;
     for (l = s->procs.next; l != &s->procs; l = l->next) {
-      proc *p = link_entry(l, proc, node);
+      proc *p = list_entry(l, proc, node);
       if (!p->exited) {
         int st;
         pid_t r = waitpid(p->pid, &st, WNOHANG);
@@ -826,13 +822,13 @@ static void sweep_all(void) {
  * runs, and no handle left open by an aborted run can hold it up). */
 void proc_shutdown(orch_core *c) {
   proc_set *s = set_of(c);
-  link *l, *next;
+  orch_list *l, *next;
   if (s == NULL) return;
   if (s->n > 0) {
     /* take reaping over from libuv: a closed process handle is no longer
      * waited for by libuv */
     for (l = s->procs.next; l != &s->procs; l = l->next) {
-      proc *p = link_entry(l, proc, node);
+      proc *p = list_entry(l, proc, node);
       if (p->h != NULL) {
         p->h->data = NULL;
         handle_close((uv_handle_t *)p->h);
@@ -842,17 +838,17 @@ void proc_shutdown(orch_core *c) {
     }
     if (!reap_wait(s, KILL_DELAY_MS)) {
       for (l = s->procs.next; l != &s->procs; l = l->next) {
-        proc *p = link_entry(l, proc, node);
+        proc *p = list_entry(l, proc, node);
         if (!p->exited || p->group) killpg(p->pid, SIGKILL);
       }
       reap_wait(s, 1000);
     }
     for (l = s->procs.next; l != &s->procs; l = next) {
-      proc *p = link_entry(l, proc, node);
+      proc *p = list_entry(l, proc, node);
       next = l->next;
-      while (!link_empty(&p->waiters)) {
-        task *t = link_entry(p->waiters.next, task, wait);
-        link_remove(&t->wait);
+      while (!list_empty(&p->waiters)) {
+        task *t = list_entry(p->waiters.next, task, wait);
+        list_remove(&t->wait);
         t->on_wait_cancel = NULL;
         t->wait_data = NULL;
       }
@@ -896,7 +892,7 @@ static char **build_argv(lua_State *L, int opts, const char *fname) {
     if (lua_rawgeti(L, cmd, i) != LUA_TSTRING)
       opt_error(L, fname, lua_pushfstring(L, "cmd[%d]: string expected, got %s",
                                           (int)i, luaL_typename(L, -1)));
-    argv[i - 1] = (char *)lua_tostring(L, -1);
+    argv[i - 1] = (char *)(uintptr_t)lua_tostring(L, -1); /* exec's char *[]: not written */
     lua_pop(L, 1);
   }
   argv[n] = NULL;
@@ -970,7 +966,7 @@ static char **build_env(lua_State *L, int opts, const char *fname) {
   i = 0;
   lua_pushnil(L);
   while (lua_next(L, holder) != 0 && i < n) {
-    envp[i++] = (char *)lua_tostring(L, -1);
+    envp[i++] = (char *)(uintptr_t)lua_tostring(L, -1); /* exec's char *[]: not written */
     lua_pop(L, 1);
   }
   envp[i] = NULL;
@@ -990,7 +986,7 @@ static void get_callback(lua_State *L, int opts, int uv, const char *name,
 
 static uv_pipe_t *new_pipe(orch_core *c) {
   uv_pipe_t *pp = handle_new(c, sizeof *pp);
-  uv_pipe_init(&c->loop, pp, 0);
+  UV_CHECK(uv_pipe_init(&c->loop, pp, 0));
   return pp;
 }
 
@@ -1111,8 +1107,8 @@ static int l_core_spawn(lua_State *L) {
   p->pid = -1;
   p->owner_run = owner_run;
   p->max_line = (size_t)max_line;
-  link_init(&p->waiters);
-  link_init(&p->node);
+  list_init(&p->waiters);
+  list_init(&p->node);
   luaL_setmetatable(L, PROC_MT);
   lua_newtable(L);
   uv = lua_gettop(L);
@@ -1207,12 +1203,12 @@ static int l_core_spawn(lua_State *L) {
     if (p->io[i] == NULL) continue;
     p->io[i]->data = p;
     uv_unref((uv_handle_t *)p->io[i]);
-    if (i > 0) uv_read_start((uv_stream_t *)p->io[i], on_alloc, on_read);
+    if (i > 0) UV_CHECK(uv_read_start((uv_stream_t *)p->io[i], on_alloc, on_read));
   }
   lua_pushvalue(L, -1);
   p->self_ref = ref_new(L);
   p->listed = 1;
-  link_push(&s->procs, &p->node);
+  list_push(&s->procs, &p->node);
   s->n++;
   emerg_add(p->pid);
   set_busy(s);
@@ -1233,9 +1229,9 @@ static int l_core_kill_processes(lua_State *L) {
   proc_set *s = lua_touserdata(L, lua_upvalueindex(1));
   int sig = sig_arg(L, 1, SIGTERM);
   int n = 0;
-  link *l;
+  orch_list *l;
   for (l = s->procs.next; l != &s->procs; l = l->next)
-    if (proc_signal(link_entry(l, proc, node), sig, 1) == 0) n++;
+    if (proc_signal(list_entry(l, proc, node), sig, 1) == 0) n++;
   set_schedule(s);
   lua_pushinteger(L, n);
   return 1;
@@ -1278,7 +1274,7 @@ static int sig_arg(lua_State *L, int i, int def) {
 
 static void wait_detach(task *t) {
   proc *p = t->wait_data;
-  link_remove(&t->wait);
+  list_remove(&t->wait);
   t->wait_data = NULL;
   if (p != NULL) proc_update_ref(p);
 }
@@ -1303,7 +1299,7 @@ static int l_proc_wait(lua_State *L) {
     }
     sched_timer_wait(t, sched_real_ms(t->core, sec), 2);
   }
-  link_push(&p->waiters, &t->wait);
+  list_push(&p->waiters, &t->wait);
   t->on_wait_cancel = wait_detach;
   t->wait_data = p;
   proc_update_ref(p);
@@ -1484,7 +1480,7 @@ int proc_open(lua_State *L) {
   s = lua_newuserdatauv(L, sizeof *s, 0);                 /* [core set] */
   memset(s, 0, sizeof *s);
   s->core = core_get(L);
-  link_init(&s->procs);
+  list_init(&s->procs);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &SET_KEY);            /* [core set] */
   lua_pushvalue(L, core);                                 /* [core set core] */

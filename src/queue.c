@@ -46,7 +46,7 @@ typedef struct lqueue {
   unsigned char *flags;   /* [i]: value i's F_ flags */
   size_t fcap;
   lua_Integer taken, taken_errors; /* values got, and error records among them */
-  link getters;
+  orch_list getters;
   int closed;
   int self_ref; /* held while the async handle is open */
   writer *const *wslot; /* the --report writer (set_writer), or NULL */
@@ -156,9 +156,9 @@ static void push_flags(lua_State *co, int f) {
  * it straight to the first waiting getter.  items: the index of the
  * queue's Q_ITEMS table when the caller has it on the stack, or 0. */
 static void queue_append(lua_State *L, lqueue *lq, int qi, int items, int flags) {
-  if (!link_empty(&lq->getters)) {
-    task *t = link_entry(lq->getters.next, task, wait);
-    link_remove(&t->wait);
+  if (!list_empty(&lq->getters)) {
+    task *t = list_entry(lq->getters.next, task, wait);
+    list_remove(&t->wait);
     lua_xmove(L, t->co, 1);
     push_flags(t->co, flags);
     count_taken(lq, flags);
@@ -222,17 +222,17 @@ static int l_queue_new(lua_State *L) {
   memset(lq, 0, sizeof *lq);
   lq->core = c;
   lq->head = lq->tail = 1;
-  link_init(&lq->getters);
+  list_init(&lq->getters);
   lq->self_ref = LUA_NOREF;
   luaL_setmetatable(L, QUEUE_MT);
   lua_newtable(L);
   lua_setiuservalue(L, -2, Q_ITEMS);
   lq->q = calloc(1, sizeof *lq->q);
   if (lq->q == NULL) return luaL_error(L, "out of memory");
-  uv_mutex_init(&lq->q->mu);
+  UV_CHECK(uv_mutex_init(&lq->q->mu));
   lq->q->holders = 1;
   lq->q->async = handle_new(c, sizeof *lq->q->async);
-  uv_async_init(&c->loop, lq->q->async, on_queue_async);
+  UV_CHECK(uv_async_init(&c->loop, lq->q->async, on_queue_async));
   lq->q->async->data = lq;
   /* the queue must not keep the loop alive on its own */
   uv_unref((uv_handle_t *)lq->q->async);
@@ -246,13 +246,8 @@ static int l_queue_new(lua_State *L) {
  * them: an event reporting a million results in a loop then costs memory
  * for a few dozen, not a million.  (Not when put cannot yield, e.g.
  * called through a C function.)  A few dozen, not thousands: records
- * that wait less are still in cache when on_result reads them, and most
- * are garbage before the next minor collection, so they are never
- * promoted to the old generation (with 4,096 a burst paid a major
- * collection every 4,000 results).  callgrind's cache model, 100,000
- * results: 64 instead of 256 takes a fifth of the L1 data misses away
- * (2.13 M -> 1.68 M) for as many instructions; 32 and 16 take more
- * misses away but yield so often that they cost 2 % more instructions. */
+ * that wait less are still in cache when on_result reads them and die
+ * young; fewer than QUEUE_HIGH yield too often (bench/HISTORY.md, w3). */
 #define QUEUE_HIGH 64
 
 static int put_done(lua_State *L, lqueue *lq) {
@@ -363,7 +358,7 @@ static int write_result(lua_State *L, lqueue *lq, int li, int di, int ev, int le
 }
 
 /* Pushes ts as a Lua string: the last one, while the millisecond is the
- * same (interning it anew, hash and lookup, cost ~130 instructions). */
+ * same (interning it anew would hash and look it up per result). */
 static void push_ts(lua_State *L, lqueue *lq, const char *ts) {
   if (memcmp(ts, lq->ts_last, TS_LEN) == 0) {
     lua_getiuservalue(L, 1, Q_TS_LAST);
@@ -583,7 +578,7 @@ static int l_queue_get(lua_State *L) {
   if (queue_take(L, lq)) return 3;
   if (lq->closed) return 0;
   t = orch_need_task(L, "report_queue:get");
-  link_push(&lq->getters, &t->wait);
+  list_push(&lq->getters, &t->wait);
   return sched_wait(L, t);
 }
 
@@ -598,8 +593,8 @@ static int l_queue_get_nowait(lua_State *L) {
  * needs nothing from the engine (its line written, not an error) to
  * on_result(self, record) under a protected call, on_error(err, record)
  * when it raises; returns when the queue is empty or its first value needs
- * the engine (get takes that one).  The reporter's loop in C: a Lua loop
- * around get and pcall cost ~700 instructions a result.  on_result may
+ * the engine (get takes that one).  The reporter's loop is in C because
+ * it runs once per result (bench w3).  on_result may
  * yield: the loop goes on in deliver_k, which is also where an error of
  * on_result arrives inside a coroutine (lua_pcallk returns it directly
  * only where it cannot yield). */
@@ -696,9 +691,9 @@ static int l_queue_close(lua_State *L) {
   async->data = NULL;
   handle_close((uv_handle_t *)async);
   lq->closed = 1;
-  while (!link_empty(&lq->getters)) {
-    task *t = link_entry(lq->getters.next, task, wait);
-    link_remove(&t->wait);
+  while (!list_empty(&lq->getters)) {
+    task *t = list_entry(lq->getters.next, task, wait);
+    list_remove(&t->wait);
     lua_pushnil(t->co);
     t->nargs = 1;
     sched_ready(t);

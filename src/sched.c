@@ -11,14 +11,13 @@
  *
  * CPU-bound code cannot be stopped by a timer, because the loop does not run
  * while it does.  A count hook would, but a hook on every task makes every
- * Lua instruction go through the debugger (a tight loop runs 1.8x slower).
+ * Lua instruction go through the debugger (a tight loop runs much slower).
  * So a watchdog thread looks at the running task every WATCH_MS and, once
  * a deadline has passed, sets the hook on that task's coroutine (as lua.c
  * does from its signal handler); the hook raises, re-armed to every
  * instruction so that a pcall in user code cannot swallow it.  While the
  * loop waits in its poll no task can run, and the watchdog sleeps until
- * the poll returns: looking 100 times a second through a 20 s run of
- * 10,000 events cost a tenth of its CPU.
+ * the poll returns, instead of waking for nothing.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -30,10 +29,6 @@
 
 #define WATCH_MS 10
 #define POOL_MAX 16384 /* coroutines kept for reuse, about 1 KB each */
-
-orch_core *core_get(lua_State *L) {
-  return *(orch_core **)lua_getextraspace(L);
-}
 
 task *sched_current(lua_State *L) {
   orch_core *c = core_get(L);
@@ -110,13 +105,13 @@ static void on_idle(uv_idle_t *h);
 void sched_ready(task *t) {
   orch_core *c = t->core;
   if (t->state == T_DONE) return;
-  link_remove(&t->wait);
+  list_remove(&t->wait);
   if (t->timer != NULL) uv_timer_stop(t->timer);
   t->state = T_READY;
-  link_remove(&t->ready);
-  link_push(&c->ready, &t->ready);
+  list_remove(&t->ready);
+  list_push(&c->ready, &t->ready);
   if (!uv_is_active((uv_handle_t *)&c->ready_idle))
-    uv_idle_start(&c->ready_idle, on_idle);
+    UV_CHECK(uv_idle_start(&c->ready_idle, on_idle));
 }
 
 int sched_wait(lua_State *L, task *t) {
@@ -152,11 +147,11 @@ uint64_t sched_timeout_from(orch_core *c, uint64_t from_ns, uint64_t ms) {
 void sched_timer_wait(task *t, uint64_t ms, int pushes) {
   if (t->timer == NULL) {
     t->timer = handle_new(t->core, sizeof *t->timer);
-    uv_timer_init(&t->core->loop, t->timer);
+    UV_CHECK(uv_timer_init(&t->core->loop, t->timer));
     t->timer->data = t;
   }
   t->timer_pushes = pushes;
-  uv_timer_start(t->timer, on_task_timer, sched_timeout_from(t->core, uv_hrtime(), ms), 0);
+  UV_CHECK(uv_timer_start(t->timer, on_task_timer, sched_timeout_from(t->core, uv_hrtime(), ms), 0));
 }
 
 static void on_deadline(uv_timer_t *h) {
@@ -170,10 +165,10 @@ void sched_set_timeout(task *t, uint64_t ms) {
   t->deadline_ns = t->started_ns + ms * 1000000u;
   if (t->deadline == NULL) {
     t->deadline = handle_new(t->core, sizeof *t->deadline);
-    uv_timer_init(&t->core->loop, t->deadline);
+    UV_CHECK(uv_timer_init(&t->core->loop, t->deadline));
     t->deadline->data = t;
   }
-  uv_timer_start(t->deadline, on_deadline, sched_timeout_from(t->core, t->started_ns, ms), 0);
+  UV_CHECK(uv_timer_start(t->deadline, on_deadline, sched_timeout_from(t->core, t->started_ns, ms), 0));
 }
 
 /* Protected __tostring of an error value: it may itself raise. */
@@ -247,8 +242,7 @@ static void pool_grow(orch_core *c) {
 }
 
 /* Fills the pool with n coroutines (at most POOL_MAX): created before t0,
- * they are not created while the first firings wait (10,000 events fire
- * together at startup: ~1 µs each). */
+ * they are not created while the first firings wait. */
 void sched_reserve(lua_State *L, int n) {
   orch_core *c = core_get(L);
   if (n > POOL_MAX) n = POOL_MAX;
@@ -262,8 +256,7 @@ void sched_reserve(lua_State *L, int n) {
 
 /* Lets the pool go down to keep coroutines.  Every live coroutine is
  * walked again at each young collection (the collector never treats a
- * thread as done), so 10,000 kept after the startup firings cost ~10 ms
- * a collection.  Released young, they are freed by the next one. */
+ * thread as done); released young, they are freed by the next one. */
 void sched_trim(lua_State *L, int keep) {
   orch_core *c = core_get(L);
   while (c->pool_n > keep) {
@@ -298,8 +291,8 @@ static void task_finish(task *t, int st, const char *forced_err) {
   const char *status = forced_err ? "error" : status_name(t, st);
   if (t->state == T_DONE) return;
   t->state = T_DONE;
-  link_remove(&t->ready);
-  link_remove(&t->wait);
+  list_remove(&t->ready);
+  list_remove(&t->wait);
   if (t->on_wait_cancel != NULL) t->on_wait_cancel(t);
   t->on_wait_cancel = NULL;
   if (t->cancel != C_NONE) proc_task_cancelled(t);
@@ -360,14 +353,13 @@ static void task_resume(orch_core *c, task *t) {
 }
 
 /* Starts a new task at once when called from a loop callback outside any
- * task (a ticker's firing): 10,000 firings due together then run one
- * after another on the same pooled coroutine, where queueing them all
- * first kept 10,000 coroutines and their stacks live, cold in the cache,
- * by the time each ran.  Inside a task, or behind tasks already ready
+ * task (a ticker's firing): firings due together then run one after
+ * another on the same pooled coroutine, where queueing them all first
+ * would keep a coroutine per firing live, cold in the cache by its turn.  Inside a task, or behind tasks already ready
  * (whose order it keeps), it waits its turn as sched_ready. */
 void sched_start(task *t) {
   orch_core *c = t->core;
-  if (c->running != NULL || !link_empty(&c->ready)) {
+  if (c->running != NULL || !list_empty(&c->ready)) {
     sched_ready(t);
     return;
   }
@@ -380,37 +372,37 @@ void sched_start(task *t) {
  * overdue ticker fires at most once per iteration, each firing's task
  * started before the next firing. */
 static void run_ready(orch_core *c) {
-  link batch;
-  link_take(&batch, &c->ready);
-  while (!link_empty(&batch)) {
-    task *t = link_entry(batch.next, task, ready);
-    link_remove(&t->ready);
+  orch_list batch;
+  list_take(&batch, &c->ready);
+  while (!list_empty(&batch)) {
+    task *t = list_entry(batch.next, task, ready);
+    list_remove(&t->ready);
     task_resume(c, t);
   }
 }
 
 static void on_idle(uv_idle_t *h) {
   orch_core *c = h->data;
-  link batch;
+  orch_list batch;
   run_ready(c);
-  if (!link_empty(&c->deferred)) {
-    link_take(&batch, &c->deferred);
-    while (!link_empty(&batch)) {
-      deferred *d = link_entry(batch.next, deferred, node);
-      link_remove(&d->node);
+  if (!list_empty(&c->deferred)) {
+    list_take(&batch, &c->deferred);
+    while (!list_empty(&batch)) {
+      deferred *d = list_entry(batch.next, deferred, node);
+      list_remove(&d->node);
       d->fn(d);
     }
     /* the tasks those firings started run now, before the next timers */
     run_ready(c);
   }
-  if (link_empty(&c->ready) && link_empty(&c->deferred)) uv_idle_stop(h);
+  if (list_empty(&c->ready) && list_empty(&c->deferred)) uv_idle_stop(h);
 }
 
 void sched_defer(orch_core *c, deferred *d) {
-  link_remove(&d->node);
-  link_push(&c->deferred, &d->node);
+  list_remove(&d->node);
+  list_push(&c->deferred, &d->node);
   if (!uv_is_active((uv_handle_t *)&c->ready_idle))
-    uv_idle_start(&c->ready_idle, on_idle);
+    UV_CHECK(uv_idle_start(&c->ready_idle, on_idle));
 }
 
 void sched_cancel(task *t, int why) {
@@ -484,27 +476,27 @@ static void on_sig_async(uv_async_t *h) {
 
 void sched_init(orch_core *c) {
   struct sigaction sa;
-  link_init(&c->ready);
-  link_init(&c->deferred);
-  link_init(&c->writers);
-  link_init(&c->unarmed);
-  uv_idle_init(&c->loop, &c->ready_idle);
+  list_init(&c->ready);
+  list_init(&c->deferred);
+  list_init(&c->writers);
+  list_init(&c->unarmed);
+  UV_CHECK(uv_idle_init(&c->loop, &c->ready_idle));
   c->ready_idle.data = c;
-  uv_prepare_init(&c->loop, &c->flush_prep);
+  UV_CHECK(uv_prepare_init(&c->loop, &c->flush_prep));
   c->flush_prep.data = c;
-  uv_prepare_start(&c->flush_prep, on_flush);
+  UV_CHECK(uv_prepare_start(&c->flush_prep, on_flush));
   uv_unref((uv_handle_t *)&c->flush_prep);
-  uv_check_init(&c->loop, &c->wake_check);
+  UV_CHECK(uv_check_init(&c->loop, &c->wake_check));
   c->wake_check.data = c;
-  uv_check_start(&c->wake_check, on_wake);
+  UV_CHECK(uv_check_start(&c->wake_check, on_wake));
   uv_unref((uv_handle_t *)&c->wake_check);
-  uv_async_init(&c->loop, &c->sig_async, on_sig_async);
+  UV_CHECK(uv_async_init(&c->loop, &c->sig_async, on_sig_async));
   c->sig_async.data = c;
   uv_unref((uv_handle_t *)&c->sig_async);
   c->sig_cb_ref = LUA_NOREF;
-  uv_mutex_init(&c->watch_mu);
-  uv_cond_init(&c->watch_cv);
-  uv_thread_create(&c->watch_thread, watchdog, c);
+  UV_CHECK(uv_mutex_init(&c->watch_mu));
+  UV_CHECK(uv_cond_init(&c->watch_cv));
+  UV_CHECK(uv_thread_create(&c->watch_thread, watchdog, c));
   /* one process, one host: the signal handler needs a global */
   sig_core = c;
   memset(&sa, 0, sizeof sa);
@@ -627,8 +619,8 @@ void sched_close(orch_core *c) {
   c->closed = 1;
   sched_shutdown(c);
   /* tasks made ready by finalizers must never run: their Lua is gone */
-  link_init(&c->ready);
-  link_init(&c->deferred);
+  list_init(&c->ready);
+  list_init(&c->deferred);
   uv_close((uv_handle_t *)&c->ready_idle, NULL);
   uv_close((uv_handle_t *)&c->flush_prep, NULL);
   uv_close((uv_handle_t *)&c->wake_check, NULL);

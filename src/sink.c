@@ -13,8 +13,6 @@
  * libpq is loaded with dlopen when a sink is first used: ./orchlua stays
  * one file that runs where no PostgreSQL client is installed.
  */
-/* unistd.h declares link(2), which core.h's list type would clash with */
-#define link unistd_link
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -29,7 +27,6 @@
 #include <unistd.h>
 
 #include <uv.h>
-#undef link
 
 #include "core.h"
 #include "lauxlib.h"

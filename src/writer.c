@@ -32,7 +32,7 @@ writer *writer_open(orch_core *c, const char *path, FILE *fp, char *err,
   }
   w->fp = fp;
   w->path = strdup(path);
-  link_push(&c->writers, &w->node);
+  list_push(&c->writers, &w->node);
   return w;
 }
 
@@ -155,13 +155,13 @@ int writer_close(writer *w) {
   }
   free(w->buf);
   w->buf = NULL;
-  link_remove(&w->node);
+  list_remove(&w->node);
   err = w->err;
   return err;
 }
 
 void writer_flush_all(orch_core *c) {
-  link *l;
+  orch_list *l;
   for (l = c->writers.next; l != &c->writers; l = l->next)
-    writer_flush(link_entry(l, writer, node));
+    writer_flush(list_entry(l, writer, node));
 }

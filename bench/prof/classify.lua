@@ -5,7 +5,6 @@
 -- (UNITS: invocations or results, to print Ir per unit).
 local total = 0
 local buckets = {}
-local per = {}
 local N = tonumber(arg[1]) or 1
 for line in io.lines() do
   local ir, file, fn = line:match("^%s*([%d,]+) %(%s*[%d%.]+%%%)%s+(.-):(%S+)")
@@ -32,7 +31,9 @@ table.sort(keys, function(a, b) return buckets[a] > buckets[b] end)
 local other = 0
 for _, k in ipairs(keys) do
   if k:match("^other") and buckets[k] / total < 0.01 then other = other + buckets[k]
-  else print(("%-45s %12d Ir %5.1f%%  %8.0f Ir/unit"):format(k, buckets[k], buckets[k] / total * 100, buckets[k] / N)) end
+  else
+    print(("%-45s %12d Ir %5.1f%%  %8.0f Ir/unit"):format(k, buckets[k], buckets[k] / total * 100, buckets[k] / N))
+  end
 end
 print(("%-45s %12d Ir %5.1f%%  %8.0f Ir/unit"):format("other (each <1%)", other, other / total * 100, other / N))
 print(("%-45s %12d Ir %5.1f%%  %8.0f Ir/unit"):format("total", total, 100, total / N))

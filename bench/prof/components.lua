@@ -44,7 +44,8 @@ function M.components(kill_switch)
              scheduled = 12, started = 12.0012, duration = 4.6e-05, lateness = 0.0012, status = "ok" }
   end)
   time("cjson.encode(rec)  (reference: 13 fields, 6 numbers)", function() return cjson.encode(rec) end)
-  time("string.format('%.14g', x)  (one double, as printf does it)", function() return ("%.14g"):format(12.001234567) end)
+  time("string.format('%.14g', x)  (one double, as printf does it)",
+    function() return ("%.14g"):format(12.001234567) end)
   local w = assert(jsonl.open("/dev/null"))
   time("jsonl:write(rec)  (the --report writer, to /dev/null)", function() return w:write(rec, "invocation") end)
   w:close()

@@ -8,7 +8,7 @@
 -- counted here.
 local orch = require "orch"
 
-local counts, calls = {}, {}
+local counts = {}
 local getinfo = debug.getinfo
 
 local function hook()

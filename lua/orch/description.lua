@@ -100,7 +100,6 @@ local function check_object(ctx, value, keys, path)
   local groups = {}   -- group name -> the entries given, in source order
   for _, entry in ipairs(keys) do
     local v = value[entry.key]
-    local kpath = json.join(path, entry.key)
     local field = entry.to or entry.key
     if v == nil then
       if entry.required then
@@ -112,6 +111,7 @@ local function check_object(ctx, value, keys, path)
         out[field] = entry.default
       end
     else
+      local kpath = json.join(path, entry.key)   -- a path only for a key given
       if entry.group then   -- given at all counts, valid or not
         local g = groups[entry.group] or {}
         groups[entry.group] = g

@@ -379,9 +379,8 @@ function Run:start_schedule()
   if self.unref_setup then
     for _, ev in ipairs(self.events) do self:try_fast(ev) end
   end
-  -- 10,000 events may start together: a loop over their invokers alone
-  -- (reading each event's table and its id to find them cost 1.5 µs an
-  -- event: cold memory, the firings behind it that much later)
+  -- thousands of events may start together: a loop over their invokers
+  -- alone (each event's table and id are cold memory)
   local list = self.startup_list
   local fire_startup = list[1] and list[1].fire_startup
   for i = 1, #list do
@@ -389,7 +388,7 @@ function Run:start_schedule()
     if not fire_startup(st) then self:fire(st.ev, "startup", 0, 0, core.hrtime() - self.t0_ns) end
   end
   -- after the startup invocations, which are ready before it: their
-  -- bodies need not wait for 10,000 tickers to be made; and the
+  -- bodies need not wait for every ticker to be made; and the
   -- coroutines they needed at once go (interval firings run one after
   -- another, see invoker.c)
   self:background("the schedule", function()
@@ -400,8 +399,8 @@ function Run:start_schedule()
 end
 
 -- The interval schedule and the end.  Made before t0 when nothing is set
--- up first (the core arms them at t0): 10,000 of them are not made in the
--- startup firings' time.
+-- up first (the core arms them at t0): they are not made in the startup
+-- firings' time.
 function Run:make_tickers()
   for _, ev in ipairs(self.events) do
     if ev.interval then

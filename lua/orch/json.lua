@@ -59,6 +59,8 @@ end
 -- block comment. `//` and `/*` inside string literals are left alone. An
 -- unterminated string is left for the decoder to report.
 function json.strip_comments(text)
+  -- a comment starts with // or /*: a text with neither has none
+  if not find(text, "//", 1, true) and not find(text, "/*", 1, true) then return text end
   local out, n = {}, 0
   local done = 1          -- text before this offset is already in `out`
   local p = 1
@@ -309,16 +311,33 @@ local function build_index(text, opts)
   local max_depth = opts and opts.max_depth or math.huge
   local index, duplicates = {}, {}
 
-  -- Positions are asked for in increasing order: track lines incrementally.
-  local line, line_start = 1, 1
-  local next_nl = find(text, "\n", 1, true)
+  -- An entry keeps offsets; its line and column are worked out when read
+  -- (messages and the events' positions read them, most values never), from
+  -- the offsets where lines start, found once, at the first read.
+  local starts
   local function pos_of(p)
-    while next_nl and next_nl < p do
-      line, line_start = line + 1, next_nl + 1
-      next_nl = find(text, "\n", next_nl + 1, true)
+    if not starts then
+      starts = { 1 }
+      local q = find(text, "\n", 1, true)
+      while q do
+        starts[#starts + 1] = q + 1
+        q = find(text, "\n", q + 1, true)
+      end
     end
-    return line, p - line_start + 1
+    local lo, hi = 1, #starts   -- the last line starting at or before p
+    while lo < hi do
+      local mid = (lo + hi + 1) // 2
+      if starts[mid] <= p then lo = mid else hi = mid - 1 end
+    end
+    return lo, p - starts[lo] + 1
   end
+  local entry_mt = { __index = function(e, k)
+    if k == "line" then return (pos_of(e.offset))
+    elseif k == "col" then return select(2, pos_of(e.offset))
+    elseif k == "key_line" then return e.key_at and (pos_of(e.key_at))
+    elseif k == "key_col" then return e.key_at and select(2, pos_of(e.key_at))
+    end
+  end }
 
   -- One frame per open container: { object =, depth =, path =, n =, key =,
   -- key_at =, keys = }. `path` is its own path, kept only down to max_depth
@@ -351,13 +370,8 @@ local function build_index(text, opts)
     local depth = top and top.depth + 1 or 0
     if depth > max_depth then return nil end
     local path = member_path()
-    -- the key first: pos_of only moves forward, and a newline may come
-    -- between a key and its value
-    local kl, kc
-    if top and top.object then kl, kc = pos_of(top.key_at) end
-    local l, c = pos_of(s)
-    local entry = { line = l, col = c, kind = kind, offset = s, finish = e,
-                    key_line = kl, key_col = kc }
+    local entry = setmetatable({ kind = kind, offset = s, finish = e,
+                                 key_at = top and top.object and top.key_at or nil }, entry_mt)
     index[path] = entry
     return path
   end
@@ -365,9 +379,14 @@ local function build_index(text, opts)
   local p = 1
   local want_key = false
   while true do
-    p = find(text, "[^ \t\r\n]", p)
-    if not p then break end
     local c = byte(text, p)
+    if c == 32 or c == 9 or c == 10 or c == 13 then   -- blanks: skip them at once
+      p = find(text, "[^ \t\r\n]", p)
+      if not p then break end
+      c = byte(text, p)
+    elseif not c then
+      break
+    end
     if c == B_LBRACE or c == B_LBRACKET then
       local path = record(KIND_OF_BYTE[c], p)
       top = { object = c == B_LBRACE, depth = top and top.depth + 1 or 0,
@@ -457,7 +476,8 @@ end
 -- ask index[path].kind), except that integral numbers are Lua integers.
 -- index[path] = {line =, col =, kind =, offset =, finish =, key_line =, key_col =}
 -- where kind is "object", "array", "string", "number", "boolean" or "null",
--- line/col is where the value starts and key_line/key_col where its key does.
+-- line/col is where the value starts and key_line/key_col where its key does
+-- (those four are worked out when read).
 -- opts.max_depth limits which values get an index entry (see build_index).
 function json.decode(text, opts)
   if #text == 0 then

@@ -33,12 +33,20 @@ local function where(file, line)
   return file
 end
 
+-- The text naming a fixture in a message, made only when one is written.
+local function fixture_who(name, def)
+  return function() return ("fixture %q (%s)"):format(name, where(def.file, def.line)) end
+end
+
 -- Checks the names a fixture or event needs; appends problems to errs.
+-- who: the needer as a message says it, or a function making that text
+-- (only a problem needs it: a description of 10,000 events has none).
 -- chain: fixture names being resolved (for cycles).
 local function check_names(names, params, who, errs, chain, seen_ok)
   for _, name in ipairs(names) do
     local kind, def = M.lookup(name, params)
     if kind == nil then
+      if type(who) == "function" then who = who() end
       errs[#errs + 1] = ("%s needs %q, which is not a param of the event, a fixture or a built-in%s")
         :format(who, name, suggest.hint(name, candidates(params)))
     elseif kind == "fixture" and not seen_ok[def] then
@@ -53,8 +61,7 @@ local function check_names(names, params, who, errs, chain, seen_ok)
         end
       end
       chain[#chain + 1] = name
-      check_names(def.params, params,
-        ("fixture %q (%s)"):format(name, where(def.file, def.line)), errs, chain, seen_ok)
+      check_names(def.params, params, fixture_who(name, def), errs, chain, seen_ok)
       chain[#chain] = nil
       seen_ok[def] = true
     end
@@ -69,8 +76,8 @@ function M.bind(desc, srcs)
   local names = sources.all_names(srcs)
   for i, ev in ipairs(desc.events) do
     local fn_info = sources.find(srcs, ev.name)
-    local at = where(desc.file, ev.line)
     if not fn_info then
+      local at = where(desc.file, ev.line)
       local files = {}
       for _, s in ipairs(srcs) do files[#files + 1] = s.file end
       errs[#errs + 1] = ("%s: event %q is not defined in any source (%s)%s"):format(
@@ -82,10 +89,10 @@ function M.bind(desc, srcs)
       -- metatable over each), which every collection and the exit walk
       ev.fn, ev.file, ev.fn_line, ev.names, ev.index = fn_info.fn, fn_info.file, fn_info.line,
         fn_info.params, i
-      if ev.names then
-        check_names(ev.names, ev.params,
-          ("%s: event %q (%s)"):format(where(fn_info.file, fn_info.line), ev.name, at),
-          errs, {}, {})
+      if ev.names and #ev.names > 0 then
+        check_names(ev.names, ev.params, function()
+          return ("%s: event %q (%s)"):format(where(fn_info.file, fn_info.line), ev.name, where(desc.file, ev.line))
+        end, errs, {}, {})
       end
       bound[#bound + 1] = ev
     end
@@ -98,8 +105,7 @@ function M.bind(desc, srcs)
       errs[#errs + 1] = ("%s: unref_setup_fixtures[%d]: %q is not a fixture%s"):format(
         desc.file, i - 1, name, suggest.hint(name, fx))
     else
-      check_names(def.params, nil, ("fixture %q (%s)"):format(name, where(def.file, def.line)),
-        errs, { name }, {})
+      check_names(def.params, nil, fixture_who(name, def), errs, { name }, {})
     end
   end
   if #errs > 0 then return nil, errs end

@@ -119,6 +119,21 @@ describe("orchlua command line", function()
         .. "orchlua: descriptions/x.json: 1 unresolved name\n", err)
     end)
 
+    it("names a fixture whose own parameter resolves to nothing, for an event and for unref_setup_fixtures", function()
+      dir = project({ x = [[{"test_name":"x","total_hours":1,"unref_setup_fixtures":["lost"],
+        "events":[{"name":"wants_lost"}]}]] }, { ["events/fx.lua"] = table.concat({
+          'local orch = require "orch"',
+          'orch.fixture("lost", function(nowhere) return 1 end)',
+          "return { wants_lost = function(lost) end }", "" }, "\n") })
+      local code, _, err = h.run("check x", dir)
+      assert.equal(2, code)
+      assert.equal('orchlua: fixture "lost" (events/fx.lua:2) needs "nowhere", '
+        .. "which is not a param of the event, a fixture or a built-in\n"
+        .. 'orchlua: fixture "lost" (events/fx.lua:2) needs "nowhere", '
+        .. "which is not a param of the event, a fixture or a built-in\n"
+        .. "orchlua: descriptions/x.json: 2 unresolved names\n", err)
+    end)
+
     it("names a fixture cycle", function()
       dir = project({ x = [[{"test_name":"x","total_hours":1,"events":[{"name":"loops"}]}]] })
       local code, _, err = h.run("check x", dir)

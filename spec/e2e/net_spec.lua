@@ -202,7 +202,9 @@ describe("orch.net", function()
         end
       end
       assert.is_true(ticks >= 8, "ticks: " .. ticks)
-      assert.is_true(worst < 0.05, "worst lateness: " .. worst)
+      -- a loop held by the 0.6 s read would make a tick that late; a loaded
+      -- machine's own lateness stays well below it
+      assert.is_true(worst < 0.3, "worst lateness: " .. worst)
     end)
 
     it("leaves no handle, task or ref when a wait is cut short by a timeout or the end of the run", function()

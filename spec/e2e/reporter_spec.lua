@@ -129,7 +129,7 @@ describe("the result counts", function()
     local run_end = recs[#recs]
     assert.equal("fail-fast: error result", run_end.reason)
     assert.equal(1, run_end.error_results)
-    assert.is_true(run_end.t < 5)
+    assert.is_true(run_end.t < 60, "stopped long before the hour: " .. run_end.t)
   end)
 end)
 

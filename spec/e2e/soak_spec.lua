@@ -28,7 +28,7 @@ local RESULTS = { soak_beat = 1, soak_info = 1, soak_queue = 1, soak_compute = 1
                   soak_c_ping = 1, soak_table = 1, soak_lines = 1, soak_sample = 1 }
 
 describe("the 72-hour soak", function()
-  local dir, recs
+  local dir
   local desc = assert(description.load(h.root .. "/descriptions/soak_72h.json"))
   local total = HOURS * 3600
   local code, err, elapsed
@@ -79,7 +79,9 @@ describe("the 72-hour soak", function()
     assert.equal(0, code, err)
     assert.matches("handles=0 tasks=0 refs=0", err)
     assert.equal("end of run", run_end.reason)
-    if not sanitized then assert.is_true(elapsed <= 60, "took " .. elapsed .. " s") end
+    -- 26 s on schedule; a loop that fell hours behind would take far more
+    -- (the bound is loose: other work may share the machine's 2 cores)
+    if not sanitized then assert.is_true(elapsed <= 180, "took " .. elapsed .. " s") end
   end)
 
   it("fires every event exactly as the plan says, every invocation ok", function()
