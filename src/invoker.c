@@ -45,6 +45,7 @@ struct invoker {
   int done_ref;      /* engine: done(tag, status, err, k, late_ns, started, phase) */
   int progress_ref;  /* engine: progress(), after each fast end once notify is set */
   int tag_ref;       /* what core.current() returns inside the event */
+  int event_mt_ref;  /* the `event` table's metatable (event:ready()), or none */
   int writer_ref;
   writer *const *wslot; /* the report writer (NULL once closed), or NULL */
   char *mid;         /* ,"event":...,"id":...,"iteration": */
@@ -166,6 +167,10 @@ static void push_event(lua_State *co, int store, invoker *inv, ftask *ft) {
   if (scheduled == (double)(lua_Integer)scheduled) lua_pushinteger(co, (lua_Integer)scheduled);
   else lua_pushnumber(co, scheduled);
   lua_rawset(co, -3);
+  if (inv->event_mt_ref != LUA_NOREF) {
+    lua_rawgeti(co, LUA_REGISTRYINDEX, inv->event_mt_ref);
+    lua_setmetatable(co, -2);
+  }
 }
 
 /* now: the clock read that found the firing due; the body starts from it.
@@ -349,7 +354,7 @@ static double opt_num(lua_State *L, const char *field, double dflt) {
 }
 
 /* core.invoker{fn, event, id, interval, timeout, concurrency,
- *   writer, fire, done, progress, tag} -> invoker */
+ *   writer, fire, done, progress, tag, event_mt} -> invoker */
 static int l_core_invoker(lua_State *L) {
   static const char *const conc[] = {"allow", "forbid", "replace", NULL};
   orch_core *c = core_get(L);
@@ -364,7 +369,7 @@ static int l_core_invoker(lua_State *L) {
   inv->core = c;
   inv->self_ref = inv->fn_ref = inv->slow_ref = inv->done_ref = LUA_NOREF;
   inv->progress_ref = inv->tag_ref = inv->writer_ref = LUA_NOREF;
-  inv->name_ref = inv->id_ref = LUA_NOREF;
+  inv->name_ref = inv->id_ref = inv->event_mt_ref = LUA_NOREF;
   link_init(&inv->running);
   luaL_setmetatable(L, INVOKER_MT);
   stats_push_new(L);
@@ -387,6 +392,7 @@ static int l_core_invoker(lua_State *L) {
   inv->done_ref = opt_ref(L, "done", LUA_TFUNCTION);
   inv->progress_ref = opt_ref(L, "progress", LUA_TFUNCTION);
   inv->tag_ref = opt_ref(L, "tag", LUA_TTABLE);
+  inv->event_mt_ref = opt_ref(L, "event_mt", LUA_TTABLE);
   inv->interval = opt_num(L, "interval", 0);
   inv->timeout_sec = opt_num(L, "timeout", 0);
   lua_getfield(L, 1, "concurrency");
@@ -521,6 +527,7 @@ static int l_close(lua_State *L) {
   ref_free(L, &inv->writer_ref);
   ref_free(L, &inv->name_ref);
   ref_free(L, &inv->id_ref);
+  ref_free(L, &inv->event_mt_ref);
   inv->wslot = NULL;
   if (inv->nrunning == 0) {
     ref_free(L, &inv->tag_ref);
