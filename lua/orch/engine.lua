@@ -291,6 +291,8 @@ function Run:done(task, status, inv, err)
       local rec = { type = "invocation", t = t, event = ev.name, id = ev.id, iteration = inv.iteration,
                     phase = inv.phase, scheduled = inv.scheduled, started = inv.started,
                     duration = duration, lateness = inv.late_ns / 1e9 * self.scale, status = status }
+      -- under --time-scale, what the work took on the wall clock too
+      if self.scale ~= 1 then rec.duration_real = duration / self.scale end
       self:emit(rec)
       self.console:invocation(rec)
     end
@@ -303,7 +305,8 @@ function Run:done(task, status, inv, err)
   local trace = tostring(err or ""):match("\n.*$") or ""
   if status == "timeout" then
     st.timeouts = st.timeouts + 1
-    err = ("timed out after %gs (timeout_sec)%s"):format(ev.timeout or 0, trace)
+    err = ("timed out after %gs (timeout_sec%s)%s"):format(ev.timeout or 0,
+      self.scale > 1 and ", real time: --time-scale does not shorten it" or "", trace)
   elseif status == "cancelled" then
     err = ("cancelled (%s)%s"):format(self:cancel_reason_for(ev), trace)
   end
@@ -314,6 +317,7 @@ function Run:done(task, status, inv, err)
                 phase = inv.phase, scheduled = inv.scheduled, started = inv.started,
                 duration = duration, lateness = inv.late_ns / 1e9 * self.scale, status = status,
                 error = err }
+  if self.scale ~= 1 then rec.duration_real = duration / self.scale end
   self:emit(rec)
   self.console:invocation(rec)
   for name, f in pairs(self.fixtures) do

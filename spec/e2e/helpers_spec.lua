@@ -261,15 +261,22 @@ describe("orch.helpers", function()
       ]]):format(marker), { { name = "keep" } })
       assert.equal(0, code)
       no_leaks(err)
+      -- quick deaths in a row are a storm: reported at 1, 2, 4, ... deaths
       local deaths = {}
       for _, d in ipairs(results(recs, "info")) do
-        if d.message == "flaky exited with code 3" then deaths[#deaths + 1] = d end
+        if d.message == "flaky exited with code 3" or (d.message or ""):match("^flaky: restart storm") then
+          deaths[#deaths + 1] = d
+        end
       end
       assert.is_true(#deaths >= 2, "deaths: " .. #deaths)
       assert.equal(3, deaths[1].code)
       assert.equal("flaky", deaths[1].name)
       assert.equal(0, deaths[1].restarts)
       assert.equal(1, deaths[2].restarts)
+      assert.equal(2, deaths[2].deaths)
+      assert.matches("^flaky: restart storm: 2 deaths in a row, each within 60s of its start %(last: flaky "
+        .. "exited with code 3%)$", deaths[2].message)
+      if deaths[3] then assert.equal(4, deaths[3].deaths) end
       local r = metrics(recs, "flaky.restarts")
       assert.equal(1, r[1].value)
       assert.equal(2, r[2].value)
@@ -304,8 +311,9 @@ describe("orch.helpers", function()
         end }
       ]], { { name = "keep" } }, 0.0001)
       assert.equal(1, code)
-      assert.same({ "crasher exited with code 1", "crasher exited with code 1", "crasher: gave up after 1 restart" },
-        messages(recs, "error"))
+      assert.same({ "crasher exited with code 1",
+        "crasher: restart storm: 2 deaths in a row, each within 60s of its start (last: crasher exited with code 1)",
+        "crasher: gave up after 1 restart" }, messages(recs, "error"))
     end)
 
     it("fails the event when the program cannot start at all", function()
