@@ -355,7 +355,36 @@ describe("orch.helpers", function()
       assert.is_number(metrics(recs, "proc.me.rss")[1].fields.pid)
       local ghost = messages(recs, "info")
       assert.equal(n, #ghost)
-      assert.equal("proc.ghost: no such process: 2147483000", ghost[1])
+      assert.equal("proc.ghost: not running (no such process: 2147483000)", ghost[1])
+    end)
+
+    it("reports a just-killed process as not running, never as zeros", function()
+      local code, recs, err = run([[
+        local orch = require "orch"
+        local sample = require "orch.helpers.sample"
+        return { chaos = function(result_reporter)
+          local p = orch.spawn({ cmd = { "sleep", "100" } })
+          local s = sample.new({ system = false, processes = { victim = p } })
+          orch.sleep(0.1)
+          s:sample(result_reporter)
+          p:kill("KILL")
+          -- not back on the loop yet: nobody has reaped it, it is a zombie
+          local t = os.clock() + 0.05
+          while os.clock() < t do end
+          s:sample(result_reporter)
+          p:wait()
+          s:sample(result_reporter)
+        end }
+      ]], { { name = "chaos" } }, 0.0001)
+      assert.equal(0, code, err)
+      no_leaks(err)
+      local rss = metrics(recs, "proc.victim.rss")
+      assert.equal(1, #rss)
+      assert.is_true(rss[1].value > 0)
+      local gone = messages(recs, "info")
+      assert.equal(2, #gone)
+      for _, m in ipairs(gone) do assert.matches("^proc%.victim: not running %(", m) end
+      assert.equal("proc.victim: not running (exited)", gone[1])
     end)
 
     it("samples in a loop until the kill switch with sample.run", function()

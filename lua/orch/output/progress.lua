@@ -15,6 +15,7 @@
 -- says) and --no-progress.
 local core = require "orch.core"
 local plan = require "orch.plan"
+local status = require "orch.output.status"
 
 local M = {}
 M.__index = M
@@ -250,6 +251,15 @@ function M:line(segs)
   return table.concat(out)
 end
 
+-- When ev's oldest running invocation started (description time), or nil.
+function M:running_since(ev)
+  local since
+  for _, inv in pairs(ev.running or {}) do
+    if type(inv) == "table" and inv.started and (since == nil or inv.started < since) then since = inv.started end
+  end
+  return since
+end
+
 -- Counts per description second over the last few real seconds.
 function M:rates(runs, results)
   local now = core.hrtime()
@@ -324,7 +334,9 @@ function M:render()
     tot.runs, tot.failures, tot.skipped = tot.runs + st.runs, tot.failures + st.failures, tot.skipped + st.skipped
     tot.running = tot.running + running
   end
-  local room = math.max(3, math.min(12, self.term.rows - 7))
+  -- the area takes at most half the terminal (at least 8 lines): every
+  -- event when they fit, the busiest ones and a "+N more" line otherwise
+  local room = math.max(3, math.max(8, self.term.rows // 2) - 4)
   local shown = list
   if #list > room then
     shown = {}
@@ -341,8 +353,9 @@ function M:render()
   end
   local idw = 5
   for _, e in ipairs(shown) do idw = math.max(idw, math.min(28, width(e.ev.id))) end
-  local fmt = "  %-" .. idw .. "s %7s %6s %6s  %s"
-  lines[#lines + 1] = self:line({ { fmt:format("event", "runs", "fail", "skip", "last"), "dim" } })
+  local fmt = "  %-" .. idw .. "s %7s %5s %5s %5s  %s"
+  lines[#lines + 1] = self:line({ { fmt:format("event", "runs", "fail", "skip", "err", "last"), "dim" } })
+  local ev_errors, ev_restarts = self.console.ev_errors or {}, self.console.ev_restarts or {}
   for _, e in ipairs(shown) do
     local st = e.st
     local last = self.last[e.ev.id]
@@ -352,14 +365,22 @@ function M:render()
       lc = last.status ~= "ok" and "red" or nil
     end
     if e.running > 0 then
-      lt = (e.running == 1 and "running" or ("running x" .. e.running)) .. (lt ~= "" and (", last " .. lt) or "")
+      -- a long-running invocation (a supervised server): for how long,
+      -- and its restarts
+      local since = self:running_since(e.ev)
+      lt = (e.running == 1 and "running" or ("running x" .. e.running))
+        .. (since and (" " .. short(math.max(0, now - since))) or "")
+        .. (ev_restarts[e.ev.id] and (", %d restarts"):format(ev_restarts[e.ev.id]) or "")
+        .. (lt ~= "" and (", last " .. lt) or "")
       lc = lc or "cyan"
     end
+    local nerr = ev_errors[e.ev.id] or 0
     local id = cut(e.ev.id, idw)
     lines[#lines + 1] = self:line({
       ("  %s %7d "):format(id .. (" "):rep(idw - width(id)), st.runs),
-      { ("%6d"):format(st.failures), st.failures > 0 and "boldred" or nil }, " ",
-      { ("%6d"):format(st.skipped), st.skipped > 0 and "yellow" or nil }, "  ",
+      { ("%5d"):format(st.failures), st.failures > 0 and "boldred" or nil }, " ",
+      { ("%5d"):format(st.skipped), st.skipped > 0 and "yellow" or nil }, " ",
+      { ("%5d"):format(nerr), nerr > 0 and "boldred" or nil }, "  ",
       { lt, lc } })
   end
   if #shown < #list then
@@ -374,13 +395,19 @@ function M:render()
   end
 
   -- next firing, rates, totals
-  local r_runs, r_res = self:rates(tot.runs, run.results or 0)
+  local r_runs, r_res = self:rates(tot.runs, (status.results(run)))
   local nt, who = self:next_firing(now)
   local next_text
+  -- "in 20s" is description time: under --time-scale, the wall clock's too
+  local function inn(sec)
+    sec = math.max(0, sec)
+    if run.scale == 1 then return ("in %s"):format(short(sec)) end
+    return ("in %s, %s real"):format(short(sec), short(sec / run.scale))
+  end
   if nt then
-    next_text = ("next %s %s (in %s)"):format(hms(nt), who, short(math.max(0, nt - now)))
+    next_text = ("next %s %s (%s)"):format(hms(nt), who, inn(nt - now))
   elseif not run.stopping then
-    next_text = ("end at %s (in %s)"):format(hms(total), short(math.max(0, total - now)))
+    next_text = ("end at %s (%s)"):format(hms(total), inn(total - now))
   else
     next_text = "no more firings"
   end
