@@ -336,7 +336,7 @@ function M:render()
   end
   -- the area takes at most half the terminal (at least 8 lines): every
   -- event when they fit, the busiest ones and a "+N more" line otherwise
-  local room = math.max(3, math.max(8, self.term.rows // 2) - 4)
+  local room = math.max(3, math.max(8, self.term.rows // 2) - 5)
   local shown = list
   if #list > room then
     shown = {}
@@ -411,10 +411,23 @@ function M:render()
   else
     next_text = "no more firings"
   end
-  lines[#lines + 1] = self:line({ "  ", next_text, { "  |  ", "dim" }, rate(r_runs, "runs"), ", ",
-    rate(r_res, "results"), { "  |  ", "dim" },
-    ("%d runs, "):format(tot.runs), { ("%d failed"):format(tot.failures), tot.failures > 0 and "boldred" or nil },
-    (", %d skipped, %d running"):format(tot.skipped, tot.running) })
+  local totals = { ("%d runs, "):format(tot.runs),
+    { ("%d failed"):format(tot.failures), tot.failures > 0 and "boldred" or nil },
+    (", %d skipped, %d running"):format(tot.skipped, tot.running) }
+  local first = { "  ", next_text, { "  |  ", "dim" }, rate(r_runs, "runs"), ", ", rate(r_res, "results") }
+  local wide = 2 + width(next_text) + 5 + width(rate(r_runs, "runs")) + 2 + width(rate(r_res, "results")) + 5
+    + width(totals[1] .. totals[2][1] .. totals[3])
+  if wide <= self.term.cols - 3 then
+    -- a wide terminal: one line
+    first[#first + 1] = { "  |  ", "dim" }
+    for _, seg in ipairs(totals) do first[#first + 1] = seg end
+    lines[#lines + 1] = self:line(first)
+  else
+    -- 80 columns: the totals on a line of their own, nothing cut off
+    lines[#lines + 1] = self:line(first)
+    table.insert(totals, 1, "  ")
+    lines[#lines + 1] = self:line(totals)
+  end
 
   -- the last error
   if self.last_error then
