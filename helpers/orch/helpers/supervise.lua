@@ -38,12 +38,14 @@
 --                      the run ends, or its group after a death), before
 --                      SIGKILL (default 5)
 --   opts.poll          seconds between looks at the kill switch while the
---                      process runs (default 1)
+--                      process runs (default 1; description time, as the
+--                      grace is)
 -- supervisor:run(kill_switch, result_reporter, [event]) -> restarts
 --   starts the process and keeps it running until the kill switch is set
 --   (or supervisor:stop(), or max_restarts), then stops it.
 -- supervisor.restarts, supervisor.process (the running orch process, or
--- nil), supervisor.history (one { code =, signal =, uptime =, t = } per
+-- nil), supervisor.up (true from its readiness to its death: events that
+-- load it may wait for it through a restart), supervisor.history (one { code =, signal =, uptime =, t = } per
 -- death, uptime in real seconds, t in description seconds since t0).
 -- supervise.run(opts, kill_switch, result_reporter, [event]) -> supervisor
 --
@@ -59,7 +61,7 @@
 -- then again at 2, 4, 8, ... deaths ("<name>: restart storm: N deaths in
 -- a row"), not once per death; "<name> recovered" (info) ends it.
 --
--- Every bound here is real time, whatever --time-scale: back-off,
+-- Every bound here (not poll) is real time, whatever --time-scale: back-off,
 -- reset_after, stop_timeout, the readiness timeout and the uptime measured
 -- (a rehearsal must not turn a 2-second life into 100 s of uptime).
 local orch = require "orch"
@@ -190,7 +192,7 @@ local function real(sec) return sec * orch.time_scale() end
 
 -- Starts the process; nil, message when it cannot start.
 function Supervisor:_start()
-  self.last_stderr, self.log_seen = nil, false
+  self.last_stderr, self.log_seen, self.up = nil, false, false
   local ok, p = pcall(orch.spawn, { cmd = self.cmd, env = self.env, cwd = self.cwd,
                                     on_stdout = self.on_stdout, on_stderr = self.on_stderr })
   if not ok then return nil, (tostring(p):gsub("^.-:%d+: ", "")) end
@@ -222,6 +224,7 @@ end
 -- Stops the running process: SIGTERM, then SIGKILL after stop_timeout.
 function Supervisor:_kill()
   local p = self.process
+  self.up = false
   if not p then return end
   self:_end_group(p)
   self.process = nil
@@ -334,6 +337,7 @@ local function run(self, kill_switch, result_reporter, event)
       first = false
       local ok, why = self:_wait_ready(p, kill_switch)
       if ok then
+        self.up = true
         if self.ready or self.restarts > 0 then
           result_reporter:info(("%s up (pid %d)"):format(self.name, p.pid),
             { name = self.name, pid = p.pid, ready_after = orch.net.clock() - self.started_real })
@@ -347,7 +351,9 @@ local function run(self, kill_switch, result_reporter, event)
       local code, signal
       local recovered = false
       while true do
-        code, signal = p:wait(real(self.poll))
+        -- poll is a schedule (description time): the kill switch is seen
+        -- within the grace, however compressed
+        code, signal = p:wait(self.poll)
         if not (code == nil and signal == "timeout") then break end
         if kill_switch:is_set() or self.stopping then
           self:_kill()
@@ -361,6 +367,7 @@ local function run(self, kill_switch, result_reporter, event)
           self.storm = 0
         end
       end
+      self.up = false
       -- the dead process's group may live on (workers of a killed master)
       self:_end_group(p)
       self.process = nil

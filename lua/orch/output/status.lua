@@ -3,7 +3,6 @@
 -- results total, and the periodic one-line status of `-q` (no live area:
 -- failures and errors as they come, and this line now and then).
 local core = require "orch.core"
-local plan = require "orch.plan"
 
 local M = {}
 
@@ -54,12 +53,12 @@ function M.line(run, last)
   local rate = ""
   if last then
     local dt = (core.hrtime() - last.ns) / 1e9
-    if dt > 0 then rate = (", %.1f results/s real"):format((results - last.results) / dt) end
+    if dt > 0 then rate = (", %.1f/s real"):format((results - last.results) / dt) end
   end
-  local text = ("%s  status: %s / %s  %d%%  %d runs, %d failed, %d skipped, %d results (%d error%s)%s"):format(
-    plan.clock(now), hms(math.min(now, run.total)), hms(run.total),
-    math.floor(math.min(1, now / math.max(run.total, 1e-9)) * 100), runs, failures, skipped,
-    results, errors, errors == 1 and "" or "s", rate)
+  -- within 80 columns: the counts that are not zero, failures and errors always
+  local text = ("%s/%s  %d runs, %d failed%s  %d results, %d error%s%s"):format(
+    hms(math.min(now, run.total)), hms(run.total), runs, failures,
+    skipped > 0 and (", %d skipped"):format(skipped) or "", results, errors, errors == 1 and "" or "s", rate)
   return text, { ns = core.hrtime(), results = results }
 end
 
