@@ -527,6 +527,7 @@ describe("orch.schema", function()
         "| `events[i].timeout_sec` | number > 0 | none | an invocation running longer is cancelled and fails |",
         '| `events[i].concurrency` | `"forbid"`, `"allow"`, `"replace"` | `"forbid"` | a firing while the previous invocation still runs: skip it (recorded as skipped), run both, or cancel the old one |',
         "| `events[i].id` | string | `name` | distinguishes two entries of the same event with different params |",
+        "| `events[i].after` | array of event ids | `[]` | this event first fires once each named event is ready; at the end it stops first |",
       }, "\n") .. "\n", schema.render_markdown())
     end)
   end)
