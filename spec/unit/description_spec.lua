@@ -67,13 +67,13 @@ describe("orch.description", function()
           { name = "start_playback", id = "start_playback", interval = 300,
             interval_key = "interval_sec", at_startup = true, at_teardown = false,
             params = { video_path = "/home/orch-tests/video-files/high_res_clip.mp4" },
-            concurrency = "forbid", index = 1, path = "events[0]", line = 6, col = 5 },
+            concurrency = "forbid", index = 1, path = "events[0]", line = 6, col = 5, after = {} },
           { name = "start_streamer", id = "start_streamer", at_startup = true,
             at_teardown = false, params = {}, concurrency = "forbid", index = 2,
-            path = "events[1]", line = 15, col = 5 },
+            path = "events[1]", line = 15, col = 5, after = {} },
           { name = "collect_system_report", id = "collect_system_report",
             at_startup = false, at_teardown = true, params = {}, concurrency = "forbid",
-            index = 3, path = "events[2]", line = 19, col = 5 },
+            index = 3, path = "events[2]", line = 19, col = 5, after = {} },
         },
       }, desc)
       assert.same({ line = 12, col = 23, key_line = 12, key_col = 9, kind = "string" }, {
@@ -535,7 +535,7 @@ describe("orch.schema", function()
   describe("key_names", function()
     it("lists the valid keys of an event in order", function()
       assert.same({ "name", "interval_sec", "interval_min", "interval_hour", "at_startup",
-        "at_teardown", "params", "timeout_sec", "concurrency", "id" }, schema.key_names(schema.event))
+        "at_teardown", "params", "timeout_sec", "concurrency", "id", "after" }, schema.key_names(schema.event))
     end)
   end)
 end)
