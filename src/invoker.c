@@ -141,7 +141,7 @@ static int can_fire(invoker *inv) {
  * slot for it and keys of its own were three more cache misses a firing
  * at 10,000 events (BENCHMARKS.md). */
 enum { EV_NAME = 1, EV_ID, EV_ITERATION, EV_PHASE, EV_SCHEDULED, EV_STARTUP, EV_INTERVAL,
-       EV_KEYS = EV_INTERVAL };
+       EV_KEYS = EV_INTERVAL, EV_MT /* the table's metatable (event:ready()), beside the keys */ };
 enum { EV_NAME_V = 1, EV_ID_V, EV_VALUES = EV_ID_V }; /* after the arguments */
 
 /* The `event` built-in, as engine.lua's Run:value makes it; store is the
@@ -168,7 +168,7 @@ static void push_event(lua_State *co, int store, invoker *inv, ftask *ft) {
   else lua_pushnumber(co, scheduled);
   lua_rawset(co, -3);
   if (inv->event_mt_ref != LUA_NOREF) {
-    lua_rawgeti(co, LUA_REGISTRYINDEX, inv->event_mt_ref);
+    lua_rawgeti(co, store, EV_MT); /* the store's head, in cache: not a registry slot per invoker */
     lua_setmetatable(co, -2);
   }
 }
@@ -463,8 +463,12 @@ static int l_set_args(lua_State *L) {
         lua_pushstring(L, keys[i - EV_NAME]);
         lua_rawseti(L, -2, i);
       }
+      if (inv->event_mt_ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, inv->event_mt_ref); /* one for the whole run */
+        lua_rawseti(L, -2, EV_MT);
+      }
       c->args_store = luaL_ref(L, LUA_REGISTRYINDEX);
-      c->args_next = EV_KEYS + 1; /* so args_at is never 0, "none" */
+      c->args_next = EV_MT + 1; /* so args_at is never 0, "none" */
     }
     inv->fn_at = inv->nargs + (inv->nevent > 0 ? EV_VALUES : 0) + 1;
     at = c->args_next - 1;
