@@ -83,15 +83,23 @@ end)
 
 -- ---- the servers: started first, ready once they answer -------------------
 
--- death_level: "info" while the chaos events' kills are expected and no
--- check owns them; "error" once a check does (see the README).
-function M.redis_server(redis, death_level, event, kill_switch, result_reporter)
-  redis.level = death_level
+-- A death the chaos events cause is expected: an error when a check owns
+-- the server's errors (`"stat": "errors"` on its event: the check's limit
+-- decides), else info, so that it does not fail the run.
+local function death_level(description, id)
+  for _, c in ipairs(description.checks or {}) do
+    if c.event == id and (c.stat == "errors" or c.stat == "error_rate") then return "error" end
+  end
+  return "info"
+end
+
+function M.redis_server(redis, description, event, kill_switch, result_reporter)
+  redis.level = death_level(description, event.id)
   redis:run(kill_switch, result_reporter, event)
 end
 
-function M.nginx_server(nginx, death_level, event, kill_switch, result_reporter)
-  nginx.level = death_level
+function M.nginx_server(nginx, description, event, kill_switch, result_reporter)
+  nginx.level = death_level(description, event.id)
   nginx:run(kill_switch, result_reporter, event)
 end
 

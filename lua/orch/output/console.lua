@@ -133,8 +133,8 @@ function M:summary(run, status)
     list[#list + 1] = st
   end
   local rows, tot = report.summary_rows(list)
-  local cols = math.max(60, self.term.redraw and self.term.cols or 80)
-  rows = words.fit_rows(rows, cols - 1)
+  -- on a terminal, within its width (no wrapped rows); a pipe keeps them whole
+  if self.term.redraw then rows = words.fit_rows(rows, math.max(60, self.term.cols) - 1) end
   local now = core.now()
   self:line("")
   self:line(self:paint("bold", ("summary of %s (%s after %s of %s):"):format(

@@ -93,6 +93,28 @@ function M.real_durations(st, scale)
   return copy
 end
 
+-- A list of events' figures (Stats or summaries) with durations in real
+-- seconds, for report.summary_rows: `orchlua report` prints what the
+-- console printed.
+function M.real_list(list, scale)
+  if scale == 1 then return list end
+  local out = {}
+  for i, st in ipairs(list) do
+    if st.summarised then
+      out[i] = M.real_durations(st, scale)
+    else
+      local d, l = st.duration, st.lateness
+      out[i] = { id = st.id, runs = st.runs, failures = st.failures, skipped = st.skipped,
+                 timeouts = st.timeouts, summarised = true,
+                 dur_p50 = d.n > 0 and d:percentile(50) / scale or nil,
+                 dur_p99 = d.n > 0 and d:percentile(99) / scale or nil,
+                 dur_max = d.n > 0 and d.max / scale or nil,
+                 late_p99 = l.n > 0 and l:percentile(99) or nil, late_max = l.n > 0 and l.max or nil }
+    end
+  end
+  return out
+end
+
 local function width(s) return utf8.len(s) or #s end
 
 -- The widest cell of each column.
