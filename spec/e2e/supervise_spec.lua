@@ -149,6 +149,48 @@ describe("supervise with redis-server", function()
   end)
 end)
 
+describe("supervise's readiness probes", function()
+  it("a log line: ready once the server says so on stdout; an HTTP URL that never answers: an error and a restart", function()
+    local port = free_port()
+    local code, recs, err = run(([[
+local orch = require "orch"
+local supervise = require "orch.helpers.supervise"
+local PORT = %d
+return {
+  server = function(event, kill_switch, result_reporter)
+    supervise.run({ name = "redis", cmd = { "redis-server", "--bind", "127.0.0.1", "--port", tostring(PORT),
+                    "--save", "", "--appendonly", "no" }, ready = { log = "Ready to accept connections" } },
+                  kill_switch, result_reporter, event)
+  end,
+  ping = function(result_reporter)
+    local conn = assert(orch.net.connect("127.0.0.1", PORT, { timeout = 2 }))
+    conn:write("PING\r\n")
+    result_reporter:info("ping " .. tostring(conn:read(2)):gsub("%%s+$", ""))
+    conn:close()
+  end,
+  deaf = function(event, kill_switch, result_reporter)
+    -- listens nowhere: the HTTP probe never passes
+    supervise.run({ name = "deaf", cmd = { "sleep", "100" }, ready = { http = "http://127.0.0.1:1/", timeout = 0.3 },
+                    max_restarts = 1, backoff = 0.05 }, kill_switch, result_reporter, event)
+  end,
+}
+]]):format(port), {
+      { name = "server" },
+      { name = "ping", after = { "server" } },
+      { name = "deaf" },
+    }, 2 / 3600)
+    assert.equal(1, code, err)
+    local msgs = messages(recs)
+    local up, ping = find(msgs, "^redis up "), find(msgs, "^ping %+PONG$")
+    assert.truthy(up and ping, table.concat(msgs, "\n"))
+    assert.is_true(up < ping)
+    local errors = messages(recs, "error")
+    assert.truthy(find(errors, "^deaf: not ready after 0%.3s %(real%): .+: restarting it$"), table.concat(errors, "\n"))
+    assert.is_nil(find(msgs, "^deaf up"))
+    assert.equal(0, alive(port))
+  end)
+end)
+
 describe("supervise under --time-scale", function()
   it("measures uptime and waits its back-off in real time; a storm is one growing error", function()
     local code, recs, err = run([[
