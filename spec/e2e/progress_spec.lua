@@ -182,7 +182,7 @@ describe("the live status area", function()
     assert.matches("^  slowpoke +%d+ +0 +[1-9]%d* +0 +running [%d.]+s", ls[top + 5])
     assert.matches("^  final +0 +0 +0 +0$", ls[top + 6])
     -- the rates are live (results too), "in" says the real time beside
-    assert.matches("^  next 0:00:%d%d %a+ %(in [%d.]+s, [%d.]+s real%)  |  [%d.]+ runs/s, [%d.]*[1-9][%d.]* results/s$",
+    assert.matches("^  next 0:00:%d%d %a+ %(in [%d.]+s, [%d.]+s real%)  |  [%d.]+ runs/s, [%d.]*[1-9][%d.]* results/s real$",
       ls[top + 7])
     assert.matches("^  %d+ runs, 1 failed, %d+ skipped, %d running$", ls[top + 8])
     assert.matches("^  last error 0:00:06%.%d+ boom #2 error: events/ev.lua:7: kaboom at 2$", ls[top + 9])
@@ -299,6 +299,6 @@ describe("the live status area", function()
     end
     assert.equal(10, #ids)
     assert.is_nil(s:find("more events", 1, true))
-    assert.matches("\n  next [^\n]+ results/s  |  %d+ runs, 0 failed, 0 skipped, %d+ running\n", s)
+    assert.matches("\n  next [^\n]+ results/s real  |  %d+ runs, 0 failed, 0 skipped, %d+ running\n", s)
   end)
 end)

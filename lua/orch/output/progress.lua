@@ -1,9 +1,10 @@
 -- orch.output.progress: the live status area at the bottom of a terminal.
 --
 -- One block of lines, redrawn in place: the elapsed and total description
--- time with a bar, runs/failures/skipped per event (the busiest few when
--- there are many), the next firing, runs and results per second, and the
--- last error.  Console lines go through above(): the area is erased, the
+-- time with a bar, runs/failures/skipped/error results per event (every
+-- one when they fit in half the terminal, else the failing, the running
+-- and the busiest), the next firing (with the real time to it under
+-- --time-scale), runs and results per real second, and the last error.  Console lines go through above(): the area is erased, the
 -- line written, and the area drawn again on the next loop iteration, so
 -- lines scroll above it and it never tears.  Its content is rendered at
 -- most five times a second by a core.timer, which it closes itself once
@@ -218,7 +219,7 @@ local function dur(v)
   return ("%.2fs"):format(v)
 end
 
--- A rate per description second, in the unit that reads best.
+-- A rate per second, in the unit that reads best.
 local function rate(per_sec, what)
   if per_sec == nil then return "- " .. what .. "/s" end
   if per_sec >= 0.05 or per_sec == 0 then return ("%.1f %s/s"):format(per_sec, what) end
@@ -260,7 +261,7 @@ function M:running_since(ev)
   return since
 end
 
--- Counts per description second over the last few real seconds.
+-- Counts per real second over the last few real seconds.
 function M:rates(runs, results)
   local now = core.hrtime()
   local s = self.samples
@@ -271,7 +272,8 @@ function M:rates(runs, results)
   for i = #s - 1, 1, -1 do
     if runs - s[i].runs >= 10 and now - s[i].ns >= 2e9 or now - s[i].ns >= 5e9 then base = s[i] break end
   end
-  local dt = (now - base.ns) / 1e9 * self.run.scale
+  -- per real second: what the person watching sees go by
+  local dt = (now - base.ns) / 1e9
   if dt <= 0 then return nil, nil end
   return (runs - base.runs) / dt, (results - base.results) / dt
 end
@@ -342,8 +344,13 @@ function M:render()
     shown = {}
     local sorted = {}
     for i, e in ipairs(list) do sorted[i] = e end
+    local errs = self.console.ev_errors or {}
     table.sort(sorted, function(a, b)
       if a.st.failures ~= b.st.failures then return a.st.failures > b.st.failures end
+      local ea, eb = errs[a.ev.id] or 0, errs[b.ev.id] or 0
+      if ea ~= eb then return ea > eb end
+      -- a long-running invocation (a supervised server) stays in view
+      if (a.running > 0) ~= (b.running > 0) then return a.running > 0 end
       local ba, bb = a.st.runs + a.st.skipped + a.running, b.st.runs + b.st.skipped + b.running
       if ba ~= bb then return ba > bb end
       return a.i < b.i
@@ -370,7 +377,8 @@ function M:render()
       local since = self:running_since(e.ev)
       lt = (e.running == 1 and "running" or ("running x" .. e.running))
         .. (since and (" " .. short(math.max(0, now - since))) or "")
-        .. (ev_restarts[e.ev.id] and (", %d restarts"):format(ev_restarts[e.ev.id]) or "")
+        .. (ev_restarts[e.ev.id] and (", %d restart%s"):format(ev_restarts[e.ev.id],
+          ev_restarts[e.ev.id] == 1 and "" or "s") or "")
         .. (lt ~= "" and (", last " .. lt) or "")
       lc = lc or "cyan"
     end
@@ -414,8 +422,9 @@ function M:render()
   local totals = { ("%d runs, "):format(tot.runs),
     { ("%d failed"):format(tot.failures), tot.failures > 0 and "boldred" or nil },
     (", %d skipped, %d running"):format(tot.skipped, tot.running) }
-  local first = { "  ", next_text, { "  |  ", "dim" }, rate(r_runs, "runs"), ", ", rate(r_res, "results") }
-  local wide = 2 + width(next_text) + 5 + width(rate(r_runs, "runs")) + 2 + width(rate(r_res, "results")) + 5
+  local res_text = rate(r_res, "results") .. (run.scale ~= 1 and " real" or "")
+  local first = { "  ", next_text, { "  |  ", "dim" }, rate(r_runs, "runs"), ", ", res_text }
+  local wide = 2 + width(next_text) + 5 + width(rate(r_runs, "runs")) + 2 + width(res_text) + 5
     + width(totals[1] .. totals[2][1] .. totals[3])
   if wide <= self.term.cols - 3 then
     -- a wide terminal: one line
