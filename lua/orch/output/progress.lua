@@ -4,8 +4,9 @@
 -- time with a bar, runs/failures/skipped/error results per event (every
 -- one when they fit in half the terminal, else the failing, the running
 -- and the busiest), the next firing (with the real time to it under
--- --time-scale), runs and results per real second, and the last error.  Console lines go through above(): the area is erased, the
--- line written, and the area drawn again on the next loop iteration, so
+-- --time-scale), runs and results per real second, and the last error.
+-- Console lines go through above(): the area is erased, the line
+-- written, and the area drawn again on the next loop iteration, so
 -- lines scroll above it and it never tears.  Its content is rendered at
 -- most five times a second by a core.timer, which it closes itself once
 -- the run's reporter is done (an open repeating timer would keep the loop,
