@@ -191,7 +191,8 @@ local function desc_file(name, tbl)
 end
 
 local function orchlua_argv(name, sources, extra)
-  local a = { ORCHLUA, "run", name, "--descriptions", DESC, "--sources", sources, "-q" }
+  -- -qq: failures only, no periodic status line (-q has one)
+  local a = { ORCHLUA, "run", name, "--descriptions", DESC, "--sources", sources, "-qq" }
   for _, x in ipairs(extra or {}) do a[#a + 1] = x end
   return a
 end
@@ -419,7 +420,7 @@ local function startup(id, title)
       local argv
       if prog == "orchlua" then
         argv = { ORCHLUA, "run", "my_orchestration_test", "--hours", "0.01", "--time-scale", "3600",
-                 "-q", "--report", report }
+                 "-qq", "--report", report }
       elseif prog == "purelua" then
         argv = { "lua5.4", "bench/purelua.lua", "descriptions/my_orchestration_test.json", "--sources",
                  "events/demo.lua,events/playback.lua", "--hours", "0.01", "--time-scale", "3600",

@@ -243,6 +243,8 @@ task *sched_current(lua_State *L);    /* the task whose coroutine is L, or NULL 
 void sched_timer_wait(task *t, uint64_t ms, int pushes);
 void sched_set_timeout(task *t, uint64_t ms); /* status "timeout" ms after it started */
 uint64_t sched_real_ms(orch_core *c, double desc_sec);
+/* a bound on real work (a timeout): never shorter than desc_sec real */
+uint64_t sched_bound_ms(orch_core *c, double desc_sec);
 uint64_t sched_timeout_from(orch_core *c, uint64_t from_ns, uint64_t ms);
 void sched_shutdown(orch_core *c); /* before lua_close */
 void sched_close(orch_core *c);    /* after lua_close */

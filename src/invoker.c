@@ -45,6 +45,7 @@ struct invoker {
   int done_ref;      /* engine: done(tag, status, err, k, late_ns, started, phase) */
   int progress_ref;  /* engine: progress(), after each fast end once notify is set */
   int tag_ref;       /* what core.current() returns inside the event */
+  int event_mt_ref;  /* the `event` table's metatable (event:ready()), or none */
   int writer_ref;
   writer *const *wslot; /* the report writer (NULL once closed), or NULL */
   char *mid;         /* ,"event":...,"id":...,"iteration": */
@@ -140,7 +141,7 @@ static int can_fire(invoker *inv) {
  * every invoker, the keys shared, so that a firing touches few cold cache
  * lines (bench w1c; bench/HISTORY.md). */
 enum { EV_NAME = 1, EV_ID, EV_ITERATION, EV_PHASE, EV_SCHEDULED, EV_STARTUP, EV_INTERVAL,
-       EV_KEYS = EV_INTERVAL };
+       EV_KEYS = EV_INTERVAL, EV_MT /* the table's metatable (event:ready()), beside the keys */ };
 enum { EV_NAME_V = 1, EV_ID_V, EV_VALUES = EV_ID_V }; /* after the arguments */
 
 /* The `event` built-in, as engine.lua's Run:value makes it; store is the
@@ -166,6 +167,10 @@ static void push_event(lua_State *co, int store, invoker *inv, ftask *ft) {
   if (scheduled == (double)(lua_Integer)scheduled) lua_pushinteger(co, (lua_Integer)scheduled);
   else lua_pushnumber(co, scheduled);
   lua_rawset(co, -3);
+  if (inv->event_mt_ref != LUA_NOREF) {
+    lua_rawgeti(co, store, EV_MT); /* the store's head, in cache: not a registry slot per invoker */
+    lua_setmetatable(co, -2);
+  }
 }
 
 /* now: the clock read that found the firing due; the body starts from it.
@@ -219,7 +224,7 @@ static void fast_fire(invoker *inv, lua_Integer k, uint64_t now, uint64_t late_n
   inv->nrunning++;
   c->invoker_running++;
   c->live_tasks++;
-  if (inv->timeout_sec > 0) sched_set_timeout(t, sched_real_ms(c, inv->timeout_sec));
+  if (inv->timeout_sec > 0) sched_set_timeout(t, sched_bound_ms(c, inv->timeout_sec));
   /* a firing from the loop runs at once; the others (the startup
    * firings, a flush at the end), started from the engine's Lua, wait for
    * the idle pass */
@@ -270,6 +275,12 @@ static void write_record(invoker *inv, ftask *ft, double t, double duration) {
   r |= jsonw_number(b, ft->started);
   r |= JSONW_LIT(b, ",\"duration\":");
   r |= jsonw_number(b, duration);
+  /* under --time-scale, the wall clock's duration too (DESIGN: every
+   * duration says its clock) */
+  if (c->scale != 1) {
+    r |= JSONW_LIT(b, ",\"duration_real\":");
+    r |= jsonw_number(b, duration / c->scale);
+  }
   r |= JSONW_LIT(b, ",\"lateness\":");
   r |= jsonw_number(b, (double)ft->late_ns / 1e9 * c->scale);
   r |= JSONW_LIT(b, ",\"status\":\"ok\"}\n");
@@ -355,7 +366,7 @@ static double opt_num(lua_State *L, const char *field, double dflt) {
 }
 
 /* core.invoker{fn, event, id, interval, timeout, concurrency,
- *   writer, fire, done, progress, tag} -> invoker */
+ *   writer, fire, done, progress, tag, event_mt} -> invoker */
 static int l_core_invoker(lua_State *L) {
   static const char *const conc[] = {"allow", "forbid", "replace", NULL};
   orch_core *c = core_get(L);
@@ -370,7 +381,7 @@ static int l_core_invoker(lua_State *L) {
   inv->core = c;
   inv->self_ref = inv->fn_ref = inv->slow_ref = inv->done_ref = LUA_NOREF;
   inv->progress_ref = inv->tag_ref = inv->writer_ref = LUA_NOREF;
-  inv->name_ref = inv->id_ref = LUA_NOREF;
+  inv->name_ref = inv->id_ref = inv->event_mt_ref = LUA_NOREF;
   list_init(&inv->running);
   luaL_setmetatable(L, INVOKER_MT);
   stats_push_new(L);
@@ -393,6 +404,7 @@ static int l_core_invoker(lua_State *L) {
   inv->done_ref = opt_ref(L, "done", LUA_TFUNCTION);
   inv->progress_ref = opt_ref(L, "progress", LUA_TFUNCTION);
   inv->tag_ref = opt_ref(L, "tag", LUA_TTABLE);
+  inv->event_mt_ref = opt_ref(L, "event_mt", LUA_TTABLE);
   inv->interval = opt_num(L, "interval", 0);
   inv->timeout_sec = opt_num(L, "timeout", 0);
   lua_getfield(L, 1, "concurrency");
@@ -457,8 +469,12 @@ static int l_set_args(lua_State *L) {
         lua_pushstring(L, keys[i - EV_NAME]);
         lua_rawseti(L, -2, i);
       }
+      if (inv->event_mt_ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, inv->event_mt_ref); /* one for the whole run */
+        lua_rawseti(L, -2, EV_MT);
+      }
       c->args_store = luaL_ref(L, LUA_REGISTRYINDEX);
-      c->args_next = EV_KEYS + 1; /* so args_at is never 0, "none" */
+      c->args_next = EV_MT + 1; /* so args_at is never 0, "none" */
     }
     inv->fn_at = inv->nargs + (inv->nevent > 0 ? EV_VALUES : 0) + 1;
     at = c->args_next - 1;
@@ -577,6 +593,7 @@ static int l_close(lua_State *L) {
   ref_free(L, &inv->writer_ref);
   ref_free(L, &inv->name_ref);
   ref_free(L, &inv->id_ref);
+  ref_free(L, &inv->event_mt_ref);
   inv->wslot = NULL;
   if (inv->nrunning == 0) {
     ref_free(L, &inv->tag_ref);

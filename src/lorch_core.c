@@ -86,6 +86,12 @@ static int l_core_trim_threads(lua_State *L) {
   return 0;
 }
 
+/* core.time_scale(): --time-scale (1 without it). */
+static int l_core_time_scale(lua_State *L) {
+  lua_pushnumber(L, core_get(L)->scale);
+  return 1;
+}
+
 /* core.now(): description seconds since t0. */
 static int l_core_now(lua_State *L) {
   orch_core *c = core_get(L);
@@ -314,13 +320,14 @@ static int l_core_sleep(lua_State *L) {
   return sched_wait(L, t);
 }
 
-/* task:set_timeout(desc_sec): cancel with status "timeout" after sec,
- * whether the task waits (a timer) or computes (the count hook). */
+/* task:set_timeout(sec): cancel with status "timeout" after sec (never
+ * less real time: sched_bound_ms), whether the task waits (a timer) or
+ * computes (the count hook). */
 static int l_task_set_timeout(lua_State *L) {
   task *t = check_task(L, 1);
   double sec = luaL_checknumber(L, 2);
   if (t->state == T_DONE) return 0;
-  sched_set_timeout(t, sched_real_ms(t->core, sec));
+  sched_set_timeout(t, sched_bound_ms(t->core, sec));
   return 0;
 }
 
@@ -919,6 +926,7 @@ int luaopen_orch_core(lua_State *L) {
                                       {NULL, NULL}};
   static const luaL_Reg funcs[] = {
       {"start_clock", l_core_start_clock}, {"now", l_core_now},
+      {"time_scale", l_core_time_scale},
       {"reserve_threads", l_core_reserve_threads}, {"trim_threads", l_core_trim_threads},
       {"hrtime", l_core_hrtime}, {"wall", l_core_wall},
       {"iso8601", l_core_iso8601}, {"ts", l_core_ts}, {"stamp", l_core_stamp},

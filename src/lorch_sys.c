@@ -7,6 +7,11 @@
  *   sys.cpu_times()           cumulative CPU seconds from /proc/stat
  *   sys.memory()              {total, available, free, used, percent, swap_total, swap_free}
  *   sys.loadavg()             l1, l5, l15
+ *   sys.group(pgid)           the live (not zombie) pids of a process group
+ *   sys.listeners([port])     TCP sockets listening (tcp and tcp6), on port
+ *                             or all: { {port =, inode =, pids = {...}} },
+ *                             pids: the processes holding each (from
+ *                             /proc/PID/fd; only those orchlua may read)
  *   sys.process(target, [interval_sec])
  *                             target: a pid or a spawned process (anything
  *                             with a pid field).  {pid, name, state, ppid,
@@ -405,11 +410,121 @@ static int l_pid(lua_State *L) {
   return 1;
 }
 
+/* The pgrp and state of pid from /proc/PID/stat; -1 when gone. */
+static int stat_pgrp(int pid, char *state) {
+  char path[64], buf[512];
+  const char *rp;
+  int ppid, pgrp;
+  ssize_t n;
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  if ((n = read_small(path, buf, sizeof buf)) <= 0) return -1;
+  if ((rp = strrchr(buf, ')')) == NULL || sscanf(rp + 1, " %c %d %d", state, &ppid, &pgrp) != 3)
+    return -1;
+  return pgrp;
+}
+
+/* sys.group(pgid) -> { pid, ... }: the members still alive */
+static int l_group(lua_State *L) {
+  int pgid = (int)luaL_checkinteger(L, 1);
+  DIR *d = opendir("/proc");
+  struct dirent *e;
+  lua_Integer n = 0;
+  lua_newtable(L);
+  if (d == NULL) return 1;
+  while ((e = readdir(d)) != NULL) {
+    int pid = atoi(e->d_name);
+    char state;
+    if (pid <= 0 || stat_pgrp(pid, &state) != pgid || state == 'Z' || state == 'X') continue;
+    lua_pushinteger(L, pid);
+    lua_rawseti(L, -2, ++n);
+  }
+  closedir(d);
+  return 1;
+}
+
+/* Listening sockets of /proc/net/FILE on port (0: any) into the table at
+ * -1: { {port, inode, pids = {}} }, keyed also by inode at the index
+ * `by_inode`. */
+static void read_listeners(lua_State *L, const char *file, int port, int by_inode) {
+  char line[512];
+  FILE *f = fopen(file, "r");
+  if (f == NULL) return;
+  if (fgets(line, sizeof line, f) == NULL) { fclose(f); return; } /* the header */
+  while (fgets(line, sizeof line, f) != NULL) {
+    char local[128];
+    unsigned st, lport;
+    unsigned long inode;
+    const char *colon;
+    /* sl local rem st tx:rx tr:when retrnsmt uid timeout inode */
+    if (sscanf(line, " %*s %127s %*s %x %*s %*s %*s %*s %*s %lu", local, &st, &inode) != 3) continue;
+    if (st != 0x0A || (colon = strrchr(local, ':')) == NULL) continue; /* 0A: LISTEN */
+    lport = (unsigned)strtoul(colon + 1, NULL, 16);
+    if (port != 0 && (int)lport != port) continue;
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, (lua_Integer)lport);
+    lua_setfield(L, -2, "port");
+    lua_pushinteger(L, (lua_Integer)inode);
+    lua_setfield(L, -2, "inode");
+    lua_newtable(L);
+    lua_setfield(L, -2, "pids");
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, -3, (lua_Integer)luaL_len(L, -3) + 1);
+    lua_rawseti(L, by_inode, (lua_Integer)inode);
+  }
+  fclose(f);
+}
+
+/* sys.listeners([port]) -> { {port =, inode =, pids = {...}} } */
+static int l_listeners(lua_State *L) {
+  int port = (int)luaL_optinteger(L, 1, 0);
+  DIR *d;
+  struct dirent *e;
+  int by_inode;
+  lua_settop(L, 1);
+  lua_newtable(L);
+  by_inode = lua_gettop(L);
+  lua_newtable(L);                                      /* [port by_inode list] */
+  read_listeners(L, "/proc/net/tcp", port, by_inode);
+  read_listeners(L, "/proc/net/tcp6", port, by_inode);
+  if (luaL_len(L, -1) == 0 || (d = opendir("/proc")) == NULL) return 1;
+  while ((e = readdir(d)) != NULL) {
+    char path[64];
+    int pid = atoi(e->d_name);
+    DIR *fd;
+    struct dirent *fe;
+    if (pid <= 0) continue;
+    snprintf(path, sizeof path, "/proc/%d/fd", pid);
+    if ((fd = opendir(path)) == NULL) continue;
+    while ((fe = readdir(fd)) != NULL) {
+      char lp[300], target[64];
+      ssize_t n;
+      unsigned long inode;
+      if (fe->d_name[0] == '.') continue;
+      snprintf(lp, sizeof lp, "/proc/%d/fd/%s", pid, fe->d_name);
+      n = readlink(lp, target, sizeof target - 1);
+      if (n <= 0) continue;
+      target[n] = '\0';
+      if (sscanf(target, "socket:[%lu]", &inode) != 1) continue;
+      if (lua_rawgeti(L, by_inode, (lua_Integer)inode) == LUA_TTABLE) {
+        lua_getfield(L, -1, "pids");                    /* [.. entry pids] */
+        lua_pushinteger(L, pid);
+        lua_rawseti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);
+        lua_pop(L, 1);
+      }
+      lua_pop(L, 1);
+    }
+    closedir(fd);
+  }
+  closedir(d);
+  return 1;
+}
+
 int luaopen_orch_sys(lua_State *L);
 int luaopen_orch_sys(lua_State *L) {
   static const luaL_Reg fns[] = {{"cpu", l_cpu},         {"cpu_times", l_cpu_times},
                                  {"memory", l_memory},   {"loadavg", l_loadavg},
                                  {"process", l_process}, {"pid", l_pid},
+                                 {"group", l_group},     {"listeners", l_listeners},
                                  {NULL, NULL}};
   luaL_newlib(L, fns);
   return 1;

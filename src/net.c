@@ -9,7 +9,8 @@
  * Two error channels, as in the rest of orch.core: misuse (a bad port, a
  * second reader, a helper called outside a task) raises; a network failure
  * returns nil, message, code ("ECONNREFUSED"), and a timeout returns nil,
- * "timeout".  Timeouts are description seconds, as every time in orch.core.
+ * "timeout".  Timeouts bound real work: never shorter than as many real
+ * seconds (sched_bound_ms), whatever --time-scale.
  *
  * Lifecycle (src/handle.c): the uv_tcp_t is malloc'd apart from the
  * userdata and freed in its close callback; the userdata points at it and
@@ -297,7 +298,7 @@ static int l_core_tcp_connect(lua_State *L) {
   }
   t->on_wait_cancel = connect_cancel;
   t->wait_data = op;
-  if (timeout >= 0) sched_timer_wait(t, sched_real_ms(t->core, timeout), 2);
+  if (timeout >= 0) sched_timer_wait(t, sched_bound_ms(t->core, timeout), 2);
   return sched_wait(L, t);
 }
 
@@ -397,7 +398,7 @@ static int l_conn_read(lua_State *L) {
   c->reader = t;
   t->on_wait_cancel = read_cancel;
   t->wait_data = c;
-  if (timeout > 0) sched_timer_wait(t, sched_real_ms(t->core, timeout), 2);
+  if (timeout > 0) sched_timer_wait(t, sched_bound_ms(t->core, timeout), 2);
   return sched_wait(L, t);
 }
 
@@ -468,7 +469,7 @@ static int l_conn_write(lua_State *L) {
   list_push(&c->writes, &w->node);
   t->on_wait_cancel = write_cancel;
   t->wait_data = w;
-  if (timeout >= 0) sched_timer_wait(t, sched_real_ms(t->core, timeout), 2);
+  if (timeout >= 0) sched_timer_wait(t, sched_bound_ms(t->core, timeout), 2);
   return sched_wait(L, t);
 }
 

@@ -43,6 +43,15 @@ uint64_t sched_real_ms(orch_core *c, double desc_sec) {
   return (uint64_t)(ms + 0.5);
 }
 
+/* --time-scale compresses the schedule, never a bound on real work: a
+ * rehearsal must not time out where the real run would pass. */
+uint64_t sched_bound_ms(orch_core *c, double desc_sec) {
+  double ms = desc_sec * 1000.0 / (c->scale < 1 ? c->scale : 1);
+  if (ms <= 0) return 0;
+  if (ms > 1e15) ms = 1e15;
+  return (uint64_t)(ms + 0.5);
+}
+
 /* msghandler for sched_call: any error value becomes a string with a
  * traceback, as lua.c does. */
 static int msghandler(lua_State *L) {

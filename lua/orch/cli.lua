@@ -9,7 +9,7 @@ local VERSION = "unknown"
 
 local USAGE = [[
 usage: orchlua run NAME|FILE.json [--hours H] [--time-scale X] [--report FILE.jsonl]
-                                  [--junit FILE.xml] [--html FILE.html] [--fail-fast] [-q|-v]
+                                  [--junit FILE.xml] [--html FILE.html] [--fail-fast] [-q|-qq|-v]
                                   [--no-progress]
        orchlua report RUN.jsonl [--html FILE.html]    the summary (and HTML report) of a --report file
        orchlua report A.jsonl B.jsonl [--threshold PCT] [--higher-is-better NAMES]
@@ -34,7 +34,9 @@ orchlua run NAME|FILE.json [options]
   --html FILE        write a self-contained HTML report at the end (timeline, durations,
                      lateness, metrics, errors); opens offline
   --fail-fast        start the orderly stop at the first failure
-  -q, -v             fewer / more console lines
+  -q                 failures, errors and a one-line status now and then
+  -qq                failures and errors only
+  -v                 more console lines (debug logs, full tracebacks)
   --no-progress      no live status area (there is none unless stdout is a terminal;
                      NO_COLOR turns colours off, TERM=dumb the area and the colours)
   --grace SEC        seconds running events get after the kill switch (config grace_sec)
@@ -109,6 +111,7 @@ local FLAGS = {
   ["--fail-fast"] = { "fail_fast", false, { run = true } },
   ["--no-progress"] = { "no_progress", false, { run = true } },
   ["-q"] = { "quiet", false, { run = true } }, ["--quiet"] = { "quiet", false, { run = true } },
+  ["-qq"] = { "quieter", false, { run = true } },
   ["-v"] = { "verbose", false }, ["--verbose"] = { "verbose", false },
   ["-h"] = { "help", false }, ["--help"] = { "help", false },
   ["--version"] = { "version", false }, ["-V"] = { "version", false },
@@ -446,7 +449,10 @@ function cmd.run(a)
   local hours = number_opt(o, "hours", "--hours")
   local scale = number_opt(o, "time_scale", "--time-scale")
   local grace = number_opt(o, "grace", "--grace", true)
-  if o.quiet and o.verbose then usage_error("-q and -v cannot be combined") end
+  local nq = 0   -- -q -q is -qq
+  for _, f in ipairs(o._seen or {}) do if f == "-q" or f == "--quiet" then nq = nq + 1 end end
+  if nq >= 2 then o.quieter = true end
+  if (o.quiet or o.quieter) and o.verbose then usage_error("-q and -v cannot be combined") end
   local cfg, e = load_config(o)
   if not cfg then err("orchlua: ", e, "\n") return 2 end
   local desc = load_description(cfg, a.names[1], o.param)
@@ -483,7 +489,8 @@ function cmd.run(a)
     end
   end
   fleet:start(jsonl, o.report)
-  local console = require("orch.output.console").new({ level = o.quiet and 0 or o.verbose and 2 or 1,
+  local console = require("orch.output.console").new({ level = (o.quiet or o.quieter) and 0 or o.verbose and 2 or 1,
+                                                        brief = o.quiet and not o.quieter,
                                                         progress = not o.no_progress })
   local status, run = require("orch.engine").run({
     desc = desc, events = events, hours = hours, scale = scale or 1,

@@ -347,6 +347,56 @@ local function check_checks(ctx, checks, count, events)
   end
 end
 
+-- `after`: every id names an event, and no event waits for itself
+-- through a cycle (which would never start).
+local function check_after(ctx, events, count)
+  local by_id, ids = {}, {}
+  for i = 1, count do
+    local ev = events[i]
+    if ev and ev.id and not by_id[ev.id] then by_id[ev.id] = ev; ids[#ids + 1] = ev.id end
+  end
+  for i = 1, count do
+    local ev = events[i]
+    for j, id in ipairs(ev and ev.after or {}) do
+      local path = json.element(ev.path .. ".after", j - 1)
+      if not by_id[id] then
+        add_error(ctx, path, ctx.index[path], ("unknown event id %s%s"):format(json.quote(id),
+          suggest.hint(id, ids)))
+      elseif id == ev.id then
+        add_error(ctx, path, ctx.index[path], ("event %s cannot run after itself"):format(json.quote(id)))
+      end
+    end
+  end
+  -- cycles: a depth-first walk; a grey node met again closes a cycle
+  local state, stack = {}, {}
+  local function visit(ev)
+    state[ev.id] = "grey"
+    stack[#stack + 1] = ev.id
+    for _, id in ipairs(ev.after or {}) do
+      local dep = by_id[id]
+      if dep and dep ~= ev then
+        if state[id] == "grey" then
+          local from
+          for k = #stack, 1, -1 do if stack[k] == id then from = k break end end
+          local cycle = {}
+          for k = from, #stack do cycle[#cycle + 1] = stack[k] end
+          cycle[#cycle + 1] = id
+          local path = ev.path .. ".after"
+          add_error(ctx, path, ctx.index[path], ("a cycle in \"after\": %s (each waits for the next)")
+            :format(table.concat(cycle, " -> ")))
+        elseif state[id] == nil then
+          visit(dep)
+        end
+      end
+    end
+    stack[#stack] = nil
+    state[ev.id] = "black"
+  end
+  for _, id in ipairs(ids) do
+    if state[id] == nil then visit(by_id[id]) end
+  end
+end
+
 -- Duplicate keys: cjson silently keeps the last one, which hides a mistake.
 local function check_duplicates(ctx)
   for _, d in ipairs(json.duplicates(ctx.index)) do
@@ -388,7 +438,10 @@ function description.decode(text, file)
   end
   check_duplicates(ctx)
   local desc = check(ctx, value, schema.root, "")
-  if desc and desc.events then check_events(ctx, desc.events, #value.events) end
+  if desc and desc.events then
+    check_events(ctx, desc.events, #value.events)
+    check_after(ctx, desc.events, #value.events)
+  end
   if desc and desc.checks and type(value.checks) == "table" then
     check_checks(ctx, desc.checks, #value.checks, desc.events)
   end

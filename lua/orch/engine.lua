@@ -14,6 +14,7 @@ local core = require "orch.core"
 local registry = require "orch.registry"
 local resolve = require "orch.resolve"
 local plan = require "orch.plan"
+local order = require "orch.order"
 
 local M = {}
 
@@ -79,14 +80,18 @@ function Run:value(name, inv)
   end
   local def = fixture_def(name)
   if def then return self:fixture(def, inv) end
+  if name == "kill_switch" and inv and self.order then
+    local own = self.order:switch_of(inv.ev)   -- `after`: stops after its dependents
+    if own then return own end
+  end
   local b = self.builtins[name]
   if b ~= nil then return b end
   if name == "event" then
     if not inv then return nil end
     local info = inv.event_info
     if not info then
-      info = { name = inv.ev.name, id = inv.id, iteration = inv.iteration, phase = inv.phase,
-               scheduled = inv.scheduled }
+      info = setmetatable({ name = inv.ev.name, id = inv.id, iteration = inv.iteration, phase = inv.phase,
+                            scheduled = inv.scheduled }, self.event_mt)
       inv.event_info = info
     end
     return info
@@ -202,6 +207,7 @@ end
 -- Starts an invocation of ev.  late_ns: how late the firing is, real time.
 function Run:fire(ev, phase, k, scheduled, late_ns)
   if self.stopping and phase ~= "teardown" then return end
+  if self.order and not self.order:may_fire(ev, phase, k, scheduled) then return end
   local running = ev.running   -- tasks of the engine's: made at the first
   if running == nil then running = {}; ev.running = running end
   local st = self.per_event[ev.id]
@@ -255,6 +261,7 @@ end
 -- Hands ev's constant arguments to its invoker, once they are known.
 function Run:try_fast(ev)
   if self.fast_set[ev] then return end
+  if self.order and not self.order:fast_ok(ev) then return end
   local args, n, event_at = self:constant_args(ev)
   if args then
     self.per_event[ev.id]:set_args(args, n, event_at)
@@ -280,10 +287,13 @@ function Run:done(task, status, inv, err)
   if inv.fixtures then self:finalise_invocation(inv) end
   if status == "ok" then
     if self.checks then self.checks:invocation(ev.id, t, duration, inv.late_ns / 1e9, true) end
+    if self.order then self.order:mark_ready(ev.id) end
     if self.jsonl or self.console.level >= 1 then
       local rec = { type = "invocation", t = t, event = ev.name, id = ev.id, iteration = inv.iteration,
                     phase = inv.phase, scheduled = inv.scheduled, started = inv.started,
                     duration = duration, lateness = inv.late_ns / 1e9 * self.scale, status = status }
+      -- under --time-scale, what the work took on the wall clock too
+      if self.scale ~= 1 then rec.duration_real = duration / self.scale end
       self:emit(rec)
       self.console:invocation(rec)
     end
@@ -299,7 +309,8 @@ function Run:done(task, status, inv, err)
   local trace = tostring(err or ""):match("\n.*$") or ""
   if status == "timeout" then
     st.timeouts = st.timeouts + 1
-    err = ("timed out after %gs (timeout_sec)%s"):format(ev.timeout or 0, trace)
+    err = ("timed out after %gs (timeout_sec%s)%s"):format(ev.timeout or 0,
+      self.scale > 1 and ", real time: --time-scale does not shorten it" or "", trace)
   elseif status == "cancelled" then
     err = ("cancelled (%s)%s"):format(self:cancel_reason_for(ev), trace)
   end
@@ -310,6 +321,7 @@ function Run:done(task, status, inv, err)
                 phase = inv.phase, scheduled = inv.scheduled, started = inv.started,
                 duration = duration, lateness = inv.late_ns / 1e9 * self.scale, status = status,
                 error = err }
+  if self.scale ~= 1 then rec.duration_real = duration / self.scale end
   self:emit(rec)
   self.console:invocation(rec)
   for name, f in pairs(self.fixtures) do
@@ -424,6 +436,7 @@ function Run:stop(reason)
   end
   self.stopping = true
   self.stop_reason = reason
+  if self.order then self.order:on_stop() end
   for _, st in pairs(self.per_event) do st:set_notify(true) end
   self.console:phase("stopping: " .. reason)
   for _, t in ipairs(self.tickers) do t:close() end
@@ -446,15 +459,32 @@ function Run:kill()
   self.killed = true
   self.kill_switch.flag:set()
   if self:running() > 0 then
-    self.grace_timer = core.timer(function() self:cancel_all("grace period over") end)
+    self.grace_timer = core.timer(function() self:grace_over() end)
     self.grace_timer:start(self.grace)
     core.set_hard_deadline(self.grace)
   end
   self:progress()
 end
 
+-- The grace is over: cancel what still runs; with `after`, the events
+-- that held up a dependency's kill switch first, and the dependencies
+-- get one more grace to stop on their own.
+function Run:grace_over()
+  if self.order and self.order:release() then
+    for ev in pairs(self.order:force()) do
+      for task in pairs(ev.running or {}) do task:cancel("cancelled") end
+      self.per_event[ev.id]:cancel_all()
+    end
+    self.cancelled_reason = "grace period over"
+    self.grace_timer:start(self.grace)
+    return
+  end
+  self:cancel_all("grace period over")
+end
+
 function Run:cancel_all(why)
   if self.grace_timer then self.grace_timer:close(); self.grace_timer = nil end
+  if self.order then self.order:force() end
   self.cancelled_reason = why
   for _, ev in ipairs(self.events) do
     local tasks = {}
@@ -491,6 +521,7 @@ end
 -- Moves the run along its steps whenever something finished.
 function Run:progress()
   if not self.stopping then return end
+  if self.killed and self.order then self.order:release() end
   if not self.killed then
     for task in pairs(self.teardown) do
       if task:status() == "done" then self.teardown[task] = nil end
@@ -561,6 +592,10 @@ function M.run(opts)
     run:done(nil, status, { ev = ev, id = ev.id, phase = phase, iteration = k,
                             scheduled = num(k * (ev.interval or 0)), late_ns = late_ns, started = started }, err)
   end
+  -- the `event` built-in's methods: event:ready() (order.lua)
+  run.event_mt = { __index = { ready = function(info)
+    if run.order then run.order:mark_ready(info.id) end
+  end } }
   for _, ev in ipairs(run.events) do
     -- per event: counts, statistics and the fast path (invoker.c).  The
     -- tag (what core.current() gives inside the event) also holds the
@@ -569,6 +604,7 @@ function M.run(opts)
       fn = ev.fn, event = ev.name, id = ev.id, interval = ev.interval, timeout = ev.timeout,
       concurrency = ev.concurrency, writer = run.jsonl and run.jsonl.w or nil,
       tag = { id = ev.id, ev = ev }, fire = fire, done = done, progress = progress,
+      event_mt = run.event_mt,
     })
     run.per_event[ev.id] = st
   end
@@ -578,6 +614,7 @@ function M.run(opts)
   end
   run.checks = require("orch.checks").new(run)   -- nil without checks
   run.kill_switch = setmetatable({ flag = core.flag(), run = run }, KillSwitch)
+  run.order = order.new(run, function() return setmetatable({ flag = core.flag(), run = run }, KillSwitch) end)
   run.builtins.kill_switch = run.kill_switch
   run.builtins.report_queue = run.queue
   run.builtins.log = make_log(run)
@@ -661,6 +698,7 @@ function M.run(opts)
     run.reporter_done = true
     core.on_signal(nil)   -- nothing is left to stop: let the loop end
     if run.checks then run.checks:stop_timer() end
+    if run.console.stop_timers then run.console:stop_timers() end
     if status ~= "ok" then
       run:internal_error("the reporter stopped: " .. tostring(err))
       -- nothing may be lost: drain what is left straight to the report file

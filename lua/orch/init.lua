@@ -32,6 +32,13 @@ function M.now()
 end
 if core then M.now = core.now end
 
+-- orch.time_scale(): --time-scale (1 without it).  Description seconds
+-- times it are real seconds' worth of schedule; helpers use it to keep
+-- bounds on real work (back-offs, uptimes) in real time.
+function M.time_scale()
+  return host("time_scale").time_scale()
+end
+
 -- orch.log: console lines tagged with the calling event.
 M.log = {}
 for _, level in ipairs({ "debug", "info", "warn", "error" }) do

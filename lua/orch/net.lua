@@ -10,9 +10,10 @@
 --
 -- Two error channels, as in orch.core: misuse raises; a network failure
 -- returns nil, message, code (code as libuv names it: "ECONNREFUSED"), and
--- a timeout returns nil, "timeout".  Timeouts are in description seconds,
--- like every time in orchlua (--time-scale shortens them); net.clock() is
--- real time, for measuring latency.
+-- a timeout returns nil, "timeout".  Timeouts bound real work: N seconds
+-- are never less than N real seconds, whatever --time-scale (a rehearsal
+-- must not fail where the real run would pass); net.clock() is real time,
+-- for measuring latency.
 --
 -- Outside the orchlua host (plain lua5.4, busted) the module loads, and
 -- each function that needs the loop says so when called.
@@ -36,10 +37,11 @@ function Conn.__close(self) self:close() end
 function Conn.__tostring(self) return ("orch.net.Conn (%s%s)"):format(self.peer,
   self._c:is_closed() and ", closed" or "") end
 
--- the time left of a timeout that started at `start` (description time)
+-- the time left of a timeout that started at `start` (real time, as the
+-- timeouts below are)
 local function left(timeout, start)
   if timeout == nil then return nil end
-  local l = timeout - (core.now() - start)
+  local l = timeout - (core.hrtime() - start) / 1e9
   return l > 0 and l or 0
 end
 
@@ -93,7 +95,7 @@ end
 -- whole wait.
 local function read_until(self, timeout, want, what)
   check_timeout(timeout, what)
-  local start = timeout and core.now()
+  local start = timeout and core.hrtime()
   while true do
     local n = want(self._buf)
     if n then
@@ -137,7 +139,7 @@ end
 -- | nil, "timeout" | nil, message, code
 function Conn:read_all(timeout)
   check_timeout(timeout, "conn:read_all")
-  local start = timeout and core.now()
+  local start = timeout and core.hrtime()
   local parts = { self._buf }
   self._buf = ""
   while true do

@@ -179,7 +179,8 @@ end
 --   timeout:           false, nil, stdout, stderr, "timeout" (the process
 --                      group got SIGTERM, then SIGKILL, and was waited for)
 --   could not start:   nil, message
--- opts: env, clear_env, cwd, timeout (description seconds), stdin (text
+-- opts: env, clear_env, cwd, timeout (seconds of real time at least,
+-- whatever --time-scale), stdin (text
 -- written to the process, then closed), owner.
 function M.exec(argv, opts)
   local c = host("exec")
@@ -192,7 +193,8 @@ function M.exec(argv, opts)
   local p, err = c.spawn({ cmd = argv, env = opts.env, clear_env = opts.clear_env, cwd = opts.cwd,
                            stdin = opts.stdin, owner = opts.owner, capture = true }, "orch.exec")
   if not p then return nil, err end
-  local code, sig = p:wait(opts.timeout)
+  -- a bound on real work: --time-scale does not shorten it
+  local code, sig = p:wait(opts.timeout and opts.timeout * math.max(1, c.time_scale()))
   if code == nil and sig == "timeout" then
     p:terminate()
     p:wait()

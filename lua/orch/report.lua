@@ -416,8 +416,10 @@ function M.render_summary(rep)
     rep.total / 3600, rep.scale, tostring(clean(rs.ts) or "?"),
     clean(rs.version) and (", orchlua " .. clean(rs.version)) or "")
   out[#out + 1] = ""
-  out[#out + 1] = ("summary of %s (%s, lateness in real ms):"):format(rep.test_name or "?", rep.reason or "no run_end")
-  local rows = M.summary_rows(rep.events)
+  out[#out + 1] = ("summary of %s (%s):"):format(rep.test_name or "?", rep.reason or "no run_end")
+  out[#out + 1] = rep.scale ~= 1 and ("  times in real seconds (description time ran %gx faster)"):format(rep.scale)
+    or "  times in real seconds"
+  local rows = M.summary_rows(require("orch.output.lines").real_list(rep.events, rep.scale))
   for _, l in ipairs(M.table_lines(rows, { total = true })) do out[#out + 1] = l end
   local nm = 0
   for _, m in ipairs(rep.metrics) do nm = nm + m.stats.n end

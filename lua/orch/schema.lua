@@ -59,6 +59,9 @@ T.concurrency = { kind = "string", values = { "forbid", "allow", "replace" },
 T.names = { kind = "array", items = T.identifier,
   expected = "an array of names", doc = "array of names" }
 
+T.ids = { kind = "array", items = T.nonempty,
+  expected = "an array of event ids", doc = "array of event ids" }
+
 schema.event = {
   { key = "name", type = T.identifier, required = true,
     meaning = "the event function's name" },
@@ -82,6 +85,8 @@ schema.event = {
       .. "(recorded as skipped), run both, or cancel the old one" },
   { key = "id", type = T.nonempty, default_from = "name",
     meaning = "distinguishes two entries of the same event with different params" },
+  { key = "after", type = T.ids, default = {},
+    meaning = "this event first fires once each named event is ready; at the end it stops first" },
 }
 
 T.event = { kind = "object", keys = schema.event, noun = "event",

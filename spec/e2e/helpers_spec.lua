@@ -261,15 +261,22 @@ describe("orch.helpers", function()
       ]]):format(marker), { { name = "keep" } })
       assert.equal(0, code)
       no_leaks(err)
+      -- quick deaths in a row are a storm: reported at 1, 2, 4, ... deaths
       local deaths = {}
       for _, d in ipairs(results(recs, "info")) do
-        if d.message == "flaky exited with code 3" then deaths[#deaths + 1] = d end
+        if d.message == "flaky exited with code 3" or (d.message or ""):match("^flaky: restart storm") then
+          deaths[#deaths + 1] = d
+        end
       end
       assert.is_true(#deaths >= 2, "deaths: " .. #deaths)
       assert.equal(3, deaths[1].code)
       assert.equal("flaky", deaths[1].name)
       assert.equal(0, deaths[1].restarts)
       assert.equal(1, deaths[2].restarts)
+      assert.equal(2, deaths[2].deaths)
+      assert.matches("^flaky: restart storm: 2 deaths in a row, each within 60s of its start %(last: flaky "
+        .. "exited with code 3%)$", deaths[2].message)
+      if deaths[3] then assert.equal(4, deaths[3].deaths) end
       local r = metrics(recs, "flaky.restarts")
       assert.equal(1, r[1].value)
       assert.equal(2, r[2].value)
@@ -304,8 +311,9 @@ describe("orch.helpers", function()
         end }
       ]], { { name = "keep" } }, 0.0001)
       assert.equal(1, code)
-      assert.same({ "crasher exited with code 1", "crasher exited with code 1", "crasher: gave up after 1 restart" },
-        messages(recs, "error"))
+      assert.same({ "crasher exited with code 1",
+        "crasher: restart storm: 2 deaths in a row, each within 60s of its start (last: crasher exited with code 1)",
+        "crasher: gave up after 1 restart" }, messages(recs, "error"))
     end)
 
     it("fails the event when the program cannot start at all", function()
@@ -347,7 +355,36 @@ describe("orch.helpers", function()
       assert.is_number(metrics(recs, "proc.me.rss")[1].fields.pid)
       local ghost = messages(recs, "info")
       assert.equal(n, #ghost)
-      assert.equal("proc.ghost: no such process: 2147483000", ghost[1])
+      assert.equal("proc.ghost: not running (no such process: 2147483000)", ghost[1])
+    end)
+
+    it("reports a just-killed process as not running, never as zeros", function()
+      local code, recs, err = run([[
+        local orch = require "orch"
+        local sample = require "orch.helpers.sample"
+        return { chaos = function(result_reporter)
+          local p = orch.spawn({ cmd = { "sleep", "100" } })
+          local s = sample.new({ system = false, processes = { victim = p } })
+          orch.sleep(0.1)
+          s:sample(result_reporter)
+          p:kill("KILL")
+          -- not back on the loop yet: nobody has reaped it, it is a zombie
+          local t = os.clock() + 0.05
+          while os.clock() < t do end
+          s:sample(result_reporter)
+          p:wait()
+          s:sample(result_reporter)
+        end }
+      ]], { { name = "chaos" } }, 0.0001)
+      assert.equal(0, code, err)
+      no_leaks(err)
+      local rss = metrics(recs, "proc.victim.rss")
+      assert.equal(1, #rss)
+      assert.is_true(rss[1].value > 0)
+      local gone = messages(recs, "info")
+      assert.equal(2, #gone)
+      for _, m in ipairs(gone) do assert.matches("^proc%.victim: not running %(", m) end
+      assert.equal("proc.victim: not running (exited)", gone[1])
     end)
 
     it("samples in a loop until the kill switch with sample.run", function()

@@ -76,7 +76,7 @@ describe("hostile events", function()
     assert.equal(1, code)
     assert.equal("orchlua: --report /dev/full: No space left on device; the run goes on, the console still shows every result\n", err)
     local n = 0
-    for _ in out:gmatch('%[info%] {"tick":true}') do n = n + 1 end
+    for _ in out:gmatch('%[info%] tick=true\n') do n = n + 1 end
     assert.equal(4, n)
   end)
 

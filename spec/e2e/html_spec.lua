@@ -30,7 +30,7 @@ local DESC = [[
   "events": [
     { "name": "tick", "interval_sec": 1 },
     { "name": "boom", "interval_sec": 3 },
-    { "name": "slowpoke", "interval_sec": 2, "timeout_sec": 2.5, "params": { "seconds": 3 } },
+    { "name": "slowpoke", "interval_sec": 2, "timeout_sec": 0.2, "params": { "seconds": 3 } },
     { "name": "bad_result", "at_startup": false, "interval_sec": 7 },
     { "name": "final", "at_startup": false, "at_teardown": true }
   ] }

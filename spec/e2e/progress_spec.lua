@@ -61,9 +61,9 @@ describe("the live status area", function()
   local function screen(name, esc) return tmux("capture-pane -p " .. (esc and "-e " or "") .. "-t " .. name) end
   -- the screen and every line scrolled off it
   local function history(name, esc) return tmux("capture-pane -p -S - " .. (esc and "-e " or "") .. "-t " .. name) end
-  local function start(name, rows, cmd)
+  local function start(name, rows, cmd, cols)
     local sh = ("cd %s && %s; echo EXIT=$?; sleep 120"):format(h.q(dir), cmd)
-    tmux(("-f /dev/null new-session -d -s %s -x 100 -y %d %s"):format(name, rows, h.q(sh)))
+    tmux(("-f /dev/null new-session -d -s %s -x %d -y %d %s"):format(name, cols or 100, rows, h.q(sh)))
   end
   local function lines(s)
     local t = {}
@@ -102,11 +102,13 @@ describe("the live status area", function()
     start("noprog", 30, env .. " " .. bin .. " run t --time-scale 24 --no-progress")
     start("many", 14, env .. " " .. bin .. " run many --time-scale 12")
     start("sigint", 30, env .. " " .. bin .. " run t --hours 1 --time-scale 12")
+    start("small", 24, env .. " " .. bin .. " run many --time-scale 12", 80)
+    start("big", 50, env .. " " .. bin .. " run many --time-scale 12", 200)
     snap.ever = {}
     local sent = false
     local t0 = os.time()
     while os.time() - t0 < 20 do
-      for _, name in ipairs({ "main", "nocolor", "dumb", "noprog", "many", "sigint" }) do
+      for _, name in ipairs({ "main", "nocolor", "dumb", "noprog", "many", "sigint", "small", "big" }) do
         local s = screen(name)
         if #headers(s, name == "many" and "many" or "t") > 0 then snap.ever[name] = true end
         if not snap[name .. "_exit"] and s:find("\nEXIT=%d+") then
@@ -134,6 +136,11 @@ describe("the live status area", function()
       local m = screen("many")
       local me = elapsed(m, "many")
       if not snap.many and me and me >= 4 then snap.many = m end
+      for _, name in ipairs({ "small", "big" }) do
+        local sm = screen(name)
+        local se = elapsed(sm, "many")
+        if not snap[name] and se and se >= 4 and #headers(sm, "many") == 1 then snap[name] = sm end
+      end
       local n = screen("nocolor")
       local ne = elapsed(n, "t")
       if not snap.nocolor and ne and ne >= 8 then
@@ -148,7 +155,7 @@ describe("the live status area", function()
         sent = true
       end
       local done = true
-      for _, name in ipairs({ "main", "nocolor", "dumb", "noprog", "many", "sigint" }) do
+      for _, name in ipairs({ "main", "nocolor", "dumb", "noprog", "many", "sigint", "small", "big" }) do
         if not snap[name .. "_exit"] then done = false end
       end
       if done then break end
@@ -172,20 +179,24 @@ describe("the live status area", function()
     assert.matches("^  tick +%d+ +0 +0 +0  ok %d", ls[top + 2])
     assert.matches("^  boom +%d+ +1 +1 +0  ", ls[top + 3])
     assert.matches("^  shout +%d+ +0 +0 +0", ls[top + 4])
-    assert.matches("^  slowpoke +%d+ +0 +0 +[1-9]%d* +running", ls[top + 5])
+    assert.matches("^  slowpoke +%d+ +0 +0 +[1-9]%d* +running [%d.]+s", ls[top + 5])
     assert.matches("^  final +0 +0 +0 +0$", ls[top + 6])
-    assert.matches("^  next 0:00:%d%d %a+ %(in [%d.]+s%)  |  [%d.]+ runs/s, [%d.]+ results/s  |  %d+ runs, 1 failed, %d+ skipped",
+    -- the rates are live (results too), "in" says the real time beside
+    assert.matches("^  next 0:00:%d%d %a+ %(in [%d.]+s, [%d.]+s real%)  |  [%d.]+ runs/s, [%d.]*[1-9][%d.]* results/s real$",
       ls[top + 7])
-    assert.matches("^  last error 0:00:06%.%d+ boom #2 error: events/ev.lua:7: kaboom at 2$", ls[top + 8])
-    assert.equal(top + 8, #ls, "the area is the last thing on the screen")
+    assert.matches("^  %d+ runs, 1 failed, %d+ skipped, %d running$", ls[top + 8])
+    assert.matches("^  last error 0:00:06%.%d+ boom #2 error: events/ev.lua:7: kaboom at 2$", ls[top + 9])
+    assert.equal(top + 9, #ls, "the area is the last thing on the screen")
     -- above it: the console's lines, print()s included, none torn (the
     -- lines scrolled off the screen included)
     local all = lines(snap.main1_all)
     local atop = headers(snap.main1_all, "t")
     assert.equal(1, #atop)
-    assert.equal(atop[1] + 8, #all)
+    assert.equal(atop[1] + 9, #all)
     local above = table.concat(all, "\n", 1, atop[1] - 1)
     assert.matches("\n0:00:01%.000  tick #1 interval ok", above)
+    -- a result as a readable line: the metric's name, value and fields
+    assert.matches("\n0:00:01%.%d+  tick %[metric%] load 0%.6 cpu=0\n", above)
     assert.matches("\nhello from print #1\n", above)
     assert.matches("\n0:00:06%.000  boom #2 interval ERROR after [%d.]+s: events/ev.lua:7: kaboom at 2\n", above)
     for i = 1, atop[1] - 1 do
@@ -197,14 +208,15 @@ describe("the live status area", function()
     local s = assert(snap.main2, "no second look at the area")
     assert.equal(1, #headers(s, "t"), s)
     assert.is_true(elapsed(s, "t") > snap.main1_e)
-    assert.equal(#lines(s), headers(s, "t")[1] + 8)
+    assert.equal(#lines(s), headers(s, "t")[1] + 9)
   end)
 
   it("gives way to the summary at the end", function()
     local s = assert(snap.main_exit, "the run did not end")
     assert.same({}, headers(s, "t"))
     assert.is_nil(s:find("[█░]"))
-    assert.matches("\nsummary of t %(end of run after 0:00:3%d of 0:00:36, lateness in real ms%):\n", s)
+    assert.matches("\nsummary of t %(end of run after 0:00:3%d of 0:00:36%):\n  times in real seconds %(description "
+      .. "time ran 12x faster%)\n", s)
     assert.matches("\n  boom +%d+ +1 +1 +0 +0 ", s)
     assert.matches("\nexit 1: 1 failed invocation, 0 error results, 0 run errors\nEXIT=1\n", s)
     assert.matches("orchlua%-stats: handles=0 tasks=0 refs=0", s)
@@ -242,18 +254,51 @@ describe("the live status area", function()
       local id = ls[i]:match("^  (tick%d%d) ")
       if id then rows[#rows + 1] = id end
     end
-    assert.equal(6, #rows)       -- a 14-line terminal: 7 lines for events, one says how many more
-    assert.same({ "tick01", "tick02", "tick03" }, { rows[1], rows[2], rows[3] })
-    assert.matches("\n  %+4 more events: %d+ runs, 0 failed, 0 skipped\n", s)
-    assert.equal(#ls, top + 10)
+    -- a 14-line terminal: the area takes 8 lines, 3 for events and one
+    -- saying how many more
+    assert.equal(2, #rows)
+    assert.same({ "tick01", "tick02" }, { rows[1], rows[2] })
+    assert.matches("\n  %+8 more events: %d+ runs, 0 failed, 0 skipped\n", s)
+    assert.equal(#ls, top + 7)
   end)
 
   it("leaves a run stopped with Ctrl-C its summary", function()
     local s = assert(snap.sigint_exit, "the run did not stop")
     assert.same({}, headers(s, "t"))
     assert.matches("orchlua: SIGINT: send it again to skip the teardown and the grace period\n", s)
-    assert.matches("\nsummary of t %(SIGINT after 0:00:%d%d of 1:00:00, lateness in real ms%):\n", s)
+    assert.matches("\nsummary of t %(SIGINT after 0:00:%d%d of 1:00:00%):\n", s)
     assert.matches("\n  final +1 +0 +0 +0 ", s)
     assert.matches("\nexit 130: stopped by SIGINT %(signal 2%); stopped in order: teardown, kill switch, grace\nEXIT=130\n", s)
+  end)
+
+  it("fits 80x24: every event of ten shown in at most half the screen, no line wider than 80, nor the summary", function()
+    local s = assert(snap.small, "the 80x24 area never showed")
+    local ls = lines(s)
+    local top = headers(s, "many")[1]
+    assert.is_true(#ls - top + 1 <= 12, "the area takes " .. (#ls - top + 1) .. " lines")
+    local rows = 0
+    for i = top + 2, #ls do if ls[i]:match("^  tick%d%d ") then rows = rows + 1 end end
+    assert.equal(6, rows)
+    assert.matches("\n  %+4 more events: ", s)
+    for _, l in ipairs(ls) do assert.is_true(utf8.len(l) <= 80, l) end
+    local e = assert(snap.small_exit, "the 80x24 run did not end")
+    local sum = e:match("\n(summary of many.*)$")
+    assert.truthy(sum, e)
+    for _, l in ipairs(lines(sum)) do assert.is_true(utf8.len(l) <= 80, "wider than 80: " .. l) end
+    assert.matches("\n  tick10 ", sum)
+  end)
+
+  it("grows with the terminal: at 200x50 every event, and the totals on the rates' line", function()
+    local s = assert(snap.big, "the 200x50 area never showed")
+    local ls = lines(s)
+    local top = headers(s, "many")[1]
+    local ids = {}
+    for i = top + 2, #ls do
+      local id = ls[i]:match("^  (tick%d%d) ")
+      if id then ids[#ids + 1] = id end
+    end
+    assert.equal(10, #ids)
+    assert.is_nil(s:find("more events", 1, true))
+    assert.matches("\n  next [^\n]+ results/s real  |  %d+ runs, 0 failed, 0 skipped, %d+ running\n", s)
   end)
 end)

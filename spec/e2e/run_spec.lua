@@ -330,7 +330,7 @@ return {}
       local code, recs, out = run(dir, "r")
       assert.equal(1, code)
       assert.equal("error", results(recs)[1].level)
-      assert.matches('errresult %[error%] {"error":"disk full"}', out)
+      assert.matches('errresult %[error%] disk full\n', out)
     end)
   end)
 

@@ -68,13 +68,13 @@ describe("orch.description", function()
           { name = "start_playback", id = "start_playback", interval = 300,
             interval_key = "interval_sec", at_startup = true, at_teardown = false,
             params = { video_path = "/home/orch-tests/video-files/high_res_clip.mp4" },
-            concurrency = "forbid", index = 1, path = "events[0]", line = 6, col = 5 },
+            concurrency = "forbid", index = 1, path = "events[0]", line = 6, col = 5, after = {} },
           { name = "start_streamer", id = "start_streamer", at_startup = true,
             at_teardown = false, params = {}, concurrency = "forbid", index = 2,
-            path = "events[1]", line = 15, col = 5 },
+            path = "events[1]", line = 15, col = 5, after = {} },
           { name = "collect_system_report", id = "collect_system_report",
             at_startup = false, at_teardown = true, params = {}, concurrency = "forbid",
-            index = 3, path = "events[2]", line = 19, col = 5 },
+            index = 3, path = "events[2]", line = 19, col = 5, after = {} },
         },
       }, desc)
       assert.same({ line = 12, col = 23, key_line = 12, key_col = 9, kind = "string" }, {
@@ -529,6 +529,7 @@ describe("orch.schema", function()
         "| `events[i].timeout_sec` | number > 0 | none | an invocation running longer is cancelled and fails |",
         '| `events[i].concurrency` | `"forbid"`, `"allow"`, `"replace"` | `"forbid"` | a firing while the previous invocation still runs: skip it (recorded as skipped), run both, or cancel the old one |',
         "| `events[i].id` | string | `name` | distinguishes two entries of the same event with different params |",
+        "| `events[i].after` | array of event ids | `[]` | this event first fires once each named event is ready; at the end it stops first |",
         "| `checks[i].name` | string | none | shown in every output; default built from the other keys |",
         "| `checks[i].metric` / `event` | string, at most one | none | what is judged: a metric series (`result_reporter:metric(name, ...)`), or an event id |",
         "| `checks[i].where` | object | none | with metric: keeps only samples whose fields match |",
@@ -547,7 +548,7 @@ describe("orch.schema", function()
   describe("key_names", function()
     it("lists the valid keys of an event in order", function()
       assert.same({ "name", "interval_sec", "interval_min", "interval_hour", "at_startup",
-        "at_teardown", "params", "timeout_sec", "concurrency", "id" }, schema.key_names(schema.event))
+        "at_teardown", "params", "timeout_sec", "concurrency", "id", "after" }, schema.key_names(schema.event))
     end)
   end)
 end)

@@ -32,8 +32,8 @@
 -- expect), error = "why it failed" }.  A failed probe never raises; misuse
 -- (a bad URL, a bad option) does.
 --
--- Timeouts are description seconds, like every wait in orchlua (so
--- --time-scale shortens them); latencies are real time.
+-- Timeouts bound real work: --time-scale never shortens them; latencies
+-- are real time.
 local orch = require "orch"
 
 local M = {}
@@ -74,11 +74,12 @@ local function need_host(fname)
   end
 end
 
--- A deadline in description time: left() is what remains of it.
+-- A deadline in real time (orch.net's timeouts are): left() is what
+-- remains of it.
 local function deadline(timeout)
-  local start = orch.now()
+  local start = net().clock()
   return function()
-    local l = timeout - (orch.now() - start)
+    local l = timeout - (net().clock() - start)
     return l > 0 and l or 0
   end
 end

@@ -19,7 +19,11 @@
 --   opts.prefix     metric prefix for the machine (default "sys"); a
 --                   process's metrics are "proc.<name>.*"
 --   opts.missing    "info" (default) or "error": the result when a
---                   process is not there (not started, exited)
+--                   process is not there (not started, exited, or a
+--                   zombie not yet reaped: "proc.<name>: not running",
+--                   never a sample of zeros).  A process caught between
+--                   fork and exec (still a copy of orchlua) is skipped,
+--                   with no result: it has no figures of its own yet
 -- sampler:sample(result_reporter) -> figures
 --   reports, as metrics:
 --     sys.cpu.percent, sys.cpu.user, sys.cpu.system, sys.cpu.iowait
@@ -78,8 +82,11 @@ local function new(opts, depth)
     procs[#procs + 1] = { name = name, target = target }
   end
   table.sort(procs, function(a, b) return a.name < b.name end)
+  local sys = get_sys()
+  local me = sys.process(sys.pid())
   return setmetatable({
-    sys = get_sys(),
+    sys = sys,
+    own_name = me and me.name,
     system = opts.system ~= false,
     procs = procs,
     prefix = opts.prefix or "sys",
@@ -149,9 +156,18 @@ function Sampler:_process(rr, entry, out)
   else
     err = "not running"
   end
+  if fig and (fig.state == "Z" or fig.state == "X") then
+    -- just killed, not yet reaped: its zeros are no figures
+    fig, err = nil, "not running (exited)"
+  elseif fig and fig.name == self.own_name and fig.pid ~= self.sys.pid() then
+    -- forked, not yet exec'd: orchlua's copy, not the program
+    self.prev_proc[name] = nil
+    return
+  end
   if not fig then
     self.prev_proc[name] = nil
-    rr[self.missing](rr, ("proc.%s: %s"):format(name, err), { process = name })
+    if pid and not tostring(err):find("not running", 1, true) then err = "not running (" .. tostring(err) .. ")" end
+    rr[self.missing](rr, ("proc.%s: %s"):format(name, err), { process = name, pid = pid })
     return
   end
   local prev = self.prev_proc[name]

@@ -1,5 +1,6 @@
 -- orch.output.console: what a person watching the run reads.  Levels:
--- 0 (-q) failures, errors and the summary; 1 (default) one line per
+-- 0 (-qq) failures, errors and the summary; -q the same plus a one-line
+-- status now and then (brief, orch.output.status); 1 (default) one line per
 -- invocation and per result; 2 (-v) also debug logs and tracebacks of
 -- every failure in full.
 --
@@ -12,6 +13,8 @@ local json = require "orch.output.json"
 local plan = require "orch.plan"
 local report = require "orch.report"
 local Progress = require "orch.output.progress"
+local words = require "orch.output.lines"
+local live = require "orch.output.status"
 
 local M = {}
 M.__index = M
@@ -20,7 +23,7 @@ M.__index = M
 -- Progress.terminal() says; asked here when not given).
 function M.new(opts)
   local term = opts.term or Progress.terminal()
-  local self = setmetatable({ level = opts.level or 1, out = core.stdio("stdout"),
+  local self = setmetatable({ level = opts.level or 1, brief = opts.brief, out = core.stdio("stdout"),
                               err = core.stdio("stderr"), term = term, color = term.color,
                               want_progress = opts.progress ~= false }, M)
   return self
@@ -47,6 +50,12 @@ function M:start(run)
     self.progress = Progress.new(self, self.term)
     self.progress:start(run)
   end
+  if self.brief and not self.progress then live.start(self, run) end
+end
+
+-- The reporter is done: nothing of the console's may keep the loop.
+function M:stop_timers()
+  live.stop(self)
 end
 
 function M:phase(msg)
@@ -79,15 +88,14 @@ function M:skipped(ev, k, phase, scheduled, reason)
 end
 
 function M:result(r)
+  live.note_result(self, r)
   if r.level == "error" and self.progress then
     local d = r.data
     self.progress:note_error(r.event or "-", type(d) == "table" and (d.error or d.message or json.encode(d))
       or tostring(d), r.t)
   end
   if r.level ~= "error" and self.level < 1 then return end
-  local data = r.data
-  if type(data) ~= "string" then data = json.encode(data) end
-  local s = ("%s  %s [%s] %s"):format(plan.clock(r.t or 0), r.event or "-", r.level or "info", data)
+  local s = ("%s  %s"):format(plan.clock(r.t or 0), words.result_text(r))
   self:line(r.level == "error" and self:paint("red", s) or s)
 end
 
@@ -128,15 +136,20 @@ function M:summary(run, status)
   end
   local list = {}
   for _, ev in ipairs(run.events) do
-    local st = run:summary_of(ev.id)
+    local st = words.real_durations(run:summary_of(ev.id), run.scale)
     st.id = ev.id
     list[#list + 1] = st
   end
   local rows, tot = report.summary_rows(list)
+  -- on a terminal, within its width (no wrapped rows); a pipe keeps them whole
+  if self.term.redraw then rows = words.fit_rows(rows, math.max(60, self.term.cols) - 1) end
   local now = core.now()
   self:line("")
-  self:line(self:paint("bold", ("summary of %s (%s after %s of %s, lateness in real ms):"):format(
+  self:line(self:paint("bold", ("summary of %s (%s after %s of %s):"):format(
     run.desc.test_name, run.stop_reason or "ended", Progress.hms(now), Progress.hms(run.total))))
+  -- every duration says its clock (DESIGN, --time-scale)
+  self:line(run.scale ~= 1 and ("  times in real seconds (description time ran %gx faster)"):format(run.scale)
+    or "  times in real seconds")
   -- without colour there is nothing to paint: no call per cell
   local lines = report.table_lines(rows, { total = true, paint = self.color and function(ri, ci, cell, c)
     if ri == 1 then return self:paint("bold", cell) end

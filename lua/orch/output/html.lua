@@ -571,7 +571,8 @@ local function errors_html(rep)
       out[#out + 1] = ('<tr><td colspan="4" class="note">%d more not listed</td></tr>'):format(#rep.errors - MAX_ERRORS)
       break
     end
-    local what = esc(e.event) .. (e.iteration and (" #" .. esc(e.iteration)) or "")
+    -- cjson reads 12 as 12.0: an iteration is shown as the integer it is
+    local what = esc(e.event) .. (e.iteration and (" #" .. esc(math.tointeger(e.iteration) or e.iteration)) or "")
       .. (e.phase and (" " .. esc(e.phase)) or "")
     local msg = esc(e.message)
     if e.traceback and e.traceback ~= "" then
@@ -611,7 +612,9 @@ function M.render(rep)
       m.status and esc(("exit %d: %s (%s after %s)"):format(m.status, m.exit_reason, m.reason or "?",
         plan.clock(rep.end_t))) or esc(m.exit_reason)),
     "<h2>Summary</h2>",
-    "<p class=\"note\">durations in description time, lateness in real milliseconds</p>",
+    rep.scale ~= 1 and ("<p class=\"note\">durations in description time (time scale %g: each record's "
+      .. "duration_real is the wall clock's), lateness in real milliseconds</p>"):format(rep.scale)
+      or "<p class=\"note\">durations and lateness in real time</p>",
     summary_html(rep),
     ('<p>results: %d (%d error%s), %d metric series</p>'):format(rep.results, rep.error_results,
       rep.error_results == 1 and "" or "s", #rep.metrics),

@@ -1,10 +1,12 @@
 -- orch.output.progress: the live status area at the bottom of a terminal.
 --
 -- One block of lines, redrawn in place: the elapsed and total description
--- time with a bar, runs/failures/skipped per event (the busiest few when
--- there are many), the next firing, runs and results per second, and the
--- last error.  Console lines go through above(): the area is erased, the
--- line written, and the area drawn again on the next loop iteration, so
+-- time with a bar, runs/failures/skipped/error results per event (every
+-- one when they fit in half the terminal, else the failing, the running
+-- and the busiest), the next firing (with the real time to it under
+-- --time-scale), runs and results per real second, and the last error.
+-- Console lines go through above(): the area is erased, the line
+-- written, and the area drawn again on the next loop iteration, so
 -- lines scroll above it and it never tears.  Its content is rendered at
 -- most five times a second by a core.timer, which it closes itself once
 -- the run's reporter is done (an open repeating timer would keep the loop,
@@ -16,6 +18,7 @@
 local core = require "orch.core"
 local plan = require "orch.plan"
 local report = require "orch.report"
+local status = require "orch.output.status"
 
 local M = {}
 M.__index = M
@@ -218,7 +221,7 @@ local function dur(v)
   return ("%.2fs"):format(v)
 end
 
--- A rate per description second, in the unit that reads best.
+-- A rate per second, in the unit that reads best.
 local function rate(per_sec, what)
   if per_sec == nil then return "- " .. what .. "/s" end
   if per_sec >= 0.05 or per_sec == 0 then return ("%.1f %s/s"):format(per_sec, what) end
@@ -251,7 +254,16 @@ function M:line(segs)
   return table.concat(out)
 end
 
--- Counts per description second over the last few real seconds.
+-- When ev's oldest running invocation started (description time), or nil.
+function M:running_since(ev)
+  local since
+  for _, inv in pairs(ev.running or {}) do
+    if type(inv) == "table" and inv.started and (since == nil or inv.started < since) then since = inv.started end
+  end
+  return since
+end
+
+-- Counts per real second over the last few real seconds.
 function M:rates(runs, results)
   local now = core.hrtime()
   local s = self.samples
@@ -262,7 +274,8 @@ function M:rates(runs, results)
   for i = #s - 1, 1, -1 do
     if runs - s[i].runs >= 10 and now - s[i].ns >= 2e9 or now - s[i].ns >= 5e9 then base = s[i] break end
   end
-  local dt = (now - base.ns) / 1e9 * self.run.scale
+  -- per real second: what the person watching sees go by
+  local dt = (now - base.ns) / 1e9
   if dt <= 0 then return nil, nil end
   return (runs - base.runs) / dt, (results - base.results) / dt
 end
@@ -325,14 +338,21 @@ function M:render()
     tot.runs, tot.failures, tot.skipped = tot.runs + st.runs, tot.failures + st.failures, tot.skipped + st.skipped
     tot.running = tot.running + running
   end
-  local room = math.max(3, math.min(12, self.term.rows - 7))
+  -- the area takes at most half the terminal (at least 8 lines): every
+  -- event when they fit, the busiest ones and a "+N more" line otherwise
+  local room = math.max(3, math.max(8, self.term.rows // 2) - 5)
   local shown = list
   if #list > room then
     shown = {}
     local sorted = {}
     for i, e in ipairs(list) do sorted[i] = e end
+    local errs = self.console.ev_errors or {}
     table.sort(sorted, function(a, b)
       if a.st.failures ~= b.st.failures then return a.st.failures > b.st.failures end
+      local ea, eb = errs[a.ev.id] or 0, errs[b.ev.id] or 0
+      if ea ~= eb then return ea > eb end
+      -- a long-running invocation (a supervised server) stays in view
+      if (a.running > 0) ~= (b.running > 0) then return a.running > 0 end
       local ba, bb = a.st.runs + a.st.skipped + a.running, b.st.runs + b.st.skipped + b.running
       if ba ~= bb then return ba > bb end
       return a.i < b.i
@@ -344,6 +364,7 @@ function M:render()
   for _, e in ipairs(shown) do idw = math.max(idw, math.min(28, width(e.ev.id))) end
   local fmt = "  %-" .. idw .. "s %7s %6s %6s %6s  %s"
   lines[#lines + 1] = self:line({ { fmt:format("event", "runs", "fail", "errors", "skip", "last"), "dim" } })
+  local ev_restarts = self.console.ev_restarts or {}
   for _, e in ipairs(shown) do
     local st = e.st
     -- errors: failed invocations plus the error results they reported
@@ -355,7 +376,14 @@ function M:render()
       lc = last.status ~= "ok" and "red" or nil
     end
     if e.running > 0 then
-      lt = (e.running == 1 and "running" or ("running x" .. e.running)) .. (lt ~= "" and (", last " .. lt) or "")
+      -- a long-running invocation (a supervised server): for how long,
+      -- and its restarts
+      local since = self:running_since(e.ev)
+      lt = (e.running == 1 and "running" or ("running x" .. e.running))
+        .. (since and (" " .. short(math.max(0, now - since))) or "")
+        .. (ev_restarts[e.ev.id] and (", %d restart%s"):format(ev_restarts[e.ev.id],
+          ev_restarts[e.ev.id] == 1 and "" or "s") or "")
+        .. (lt ~= "" and (", last " .. lt) or "")
       lc = lc or "cyan"
     end
     local id = cut(e.ev.id, idw)
@@ -378,20 +406,40 @@ function M:render()
   end
 
   -- next firing, rates, totals
-  local r_runs, r_res = self:rates(tot.runs, run.results or 0)
+  local r_runs, r_res = self:rates(tot.runs, (status.results(run)))
   local nt, who = self:next_firing(now)
   local next_text
+  -- "in 20s" is description time: under --time-scale, the wall clock's too
+  local function inn(sec)
+    sec = math.max(0, sec)
+    if run.scale == 1 then return ("in %s"):format(short(sec)) end
+    return ("in %s, %s real"):format(short(sec), short(sec / run.scale))
+  end
   if nt then
-    next_text = ("next %s %s (in %s)"):format(hms(nt), who, short(math.max(0, nt - now)))
+    next_text = ("next %s %s (%s)"):format(hms(nt), who, inn(nt - now))
   elseif not run.stopping then
-    next_text = ("end at %s (in %s)"):format(hms(total), short(math.max(0, total - now)))
+    next_text = ("end at %s (%s)"):format(hms(total), inn(total - now))
   else
     next_text = "no more firings"
   end
-  lines[#lines + 1] = self:line({ "  ", next_text, { "  |  ", "dim" }, rate(r_runs, "runs"), ", ",
-    rate(r_res, "results"), { "  |  ", "dim" },
-    ("%d runs, "):format(tot.runs), { ("%d failed"):format(tot.failures), tot.failures > 0 and "boldred" or nil },
-    (", %d skipped, %d running"):format(tot.skipped, tot.running) })
+  local totals = { ("%d runs, "):format(tot.runs),
+    { ("%d failed"):format(tot.failures), tot.failures > 0 and "boldred" or nil },
+    (", %d skipped, %d running"):format(tot.skipped, tot.running) }
+  local res_text = rate(r_res, "results") .. (run.scale ~= 1 and " real" or "")
+  local first = { "  ", next_text, { "  |  ", "dim" }, rate(r_runs, "runs"), ", ", res_text }
+  local wide = 2 + width(next_text) + 5 + width(rate(r_runs, "runs")) + 2 + width(res_text) + 5
+    + width(totals[1] .. totals[2][1] .. totals[3])
+  if wide <= self.term.cols - 3 then
+    -- a wide terminal: one line
+    first[#first + 1] = { "  |  ", "dim" }
+    for _, seg in ipairs(totals) do first[#first + 1] = seg end
+    lines[#lines + 1] = self:line(first)
+  else
+    -- 80 columns: the totals on a line of their own, nothing cut off
+    lines[#lines + 1] = self:line(first)
+    table.insert(totals, 1, "  ")
+    lines[#lines + 1] = self:line(totals)
+  end
 
   -- the checks failing now (run.checks:snapshot(), BRIEF's interface)
   if run.checks then
