@@ -8,8 +8,8 @@
 local h = require "helper"
 
 local EXAMPLE = h.root .. "/examples/redis-nginx"
--- with its "checks" line (commented out until checks exist), the chaos
--- deaths are errors the checks own; without, info
+-- with its "checks" line, the chaos deaths are errors the checks own;
+-- without it, info
 local CHECKS = h.read(EXAMPLE .. "/descriptions/redis_nginx.json"):match('\n%s*"checks"') ~= nil
 local DEATH = CHECKS and "error" or "info"
 
