@@ -23,6 +23,7 @@
 #include "lualib.h"
 
 #include "core.h"
+#include "guardian.h"
 #include "jsonw.h"
 #include "orch.h"
 
@@ -614,18 +615,39 @@ static void tickers_arm(orch_core *c) {
   }
 }
 
-/* ticker:flush(): fires now every firing already due and not yet fired
- * (the end of the run came while the loop was catching up). */
+/* ticker:flush([max]) -> missed, first_missed_k: fires now, one after
+ * another, at most max of the firings already due and not yet fired (the
+ * end of the run came while the loop was catching up); the rest are
+ * passed over and counted, so a loop far behind (a rehearsal faster than
+ * a loop turn) ends on time instead of firing millions at once. */
 static int l_ticker_flush(lua_State *L) {
   ticker *t = luaL_checkudata(L, 1, TICKER_MT);
+  lua_Integer max = luaL_optinteger(L, 2, LUA_MAXINTEGER), missed = 0, first = 0;
   uint64_t now = uv_hrtime();
-  if (!t->core->clock_started) return 0; /* nothing is due before t0 */
-  while (!t->closed && t->k <= t->last && ticker_due(t, t->k) <= now) {
-    link_remove(&t->overdue.node);
-    ticker_unarm(t);
-    ticker_fire(t, 0);
+  if (t->core->clock_started) { /* nothing is due before t0 */
+    while (!t->closed && t->k <= t->last && ticker_due(t, t->k) <= now && max-- > 0) {
+      link_remove(&t->overdue.node);
+      ticker_unarm(t);
+      ticker_fire(t, 0);
+    }
+    if (!t->closed && t->k <= t->last && ticker_due(t, t->k) <= now) {
+      /* the last due k: the schedule's own arithmetic, not a loop */
+      lua_Integer lo = t->k, hi = t->last;
+      while (lo < hi) {
+        lua_Integer mid = lo + (hi - lo + 1) / 2;
+        if (ticker_due(t, mid) <= now) lo = mid; else hi = mid - 1;
+      }
+      first = t->k;
+      missed = lo - t->k + 1;
+      t->k = lo + 1;
+      link_remove(&t->overdue.node);
+      ticker_unarm(t);
+      if (t->k <= t->last) ticker_start(t);
+    }
   }
-  return 0;
+  lua_pushinteger(L, missed);
+  lua_pushinteger(L, first);
+  return 2;
 }
 
 static int l_ticker_close(lua_State *L) {
@@ -918,6 +940,7 @@ int luaopen_orch_core(lua_State *L) {
   net_open(L);
   fs_open(L);
   columns_open(L);
+  guardian_open(L);
   invoker_open(L);
   lua_pushinteger(L, ORCH_API_VERSION);
   lua_setfield(L, -2, "api_version");

@@ -7,6 +7,7 @@
 
 #include "lauxlib.h"
 
+#include "guardian.h"
 #include "host.h"
 
 #ifndef ORCH_VERSION
@@ -45,8 +46,11 @@ static int pmain(lua_State *L) {
 
 int main(int argc, char **argv) {
   lua_State *L;
-  orch_core *c = host_new(&L);
+  orch_core *c;
   int status;
+  std_fds_hold();    /* before libuv opens anything */
+  guardian_start();  /* before any thread */
+  c = host_new(&L);
   if (c == NULL) {
     fprintf(stderr, "orchlua: cannot create the Lua state: not enough memory\n");
     return 1;
@@ -63,5 +67,6 @@ int main(int argc, char **argv) {
   }
   fflush(stdout);
   host_free(c);
+  guardian_done();   /* ended in order: nothing for the guardian to undo */
   return status;
 }

@@ -85,6 +85,7 @@
 #include "lauxlib.h"
 
 #include "core.h"
+#include "guardian.h"
 
 #define PROC_MT "orch.Process"
 #define KILL_DELAY_MS 500      /* SIGTERM -> SIGKILL, real time */
@@ -149,6 +150,7 @@ static int subreaper;                   /* PR_SET_CHILD_SUBREAPER is on */
 static pid_t fork_parent;
 
 static void emerg_add(pid_t pg) {
+  guardian_track(pg); /* its SIGKILL too: see guardian.c */
   if (emerg_n == emerg_cap) {
     size_t cap = emerg_cap ? emerg_cap * 2 : 64;
     pid_t *a = realloc(emerg, cap * sizeof *a);
@@ -161,6 +163,7 @@ static void emerg_add(pid_t pg) {
 
 static void emerg_del(pid_t pg) {
   size_t i;
+  guardian_untrack(pg);
   for (i = emerg_n; i-- > 0;) {
     if (emerg[i] == pg) {
       emerg[i] = emerg[--emerg_n];

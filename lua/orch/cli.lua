@@ -158,7 +158,7 @@ function M.parse(argv)
   return { command = cmd, names = names, opts = opts }
 end
 
-local function number_opt(opts, key, flag, allow_zero)
+local function number_opt(opts, key, flag, allow_zero, max, max_why)
   local v = opts[key]
   if v == nil then return nil end
   local n = tonumber(v)
@@ -168,13 +168,32 @@ local function number_opt(opts, key, flag, allow_zero)
   if n < 0 or (n == 0 and not allow_zero) then
     usage_error("%s expects a number %s 0, found %s", flag, allow_zero and ">=" or ">", v)
   end
+  if max and n > max then
+    usage_error("%s expects a number at most %s, found %s", flag, max_why or ("%d"):format(max), v)
+  end
   return n
 end
+
+-- bounds of --hours and --time-scale: past them the clock's arithmetic
+-- (integer milliseconds, k * interval) stops being exact
+local function hours_opt(o)
+  local schema = require "orch.schema"
+  return number_opt(o, "hours", "--hours", false, schema.MAX_HOURS, "100000 (11 years)")
+end
+local MAX_SCALE = 1000000
+
 
 -- ---- shared steps ----------------------------------------------------------
 
 local function out(...) io.stdout:write(...) end
 local function err(...) io.stderr:write(...) end
+
+-- exit 2 when the schedule is out of bounds (orch.plan.check)
+local function plan_ok(desc, hours)
+  local e = require("orch.plan").check(desc, hours or desc.total_hours)
+  if e then err("orchlua: ", e, "\n") return false end
+  return true
+end
 
 local function load_config(opts)
   local config = require "orch.config"
@@ -316,7 +335,7 @@ function cmd.check(a)
   local bad = srcs == nil
   for _, name in ipairs(names) do
     local desc = load_description(cfg, name)
-    if not desc then
+    if not desc or not plan_ok(desc) then
       bad = true
     elseif srcs then
       local events = bind(desc, srcs)
@@ -336,11 +355,12 @@ end
 
 function cmd.plan(a)
   if #a.names ~= 1 then usage_error("plan needs one description name, found %d", #a.names) end
-  local hours = number_opt(a.opts, "hours", "--hours")
+  local hours = hours_opt(a.opts)
   local cfg, e = load_config(a.opts)
   if not cfg then err("orchlua: ", e, "\n") return 2 end
   local desc = load_description(cfg, a.names[1])
   if not desc then return 2 end
+  if not plan_ok(desc, hours) then return 2 end
   out(require("orch.plan").render(desc, hours or desc.total_hours))
   return 0
 end
@@ -379,14 +399,15 @@ end
 function cmd.run(a)
   if #a.names ~= 1 then usage_error("run needs one description name or file, found %d", #a.names) end
   local o = a.opts
-  local hours = number_opt(o, "hours", "--hours")
-  local scale = number_opt(o, "time_scale", "--time-scale")
+  local hours = hours_opt(o)
+  local scale = number_opt(o, "time_scale", "--time-scale", false, MAX_SCALE)
   local grace = number_opt(o, "grace", "--grace", true)
   if o.quiet and o.verbose then usage_error("-q and -v cannot be combined") end
   local cfg, e = load_config(o)
   if not cfg then err("orchlua: ", e, "\n") return 2 end
   local desc = load_description(cfg, a.names[1])
   if not desc then return 2 end
+  if not plan_ok(desc, hours) then return 2 end
   local srcs = load_sources(cfg)
   if not srcs then return 2 end
   local events = bind(desc, srcs)

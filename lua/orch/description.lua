@@ -123,6 +123,14 @@ local function check_object(ctx, value, keys, path)
         if sec == math.huge then   -- finite in hours, not in seconds
           mismatch(ctx, kpath, v, entry.type, " (too large once in seconds)")
           nv = nil
+        elseif entry.min_sec and sec < entry.min_sec then
+          add_error(ctx, kpath, ctx.index[kpath], ("expected at least %s, found %s")
+            :format(entry.min_why, found(ctx, v, kpath)))
+          nv = nil
+        elseif entry.max_sec and sec > entry.max_sec then
+          add_error(ctx, kpath, ctx.index[kpath], ("expected at most %s, found %s")
+            :format(entry.max_why, found(ctx, v, kpath)))
+          nv = nil
         elseif entry.scale then
           nv = sec
         end

@@ -33,6 +33,20 @@ function M.counts(ev, total)
   return c
 end
 
+-- More firings than this in one run is a typo (an interval in the wrong
+-- unit), not a soak: at a million firings a second it is a day of firing.
+M.MAX_FIRINGS = 100000000000
+
+-- nil, or why desc cannot run for `hours`: check, plan and run refuse it.
+function M.check(desc, hours)
+  local total, n = hours * 3600, 0
+  for _, ev in ipairs(desc.events) do n = n + M.counts(ev, total).total end
+  if n > M.MAX_FIRINGS then
+    return ("%s: %.0f firings, more than orchlua runs in one run (%d)"):format(desc.test_name, n, M.MAX_FIRINGS)
+  end
+  return nil
+end
+
 -- The first `limit` firings in time order: {t=, event=, k=, phase=}.
 -- A merge over the events' own sequences, never a full expansion.
 function M.timeline(events, total, limit)

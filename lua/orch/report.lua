@@ -124,7 +124,7 @@ local function add_record(rep, r, keep)
   elseif ty == "skipped" then
     local id = clean(r.id) or clean(r.event) or "?"
     local ev = new_event(rep, id, clean(r.event))
-    ev.skipped = ev.skipped + 1
+    ev.skipped = ev.skipped + (math.tointeger(clean(r.count)) or 1)  -- count: firings missed at the end
     local s = tonumber(clean(r.scheduled)) or tonumber(clean(r.t)) or 0
     if s < ev.first_t then ev.first_t = s end
     if keep then

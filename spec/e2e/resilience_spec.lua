@@ -1,0 +1,126 @@
+-- Resilience: what a hostile or careless user found (issue 21), each
+-- reproduced with the real binary: bounds on the schedule and the command
+-- line, closed standard descriptors, outputs that collide, and every step
+-- of a run bounded by the grace period.
+local h = require "helper"
+
+local EVENTS = [[
+local orch = require "orch"
+local M = {}
+function M.tick() end
+function M.nap() orch.sleep(0.2) end
+function M.spin() while true do end end
+function M.close_loop()
+  local guard <close> = setmetatable({}, { __close = function() while true do end end })
+  error("boom")
+end
+function M.tostring_loop()
+  error(setmetatable({}, { __tostring = function() while true do end end }))
+end
+function M.gc_loop()
+  setmetatable({}, { __gc = function() while true do end end })
+  collectgarbage()
+end
+function M.spawn_lines(result_reporter)
+  local p = orch.spawn{ cmd = { "sh", "-c", "echo one; echo two" },
+    on_stdout = function(line) result_reporter:info("line", { line = line }) end }
+  p:wait()
+end
+function M.huge(result_reporter, event)
+  result_reporter:add_result({ blob = string.rep("x", 17 * 1024 * 1024) })
+end
+return M
+]]
+
+local function project(descs, extra)
+  local files = { ["events/ev.lua"] = EVENTS }
+  for name, text in pairs(descs) do files["descriptions/" .. name .. ".json"] = text end
+  for k, v in pairs(extra or {}) do files[k] = v end
+  return h.project(files)
+end
+
+local function desc(name, hours, events)
+  return ('{"test_name":"%s","total_hours":%s,"events":[%s]}'):format(name, hours, events)
+end
+
+-- Runs a shell line in dir; returns status, stdout, stderr.
+local function sh(line, dir)
+  local out, err = os.tmpname(), os.tmpname()
+  local _, _, code = os.execute(("cd %s && (%s) >%s 2>%s"):format(h.q(dir), line, out, err))
+  local o, e = h.read(out), h.read(err)
+  os.remove(out); os.remove(err)
+  return code, o, e
+end
+
+describe("the schedule's bounds", function()
+  local dir
+  after_each(function() h.rm(dir) end)
+
+  it("refuses an interval under 1 ms in check, plan and run", function()
+    dir = project({ tiny = desc("tiny", 0.0003, '{"name":"tick","interval_sec":1e-12}') })
+    for _, cmd in ipairs({ "check tiny", "plan tiny", "run tiny -q" }) do
+      local code, _, err = h.run(cmd, dir)
+      assert.equal(2, code, cmd)
+      assert.matches('events%[0%]%.interval_sec: expected at least 0%.001 s %(1 ms, the finest interval orchlua keeps%), found 1e%-12', err)
+    end
+  end)
+
+  it("refuses a run of more than 1e11 firings", function()
+    dir = project({ many = desc("many", 72, '{"name":"tick","interval_sec":0.001}') })
+    local code, _, err = h.run("plan many --hours 90000", dir)
+    assert.equal(2, code)
+    assert.matches("orchlua: many: 32399999%d+ firings, more than orchlua runs in one run %(100000000000%)", err)
+  end)
+
+  it("refuses --hours and --time-scale beyond their bounds, and a huge total_hours", function()
+    dir = project({ t = desc("t", 0.001, '{"name":"tick","interval_sec":1}'),
+                    big = desc("big", "1e300", '{"name":"tick"}') })
+    local code, _, err = h.run("run t --time-scale 1e300", dir)
+    assert.equal(2, code)
+    assert.matches("orchlua: %-%-time%-scale expects a number at most 1000000, found 1e300", err)
+    code, _, err = h.run("run t --hours 1e300", dir)
+    assert.equal(2, code)
+    assert.matches("orchlua: %-%-hours expects a number at most 100000 %(11 years%), found 1e300", err)
+    code, _, err = h.run("check big", dir)
+    assert.equal(2, code)
+    assert.matches("total_hours: expected at most 100000 %(11 years%), found 1e300", err)
+  end)
+
+  it("ends a run that fell behind on time, with the missed firings as one skipped record", function()
+    -- 1 ms for 1 h at 3600x: 0.28 us a firing, far under what a loop turn costs
+    dir = project({ fast = desc("fast", 1, '{"name":"tick","interval_sec":0.001}') })
+    local t0 = os.time()
+    local code, _, err = h.run("run fast -q --time-scale 3600 --report r.jsonl", dir)
+    assert.equal(0, code, err)
+    assert.is_true(os.time() - t0 <= 4, "ran " .. (os.time() - t0) .. " s")
+    local recs = h.jsonl(dir .. "/r.jsonl")
+    local runs, skipped, lines = 0, 0, 0
+    for _, r in ipairs(recs) do
+      if r.type == "invocation" then runs = runs + 1 end
+      if r.type == "skipped" then
+        lines = lines + 1
+        skipped = skipped + (r.count or 1)
+        assert.not_equal("previous invocation still running", r.reason)
+      end
+    end
+    assert.equal(3600000, runs + skipped)
+    assert.is_true(lines <= 2, lines .. " skipped lines")
+    assert.equal(runs + skipped - 0, recs[#recs].invocations + recs[#recs].skipped)
+  end)
+end)
+
+describe("closed standard descriptors", function()
+  local dir
+  after_each(function() h.rm(dir) end)
+
+  it("do not abort --version, list, check or a run", function()
+    dir = project({ t = desc("t", 0.0001, '{"name":"tick"}') })
+    local bin = h.q(h.bin)
+    for _, line in ipairs({ bin .. " --version >&-", bin .. " list <&-", bin .. " check 2>&-",
+                            bin .. " run t -q --report r.jsonl >&- 2>&- <&-" }) do
+      local code = sh(line, dir)
+      assert.equal(0, code, line)
+    end
+    assert.equal("run_end", h.jsonl(dir .. "/r.jsonl")[3].type)
+  end)
+end)
