@@ -141,6 +141,14 @@ struct orch_core {
   uint64_t sig_ns;      /* hrtime of the first signal */
   uint64_t grace_ns;    /* after a signal, how long a CPU-bound task may run */
   uint64_t hard_ns;     /* any task still running at this hrtime is cancelled */
+  uint64_t end_ns;      /* T: a task still running grace_ns after it is cancelled */
+  uint64_t last_ns;     /* past it, a loop turn that never ends exits orchlua (sched.c) */
+  int early;            /* no engine listens to signals yet: one ends orchlua */
+  int in_loop;          /* core.run is in uv_run */
+  uint64_t turn_ns;     /* watch_mu: when the loop last passed its poll */
+  lua_State *guard_co;  /* watch_mu: a thread running user code outside any task */
+  uint64_t guard_ns;    /* watch_mu: ... stopped by the hook past this hrtime */
+  int guard_hooked;
   task *running;        /* guarded by watch_mu for the watchdog thread */
   uv_mutex_t watch_mu;
   uv_cond_t watch_cv;   /* signalled to stop the watchdog, or to wake it from its sleep */
@@ -204,6 +212,8 @@ lua_State *sched_thread(lua_State *L, int *ref); /* a fresh coroutine, anchored 
 void sched_trim(lua_State *L, int keep);        /* the pool down to keep coroutines */
 void sched_reserve(lua_State *L, int n); /* n coroutines in the pool */
 int sched_call(lua_State *L, int nargs, int nres); /* pcall with traceback */
+void sched_guard_begin(orch_core *c, lua_State *co); /* user code outside a task: bounded */
+void sched_guard_end(orch_core *c);
 
 /* lorch_core.c, queue.c, proc.c */
 task *orch_need_task(lua_State *L, const char *what);
@@ -219,6 +229,7 @@ void fs_open(lua_State *L);  /* fs.c: sets core.cwd, glob, find_files, terminal 
 void columns_open(lua_State *L); /* columns.c: sets core.table_lines, format_fixed */
 void proc_task_cancelled(task *t); /* SIGTERM/SIGKILL the groups t spawned */
 void proc_shutdown(orch_core *c);  /* exit path: kill and reap every group */
+void proc_last_resort(void);       /* SIGTERM to every group, from any thread */
 
 /* invoker.c */
 typedef struct invoker invoker;

@@ -169,7 +169,10 @@ static int l_core_run(lua_State *L) {
   orch_core *c = core_get(L);
   luaL_argcheck(L, lua_pushthread(L), 1, "core.run must be called from the main thread");
   lua_pop(L, 1);
+  __atomic_store_n(&c->turn_ns, uv_hrtime(), __ATOMIC_RELAXED); /* its first turn starts */
+  c->in_loop = 1;
   uv_run(&c->loop, UV_RUN_DEFAULT);
+  c->in_loop = 0;
   return 0;
 }
 
@@ -207,6 +210,7 @@ static int l_core_stats(lua_State *L) {
 /* core.on_signal(fn): fn(signum, count) for SIGINT/SIGTERM/SIGHUP. */
 static int l_core_on_signal(lua_State *L) {
   orch_core *c = core_get(L);
+  c->early = 0; /* an engine answers signals from now on */
   ref_free(L, &c->sig_cb_ref);
   lua_settop(L, 1);
   c->sig_cb_ref = ref_new(L);
@@ -232,6 +236,23 @@ static int l_core_set_hard_deadline(lua_State *L) {
     c->hard_ns = 0;
   else
     c->hard_ns = uv_hrtime() + sched_real_ms(c, luaL_checknumber(L, 1)) * 1000000u;
+  return 0;
+}
+
+/* core.set_end(desc_sec | nil): the run's T, from t0.  A task still
+ * running grace after it is stopped by the watchdog (even one that never
+ * lets the loop reach T), and past three graces a loop turn that never
+ * ends exits orchlua (sched.c).  nil (the finalisers' turn) lifts the
+ * first rule only. */
+static int l_core_set_end(lua_State *L) {
+  orch_core *c = core_get(L);
+  if (lua_isnoneornil(L, 1)) {
+    c->end_ns = 0;
+  } else {
+    uint64_t t = c->t0_ns + sched_real_ms(c, luaL_checknumber(L, 1)) * 1000000u;
+    c->end_ns = t;
+    c->last_ns = t + 3 * c->grace_ns;
+  }
   return 0;
 }
 
@@ -919,6 +940,7 @@ int luaopen_orch_core(lua_State *L) {
       {"stats", l_core_stats}, {"on_signal", l_core_on_signal},
       {"set_grace", l_core_set_grace},
       {"set_hard_deadline", l_core_set_hard_deadline},
+      {"set_end", l_core_set_end},
       {"go", l_core_go}, {"current", l_core_current},
       {"sleep", l_core_sleep}, {"timer", l_core_timer},
       {"ticker", l_core_ticker}, {"flag", l_core_flag},

@@ -203,6 +203,13 @@ static void emerg_atexit(void) {
   sweep_all();
 }
 
+/* The watchdog's last resort (sched.c), from its thread: SIGTERM to every
+ * group; the guardian continues and ends them once orchlua is gone. */
+void proc_last_resort(void) {
+  size_t i;
+  for (i = 0; i < emerg_n; i++) killpg(emerg[i], SIGTERM);
+}
+
 /* A crash: only async-signal-safe calls, then the default action. */
 static void emerg_crash(int sig) {
   size_t i;

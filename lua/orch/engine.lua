@@ -355,23 +355,36 @@ function Run:finalise_invocation(inv)
     if list[i].fin then fins[#fins + 1] = list[i] end
   end
   if #fins == 0 then return end
-  self:background("finalise " .. inv.id, function()
+  local task = self:background("finalise " .. inv.id, function()
     for _, f in ipairs(fins) do
       local ok, e = pcall(f.fin)
       if not ok then self:internal_error(("finaliser of fixture %q: %s"):format(f.name, tostring(e))) end
     end
   end)
+  task:set_timeout(self:work_bound())
+end
+
+-- How long finalisers get, description seconds: the grace, but never
+-- tighter than real time (a rehearsal must not fail where the run passes)
+-- and at least a second.
+function Run:work_bound()
+  return math.max(self.grace * self.scale, 1)
 end
 
 -- A task the run waits for before it ends (setup, finalisers).
 function Run:background(name, fn, after)
   self.nbackground = self.nbackground + 1
-  return core.go(fn, function(_, status, _, err)
+  local task
+  task = core.go(fn, function(_, status, _, err)
+    self.bg[task] = nil
     self.nbackground = self.nbackground - 1
+    if status == "timeout" then err = ("still running after %gs (the grace period): stopped"):format(self:work_bound()) end
     if status ~= "ok" then self:internal_error(("%s: %s"):format(name, tostring(err))) end
     if after then after(status) end
     self:progress()
   end, { id = name })
+  self.bg[task] = name
+  return task
 end
 
 -- An error that is no event's: counted, shown, and fails the run.
@@ -466,7 +479,7 @@ function Run:kill()
   if self.killed then return end
   self.killed = true
   self.kill_switch.flag:set()
-  if self:running() > 0 then
+  if self:running() > 0 or self.nbackground > 0 then
     self.grace_timer = core.timer(function() self:cancel_all("grace period over") end)
     self.grace_timer:start(self.grace)
     core.set_hard_deadline(self.grace)
@@ -483,6 +496,10 @@ function Run:cancel_all(why)
     for _, task in ipairs(tasks) do task:cancel("cancelled") end
     self.per_event[ev.id]:cancel_all()
   end
+  -- a fixture setup or an invocation's finalisers that still wait
+  for task in pairs(self.bg) do
+    if task ~= self.finalise_task then task:cancel("cancelled") end
+  end
   core.kill_processes()  -- every spawned process group: SIGTERM, SIGKILL 500 ms later
 end
 
@@ -492,9 +509,10 @@ function Run:finalise()
   self.finalising = true
   if self.grace_timer then self.grace_timer:close(); self.grace_timer = nil end
   core.set_hard_deadline(nil)
+  core.set_end(nil)   -- the finalisers' own bound is their task's timeout
   local list = self.created
   self.created = {}
-  self:background("finalise fixtures", function()
+  self.finalise_task = self:background("finalise fixtures", function()
     for i = #list, 1, -1 do
       local f = list[i]
       if f.fin and f.name ~= "result_reporter" then
@@ -507,6 +525,7 @@ function Run:finalise()
     self.queue:close()     -- the reporter drains what is left, then ends
     self:progress()
   end)
+  self.finalise_task:set_timeout(self:work_bound())
 end
 
 -- Moves the run along its steps whenever something finished.
@@ -529,6 +548,10 @@ function Run:on_signal(signum, count)
   if count == 1 then
     self.console:phase(("%s: send it again to skip the teardown and the grace period"):format(name))
     self:stop(name)
+  elseif self.finalising then
+    -- the finalisers had their chance: the queue is drained now
+    self.console:phase(name .. " again: stopping the finalisers, draining the report queue")
+    if self.finalise_task and self.bg[self.finalise_task] then self.finalise_task:cancel("cancelled") end
   else
     self.console:phase(name .. " again: cancelling everything, draining the report queue")
     self.stopping = true
@@ -555,7 +578,7 @@ function M.run(opts)
     jsonl = opts.jsonl, console = opts.console,
     per_event = {}, fixtures = {}, created = {}, builtins = {}, tickers = {}, fast_set = {},
     ticker_ev = {},
-    teardown = {}, errors = {}, nrunning = 0, nbackground = 0, error_results = 0,
+    teardown = {}, errors = {}, nrunning = 0, nbackground = 0, error_results = 0, bg = {},
     results = 0,
   }, Run)
   run.on_done = function(task, status, inv, err) run:done(task, status, inv, err) end
@@ -623,6 +646,10 @@ function M.run(opts)
   run:emit({ type = "run_start", t = 0, test_name = desc.test_name, file = desc.file,
              total_hours = run.total / 3600, time_scale = run.scale, grace_sec = run.grace,
              events = #run.events, version = opts.version })
+  -- on disk before any event runs: a startup event that never yields, then
+  -- a SIGKILL, still leaves a report that says which run it was
+  if run.jsonl then run.jsonl.w:flush() end
+  core.set_end(run.total)
   run.console:start(run)
 
   -- the reporter task: resolve result_reporter (maybe a user fixture), then

@@ -124,3 +124,148 @@ describe("closed standard descriptors", function()
     assert.equal("run_end", h.jsonl(dir .. "/r.jsonl")[3].type)
   end)
 end)
+
+-- Runs orchlua in the background in dir, sends it `signals` (a list of
+-- {delay_sec, name}) and waits: returns status, seconds it took, stderr.
+local function run_signalled(dir, args, signals)
+  local steps = {}
+  for _, s in ipairs(signals) do steps[#steps + 1] = ("sleep %s; kill -%s $pid"):format(s[1], s[2]) end
+  local script = ("%s %s >out 2>err & pid=$!; %s; wait $pid; echo $? > code"):format(h.q(h.bin), args,
+    table.concat(steps, "; "))
+  local t0 = os.time()
+  os.execute(("cd %s && timeout 120 sh -c %s"):format(h.q(dir), h.q(script)))
+  return tonumber(h.read(dir .. "/code")), os.time() - t0, h.read(dir .. "/err")
+end
+
+describe("every step is bounded", function()
+  local dir
+  after_each(function() h.rm(dir) end)
+  -- grace 1 s: T + grace, and at most about twice that in all
+  local CONFIG = 'return { sources = { "events/*.lua" }, grace_sec = 1 }\n'
+
+  local function timed(descs, extra, args)
+    extra = extra or {}
+    extra[".orchlua"] = extra[".orchlua"] or CONFIG
+    dir = project(descs, extra)
+    local t0 = os.time()
+    local code, out, err = h.run("run " .. args .. " -q --report r.jsonl", dir)
+    return code, os.time() - t0, err, out
+  end
+
+  for _, case in ipairs({
+    { "a <close> handler that loops", "close_loop" },
+    { "an error object whose __tostring loops", "tostring_loop" },
+    { "a CPU-bound event without timeout_sec", "spin" },
+  }) do
+    it("ends a run on time past " .. case[1], function()
+      local code, took, err = timed({ b = desc("b", 0.0003, ('{"name":"%s"},{"name":"tick","interval_sec":0.1}'):format(case[2])) },
+        nil, "b")
+      assert.equal(1, code, err)
+      assert.is_true(took <= 6, "took " .. took .. " s")
+      local recs = h.jsonl(dir .. "/r.jsonl")
+      assert.equal("run_end", recs[#recs].type)
+      assert.equal(1, #h.select(recs, "invocation", "id", case[2]))
+    end)
+  end
+
+  it("ends a CPU-bound teardown event and a CPU-bound finaliser on time", function()
+    local src = [[
+local orch = require "orch"
+orch.fixture("stuck", function() return 1, function() while true do end end end)
+return { uses = function(stuck) end }
+]]
+    local code, took, err = timed({ b = desc("b", 0.0003, '{"name":"spin","at_startup":false,"at_teardown":true},{"name":"uses"}') },
+      { ["events/fin.lua"] = src }, "b")
+    assert.equal(1, code, err)
+    assert.is_true(took <= 8, "took " .. took .. " s")
+    local recs = h.jsonl(dir .. "/r.jsonl")
+    assert.equal("run_end", recs[#recs].type)
+    assert.equal("cancelled", h.select(recs, "invocation", "id", "spin")[1].status)
+    local found
+    for _, r in ipairs(h.select(recs, "result")) do
+      if r.level == "error" and tostring(r.data.error):match("^finalise fixtures: ") then found = r.data.error end
+    end
+    assert.matches("finalise fixtures: still running after 1s %(the grace period%): stopped", found)
+  end)
+
+  it("bounds a finaliser that waits by the grace", function()
+    local src = [[
+local orch = require "orch"
+orch.fixture("slow", function() return 1, function() orch.sleep(30) end end)
+return { uses = function(slow) end }
+]]
+    local code, took, err = timed({ b = desc("b", 0.0003, '{"name":"uses"}') }, { ["events/fin.lua"] = src }, "b")
+    assert.equal(1, code, err)
+    assert.is_true(took <= 5, "took " .. took .. " s")
+  end)
+
+  it("ends a run whose __gc loops, from the last resort", function()
+    local code, took, err = timed({ b = desc("b", 0.0003, '{"name":"gc_loop"}') }, nil, "b")
+    assert.equal(1, code)
+    assert.is_true(took <= 10, "took " .. took .. " s")
+    assert.matches("orchlua: a step never ended", err)
+    assert.equal("run_start", h.jsonl(dir .. "/r.jsonl")[1].type)
+  end)
+
+  it("answers signals while a fixture setup waits", function()
+    local src = [[
+local orch = require "orch"
+orch.fixture("slow_setup", function() orch.sleep(30) return 1 end)
+return {}
+]]
+    dir = project({ b = '{"test_name":"b","total_hours":1,"unref_setup_fixtures":["slow_setup"],"events":[{"name":"tick"}]}' },
+      { [".orchlua"] = CONFIG, ["events/fin.lua"] = src })
+    local code, took = run_signalled(dir, "run b -q", { { 0.5, "INT" } })
+    assert.equal(130, code)
+    assert.is_true(took <= 5, "took " .. took .. " s")
+  end)
+
+  it("answers repeated signals while a finaliser waits", function()
+    local src = [[
+local orch = require "orch"
+orch.fixture("slow", function() return 1, function() orch.sleep(30) end end)
+return { uses = function(slow) end }
+]]
+    dir = project({ b = desc("b", 1, '{"name":"uses"}') }, { [".orchlua"] = 'return { sources = { "events/*.lua" }, grace_sec = 20 }\n',
+      ["events/fin.lua"] = src })
+    local code, took = run_signalled(dir, "run b -q", { { 0.5, "TERM" }, { 0.3, "TERM" }, { 0.3, "TERM" } })
+    assert.equal(143, code)
+    assert.is_true(took <= 5, "took " .. took .. " s")
+  end)
+end)
+
+describe("a signal before the run starts", function()
+  local dir
+  after_each(function() h.rm(dir) end)
+
+  it("ends orchlua while .orchlua or a source's top level loops", function()
+    dir = project({ t = desc("t", 0.001, '{"name":"tick"}') }, { [".orchlua"] = "while true do end\n" })
+    local code, took, err = run_signalled(dir, "check", { { 0.5, "INT" } })
+    assert.equal(130, code)
+    assert.is_true(took <= 3)
+    assert.equal("orchlua: stopped by a signal before the run started\n", err)
+    h.rm(dir)
+    dir = project({ t = desc("t", 0.001, '{"name":"tick"}') }, { ["events/loop.lua"] = "while true do end\n" })
+    code, took = run_signalled(dir, "run t", { { 0.5, "TERM" } })
+    assert.equal(143, code)
+    assert.is_true(took <= 3)
+  end)
+end)
+
+describe("the exit path", function()
+  local dir
+  after_each(function() h.rm(dir) end)
+
+  it("is bounded by the grace when a __gc loops while the state closes", function()
+    dir = project({ t = desc("t", 0.0001, '{"name":"tick"}') }, {
+      [".orchlua"] = 'return { sources = { "events/*.lua" }, grace_sec = 1 }\n',
+      ["events/keep.lua"] = 'local keep = setmetatable({}, { __gc = function() while true do end end })\nreturn { keep_it = function() return keep end }\n' })
+    local t0 = os.time()
+    local code, _, err = h.run("run t -q --report r.jsonl", dir)
+    assert.equal(0, code)
+    assert.is_true(os.time() - t0 <= 5)
+    assert.equal("orchlua: a __gc still ran at exit after the grace period: exiting\n", err)
+    local recs = h.jsonl(dir .. "/r.jsonl")
+    assert.equal("run_end", recs[#recs].type)
+  end)
+end)
