@@ -149,6 +149,7 @@ struct orch_core {
   lua_State *guard_co;  /* watch_mu: a thread running user code outside any task */
   uint64_t guard_ns;    /* watch_mu: ... stopped by the hook past this hrtime */
   int guard_hooked;
+  int ctx_set;          /* core.set_context holds a tag (lorch_core.c) */
   task *running;        /* guarded by watch_mu for the watchdog thread */
   uv_mutex_t watch_mu;
   uv_cond_t watch_cv;   /* signalled to stop the watchdog, or to wake it from its sleep */
@@ -241,6 +242,7 @@ void invoker_pool_free(orch_core *c);          /* the spare firing tasks */
 /* lorch_core.c */
 writer *const *core_writer_slot(lua_State *L, int idx); /* a writer userdata's writer (NULL once closed) */
 void core_stamp_at(orch_core *c, double t, char ts[32]); /* description time t as ISO time */
+int core_push_context(lua_State *L); /* core.set_context's tag, if any: pushes it, returns 1 */
 
 /* handle.c: uv handles malloc'd apart and freed in their close callback */
 void *handle_new(orch_core *c, size_t size);

@@ -323,6 +323,25 @@ static int l_core_current(lua_State *L) {
   return 1;
 }
 
+/* core.set_context(tag | nil): the invocation a callback outside any task
+ * acts for (a process's line callback, process.lua): results it reports
+ * carry that invocation's event.  Kept in one registry slot, by key. */
+static const char CTX_KEY = 'c';
+
+static int l_core_set_context(lua_State *L) {
+  orch_core *c = core_get(L);
+  lua_settop(L, 1);
+  c->ctx_set = !lua_isnil(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &CTX_KEY);
+  return 0;
+}
+
+int core_push_context(lua_State *L) {
+  if (!core_get(L)->ctx_set) return 0;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &CTX_KEY);
+  return 1;
+}
+
 /* core.sleep(desc_sec): yields the running task. */
 static int l_core_sleep(lua_State *L) {
   double sec = luaL_checknumber(L, 1);
@@ -941,7 +960,7 @@ int luaopen_orch_core(lua_State *L) {
       {"set_grace", l_core_set_grace},
       {"set_hard_deadline", l_core_set_hard_deadline},
       {"set_end", l_core_set_end},
-      {"go", l_core_go}, {"current", l_core_current},
+      {"go", l_core_go}, {"current", l_core_current}, {"set_context", l_core_set_context},
       {"sleep", l_core_sleep}, {"timer", l_core_timer},
       {"ticker", l_core_ticker}, {"flag", l_core_flag},
       {"writer", l_core_writer}, {"stdio", l_core_stdio},

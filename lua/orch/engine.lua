@@ -378,7 +378,9 @@ function Run:background(name, fn, after)
   task = core.go(fn, function(_, status, _, err)
     self.bg[task] = nil
     self.nbackground = self.nbackground - 1
-    if status == "timeout" then err = ("still running after %gs (the grace period): stopped"):format(self:work_bound()) end
+    if status == "timeout" then
+      err = ("still running after %gs (the grace period): stopped"):format(self:work_bound())
+    end
     if status ~= "ok" then self:internal_error(("%s: %s"):format(name, tostring(err))) end
     if after then after(status) end
     self:progress()

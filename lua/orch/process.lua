@@ -122,9 +122,14 @@ end
 
 -- Wraps a user callback: it never raises into the loop.
 local function guard(fn, which, state)
+  -- the invocation that spawned the process: what its callbacks report is
+  -- that invocation's (its event, not "-")
+  local tag = core and core.current()
   return function(line, partial)
     if state.off then return end
+    if tag ~= nil then core.set_context(tag) end
     local ok, err = xpcall(fn, debug.traceback, line, partial)
+    if tag ~= nil then core.set_context(nil) end
     if not ok then
       state.off = true
       local p = state.p

@@ -269,3 +269,31 @@ describe("the exit path", function()
     assert.equal("run_end", recs[#recs].type)
   end)
 end)
+
+describe("results", function()
+  local dir
+  after_each(function() h.rm(dir) end)
+
+  it("reported from an on_stdout callback carry the event that spawned the process", function()
+    dir = project({ s = desc("s", 0.0001, '{"name":"spawn_lines"}') })
+    local code, _, err = h.run("run s -q --report r.jsonl", dir)
+    assert.equal(0, code, err)
+    local lines = {}
+    for _, r in ipairs(h.select(h.jsonl(dir .. "/r.jsonl"), "result")) do
+      lines[#lines + 1] = r.event .. ":" .. r.data.line
+    end
+    assert.same({ "spawn_lines:one", "spawn_lines:two" }, lines)
+  end)
+
+  it("over 16 MiB keep their event, level, t and ts (the data is cut)", function()
+    dir = project({ u = desc("u", 0.0001, '{"name":"huge"}') })
+    local code, _, err = h.run("run u -q --report r.jsonl", dir)
+    assert.equal(0, code, err)
+    local r = h.select(h.jsonl(dir .. "/r.jsonl"), "result")[1]
+    assert.equal("huge", r.event)
+    assert.equal("info", r.level)
+    assert.is_number(r.t)
+    assert.is_string(r.ts)
+    assert.is_table(r.data)
+  end)
+end)
