@@ -100,7 +100,54 @@ static int l_terminal(lua_State *L) {
   return 3;
 }
 
+/* core.file_id(path) -> a string naming the file path resolves to (its
+ * device and inode; for a file not there yet, its folder's real path and
+ * its name), or nil when its folder does not exist: two paths name one
+ * file when their ids are equal, links and all. */
+static int l_file_id(lua_State *L) {
+  char path[PATH_MAX], real[PATH_MAX], target[PATH_MAX];
+  struct stat st;
+  const char *slash;
+  int hops;
+  size_t n;
+  const char *arg = luaL_checklstring(L, 1, &n);
+  if (n >= sizeof path) return 0;
+  memcpy(path, arg, n + 1);
+  for (hops = 0; hops < 16; hops++) {
+    ssize_t ln;
+    if (stat(path, &st) == 0) {
+      lua_pushfstring(L, "%I:%I", (lua_Integer)st.st_dev, (lua_Integer)st.st_ino);
+      return 1;
+    }
+    /* a link to a file not there yet (the report a run is about to make) */
+    if (lstat(path, &st) != 0 || !S_ISLNK(st.st_mode)) break;
+    ln = readlink(path, target, sizeof target - 1);
+    if (ln < 0) break;
+    target[ln] = 0;
+    if (target[0] == 0x2f) {
+      memcpy(path, target, (size_t)ln + 1);
+    } else {
+      slash = strrchr(path, '/');
+      n = slash ? (size_t)(slash - path) + 1 : 0;
+      if (n + (size_t)ln >= sizeof path) break;
+      memcpy(path + n, target, (size_t)ln + 1);
+    }
+  }
+  slash = strrchr(path, '/');
+  if (slash == NULL) {
+    if (realpath(".", real) == NULL) return 0;
+    lua_pushfstring(L, "%s/%s", real, path);
+  } else {
+    lua_pushlstring(L, path, (size_t)(slash - path) + 1);   /* "dir/" */
+    if (realpath(lua_tostring(L, -1), real) == NULL) return 0;
+    lua_pushfstring(L, "%s/%s", real, slash + 1);
+  }
+  return 1;
+}
+
 void fs_open(lua_State *L) {
+  lua_pushcfunction(L, l_file_id);
+  lua_setfield(L, -2, "file_id");
   lua_pushcfunction(L, l_terminal);
   lua_setfield(L, -2, "terminal");
   lua_pushcfunction(L, l_cwd);

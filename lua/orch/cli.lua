@@ -382,16 +382,30 @@ end
 
 -- Two outputs (or an output and an input) naming one file: the one written
 -- last would replace the other without a word.  list: { {flag, path}, ... }
-local function distinct_files(list)
+-- Links count: the file a path resolves to (core.file_id) is compared too.
+-- inputs: { {what, path}, ... } files no output may replace (the
+-- description, the sources).
+local function distinct_files(list, inputs)
   local seen = {}
+  local has_core, core = pcall(require, "orch.core")
+  local function keys(path)
+    local k = { abs_path(path) }
+    local id = has_core and core.file_id(path)
+    if id then k[2] = "id:" .. id end
+    return k
+  end
+  for _, fp in ipairs(inputs or {}) do
+    for _, key in ipairs(keys(fp[2])) do seen[key] = fp[1] end
+  end
   for _, fp in ipairs(list) do
     local flag, path = fp[1], fp[2]
     if path then
-      local key = abs_path(path)
-      if seen[key] then
-        usage_error("%s and %s name the same file (%s): each needs its own", seen[key], flag, path)
+      for _, key in ipairs(keys(path)) do
+        if seen[key] then
+          usage_error("%s and %s name the same file (%s): each needs its own", seen[key], flag, path)
+        end
       end
-      seen[key] = flag
+      for _, key in ipairs(keys(path)) do seen[key] = flag end
     end
   end
 end
@@ -413,7 +427,9 @@ function cmd.run(a)
   local events = bind(desc, srcs)
   if not events then return 2 end
   -- outputs are checked before anything runs
-  distinct_files({ { "--report", o.report }, { "--junit", o.junit }, { "--html", o.html } })
+  local inputs = { { "the description", desc.file } }
+  for _, src in ipairs(srcs) do inputs[#inputs + 1] = { "the source " .. src.file, src.path } end
+  distinct_files({ { "--report", o.report }, { "--junit", o.junit }, { "--html", o.html } }, inputs)
   local jsonl
   if o.report then
     local e2
@@ -444,6 +460,12 @@ function cmd.run(a)
     grace = grace or cfg.grace_sec, jsonl = jsonl, console = console,
     fail_fast = o.fail_fast, version = VERSION, report_path = o.report, junit_path = o.junit,
     html_path = o.html,
+    -- JUnit is written before run_end: a write that fails is in the run's
+    -- status, its summary and its run_end alike
+    before_end = o.junit and function(run)
+      local ok, e5 = require("orch.output.junit").write(o.junit, run)
+      if not ok then run:output_failed("--junit " .. tostring(e5)) end
+    end,
   })
   if jsonl then
     local ok, e4 = jsonl:close()
@@ -451,10 +473,6 @@ function cmd.run(a)
       err("orchlua: --report ", tostring(e4), "\n")
       if status == 0 then status = 1 end
     end
-  end
-  if o.junit then
-    local ok, e5 = require("orch.output.junit").write(o.junit, run)
-    if not ok then err("orchlua: --junit ", o.junit, ": ", tostring(e5), "\n"); if status == 0 then status = 1 end end
   end
   console:close()
   if o.html then

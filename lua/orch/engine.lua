@@ -389,6 +389,13 @@ function Run:background(name, fn, after)
   return task
 end
 
+-- An output that could not be written at the end: said, and fails the run.
+function Run:output_failed(msg)
+  self.errors[#self.errors + 1] = msg
+  self.failed = true
+  self.console:error(msg)
+end
+
 -- An error that is no event's: counted, shown, and fails the run.
 function Run:internal_error(msg)
   self.errors[#self.errors + 1] = msg
@@ -732,6 +739,7 @@ function M.run(opts)
       :format(s.handles, s.tasks, s.refs, s.fast_lines, s.pooled, s.watch_looks))
   end
 
+  if opts.before_end then opts.before_end(run) end   -- outputs the status must count (cli: --junit)
   local t_end = core.now()
   run:emit({ type = "run_end", t = t_end, status = run:exit_status(), reason = run.stop_reason,
              invocations = run:count("runs"), failures = run:count("failures"),
