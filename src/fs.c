@@ -145,7 +145,19 @@ static int l_file_id(lua_State *L) {
   return 1;
 }
 
+/* core.file_owner(path) -> owner uid, mode bits, our effective uid | nil */
+static int l_file_owner(lua_State *L) {
+  struct stat st;
+  if (stat(luaL_checkstring(L, 1), &st) != 0) return 0;
+  lua_pushinteger(L, (lua_Integer)st.st_uid);
+  lua_pushinteger(L, (lua_Integer)(st.st_mode & 07777));
+  lua_pushinteger(L, (lua_Integer)geteuid());
+  return 3;
+}
+
 void fs_open(lua_State *L) {
+  lua_pushcfunction(L, l_file_owner);
+  lua_setfield(L, -2, "file_owner");
   lua_pushcfunction(L, l_file_id);
   lua_setfield(L, -2, "file_id");
   lua_pushcfunction(L, l_terminal);
