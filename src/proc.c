@@ -115,6 +115,7 @@ typedef struct proc {
   int group;         /* the group may still have members */
   int owner_run;     /* owner = "run": not killed with its task */
   int capture;
+  size_t captured[3]; /* bytes kept per stream, at most CAPTURE_MAX */
   uint64_t task_id;  /* the task that spawned it, 0 if none */
   uint64_t kill_at;  /* hrtime of a pending SIGKILL, 0 if none */
   size_t max_line;
@@ -459,6 +460,8 @@ static int proc_signal(proc *p, int sig, int escalate) {
 
 /* ---- output: lines and captures ----------------------------------------- */
 
+#define CAPTURE_MAX ((size_t)64 << 20) /* per stream of orch.exec's capture */
+
 static int lb_append(linebuf *lb, const char *s, size_t n) {
   if (lb->len + n > lb->cap) {
     size_t cap = lb->cap ? lb->cap : 256;
@@ -495,11 +498,19 @@ static void proc_feed(proc *p, int i, const char *data, size_t n) {
   int cb;
   ref_push(L, p->self_ref);                               /* [p] */
   lua_getiuservalue(L, -1, 1);                            /* [p uv] */
-  if (p->capture) {
+  if (p->capture && p->captured[i] <= CAPTURE_MAX) {
     lua_getfield(L, -1, i == 1 ? "stdout" : "stderr");    /* [p uv chunks] */
     if (lua_istable(L, -1)) {
-      lua_pushlstring(L, data, n);
+      size_t keep = CAPTURE_MAX - p->captured[i] < n ? CAPTURE_MAX - p->captured[i] : n;
+      lua_pushlstring(L, data, keep);
       lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+      p->captured[i] += keep;
+      if (keep < n) {
+        /* said once, at the cut: a chatty program must not fill orchlua's memory */
+        lua_pushliteral(L, "\n[orchlua: output past 64 MiB not kept]\n");
+        lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+        p->captured[i] = CAPTURE_MAX + 1;
+      }
     }
     lua_pop(L, 1);                                        /* [p uv] */
   }

@@ -362,3 +362,53 @@ describe("a .orchlua found by the search", function()
     os.execute("chmod 700 " .. h.q(dir))
   end)
 end)
+
+describe("the weaker findings", function()
+  local dir
+  after_each(function() h.rm(dir) end)
+  local SRC = [[
+local orch = require "orch"
+local M = {}
+function M.g_exit() _G.os.exit(3) end
+function M.pkg_exit() package.loaded.os.exit(3) end
+function M.gc_stop() collectgarbage("stop") end
+function M.nul_argv() orch.exec({ "echo", "a\0b" }) end
+function M.nul_env() orch.exec({ "true" }, { env = { X = "a\0b" } }) end
+function M.big_exec(result_reporter)
+  local _, _, out = orch.exec({ "head", "-c", "70000000", "/dev/zero" })
+  result_reporter:info("got", { n = #out, tail = out:sub(-40) })
+end
+return M
+]]
+
+  it("trap _G.os.exit and package.loaded.os.exit, warn on collectgarbage(\"stop\"), refuse NUL, cap orch.exec", function()
+    dir = project({ w = desc("w", 0.0001, '{"name":"g_exit"},{"name":"pkg_exit"},{"name":"gc_stop"},'
+      .. '{"name":"nul_argv"},{"name":"nul_env"},{"name":"big_exec"}') }, { ["events/w.lua"] = SRC })
+    local code, out, err = h.run("run w --no-progress --report r.jsonl", dir)
+    assert.equal(1, code)
+    local recs = h.jsonl(dir .. "/r.jsonl")
+    local function first(id) return (h.select(recs, "invocation", "id", id)[1].error or "ok"):match("^[^\n]*") end
+    assert.matches("os.exit is not allowed in an event", first("g_exit"))
+    assert.matches("os.exit is not allowed in an event", first("pkg_exit"))
+    assert.equal("ok", first("gc_stop"))
+    assert.matches('collectgarbage%("stop"%) ignored', out .. err)
+    assert.matches("bad argument #1 to 'orch.exec' %(argv%[2%]: holds a NUL byte", first("nul_argv"))
+    assert.matches("env.X: holds a NUL byte", first("nul_env"))
+    local got = h.select(recs, "result", "event", "big_exec")[1].data
+    assert.equal(64 * 1024 * 1024 + #"\n[orchlua: output past 64 MiB not kept]\n", got.n)
+  end)
+end)
+
+describe("the console", function()
+  local dir
+  after_each(function() h.rm(dir) end)
+
+  it("shows control bytes from events as \\xNN", function()
+    dir = project({ c = desc("c", 0.0001, '{"name":"esc"}') }, { ["events/c.lua"] =
+      'return { esc = function(result_reporter) result_reporter:info("\\27]0;owned\\7 x") error("\\27[2J") end }\n' })
+    local code, out, err = h.run("run c --no-progress", dir)
+    assert.equal(1, code)
+    assert.not_matches("\27", out .. err)
+    assert.truthy(out:find("ERROR after 0.000s: events/c.lua:1: \\x1b[2J", 1, true))
+  end)
+end)
