@@ -113,7 +113,8 @@ local function check_opts(fname, opts, known, level)
         argerror(fname, ("env.%s: string, number or false expected, got %s"):format(k, type(v)), level)
       end
       if k:find("\0", 1, true) or (type(v) == "string" and v:find("\0", 1, true)) then
-        argerror(fname, ("env.%s: holds a NUL byte (the process would get it cut there)"):format(k:gsub("%z", "\\0")), level)
+        argerror(fname, ("env.%s: holds a NUL byte (the process would get it cut there)")
+          :format((k:gsub("%z", "\\0"))), level)
       end
     end
   end

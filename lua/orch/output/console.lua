@@ -93,7 +93,8 @@ function M:result(r)
   if r.level ~= "error" and self.level < 1 then return end
   local data = r.data
   if type(data) ~= "string" then data = json.encode(data) end
-  local s = ("%s  %s [%s] %s"):format(plan.clock(r.t or 0), shown(r.event or "-"), shown(r.level or "info"), shown(data))
+  local s = ("%s  %s [%s] %s"):format(plan.clock(r.t or 0), shown(r.event or "-"), shown(r.level or "info"),
+    shown(data))
   self:line(r.level == "error" and self:paint("red", s) or s)
 end
 
