@@ -589,6 +589,8 @@ function M.run(opts)
     ticker_ev = {},
     teardown = {}, errors = {}, nrunning = 0, nbackground = 0, error_results = 0, bg = {},
     results = 0,
+    -- fleets (orch.fleet): the run's id and --label's, in run_start
+    run_id = opts.run_id or require("orch.fleet").uuid(), labels = opts.labels or {},
   }, Run)
   run.on_done = function(task, status, inv, err) run:done(task, status, inv, err) end
   -- the fast path writes what Run:done would: only when the console shows
@@ -654,7 +656,8 @@ function M.run(opts)
 
   run:emit({ type = "run_start", t = 0, test_name = desc.test_name, file = desc.file,
              total_hours = run.total / 3600, time_scale = run.scale, grace_sec = run.grace,
-             events = #run.events, version = opts.version })
+             events = #run.events, version = opts.version, run_id = run.run_id, labels = run.labels,
+             params = require("orch.fleet").params_in_force(run.events) })
   -- on disk before any event runs: a startup event that never yields, then
   -- a SIGKILL, still leaves a report that says which run it was
   if run.jsonl then run.jsonl.w:flush() end
