@@ -154,6 +154,13 @@ struct orch_core {
   uint64_t guard_ns;    /* watch_mu: ... stopped by the hook past this hrtime */
   int guard_hooked;
   int ctx_set;          /* core.set_context holds a tag (lorch_core.c) */
+  /* the loop-lag watchdog: a task that holds the loop longer than lag_ns
+   * in one resume is reported through lag_cb_ref(tag, seconds) */
+  uint64_t lag_ns;      /* 0: off */
+  int lag_cb_ref;
+  uint64_t resume_serial; /* watch_mu: resumes so far */
+  uint64_t lag_serial, lag_since; /* watch_mu: the resume watched, since when */
+  int lag_flag;         /* watch_mu: that resume passed lag_ns */
   task *running;        /* guarded by watch_mu for the watchdog thread */
   uv_mutex_t watch_mu;
   uv_cond_t watch_cv;   /* signalled to stop the watchdog, or to wake it from its sleep */

@@ -239,6 +239,22 @@ static int l_core_set_hard_deadline(lua_State *L) {
   return 0;
 }
 
+/* core.on_loop_lag(limit_real_sec, fn | nil): fn(tag, seconds) after a
+ * task's resume held the loop longer than the limit (real seconds; the
+ * watchdog looks every 10 ms, so the figure is that close). */
+static int l_core_on_loop_lag(lua_State *L) {
+  orch_core *c = core_get(L);
+  double sec = luaL_checknumber(L, 1);
+  ref_free(L, &c->lag_cb_ref);
+  c->lag_ns = 0;
+  if (lua_isnoneornil(L, 2) || sec <= 0) return 0;
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_settop(L, 2);
+  c->lag_cb_ref = ref_new(L);
+  c->lag_ns = (uint64_t)(sec * 1e9);
+  return 0;
+}
+
 /* core.set_end(desc_sec | nil): the run's T, from t0.  A task still
  * running grace after it is stopped by the watchdog (even one that never
  * lets the loop reach T), and past three graces a loop turn that never
@@ -986,7 +1002,7 @@ int luaopen_orch_core(lua_State *L) {
       {"stats", l_core_stats}, {"on_signal", l_core_on_signal},
       {"set_grace", l_core_set_grace},
       {"set_hard_deadline", l_core_set_hard_deadline},
-      {"set_end", l_core_set_end},
+      {"set_end", l_core_set_end}, {"on_loop_lag", l_core_on_loop_lag},
       {"go", l_core_go}, {"current", l_core_current}, {"set_context", l_core_set_context},
       {"sleep", l_core_sleep}, {"timer", l_core_timer},
       {"ticker", l_core_ticker}, {"flag", l_core_flag},

@@ -395,18 +395,35 @@ static void task_finish(task *t, int st, const char *forced_err) {
   ref_free(L, &t->self_ref);
 }
 
+/* The loop-lag watchdog's finding, after the resume that held the loop:
+ * lag_cb(tag, seconds) on the main thread (the engine makes a loop_lag
+ * result of it). */
+static void report_lag(orch_core *c, task *t) {
+  lua_State *L = c->L;
+  double held = (double)(uv_hrtime() - c->lag_since) / 1e9;
+  if (c->lag_cb_ref == LUA_NOREF || t->tag_ref == LUA_NOREF) return;
+  ref_push(L, c->lag_cb_ref);
+  ref_push(L, t->tag_ref);
+  lua_pushnumber(L, held);
+  sched_call(L, 2, 0);
+}
+
 static void task_resume(orch_core *c, task *t) {
-  int nres, st;
+  int nres, st, lagged;
   int nargs = t->nargs;
   t->nargs = 0;
   t->state = T_RUNNING;
   uv_mutex_lock(&c->watch_mu);
   c->running = t;
+  c->resume_serial++;
   uv_mutex_unlock(&c->watch_mu);
   st = lua_resume(t->co, c->L, nargs, &nres);
   uv_mutex_lock(&c->watch_mu);
   c->running = NULL;
+  lagged = c->lag_flag;
+  c->lag_flag = 0;
   uv_mutex_unlock(&c->watch_mu);
+  if (lagged) report_lag(c, t);
   if (st == LUA_YIELD) {
     lua_pop(t->co, nres);
     if (t->cancel != C_NONE) {
@@ -575,6 +592,7 @@ void sched_init(orch_core *c) {
   c->sig_async.data = c;
   uv_unref((uv_handle_t *)&c->sig_async);
   c->sig_cb_ref = LUA_NOREF;
+  c->lag_cb_ref = LUA_NOREF;
   c->early = 1;
   uv_mutex_init(&c->watch_mu);
   uv_cond_init(&c->watch_cv);
@@ -649,6 +667,15 @@ static void watchdog(void *arg) {
       /* lua_sethook is safe to call asynchronously (lua.c's laction) */
       t->hooked = 1;
       lua_sethook(t->co, task_hook, LUA_MASKCOUNT, 1);
+    }
+    if (t != NULL && c->lag_ns != 0 && !c->lag_flag) {
+      /* the same resume as at the last look: it has held the loop since */
+      if (c->lag_serial != c->resume_serial) {
+        c->lag_serial = c->resume_serial;
+        c->lag_since = now;
+      } else if (now - c->lag_since >= c->lag_ns) {
+        c->lag_flag = 1;
+      }
     }
     if (c->guard_co != NULL && !c->guard_hooked && (now >= c->guard_ns || c->sig_count >= 2)) {
       c->guard_hooked = 1;

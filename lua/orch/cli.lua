@@ -472,7 +472,7 @@ function cmd.run(a)
     desc = desc, events = events, hours = hours, scale = scale or 1,
     grace = grace or cfg.grace_sec, jsonl = jsonl, console = console,
     fail_fast = o.fail_fast, version = VERSION, report_path = o.report, junit_path = o.junit,
-    html_path = o.html, labels = fleet.labels, run_id = fleet.run_id,
+    html_path = o.html, labels = fleet.labels, run_id = fleet.run_id, loop_lag_sec = cfg.loop_lag_sec,
     -- JUnit is written before run_end: a write that fails is in the run's
     -- status, its summary and its run_end alike
     before_end = o.junit and function(run)

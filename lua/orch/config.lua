@@ -9,12 +9,13 @@ M.DEFAULTS = {
   descriptions = { "descriptions" },
   sources = { "events/*.lua" },
   grace_sec = 60,
+  loop_lag_sec = 1,
   lua_path = {},
   lua_cpath = {},
 }
 
 local KEYS = { descriptions = "string or list", sources = "string or list",
-               grace_sec = "number >= 0", lua_path = "list", lua_cpath = "list" }
+               grace_sec = "number >= 0", loop_lag_sec = "number >= 0", lua_path = "list", lua_cpath = "list" }
 
 -- orch.core when in the host (no child process); plain Lua in the specs
 local has_core, core = pcall(require, "orch.core")

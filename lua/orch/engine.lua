@@ -469,6 +469,7 @@ function Run:stop(reason)
   self.stop_reason = reason
   for _, st in pairs(self.per_event) do st:set_notify(true) end
   self.console:phase("stopping: " .. reason)
+  require("orch.health").stop(self.health)
   for _, t in ipairs(self.tickers) do t:close() end
   if self.end_timer then self.end_timer:close() end
   self.teardown_t = core.now()
@@ -662,6 +663,8 @@ function M.run(opts)
   -- a SIGKILL, still leaves a report that says which run it was
   if run.jsonl then run.jsonl.w:flush() end
   core.set_end(run.total)
+  run.health = require("orch.health").start(run, { self_metrics_sec = desc.self_metrics_sec,
+                                                   loop_lag_sec = opts.loop_lag_sec })
   run.console:start(run)
 
   -- the reporter task: resolve result_reporter (maybe a user fixture), then
@@ -730,6 +733,7 @@ function M.run(opts)
 
   core.run()
   core.on_signal(nil)
+  require("orch.health").close(run.health)
   local taken, taken_errors = run.queue:counts()
   run.results = run.results + taken
   run.error_results = run.error_results + taken_errors

@@ -109,6 +109,8 @@ schema.top = {
     meaning = "fixtures set up at start though no event names them" },
   { key = "events", type = T.events, required = true,
     meaning = "the events" },
+  { key = "self_metrics_sec", type = T.positive, min_sec = 0.001, min_why = INTERVAL_FLOOR, scale = 1,
+    meaning = "record orchlua.self.* metrics (rss, lua_heap, fds, timers, queue, loop_lag) this often" },
 }
 
 T.description = { kind = "object", keys = schema.top,
