@@ -60,6 +60,7 @@ typedef struct task {
   int nargs;            /* values waiting on co's stack for the next resume */
   int cancel;           /* enum task_cancel: set, then raised or applied */
   int hooked;           /* the watchdog has set the stopping hook */
+  char *forensics;      /* a timeout's process report, for its error (malloc'd) */
   link ready;           /* on core->ready while T_READY */
   link wait;            /* on a waitlist while T_WAITING on a flag/queue */
   uv_timer_t *timer;    /* sleep and wait timeouts; malloc'd, lazily */
@@ -242,6 +243,7 @@ void columns_open(lua_State *L); /* columns.c: sets core.table_lines, format_fix
 void proc_task_cancelled(task *t); /* SIGTERM/SIGKILL the groups t spawned */
 void proc_shutdown(orch_core *c);  /* exit path: kill and reap every group */
 void proc_last_resort(void);       /* SIGTERM to every group, from any thread */
+int proc_forensics(lua_State *L, task *t); /* pushes what t's processes do; 0: none */
 
 /* invoker.c */
 typedef struct invoker invoker;

@@ -239,7 +239,13 @@ static void push_task_error(lua_State *L, task *t, int st) {
   const char *msg;
   int pst;
   if (t->cancel == C_TIMEOUT) {
-    lua_pushliteral(L, "timeout");
+    if (t->forensics != NULL) {  /* what its processes did before they were killed */
+      lua_pushfstring(L, "timeout\n%s", t->forensics);
+      free(t->forensics);
+      t->forensics = NULL;
+    } else {
+      lua_pushliteral(L, "timeout");
+    }
   } else if (t->cancel == C_CANCELLED) {
     lua_pushliteral(L, "cancelled");
   } else if (st == LUA_ERRMEM) {
@@ -364,6 +370,11 @@ static void task_finish(task *t, int st, const char *forced_err) {
   link_remove(&t->wait);
   if (t->on_wait_cancel != NULL) t->on_wait_cancel(t);
   t->on_wait_cancel = NULL;
+  /* a timeout explained: its processes' state before they are killed */
+  if (t->cancel == C_TIMEOUT && proc_forensics(L, t)) {
+    t->forensics = strdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
   if (t->cancel != C_NONE) proc_task_cancelled(t);
   handle_close((uv_handle_t *)t->timer);
   t->timer = NULL;

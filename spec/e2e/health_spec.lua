@@ -80,3 +80,28 @@ describe("orchlua's health", function()
     assert.equal("run_end", recs[#recs].type)
   end)
 end)
+
+describe("a timed-out invocation", function()
+  local dir
+  after_each(function() h.rm(dir) end)
+
+  it("says where it waited and what its processes were doing", function()
+    dir = h.project({ ["events/ev.lua"] = [[
+local orch = require "orch"
+return { stuck = function()
+  local p = orch.spawn{ cmd = { "sh", "-c", "echo started; echo working >&2; sleep 100 & wait" },
+    on_stdout = function() end, on_stderr = function() end }
+  p:wait()
+end }
+]], ["descriptions/t.json"] = '{"test_name":"t","total_hours":0.001,"events":[{"name":"stuck","timeout_sec":1}]}' })
+    local code, _, err = h.run("run t -q --report r.jsonl", dir, "ORCHLUA_DEBUG_STATS=1")
+    assert.equal(1, code)
+    assert.matches("handles=0 tasks=0 refs=0", err)
+    local inv = h.select(h.jsonl(dir .. "/r.jsonl"), "invocation")[1]
+    assert.equal("timeout", inv.status)
+    local e = inv.error
+    assert.matches("^timed out after 1s %(timeout_sec%)\nprocesses it spawned, still running:\n    pid %d+ %(sh%) state S, children %d+\n"
+      .. "      stdout: started\n      stderr: working\n", e)
+    assert.matches("stack traceback:.*events/ev.lua:5", e)
+  end)
+end)
