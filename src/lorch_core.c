@@ -44,8 +44,10 @@ static double wall_now(void) {
 
 static void tickers_arm(orch_core *c);
 
-/* core.start_clock(scale): t0 is now; the tickers made before it are
- * armed. */
+/* core.start_clock(scale, [t0_unix]): t0 is now, or the wall-clock time
+ * t0_unix in the past (a resumed run keeps its t0: the monotonic t0 is
+ * put that far back, in unsigned arithmetic, so that it may fall before
+ * this boot); the tickers made before it are armed. */
 static int l_core_start_clock(lua_State *L) {
   orch_core *c = core_get(L);
   double scale = luaL_optnumber(L, 1, 1.0);
@@ -66,6 +68,12 @@ static int l_core_start_clock(lua_State *L) {
   uv_update_time(&c->loop);
   c->t0_ns = uv_hrtime();
   c->t0_wall = wall_now();
+  if (!lua_isnoneornil(L, 2)) {
+    double t0 = luaL_checknumber(L, 2), back = c->t0_wall - t0;
+    if (back < 0 || !isfinite(back)) back = 0;
+    c->t0_ns -= (uint64_t)(back * 1e9);
+    c->t0_wall = t0;
+  }
   c->clock_started = 1;
   tickers_arm(c);
   lua_pushnumber(L, c->t0_wall);
@@ -803,9 +811,32 @@ static int push_writer(lua_State *L, const char *path, FILE *fp) {
   return 1;
 }
 
-/* core.writer(path) -> writer | nil, message */
+/* core.writer(path, ["a"]) -> writer | nil, message.  "a": appended to
+ * (a resumed run's report), else replaced. */
 static int l_core_writer(lua_State *L) {
-  return push_writer(L, luaL_checkstring(L, 1), NULL);
+  const char *path = luaL_checkstring(L, 1);
+  const char *mode = luaL_optstring(L, 2, "w");
+  FILE *fp;
+  lwriter *lw;
+  int r;
+  if (strcmp(mode, "a") != 0) return push_writer(L, path, NULL);
+  fp = fopen(path, "a");
+  if (fp == NULL) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(errno));
+    return 2;
+  }
+  r = push_writer(L, path, fp);
+  if (r != 1) {
+    fclose(fp);
+    return r;
+  }
+  /* owned from here: buffered and closed as one writer_open opened */
+  lw = lua_touserdata(L, -1);
+  lw->w->owns_fp = 1;
+  lw->w->buf = malloc(1 << 16);
+  if (lw->w->buf != NULL) setvbuf(fp, lw->w->buf, _IOFBF, 1 << 16);
+  return 1;
 }
 
 /* core.stdio("stdout"|"stderr") -> writer */

@@ -36,6 +36,11 @@ orchlua run NAME|FILE.json [options]
   --no-progress      no live status area (there is none unless stdout is a terminal;
                      NO_COLOR turns colours off, TERM=dumb the area and the colours)
   --grace SEC        seconds running events get after the kill switch (config grace_sec)
+  --resume FILE      continue the killed run whose --report FILE this is: same t0 and T,
+                     fixtures and startup events again, interval events on their grid,
+                     one gap record, records appended (exit 2 for a finished run)
+  --resume-if-exists resume the --report file when it exists, else start (a restarted unit)
+  --force            resume although the description changed
 Exit status: 0 all succeeded; 1 a failure or an error result; 2 usage or
 description errors; 128+N stopped by signal N.]],
   list = [[
@@ -86,6 +91,9 @@ local FLAGS = {
   ["--threshold"] = { "threshold", true, { report = true } },
   ["--higher-is-better"] = { "higher_is_better", true, { report = true } },
   ["--grace"] = { "grace", true, { run = true } },
+  ["--resume"] = { "resume", true, { run = true } },
+  ["--resume-if-exists"] = { "resume_if_exists", false, { run = true } },
+  ["--force"] = { "force", false, { run = true } },
   ["--fail-fast"] = { "fail_fast", false, { run = true } },
   ["--no-progress"] = { "no_progress", false, { run = true } },
   ["-q"] = { "quiet", false, { run = true } }, ["--quiet"] = { "quiet", false, { run = true } },
@@ -433,8 +441,32 @@ function cmd.run(a)
   local desc = load_description(cfg, a.names[1], o.param)
   if not desc then return 2 end
   if not plan_ok(desc, hours) then return 2 end
+  -- --resume FILE / --resume-if-exists (with --report): checked before
+  -- any file is opened, so that a refusal leaves the report untouched
+  local resume
+  if o.resume_if_exists then
+    if not o.report then usage_error("--resume-if-exists resumes the --report file: --report FILE is needed") end
+    local f = io.open(o.report, "rb")
+    if f then f:close(); o.resume = o.resume or o.report end
+  end
+  if o.resume then
+    if o.report and abs_path(o.report) ~= abs_path(o.resume) then
+      usage_error("--resume %s appends to that file: --report %s names another", o.resume, o.report)
+    end
+    local e9
+    resume, e9 = require("orch.resume").check(o.resume, desc, { force = o.force })
+    if not resume then err("orchlua: ", e9, "\n") return 2 end
+    o.report = o.resume
+    -- the same T and the same clock as the run it continues
+    if hours and math.abs(hours * 3600 - resume.start.total_hours * 3600) > 1e-6 and not o.force then
+      usage_error("--hours %g: the run being resumed lasts %g h (--force to change it)", hours, resume.start.total_hours)
+    end
+    hours = hours or resume.start.total_hours
+    scale = scale or tonumber(resume.start.time_scale)
+  end
   local fleet, fe = require("orch.fleet").run_options(o, desc)
   if not fleet then err("orchlua: ", fe, "\n") return 2 end
+  if resume and type(resume.start.run_id) == "string" then fleet.run_id = resume.start.run_id end  -- one run
   local srcs = load_sources(cfg)
   if not srcs then return 2 end
   local events = bind(desc, srcs)
@@ -446,7 +478,7 @@ function cmd.run(a)
   local jsonl
   if o.report then
     local e2
-    jsonl, e2 = require("orch.output.jsonl").open(o.report)
+    jsonl, e2 = require("orch.output.jsonl").open(o.report, resume and "a")
     if not jsonl then err("orchlua: --report ", e2, "\n") return 2 end
   end
   if o.junit then
@@ -473,6 +505,7 @@ function cmd.run(a)
     grace = grace or cfg.grace_sec, jsonl = jsonl, console = console,
     fail_fast = o.fail_fast, version = VERSION, report_path = o.report, junit_path = o.junit,
     html_path = o.html, labels = fleet.labels, run_id = fleet.run_id, loop_lag_sec = cfg.loop_lag_sec,
+    resume = resume, description_hash = require("orch.resume").fingerprint(desc.file),
     -- JUnit is written before run_end: a write that fails is in the run's
     -- status, its summary and its run_end alike
     before_end = o.junit and function(run)

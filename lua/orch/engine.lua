@@ -389,6 +389,30 @@ function Run:background(name, fn, after)
   return task
 end
 
+-- A resumed run (orch.resume): the report's records counted again, seq
+-- going on, and one gap record for what was missed while it was down.
+function Run:resumed(resume)
+  self.jsonl.w:seq(resume.last_seq)
+  local seen = require("orch.resume").replay(self, resume.path)
+  local missed, any = {}, false
+  for _, ev in ipairs(self.events) do
+    if ev.interval then
+      local upto = math.min(self.first_k[ev.id] - 1, plan.last_k(ev.interval, self.total))
+      local n = upto - (seen[ev.id] or 0)
+      if n > 0 then
+        missed[ev.id] = n
+        any = true
+        local st = self.per_event[ev.id]
+        st.skipped = st.skipped + n
+      end
+    end
+  end
+  self:emit({ type = "gap", from = num(resume.last_t), to = num(self.resume_t), missed = missed,
+              firings_missed = any })
+  self.console:phase(("resumed %s at %s (t0 %s): %d records before the gap"):format(resume.path,
+    plan.clock(self.resume_t), core.iso8601(resume.start.t0_unix), resume.lines))
+end
+
 -- An output that could not be written at the end: said, and fails the run.
 function Run:output_failed(msg)
   self.errors[#self.errors + 1] = msg
@@ -419,7 +443,11 @@ function Run:start_schedule()
   local fire_startup = list[1] and list[1].fire_startup
   for i = 1, #list do
     local st = list[i]
-    if not fire_startup(st) then self:fire(st.ev, "startup", 0, 0, core.hrtime() - self.t0_ns) end
+    if self.resume_t then   -- a resumed run: startup again, at the resume
+      self:fire(st.ev, "startup", 0, num(self.resume_t), 0)
+    elseif not fire_startup(st) then
+      self:fire(st.ev, "startup", 0, 0, core.hrtime() - self.t0_ns)
+    end
   end
   -- after the startup invocations, which are ready before it: their
   -- bodies need not wait for 10,000 tickers to be made; and the
@@ -429,6 +457,7 @@ function Run:start_schedule()
     core.trim_threads(THREADS_KEPT)
     if not self.end_timer and not self.stopping then self:make_tickers() end
   end)
+  if self.resume_t and self.resume_t >= self.total then self:stop("end of run (resumed after it)") end
   self:progress()
 end
 
@@ -439,7 +468,7 @@ function Run:make_tickers()
   for _, ev in ipairs(self.events) do
     if ev.interval then
       local last = plan.last_k(ev.interval, self.total)
-      local first = 1
+      local first = self.first_k and self.first_k[ev.id] or 1   -- a resumed run goes on on its grid
       if last >= first then
         local t = core.ticker(ev.interval, first, last, self.per_event[ev.id])
         self.tickers[#self.tickers + 1] = t
@@ -448,6 +477,7 @@ function Run:make_tickers()
     end
   end
   -- the end is a one-firing ticker: anchored at t0 and never early
+  if self.resume_t and self.resume_t >= self.total then return end   -- resumed after T: start_schedule stops
   self.end_timer = core.ticker(self.total, 1, 1, function() self:stop("end of run") end)
 end
 
@@ -645,6 +675,15 @@ function M.run(opts)
     run:try_fast(ev)
     if ev.at_startup then run.startup_list[#run.startup_list + 1] = run.per_event[ev.id] end
   end
+  local resume = opts.resume
+  if resume then
+    -- the same t0 and T: where the grid stands now, and what it missed
+    run.resume_t = math.max(0, (core.wall() - resume.start.t0_unix) * run.scale)
+    run.first_k = {}
+    for _, ev in ipairs(run.events) do
+      if ev.interval then run.first_k[ev.id] = plan.last_k(ev.interval, run.resume_t) + 1 end
+    end
+  end
   if #(desc.unref_setup_fixtures or {}) == 0 then run:make_tickers() end
   -- all that is old from here on: the collector's young passes over the
   -- firings' short-lived objects need not look at it again
@@ -652,13 +691,18 @@ function M.run(opts)
   -- the startup firings come together, each on its own coroutine: made
   -- now, and young, so that the ones let go after them are freed soon
   core.reserve_threads(#run.startup_list)
-  run.t0_wall = core.start_clock(run.scale)
+  run.t0_wall = core.start_clock(run.scale, resume and resume.start.t0_unix)
   run.t0_ns = core.hrtime()
 
+  if resume then
+    run:resumed(resume)
+  else
   run:emit({ type = "run_start", t = 0, test_name = desc.test_name, file = desc.file,
              total_hours = run.total / 3600, time_scale = run.scale, grace_sec = run.grace,
              events = #run.events, version = opts.version, run_id = run.run_id, labels = run.labels,
-             params = require("orch.fleet").params_in_force(run.events) })
+             params = require("orch.fleet").params_in_force(run.events),
+             t0_unix = run.t0_wall, description_hash = opts.description_hash })
+  end
   -- on disk before any event runs: a startup event that never yields, then
   -- a SIGKILL, still leaves a report that says which run it was
   if run.jsonl then run.jsonl.w:flush() end

@@ -121,6 +121,14 @@ local function add_record(rep, r, keep)
       local s = tonumber(clean(r.scheduled))
       if s and (rep.teardown_t == nil or s < rep.teardown_t) then rep.teardown_t = s end
     end
+  elseif ty == "gap" then
+    -- a resumed run: the firings missed while it was down count as skipped
+    if type(r.missed) == "table" then
+      for id, n in pairs(r.missed) do
+        local ev = new_event(rep, clean(id) or "?", nil)
+        ev.skipped = ev.skipped + (math.tointeger(clean(n)) or 0)
+      end
+    end
   elseif ty == "skipped" then
     local id = clean(r.id) or clean(r.event) or "?"
     local ev = new_event(rep, id, clean(r.event))

@@ -7,9 +7,10 @@ local json = require "orch.output.json"
 local M = {}
 M.__index = M
 
--- Opens path for writing; returns the writer or nil, message.
-function M.open(path)
-  local w, err = core.writer(path)
+-- Opens path for writing (mode "a": appending, for a resumed run);
+-- returns the writer or nil, message.
+function M.open(path, mode)
+  local w, err = core.writer(path, mode)
   if not w then return nil, err end
   return setmetatable({ w = w, path = path }, M)
 end
