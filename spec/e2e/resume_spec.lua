@@ -75,7 +75,7 @@ describe("--resume", function()
     local code = h.run("run r -q --report r.jsonl", dir)
     assert.equal(0, code)
     local before = h.read(dir .. "/r.jsonl")
-    local err
+    local _, err
     code, _, err = h.run("run r -q --resume r.jsonl", dir)
     assert.equal(2, code)
     assert.matches("orchlua: %-%-resume r.jsonl: the run finished %(run_end at line %d+%): there is nothing to resume", err)
