@@ -459,7 +459,8 @@ function cmd.run(a)
     o.report = o.resume
     -- the same T and the same clock as the run it continues
     if hours and math.abs(hours * 3600 - resume.start.total_hours * 3600) > 1e-6 and not o.force then
-      usage_error("--hours %g: the run being resumed lasts %g h (--force to change it)", hours, resume.start.total_hours)
+      usage_error("--hours %g: the run being resumed lasts %g h (--force to change it)", hours,
+        resume.start.total_hours)
     end
     hours = hours or resume.start.total_hours
     scale = scale or tonumber(resume.start.time_scale)
