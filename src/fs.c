@@ -155,7 +155,19 @@ static int l_file_owner(lua_State *L) {
   return 3;
 }
 
+/* core.file_kind(path) -> "file", "link", "dir" or "other" (a device, a
+ * fifo ...) as lstat sees it | nil when there is nothing there */
+static int l_file_kind(lua_State *L) {
+  struct stat st;
+  if (lstat(luaL_checkstring(L, 1), &st) != 0) return 0;
+  lua_pushstring(L, S_ISREG(st.st_mode) ? "file" : S_ISLNK(st.st_mode) ? "link"
+                    : S_ISDIR(st.st_mode) ? "dir" : "other");
+  return 1;
+}
+
 void fs_open(lua_State *L) {
+  lua_pushcfunction(L, l_file_kind);
+  lua_setfield(L, -2, "file_kind");
   lua_pushcfunction(L, l_file_owner);
   lua_setfield(L, -2, "file_owner");
   lua_pushcfunction(L, l_file_id);

@@ -507,11 +507,19 @@ function cmd.run(a)
     fail_fast = o.fail_fast, version = VERSION, report_path = o.report, junit_path = o.junit,
     html_path = o.html, labels = fleet.labels, run_id = fleet.run_id, loop_lag_sec = cfg.loop_lag_sec,
     resume = resume, description_hash = require("orch.resume").fingerprint(desc.file),
-    -- JUnit is written before run_end: a write that fails is in the run's
-    -- status, its summary and its run_end alike
-    before_end = o.junit and function(run)
-      local ok, e5 = require("orch.output.junit").write(o.junit, run)
-      if not ok then run:output_failed("--junit " .. tostring(e5)) end
+    -- JUnit and HTML are written before run_end: a write that fails is in
+    -- the run's status, its summary and its run_end alike
+    before_end = (o.junit or o.html) and function(run)
+      if o.junit then
+        local ok, e5 = require("orch.output.junit").write(o.junit, run)
+        if not ok then run:output_failed("--junit " .. tostring(e5)) end
+      end
+      if o.html then   -- from the records on disk, and the run_end to come
+        jsonl.w:flush()
+        local ok, e8 = require("orch.output.html").from_report(html_src, o.html, o.report,
+          { type = "run_end", t = require("orch.core").now(), status = run:exit_status(), reason = run.stop_reason })
+        if not ok then run:output_failed("--html " .. tostring(e8)) end
+      end
     end,
   })
   if jsonl then
@@ -522,11 +530,7 @@ function cmd.run(a)
     end
   end
   console:close()
-  if o.html then
-    local ok, e8 = require("orch.output.html").from_report(html_src, o.html, o.report)
-    if html_src ~= o.report then os.remove(html_src) end
-    if not ok then err("orchlua: --html ", tostring(e8), "\n"); if status == 0 then status = 1 end end
-  end
+  if o.html and html_src ~= o.report then os.remove(html_src) end
   return status
 end
 

@@ -203,7 +203,7 @@ function M.load(path, opts)
   end)
   table.sort(rep.metrics, function(a, b) return a.key < b.key end)
   for _, m in ipairs(rep.metrics) do m.stats = exact_stats(m.values) end
-  local e = rep.run_end
+  local e = rep.run_end or opts.run_end   -- run_end: the run's own, about to be written (--html)
   rep.end_t = e and tonumber(clean(e.t)) or 0
   for _, ev in ipairs(rep.events) do
     for _, inv in ipairs(ev.invocations) do

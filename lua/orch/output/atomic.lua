@@ -4,8 +4,23 @@
 -- or cut one.
 local M = {}
 
--- Writes text to path; returns true or nil, message.
+-- Writes text straight to path (a device such as /dev/full, a fifo, or a
+-- link, which a rename would replace rather than write through).
+local function direct(path, text)
+  local f, e = io.open(path, "wb")
+  if not f then return nil, e end
+  local ok, e2 = f:write(text)
+  local ok2, e3 = f:close()
+  if not ok or not ok2 then return nil, ("%s: %s"):format(path, tostring(e2 or e3)) end
+  return true
+end
+
+-- Writes text to path; returns true or nil, message.  Only a regular file
+-- (or none yet) is replaced by a rename.
 function M.write(path, text)
+  local has_core, core = pcall(require, "orch.core")
+  local kind = has_core and core.file_kind and core.file_kind(path)
+  if kind and kind ~= "file" then return direct(path, text) end
   local tmp = ("%s.%d.tmp"):format(path, math.random(1, 1e9))
   local f, e = io.open(tmp, "wb")
   if not f then return nil, ("%s: %s"):format(path, tostring(e):match(":%s*([^:]*)$") or e) end

@@ -633,9 +633,11 @@ function M.write(path, rep)
 end
 
 -- From a JSONL file (the run's own records) to path; shown: the report
--- file's name on the page (nil: a temporary file, not kept).
-function M.from_report(jsonl_path, path, shown)
-  local rep, err = report.load(jsonl_path, { points = true })
+-- file's name on the page (nil: a temporary file, not kept); run_end: the
+-- record the run is about to write (the page is made before it, so that a
+-- page that cannot be written is in the run's status).
+function M.from_report(jsonl_path, path, shown, run_end)
+  local rep, err = report.load(jsonl_path, { points = true, run_end = run_end })
   if not rep then return nil, err end
   rep.path = shown or "(no --report file)"
   return M.write(path, rep)
