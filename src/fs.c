@@ -9,6 +9,7 @@
  */
 /* unistd.h declares link(2), which core.h's list type would clash with */
 #define link unistd_link
+#include <errno.h>
 #include <fts.h>
 #include <glob.h>
 #include <limits.h>
@@ -61,8 +62,8 @@ static int l_glob(lua_State *L) {
 
 /* core.find_files(dir, suffix) -> the regular files under dir (symlinks
  * followed, loops skipped) whose name ends in suffix, as
- * `find -L DIR -type f -name '*SUFFIX'` prints them; unreadable parts are
- * skipped as find's errors were. */
+ * `find -L DIR -type f -name '*SUFFIX'` prints them, and the folders that
+ * could not be read ("path: reason"), as find's errors. */
 static int l_find_files(lua_State *L) {
   const char *dir = luaL_checkstring(L, 1);
   size_t sl;
@@ -76,15 +77,20 @@ static int l_find_files(lua_State *L) {
   lua_newtable(L);
   fts = fts_open(argv, FTS_LOGICAL | FTS_NOCHDIR, NULL);
   if (fts == NULL) return 1;
+  lua_newtable(L);                                      /* [files unreadable] */
   while ((e = fts_read(fts)) != NULL) {
     if (e->fts_info == FTS_F && S_ISREG(e->fts_statp->st_mode) && e->fts_namelen >= sl &&
         memcmp(e->fts_name + e->fts_namelen - sl, suffix, sl) == 0) {
       lua_pushlstring(L, e->fts_path, e->fts_pathlen);
-      lua_rawseti(L, -2, ++n);
+      lua_rawseti(L, -3, ++n);
+    } else if (e->fts_info == FTS_DNR || e->fts_info == FTS_ERR) {
+      /* a folder that cannot be read: said, not skipped silently */
+      lua_pushfstring(L, "%s: %s", e->fts_path, strerror(e->fts_errno));
+      lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
     }
   }
   fts_close(fts);
-  return 1;
+  return 2;
 }
 
 /* core.terminal() -> stdout is a terminal, its rows, its columns (0, 0

@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -67,11 +68,26 @@ static void send_msg(int type, const void *p, size_t n) {
   char buf[PIPE_BUF];
   uint32_t len = (uint32_t)n;
   ssize_t w;
+  int waited_ms = 0;
   if (gfd < 0 || n + 5 > sizeof buf) return;
   buf[0] = (char)type;
   memcpy(buf + 1, &len, 4);
   if (n > 0) memcpy(buf + 5, p, n);
-  do w = write(gfd, buf, n + 5); while (w < 0 && errno == EINTR);
+  for (;;) {
+    w = write(gfd, buf, n + 5);
+    if (w >= 0 || errno == EINTR) {
+      if (w >= 0) return;
+      continue;
+    }
+    if (errno != EAGAIN || waited_ms >= 20) return;
+    /* the pipe is full (a burst of spawns; a pipe of one page when the
+     * user's pipes are many): the guardian reads it within moments */
+    {
+      struct pollfd pf = {gfd, POLLOUT, 0};
+      poll(&pf, 1, 5);
+      waited_ms += 5;
+    }
+  }
 }
 
 void guardian_track(pid_t pg) { send_msg(M_TRACK, &pg, sizeof pg); }
@@ -83,8 +99,12 @@ int guardian_undo(const char *argv0, size_t len) {
   return 0;
 }
 
+pid_t guardian_pid(void) { return gpid; }
+
 void guardian_done(void) {
   if (gfd < 0) return;
+  /* "done" must arrive: blocking, whatever is still in the pipe */
+  fcntl(gfd, F_SETFL, fcntl(gfd, F_GETFL) & ~O_NONBLOCK);
   send_msg(M_DONE, NULL, 0);
   close(gfd);
   gfd = -1;

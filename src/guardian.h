@@ -17,6 +17,7 @@ void guardian_untrack(pid_t pg);
 /* argv as NUL-terminated strings end to end; 0, or -1 when it is too long */
 int guardian_undo(const char *argv0, size_t len);
 void guardian_done(void);      /* a normal end: nothing to undo */
+pid_t guardian_pid(void);      /* 0 when there is none */
 struct lua_State;
 void guardian_open(struct lua_State *L); /* sets core.on_abandon on the table on top */
 

@@ -918,7 +918,7 @@ static int sweep_escaped(int sig) {
     if ((rp = strrchr(buf, ')')) == NULL ||
         sscanf(rp + 1, " %c %d %d", &state, &ppid, &pgrp) != 3)
       continue;
-    if (ppid != me || pgrp == mine) continue;
+    if (ppid != me || pgrp == mine || pid == guardian_pid()) continue; /* not an escapee */
     if (state == 'Z') {
       waitpid(pid, NULL, WNOHANG);
     } else {

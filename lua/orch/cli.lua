@@ -318,7 +318,8 @@ function cmd.list(a)
   local cfg, e = load_config(a.opts)
   if not cfg then err("orchlua: ", e, "\n") return 2 end
   local description = require "orch.description"
-  local list = description.list(description_dirs(cfg))
+  local list, unreadable = description.list(description_dirs(cfg))
+  for _, u in ipairs(unreadable or {}) do err("orchlua: warning: ", u, ": its descriptions are not listed\n") end
   if #list == 0 then
     out("no descriptions under ", table.concat(description_dirs(cfg), ", "), "\n")
     return 0
@@ -344,7 +345,9 @@ function cmd.check(a)
   local description = require "orch.description"
   local names = a.names
   if #names == 0 then
-    for _, d in ipairs(description.list(description_dirs(cfg))) do names[#names + 1] = d.path end
+    local list, unreadable = description.list(description_dirs(cfg))
+    for _, u in ipairs(unreadable or {}) do err("orchlua: warning: ", u, ": its descriptions are not checked\n") end
+    for _, d in ipairs(list) do names[#names + 1] = d.path end
     if #names == 0 then
       err("orchlua: no descriptions under ", table.concat(description_dirs(cfg), ", "), "\n")
       return 2

@@ -415,3 +415,21 @@ describe("the console", function()
     assert.truthy(out:find("ERROR after 0.000s: events/c.lua:1: \\x1b[2J", 1, true))
   end)
 end)
+
+describe("a descriptions folder that cannot be read", function()
+  local dir
+  after_each(function() h.rm(dir) end)
+
+  it("is said by list and check, not skipped silently", function()
+    dir = project({ ok = desc("ok", 0.0001, '{"name":"tick"}') })
+    h.write(dir .. "/descriptions/locked/hidden.json", desc("hidden", 0.0001, '{"name":"tick"}'))
+    -- as an unprivileged user (root reads every folder)
+    os.execute("chmod 755 " .. h.q(dir) .. " && chmod -R a+rX " .. h.q(dir) .. " && chmod 000 " .. h.q(dir .. "/descriptions/locked"))
+    local as = "setpriv --reuid=65534 --regid=65534 --clear-groups "
+    local code, out, err = sh(as .. h.q(h.bin) .. " list", dir)
+    os.execute("chmod 700 " .. h.q(dir .. "/descriptions/locked"))
+    assert.equal(0, code, err)
+    assert.matches("ok", out)
+    assert.equal("orchlua: warning: descriptions/locked: Permission denied: its descriptions are not listed\n", err)
+  end)
+end)
