@@ -86,7 +86,8 @@ int main(int argc, char **argv) {
   fflush(stdout);
   exit_status = status;
   signal(SIGALRM, on_exit_alarm);
-  alarm(c->grace_ns > 1000000000u ? (unsigned)(c->grace_ns / 1000000000u) + 1 : 2);
+  /* a run's grace (at least a second more); 10 s for the other commands */
+  alarm(c->grace_ns > 0 ? (unsigned)(c->grace_ns / 1000000000u) + 1 : 10);
   host_free(c);
   alarm(0);
   guardian_done();   /* ended in order: nothing for the guardian to undo */

@@ -65,17 +65,26 @@ uint64_t sched_real_ms(orch_core *c, double desc_sec) {
   return (uint64_t)(ms + 0.5);
 }
 
+static int safe_tostring(lua_State *L);
+
 /* msghandler for sched_call: any error value becomes a string with a
  * traceback, as lua.c does. */
 static int msghandler(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
   if (msg == NULL) {
     orch_core *c = core_get(L);
-    int got;
-    if (c != NULL && c->guard_co == NULL) sched_guard_begin(c, L);
-    got = luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING;
-    if (c != NULL && c->guard_co == L) sched_guard_end(c);
-    if (got) return 1;
+    if (luaL_getmetafield(L, 1, "__tostring") != LUA_TNIL) {
+      int st, guarded = c != NULL && c->guard_co == NULL;
+      lua_pop(L, 1);
+      /* user code: protected (the guard's hook raises), and bounded */
+      lua_pushcfunction(L, safe_tostring);
+      lua_pushvalue(L, 1);
+      if (guarded) sched_guard_begin(c, L);
+      st = lua_pcall(L, 1, 1, 0);
+      if (guarded) sched_guard_end(c);
+      if (st == LUA_OK && lua_type(L, -1) == LUA_TSTRING) return 1;
+      lua_pop(L, 1);
+    }
     msg = lua_pushfstring(L, "(error object is a %s value)",
                           luaL_typename(L, 1));
   }
