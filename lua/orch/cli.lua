@@ -10,7 +10,7 @@ local VERSION = "unknown"
 local USAGE = [[
 usage: orchlua run NAME|FILE.json [--hours H] [--time-scale X] [--report FILE.jsonl]
                                   [--junit FILE.xml] [--html FILE.html] [--fail-fast] [-q|-v]
-                                  [--no-progress]
+                                  [--no-progress] [--resume RUN.jsonl | --resume-if-exists] [--force]
        orchlua report RUN.jsonl [--html FILE.html]    the summary (and HTML report) of a --report file
        orchlua report A.jsonl B.jsonl [--threshold PCT] [--higher-is-better NAMES]
                                         what changed from run A to run B; exit 1 on a regression
