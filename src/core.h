@@ -46,8 +46,9 @@ typedef struct task {
   int nargs;            /* values waiting on co's stack for the next resume */
   int cancel;           /* enum task_cancel: set, then raised or applied */
   int hooked;           /* the watchdog has set the stopping hook */
-  orch_list ready;      /* on core->ready while T_READY */
-  orch_list wait;       /* on a waitlist while T_WAITING on a flag/queue */
+  char *forensics;      /* a timeout's process report, for its error (malloc'd) */
+  orch_list ready; /* on core->ready while T_READY */
+  orch_list wait;  /* on a waitlist while T_WAITING on a flag/queue */
   uv_timer_t *timer;    /* sleep and wait timeouts; malloc'd, lazily */
   int timer_pushes;     /* what a timer wake-up pushes: 0 none, 1 false, 2 nil,"timeout" */
   uv_timer_t *deadline; /* timeout_sec while the task is waiting */
@@ -147,7 +148,7 @@ typedef struct writer {
   int owns_fp;
   int dirty;
   int err;              /* first errno seen, 0 if none */
-  orch_list node;       /* core->writers */
+  orch_list node;  /* core->writers */
   char *path;
   char *buf;            /* stdio buffer of an owned file */
   int64_t seq;          /* the last record line's seq (writer_line) */
@@ -172,7 +173,7 @@ struct orch_core {
   double t0_wall;       /* unix seconds at t0 */
   int64_t iso_sec;      /* the second iso_head formats */
   char iso_head[48];    /* "YYYY-MM-DDTHH:MM:SS." */
-  orch_list ready;      /* tasks to resume */
+  orch_list ready; /* tasks to resume */
   orch_list deferred;   /* struct deferred, run after the ready tasks */
   uv_idle_t ready_idle; /* keeps the loop from blocking while ready is non-empty */
   uv_prepare_t flush_prep;
@@ -184,6 +185,22 @@ struct orch_core {
   uint64_t sig_ns;      /* hrtime of the first signal */
   uint64_t grace_ns;    /* after a signal, how long a CPU-bound task may run */
   uint64_t hard_ns;     /* any task still running at this hrtime is cancelled */
+  uint64_t end_ns;      /* T: a task still running grace_ns after it is cancelled */
+  uint64_t last_ns;     /* past it, a loop turn that never ends exits orchlua (sched.c) */
+  int early;            /* no engine listens to signals yet: one ends orchlua */
+  int in_loop;          /* core.run is in uv_run */
+  uint64_t turn_ns;     /* watch_mu: when the loop last passed its poll */
+  lua_State *guard_co;  /* watch_mu: a thread running user code outside any task */
+  uint64_t guard_ns;    /* watch_mu: ... stopped by the hook past this hrtime */
+  int guard_hooked;
+  int ctx_set;          /* core.set_context holds a tag (lorch_core.c) */
+  /* the loop-lag watchdog: a task that holds the loop longer than lag_ns
+   * in one resume is reported through lag_cb_ref(tag, seconds) */
+  uint64_t lag_ns;      /* 0: off */
+  int lag_cb_ref;
+  uint64_t resume_serial; /* watch_mu: resumes so far */
+  uint64_t lag_serial, lag_since; /* watch_mu: the resume watched, since when */
+  int lag_flag;         /* watch_mu: that resume passed lag_ns */
   task *running;        /* guarded by watch_mu for the watchdog thread */
   uv_mutex_t watch_mu;
   uv_cond_t watch_cv;   /* signalled to stop the watchdog, or to wake it from its sleep */
@@ -254,6 +271,8 @@ lua_State *sched_thread(lua_State *L, int *ref); /* a fresh coroutine, anchored 
 void sched_trim(lua_State *L, int keep);        /* the pool down to keep coroutines */
 void sched_reserve(lua_State *L, int n); /* n coroutines in the pool */
 int sched_call(lua_State *L, int nargs, int nres); /* pcall with traceback */
+void sched_guard_begin(orch_core *c, lua_State *co); /* user code outside a task: bounded */
+void sched_guard_end(orch_core *c);
 
 /* lorch_core.c, queue.c, proc.c */
 task *orch_need_task(lua_State *L, const char *what);
@@ -269,6 +288,8 @@ void fs_open(lua_State *L);  /* fs.c: sets core.cwd, glob, find_files, terminal 
 void columns_open(lua_State *L); /* columns.c: sets core.table_lines, format_fixed */
 void proc_task_cancelled(task *t); /* SIGTERM/SIGKILL the groups t spawned */
 void proc_shutdown(orch_core *c);  /* exit path: kill and reap every group */
+void proc_last_resort(void);       /* SIGTERM to every group, from any thread */
+int proc_forensics(lua_State *L, task *t); /* pushes what t's processes do; 0: none */
 
 /* invoker.c */
 typedef struct invoker invoker;
@@ -280,6 +301,7 @@ void invoker_pool_free(orch_core *c);          /* the spare firing tasks */
 /* lorch_core.c */
 writer *const *core_writer_slot(lua_State *L, int idx); /* a writer userdata's writer (NULL once closed) */
 void core_stamp_at(orch_core *c, double t, char ts[32]); /* description time t as ISO time */
+int core_push_context(lua_State *L); /* core.set_context's tag, if any: pushes it, returns 1 */
 
 /* handle.c: uv handles malloc'd apart and freed in their close callback */
 void *handle_new(orch_core *c, size_t size);

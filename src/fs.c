@@ -6,6 +6,7 @@
  * orch.core is not there (plain lua5.4 in the unit specs); with it, a start
  * costs no fork (forks were half of the seed example's startup, bench w4).
  */
+#include <errno.h>
 #include <fts.h>
 #include <glob.h>
 #include <limits.h>
@@ -57,8 +58,8 @@ static int l_glob(lua_State *L) {
 
 /* core.find_files(dir, suffix) -> the regular files under dir (symlinks
  * followed, loops skipped) whose name ends in suffix, as
- * `find -L DIR -type f -name '*SUFFIX'` prints them; unreadable parts are
- * skipped as find's errors were. */
+ * `find -L DIR -type f -name '*SUFFIX'` prints them, and the folders that
+ * could not be read ("path: reason"), as find's errors. */
 static int l_find_files(lua_State *L) {
   const char *dir = luaL_checkstring(L, 1);
   size_t sl;
@@ -72,15 +73,20 @@ static int l_find_files(lua_State *L) {
   lua_newtable(L);
   fts = fts_open(argv, FTS_LOGICAL | FTS_NOCHDIR, NULL);
   if (fts == NULL) return 1;
+  lua_newtable(L);                                      /* [files unreadable] */
   while ((e = fts_read(fts)) != NULL) {
     if (e->fts_info == FTS_F && S_ISREG(e->fts_statp->st_mode) && e->fts_namelen >= sl &&
         memcmp(e->fts_name + e->fts_namelen - sl, suffix, sl) == 0) {
       lua_pushlstring(L, e->fts_path, e->fts_pathlen);
-      lua_rawseti(L, -2, ++n);
+      lua_rawseti(L, -3, ++n);
+    } else if (e->fts_info == FTS_DNR || e->fts_info == FTS_ERR) {
+      /* a folder that cannot be read: said, not skipped silently */
+      lua_pushfstring(L, "%s: %s", e->fts_path, strerror(e->fts_errno));
+      lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
     }
   }
   fts_close(fts);
-  return 1;
+  return 2;
 }
 
 /* core.terminal() -> stdout is a terminal, its rows, its columns (0, 0
@@ -96,7 +102,78 @@ static int l_terminal(lua_State *L) {
   return 3;
 }
 
+/* core.file_id(path) -> a string naming the file path resolves to (its
+ * device and inode; for a file not there yet, its folder's real path and
+ * its name), or nil when its folder does not exist: two paths name one
+ * file when their ids are equal, links and all. */
+static int l_file_id(lua_State *L) {
+  char path[PATH_MAX], real[PATH_MAX], target[PATH_MAX];
+  struct stat st;
+  const char *slash;
+  int hops;
+  size_t n;
+  const char *arg = luaL_checklstring(L, 1, &n);
+  if (n >= sizeof path) return 0;
+  memcpy(path, arg, n + 1);
+  for (hops = 0; hops < 16; hops++) {
+    ssize_t ln;
+    if (stat(path, &st) == 0) {
+      lua_pushfstring(L, "%I:%I", (lua_Integer)st.st_dev, (lua_Integer)st.st_ino);
+      return 1;
+    }
+    /* a link to a file not there yet (the report a run is about to make) */
+    if (lstat(path, &st) != 0 || !S_ISLNK(st.st_mode)) break;
+    ln = readlink(path, target, sizeof target - 1);
+    if (ln < 0) break;
+    target[ln] = 0;
+    if (target[0] == 0x2f) {
+      memcpy(path, target, (size_t)ln + 1);
+    } else {
+      slash = strrchr(path, '/');
+      n = slash ? (size_t)(slash - path) + 1 : 0;
+      if (n + (size_t)ln >= sizeof path) break;
+      memcpy(path + n, target, (size_t)ln + 1);
+    }
+  }
+  slash = strrchr(path, '/');
+  if (slash == NULL) {
+    if (realpath(".", real) == NULL) return 0;
+    lua_pushfstring(L, "%s/%s", real, path);
+  } else {
+    lua_pushlstring(L, path, (size_t)(slash - path) + 1);   /* "dir/" */
+    if (realpath(lua_tostring(L, -1), real) == NULL) return 0;
+    lua_pushfstring(L, "%s/%s", real, slash + 1);
+  }
+  return 1;
+}
+
+/* core.file_owner(path) -> owner uid, mode bits, our effective uid | nil */
+static int l_file_owner(lua_State *L) {
+  struct stat st;
+  if (stat(luaL_checkstring(L, 1), &st) != 0) return 0;
+  lua_pushinteger(L, (lua_Integer)st.st_uid);
+  lua_pushinteger(L, (lua_Integer)(st.st_mode & 07777));
+  lua_pushinteger(L, (lua_Integer)geteuid());
+  return 3;
+}
+
+/* core.file_kind(path) -> "file", "link", "dir" or "other" (a device, a
+ * fifo ...) as lstat sees it | nil when there is nothing there */
+static int l_file_kind(lua_State *L) {
+  struct stat st;
+  if (lstat(luaL_checkstring(L, 1), &st) != 0) return 0;
+  lua_pushstring(L, S_ISREG(st.st_mode) ? "file" : S_ISLNK(st.st_mode) ? "link"
+                    : S_ISDIR(st.st_mode) ? "dir" : "other");
+  return 1;
+}
+
 void fs_open(lua_State *L) {
+  lua_pushcfunction(L, l_file_kind);
+  lua_setfield(L, -2, "file_kind");
+  lua_pushcfunction(L, l_file_owner);
+  lua_setfield(L, -2, "file_owner");
+  lua_pushcfunction(L, l_file_id);
+  lua_setfield(L, -2, "file_id");
   lua_pushcfunction(L, l_terminal);
   lua_setfield(L, -2, "terminal");
   lua_pushcfunction(L, l_cwd);

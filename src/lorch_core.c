@@ -23,6 +23,7 @@
 #include "lualib.h"
 
 #include "core.h"
+#include "guardian.h"
 #include "jsonw.h"
 #include "orch.h"
 
@@ -43,8 +44,10 @@ static double wall_now(void) {
 
 static void tickers_arm(orch_core *c);
 
-/* core.start_clock(scale): t0 is now; the tickers made before it are
- * armed. */
+/* core.start_clock(scale, [t0_unix]): t0 is now, or the wall-clock time
+ * t0_unix in the past (a resumed run keeps its t0: the monotonic t0 is
+ * put that far back, in unsigned arithmetic, so that it may fall before
+ * this boot); the tickers made before it are armed. */
 static int l_core_start_clock(lua_State *L) {
   orch_core *c = core_get(L);
   double scale = luaL_optnumber(L, 1, 1.0);
@@ -65,6 +68,12 @@ static int l_core_start_clock(lua_State *L) {
   uv_update_time(&c->loop);
   c->t0_ns = uv_hrtime();
   c->t0_wall = wall_now();
+  if (!lua_isnoneornil(L, 2)) {
+    double t0 = luaL_checknumber(L, 2), back = c->t0_wall - t0;
+    if (back < 0 || !isfinite(back)) back = 0;
+    c->t0_ns -= (uint64_t)(back * 1e9);
+    c->t0_wall = t0;
+  }
   c->clock_started = 1;
   tickers_arm(c);
   lua_pushnumber(L, c->t0_wall);
@@ -174,7 +183,10 @@ static int l_core_run(lua_State *L) {
   orch_core *c = core_get(L);
   luaL_argcheck(L, lua_pushthread(L), 1, "core.run must be called from the main thread");
   lua_pop(L, 1);
+  __atomic_store_n(&c->turn_ns, uv_hrtime(), __ATOMIC_RELAXED); /* its first turn starts */
+  c->in_loop = 1;
   uv_run(&c->loop, UV_RUN_DEFAULT);
+  c->in_loop = 0;
   return 0;
 }
 
@@ -212,6 +224,7 @@ static int l_core_stats(lua_State *L) {
 /* core.on_signal(fn): fn(signum, count) for SIGINT/SIGTERM/SIGHUP. */
 static int l_core_on_signal(lua_State *L) {
   orch_core *c = core_get(L);
+  c->early = 0; /* an engine answers signals from now on */
   ref_free(L, &c->sig_cb_ref);
   lua_settop(L, 1);
   c->sig_cb_ref = ref_new(L);
@@ -237,6 +250,39 @@ static int l_core_set_hard_deadline(lua_State *L) {
     c->hard_ns = 0;
   else
     c->hard_ns = uv_hrtime() + sched_real_ms(c, luaL_checknumber(L, 1)) * 1000000u;
+  return 0;
+}
+
+/* core.on_loop_lag(limit_real_sec, fn | nil): fn(tag, seconds) after a
+ * task's resume held the loop longer than the limit (real seconds; the
+ * watchdog looks every 10 ms, so the figure is that close). */
+static int l_core_on_loop_lag(lua_State *L) {
+  orch_core *c = core_get(L);
+  double sec = luaL_checknumber(L, 1);
+  ref_free(L, &c->lag_cb_ref);
+  c->lag_ns = 0;
+  if (lua_isnoneornil(L, 2) || sec <= 0) return 0;
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_settop(L, 2);
+  c->lag_cb_ref = ref_new(L);
+  c->lag_ns = (uint64_t)(sec * 1e9);
+  return 0;
+}
+
+/* core.set_end(desc_sec | nil): the run's T, from t0.  A task still
+ * running grace after it is stopped by the watchdog (even one that never
+ * lets the loop reach T), and past three graces a loop turn that never
+ * ends exits orchlua (sched.c).  nil (the finalisers' turn) lifts the
+ * first rule only. */
+static int l_core_set_end(lua_State *L) {
+  orch_core *c = core_get(L);
+  if (lua_isnoneornil(L, 1)) {
+    c->end_ns = 0;
+  } else {
+    uint64_t t = c->t0_ns + sched_real_ms(c, luaL_checknumber(L, 1)) * 1000000u;
+    c->end_ns = t;
+    c->last_ns = t + 3 * c->grace_ns;
+  }
   return 0;
 }
 
@@ -304,6 +350,25 @@ static int l_core_current(lua_State *L) {
   orch_core *c = core_get(L);
   if (c->running == NULL) return 0;
   ref_push(L, c->running->tag_ref);
+  return 1;
+}
+
+/* core.set_context(tag | nil): the invocation a callback outside any task
+ * acts for (a process's line callback, process.lua): results it reports
+ * carry that invocation's event.  Kept in one registry slot, by key. */
+static const char CTX_KEY = 'c';
+
+static int l_core_set_context(lua_State *L) {
+  orch_core *c = core_get(L);
+  lua_settop(L, 1);
+  c->ctx_set = !lua_isnil(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &CTX_KEY);
+  return 0;
+}
+
+int core_push_context(lua_State *L) {
+  if (!core_get(L)->ctx_set) return 0;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &CTX_KEY);
   return 1;
 }
 
@@ -621,18 +686,39 @@ static void tickers_arm(orch_core *c) {
   }
 }
 
-/* ticker:flush(): fires now every firing already due and not yet fired
- * (the end of the run came while the loop was catching up). */
+/* ticker:flush([max]) -> missed, first_missed_k: fires now, one after
+ * another, at most max of the firings already due and not yet fired (the
+ * end of the run came while the loop was catching up); the rest are
+ * passed over and counted, so a loop far behind (a rehearsal faster than
+ * a loop turn) ends on time instead of firing millions at once. */
 static int l_ticker_flush(lua_State *L) {
   ticker *t = luaL_checkudata(L, 1, TICKER_MT);
+  lua_Integer max = luaL_optinteger(L, 2, LUA_MAXINTEGER), missed = 0, first = 0;
   uint64_t now = uv_hrtime();
-  if (!t->core->clock_started) return 0; /* nothing is due before t0 */
-  while (!t->closed && t->k <= t->last && ticker_due(t, t->k) <= now) {
-    list_remove(&t->overdue.node);
-    ticker_unarm(t);
-    ticker_fire(t, 0);
+  if (t->core->clock_started) { /* nothing is due before t0 */
+    while (!t->closed && t->k <= t->last && ticker_due(t, t->k) <= now && max-- > 0) {
+      list_remove(&t->overdue.node);
+      ticker_unarm(t);
+      ticker_fire(t, 0);
+    }
+    if (!t->closed && t->k <= t->last && ticker_due(t, t->k) <= now) {
+      /* the last due k: the schedule's own arithmetic, not a loop */
+      lua_Integer lo = t->k, hi = t->last;
+      while (lo < hi) {
+        lua_Integer mid = lo + (hi - lo + 1) / 2;
+        if (ticker_due(t, mid) <= now) lo = mid; else hi = mid - 1;
+      }
+      first = t->k;
+      missed = lo - t->k + 1;
+      t->k = lo + 1;
+      list_remove(&t->overdue.node);
+      ticker_unarm(t);
+      if (t->k <= t->last) ticker_start(t);
+    }
   }
-  return 0;
+  lua_pushinteger(L, missed);
+  lua_pushinteger(L, first);
+  return 2;
 }
 
 static int l_ticker_close(lua_State *L) {
@@ -732,9 +818,32 @@ static int push_writer(lua_State *L, const char *path, FILE *fp) {
   return 1;
 }
 
-/* core.writer(path) -> writer | nil, message */
+/* core.writer(path, ["a"]) -> writer | nil, message.  "a": appended to
+ * (a resumed run's report), else replaced. */
 static int l_core_writer(lua_State *L) {
-  return push_writer(L, luaL_checkstring(L, 1), NULL);
+  const char *path = luaL_checkstring(L, 1);
+  const char *mode = luaL_optstring(L, 2, "w");
+  FILE *fp;
+  lwriter *lw;
+  int r;
+  if (strcmp(mode, "a") != 0) return push_writer(L, path, NULL);
+  fp = fopen(path, "a");
+  if (fp == NULL) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(errno));
+    return 2;
+  }
+  r = push_writer(L, path, fp);
+  if (r != 1) {
+    fclose(fp);
+    return r;
+  }
+  /* owned from here: buffered and closed as one writer_open opened */
+  lw = lua_touserdata(L, -1);
+  lw->w->owns_fp = 1;
+  lw->w->buf = malloc(1 << 16);
+  if (lw->w->buf != NULL) setvbuf(fp, lw->w->buf, _IOFBF, 1 << 16);
+  return 1;
 }
 
 /* core.stdio("stdout"|"stderr") -> writer */
@@ -934,7 +1043,8 @@ int luaopen_orch_core(lua_State *L) {
       {"stats", l_core_stats}, {"on_signal", l_core_on_signal},
       {"set_grace", l_core_set_grace},
       {"set_hard_deadline", l_core_set_hard_deadline},
-      {"go", l_core_go}, {"current", l_core_current},
+      {"set_end", l_core_set_end}, {"on_loop_lag", l_core_on_loop_lag},
+      {"go", l_core_go}, {"current", l_core_current}, {"set_context", l_core_set_context},
       {"sleep", l_core_sleep}, {"timer", l_core_timer},
       {"ticker", l_core_ticker}, {"flag", l_core_flag},
       {"writer", l_core_writer}, {"stdio", l_core_stdio},
@@ -955,6 +1065,7 @@ int luaopen_orch_core(lua_State *L) {
   net_open(L);
   fs_open(L);
   columns_open(L);
+  guardian_open(L);
   invoker_open(L);
   series_open(L);
   lua_pushinteger(L, ORCH_API_VERSION);

@@ -63,7 +63,7 @@ struct connect_op {
 
 struct write_op {
   uv_write_t req;
-  orch_list node;       /* on conn->writes while conn is open */
+  orch_list node;  /* on conn->writes while conn is open */
   tcpconn *conn;        /* NULL once the conn is closed */
   task *t;              /* the waiting task, NULL once it gave up */
   size_t len;

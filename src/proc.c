@@ -81,6 +81,7 @@
 #include "lauxlib.h"
 
 #include "core.h"
+#include "guardian.h"
 
 #define PROC_MT "orch.Process"
 #define KILL_DELAY_MS 500      /* SIGTERM -> SIGKILL, real time */
@@ -93,6 +94,9 @@
 extern char **environ;
 
 typedef struct proc_set proc_set;
+
+/* what a timed-out invocation's record shows of each process it spawned */
+#define TAIL_MAX 512
 
 typedef struct linebuf {
   char *buf;
@@ -110,6 +114,9 @@ typedef struct proc {
   int group;         /* the group may still have members */
   int owner_run;     /* owner = "run": not killed with its task */
   int capture;
+  size_t captured[3]; /* bytes kept per stream, at most CAPTURE_MAX */
+  char tail[3][TAIL_MAX]; /* the last bytes of stdout [1] and stderr [2], a ring */
+  size_t tail_n[3];   /* bytes ever written to the ring */
   uint64_t task_id;  /* the task that spawned it, 0 if none */
   uint64_t kill_at;  /* hrtime of a pending SIGKILL, 0 if none */
   size_t max_line;
@@ -145,6 +152,7 @@ static int subreaper;                   /* PR_SET_CHILD_SUBREAPER is on */
 static pid_t fork_parent;
 
 static void emerg_add(pid_t pg) {
+  guardian_track(pg); /* its SIGKILL too: see guardian.c */
   if (emerg_n == emerg_cap) {
     size_t cap = emerg_cap ? emerg_cap * 2 : 64;
     pid_t *a = realloc(emerg, cap * sizeof *a);
@@ -157,6 +165,7 @@ static void emerg_add(pid_t pg) {
 
 static void emerg_del(pid_t pg) {
   size_t i;
+  guardian_untrack(pg);
   for (i = emerg_n; i-- > 0;) {
     if (emerg[i] == pg) {
       emerg[i] = emerg[--emerg_n];
@@ -194,6 +203,13 @@ static void emerg_atexit(void) {
   for (i = 0; i < emerg_n; i++) killpg(emerg[i], SIGKILL);
   emerg_n = 0;
   sweep_all();
+}
+
+/* The watchdog's last resort (sched.c), from its thread: SIGTERM to every
+ * group; the guardian continues and ends them once orchlua is gone. */
+void proc_last_resort(void) {
+  size_t i;
+  for (i = 0; i < emerg_n; i++) killpg(emerg[i], SIGTERM);
 }
 
 /* A crash: only async-signal-safe calls, then the default action. */
@@ -445,6 +461,8 @@ static int proc_signal(proc *p, int sig, int escalate) {
 
 /* ---- output: lines and captures ----------------------------------------- */
 
+#define CAPTURE_MAX ((size_t)64 << 20) /* per stream of orch.exec's capture */
+
 static int lb_append(linebuf *lb, const char *s, size_t n) {
   if (lb->len + n > lb->cap) {
     size_t cap = lb->cap ? lb->cap : 256;
@@ -474,18 +492,123 @@ static void deliver(lua_State *L, int cb, const char *s, size_t n, int partial) 
  * capture, and split into lines for the callback.  A line longer than
  * max_line is delivered in max_line pieces, each but the last with a
  * second argument true: long lines are never cut silently. */
+/* Keeps the last TAIL_MAX bytes of stream i: a copy of what was read. */
+static void tail_keep(proc *p, int i, const char *data, size_t n) {
+  size_t at;
+  if (n > TAIL_MAX) {
+    data += n - TAIL_MAX;
+    p->tail_n[i] += n - TAIL_MAX;
+    n = TAIL_MAX;
+  }
+  at = p->tail_n[i] % TAIL_MAX;
+  if (at + n <= TAIL_MAX) {
+    memcpy(p->tail[i] + at, data, n);
+  } else {
+    memcpy(p->tail[i] + at, data, TAIL_MAX - at);
+    memcpy(p->tail[i], data + (TAIL_MAX - at), n - (TAIL_MAX - at));
+  }
+  p->tail_n[i] += n;
+}
+
+/* Appends the last lines of stream i (at most 3, from the ring) to b. */
+static void tail_lines(luaL_Buffer *b, proc *p, int i) {
+  char flat[TAIL_MAX];
+  size_t n = p->tail_n[i] < TAIL_MAX ? p->tail_n[i] : TAIL_MAX, at, k, start;
+  int lines = 0;
+  if (n == 0) return;
+  at = p->tail_n[i] % TAIL_MAX;
+  for (k = 0; k < n; k++) flat[k] = p->tail[i][(at + TAIL_MAX - n + k) % TAIL_MAX];
+  start = n;
+  while (start > 0) {
+    if (flat[start - 1] == '\n' && start != n && ++lines == 3) break;
+    start--;
+  }
+  luaL_addstring(b, i == 1 ? "\n      stdout: " : "\n      stderr: ");
+  for (k = start; k < n; k++) {
+    if (flat[k] == '\n') {
+      if (k + 1 < n) luaL_addstring(b, i == 1 ? "\n      stdout: " : "\n      stderr: ");
+    } else {
+      luaL_addchar(b, (unsigned char)flat[k] < 32 && flat[k] != '\t' ? '?' : flat[k]);
+    }
+  }
+}
+
+/* Pushes what the processes task t spawned are doing (pid, command, state,
+ * children, last output lines), for its timeout record; returns 0 and
+ * pushes nothing when it spawned none that still runs. */
+int proc_forensics(lua_State *L, task *t) {
+  proc_set *s = set_of(t->core);
+  orch_list *l;
+  luaL_Buffer b;
+  int n = 0;
+  if (s == NULL) return 0;
+  for (l = s->procs.next; l != &s->procs; l = l->next) {
+    proc *p = list_entry(l, proc, node);
+    char path[64], buf[512];
+    FILE *f;
+    if (p->task_id != t->id || p->exited) continue;
+    if (n++ == 0) {
+      luaL_buffinit(L, &b);
+      luaL_addstring(&b, "processes it spawned, still running:");
+    }
+    snprintf(path, sizeof path, "/proc/%d/stat", p->pid);
+    f = fopen(path, "r");
+    if (f != NULL && fgets(buf, sizeof buf, f) != NULL) {
+      /* "pid (comm) S ..." : the command and the state letter */
+      char *open = strchr(buf, '('), *close = strrchr(buf, ')');
+      if (open && close && close[1] == ' ') {
+        *close = '\0';
+        lua_pushfstring(L, "\n    pid %d (%s) state %c", p->pid, open + 1, close[2]);
+      } else {
+        lua_pushfstring(L, "\n    pid %d", p->pid);
+      }
+    } else {
+      lua_pushfstring(L, "\n    pid %d (gone)", p->pid);
+    }
+    if (f != NULL) fclose(f);
+    luaL_addvalue(&b);
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", p->pid, p->pid);
+    f = fopen(path, "r");
+    if (f != NULL) {
+      if (fgets(buf, sizeof buf, f) != NULL && buf[0] != '\0') {
+        size_t bl = strlen(buf);
+        while (bl > 0 && (buf[bl - 1] == ' ' || buf[bl - 1] == '\n')) buf[--bl] = '\0';
+        if (bl > 0) {
+          luaL_addstring(&b, ", children ");
+          luaL_addstring(&b, buf);
+        }
+      }
+      fclose(f);
+    }
+    tail_lines(&b, p, 1);
+    tail_lines(&b, p, 2);
+  }
+  if (n == 0) return 0;
+  luaL_pushresult(&b);
+  return 1;
+}
+
 static void proc_feed(proc *p, int i, const char *data, size_t n) {
   lua_State *L = p->set->core->L;
   linebuf *lb = &p->lines[i];
   int top = lua_gettop(L);
   int cb;
+  tail_keep(p, i, data, n);
   ref_push(L, p->self_ref);                               /* [p] */
   lua_getiuservalue(L, -1, 1);                            /* [p uv] */
-  if (p->capture) {
+  if (p->capture && p->captured[i] <= CAPTURE_MAX) {
     lua_getfield(L, -1, i == 1 ? "stdout" : "stderr");    /* [p uv chunks] */
     if (lua_istable(L, -1)) {
-      lua_pushlstring(L, data, n);
+      size_t keep = CAPTURE_MAX - p->captured[i] < n ? CAPTURE_MAX - p->captured[i] : n;
+      lua_pushlstring(L, data, keep);
       lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+      p->captured[i] += keep;
+      if (keep < n) {
+        /* said once, at the cut: a chatty program must not fill orchlua's memory */
+        lua_pushliteral(L, "\n[orchlua: output past 64 MiB not kept]\n");
+        lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+        p->captured[i] = CAPTURE_MAX + 1;
+      }
     }
     lua_pop(L, 1);                                        /* [p uv] */
   }
@@ -791,7 +914,7 @@ static int sweep_escaped(int sig) {
     if ((rp = strrchr(buf, ')')) == NULL ||
         sscanf(rp + 1, " %c %d %d", &state, &ppid, &pgrp) != 3)
       continue;
-    if (ppid != me || pgrp == mine) continue;
+    if (ppid != me || pgrp == mine || pid == guardian_pid()) continue; /* not an escapee */
     if (state == 'Z') {
       waitpid(pid, NULL, WNOHANG);
     } else {

@@ -282,7 +282,14 @@ enum { LV_OTHER, LV_INFO, LV_ERROR };
 static void push_event(lua_State *L, lqueue *lq) {
   task *t = lq->core->running;
   if (t == NULL) {
-    lua_pushnil(L);
+    /* a process's line callback acting for its invocation (or nothing) */
+    if (!core_push_context(L)) {
+      lua_pushnil(L);
+    } else if (lua_type(L, -1) == LUA_TTABLE) {
+      lua_pushvalue(L, lua_upvalueindex(UV_ID));
+      lua_rawget(L, -2);
+      lua_remove(L, -2);
+    }
     return;
   }
   if (t->id == lq->ev_task) {

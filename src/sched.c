@@ -18,16 +18,31 @@
  * instruction so that a pcall in user code cannot swallow it.  While the
  * loop waits in its poll no task can run, and the watchdog sleeps until
  * the poll returns, instead of waking for nothing.
+ *
+ * Every step is bounded (DESIGN "run semantics").  The watchdog stops a
+ * task past its timeout, past T + grace (a CPU-bound event without
+ * timeout_sec would keep the loop from ever reaching T), after the
+ * grace that follows a signal, and at a second signal.  User code that
+ * runs outside any task (a <close> handler run when a failed coroutine is
+ * reset, an error object's __tostring) runs guarded: the same hook stops
+ * it after the grace.  What no hook can stop (a __gc, which Lua runs with
+ * hooks off; a C call that never returns) meets the last resort: a loop
+ * turn still not over past last_ns (T + three graces, or the signals'
+ * bounds) ends orchlua from this thread, its process groups killed and
+ * its report flushed, and the guardian (guardian.c) undoes the rest.
  */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "lauxlib.h"
 
 #include "core.h"
+#include "guardian.h"
 
 #define WATCH_MS 10
+#define LAST_MS 1000 /* the last resort's margin over the bounds it checks */
 #define POOL_MAX 16384 /* coroutines kept for reuse, about 1 KB each */
 
 task *sched_current(lua_State *L) {
@@ -51,14 +66,26 @@ uint64_t sched_bound_ms(orch_core *c, double desc_sec) {
   if (ms > 1e15) ms = 1e15;
   return (uint64_t)(ms + 0.5);
 }
+static int safe_tostring(lua_State *L);
 
 /* msghandler for sched_call: any error value becomes a string with a
  * traceback, as lua.c does. */
 static int msghandler(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
   if (msg == NULL) {
-    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-      return 1;
+    orch_core *c = core_get(L);
+    if (luaL_getmetafield(L, 1, "__tostring") != LUA_TNIL) {
+      int st, guarded = c != NULL && c->guard_co == NULL;
+      lua_pop(L, 1);
+      /* user code: protected (the guard's hook raises), and bounded */
+      lua_pushcfunction(L, safe_tostring);
+      lua_pushvalue(L, 1);
+      if (guarded) sched_guard_begin(c, L);
+      st = lua_pcall(L, 1, 1, 0);
+      if (guarded) sched_guard_end(c);
+      if (st == LUA_OK && lua_type(L, -1) == LUA_TSTRING) return 1;
+      lua_pop(L, 1);
+    }
     msg = lua_pushfstring(L, "(error object is a %s value)",
                           luaL_typename(L, 1));
   }
@@ -107,6 +134,36 @@ static void task_hook(lua_State *L, lua_Debug *ar) {
     lua_sethook(L, task_hook, LUA_MASKCOUNT, 1);
     luaL_error(L, t->cancel == C_TIMEOUT ? "timeout" : "cancelled");
   }
+}
+
+/* The hook of guarded code: raises at every instruction until it ends. */
+static void guard_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, guard_hook, LUA_MASKCOUNT, 1);
+  luaL_error(L, "stopped: still running after the grace period");
+}
+
+/* User code about to run on co outside any task: the watchdog stops it
+ * grace_ns from now (at once after a second signal). */
+void sched_guard_begin(orch_core *c, lua_State *co) {
+  uint64_t g = c->grace_ns > 10000000u ? c->grace_ns : 10000000u;
+  uv_mutex_lock(&c->watch_mu);
+  c->guard_co = co;
+  c->guard_ns = uv_hrtime() + g;
+  c->guard_hooked = 0;
+  uv_mutex_unlock(&c->watch_mu);
+}
+
+void sched_guard_end(orch_core *c) {
+  int hooked;
+  lua_State *co;
+  uv_mutex_lock(&c->watch_mu);
+  hooked = c->guard_hooked;
+  co = c->guard_co;
+  c->guard_co = NULL;
+  c->guard_hooked = 0;
+  uv_mutex_unlock(&c->watch_mu);
+  if (hooked && co != NULL) lua_sethook(co, NULL, 0, 0);
 }
 
 static void on_idle(uv_idle_t *h);
@@ -190,8 +247,15 @@ static int safe_tostring(lua_State *L) {
 static void push_task_error(lua_State *L, task *t, int st) {
   lua_State *co = t->co;
   const char *msg;
+  int pst;
   if (t->cancel == C_TIMEOUT) {
-    lua_pushliteral(L, "timeout");
+    if (t->forensics != NULL) {  /* what its processes did before they were killed */
+      lua_pushfstring(L, "timeout\n%s", t->forensics);
+      free(t->forensics);
+      t->forensics = NULL;
+    } else {
+      lua_pushliteral(L, "timeout");
+    }
   } else if (t->cancel == C_CANCELLED) {
     lua_pushliteral(L, "cancelled");
   } else if (st == LUA_ERRMEM) {
@@ -203,7 +267,10 @@ static void push_task_error(lua_State *L, task *t, int st) {
     lua_pushcfunction(L, safe_tostring);
     lua_pushvalue(co, -1);
     lua_xmove(co, L, 1);                                   /* [f err] */
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    sched_guard_begin(t->core, L);
+    pst = lua_pcall(L, 1, 1, 0);
+    sched_guard_end(t->core);
+    if (pst != LUA_OK) {
       msg = lua_pushfstring(L, "(error object's __tostring failed: %s)",
                             lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
       lua_remove(L, -2);
@@ -283,7 +350,14 @@ static void task_release_co(orch_core *c, task *t) {
   /* a coroutine that returned is reusable as it is: resetting it would
    * shrink its stack, to be grown again by the next task (a realloc and
    * memmove per invocation) */
-  reusable = lua_status(t->co) == LUA_OK || lua_resetthread(t->co) == LUA_OK;
+  if (lua_status(t->co) == LUA_OK) {
+    reusable = 1;
+  } else {
+    /* resetting runs its pending <close> handlers: user code, guarded */
+    sched_guard_begin(c, t->co);
+    reusable = lua_resetthread(t->co) == LUA_OK;
+    sched_guard_end(c);
+  }
   if (reusable && c->pool_n < c->pool_cap) {
     lua_settop(t->co, 0);
     c->pool[c->pool_n] = t->co;
@@ -304,6 +378,11 @@ static void task_finish(task *t, int st, const char *forced_err) {
   list_remove(&t->wait);
   if (t->on_wait_cancel != NULL) t->on_wait_cancel(t);
   t->on_wait_cancel = NULL;
+  /* a timeout explained: its processes' state before they are killed */
+  if (t->cancel == C_TIMEOUT && proc_forensics(L, t)) {
+    t->forensics = strdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
   if (t->cancel != C_NONE) proc_task_cancelled(t);
   handle_close((uv_handle_t *)t->timer);
   t->timer = NULL;
@@ -335,18 +414,35 @@ static void task_finish(task *t, int st, const char *forced_err) {
   ref_free(L, &t->self_ref);
 }
 
+/* The loop-lag watchdog's finding, after the resume that held the loop:
+ * lag_cb(tag, seconds) on the main thread (the engine makes a loop_lag
+ * result of it). */
+static void report_lag(orch_core *c, task *t) {
+  lua_State *L = c->L;
+  double held = (double)(uv_hrtime() - c->lag_since) / 1e9;
+  if (c->lag_cb_ref == LUA_NOREF || t->tag_ref == LUA_NOREF) return;
+  ref_push(L, c->lag_cb_ref);
+  ref_push(L, t->tag_ref);
+  lua_pushnumber(L, held);
+  sched_call(L, 2, 0);
+}
+
 static void task_resume(orch_core *c, task *t) {
-  int nres, st;
+  int nres, st, lagged;
   int nargs = t->nargs;
   t->nargs = 0;
   t->state = T_RUNNING;
   uv_mutex_lock(&c->watch_mu);
   c->running = t;
+  c->resume_serial++;
   uv_mutex_unlock(&c->watch_mu);
   st = lua_resume(t->co, c->L, nargs, &nres);
   uv_mutex_lock(&c->watch_mu);
   c->running = NULL;
+  lagged = c->lag_flag;
+  c->lag_flag = 0;
   uv_mutex_unlock(&c->watch_mu);
+  if (lagged) report_lag(c, t);
   if (st == LUA_YIELD) {
     lua_pop(t->co, nres);
     if (t->cancel != C_NONE) {
@@ -436,6 +532,7 @@ static void on_flush(uv_prepare_t *h) {
   uv_update_time(h->loop);
   /* the poll may block (uv_backend_timeout says 0 while libuv has new
    * descriptors to register, which it does in the poll itself) */
+  __atomic_store_n(&c->turn_ns, uv_hrtime(), __ATOMIC_RELAXED);
   if (!uv_is_active((uv_handle_t *)&c->ready_idle)) {
     uv_mutex_lock(&c->watch_mu);
     c->loop_blocked = 1;
@@ -449,6 +546,7 @@ static void on_wake(uv_check_t *h) {
   if (!c->loop_blocked) return; /* only this thread sets it */
   uv_mutex_lock(&c->watch_mu);
   c->loop_blocked = 0;
+  __atomic_store_n(&c->turn_ns, uv_hrtime(), __ATOMIC_RELAXED);
   if (c->watch_asleep) uv_cond_signal(&c->watch_cv);
   uv_mutex_unlock(&c->watch_mu);
 }
@@ -461,11 +559,20 @@ static orch_core *sig_core;
 static void on_signal_raw(int signum) {
   orch_core *c = sig_core;
   struct timespec ts;
+  uint64_t now;
   if (c == NULL) return;
-  if (c->sig_count == 0) {
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    c->sig_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+  if (c->early) {
+    /* nothing runs yet that an orderly stop would wait for: a .orchlua or
+     * a source whose top level loops, a long walk of the descriptions */
+    static const char msg[] = "orchlua: stopped by a signal before the run started\n";
+    ssize_t w = write(2, msg, sizeof msg - 1);
+    (void)w;
+    guardian_done();
+    _exit(128 + signum);
   }
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+  if (c->sig_count == 0) c->sig_ns = now;
   c->sig_last = signum;
   c->sig_count++;
   uv_async_send(&c->sig_async);
@@ -503,6 +610,8 @@ void sched_init(orch_core *c) {
   c->sig_async.data = c;
   uv_unref((uv_handle_t *)&c->sig_async);
   c->sig_cb_ref = LUA_NOREF;
+  c->lag_cb_ref = LUA_NOREF;
+  c->early = 1;
   UV_CHECK(uv_mutex_init(&c->watch_mu));
   UV_CHECK(uv_cond_init(&c->watch_cv));
   UV_CHECK(uv_thread_create(&c->watch_thread, watchdog, c));
@@ -522,13 +631,41 @@ void sched_init(orch_core *c) {
 static int must_stop(orch_core *c, task *t, uint64_t now) {
   return (t->deadline_ns != 0 && now >= t->deadline_ns) ||
          (c->hard_ns != 0 && now >= c->hard_ns) || c->sig_count >= 2 ||
+         (c->end_ns != 0 && now >= c->end_ns + c->grace_ns) ||
          (c->sig_count == 1 && c->grace_ns != 0 && now >= c->sig_ns + c->grace_ns);
+}
+
+/* The instant past which a loop turn that has not ended is hopeless: T and
+ * three graces (teardown, the kill switch's, the finalisers'); a signal's
+ * two graces; a second signal's one; a third signal's none. */
+static uint64_t last_bound(orch_core *c) {
+  uint64_t b = c->last_ns, s;
+  int n = c->sig_count;
+  if (n >= 1) {
+    s = c->sig_ns + (n >= 3 ? 0 : (uint64_t)(n >= 2 ? 1 : 2) * c->grace_ns);
+    if (b == 0 || s < b) b = s;
+  }
+  return b == 0 ? 0 : b + (uint64_t)LAST_MS * 1000000u;
+}
+
+/* The last resort, from the watchdog thread while the main thread is
+ * stuck: what it is stuck in touches neither the process groups nor (at
+ * worst) the report's buffer, which is flushed as the loop would. */
+static void last_resort(orch_core *c) {
+  static const char msg[] = "orchlua: a step never ended (a __gc, a C call that does not return): "
+                            "exiting without the orderly end; the guardian ends what is left\n";
+  ssize_t w = write(2, msg, sizeof msg - 1);
+  (void)w;
+  proc_last_resort();
+  writer_flush_all(c);
+  _exit(c->sig_count > 0 ? 128 + c->sig_last : 1);
 }
 
 static void watchdog(void *arg) {
   orch_core *c = arg;
   for (;;) {
     task *t;
+    uint64_t now;
     uv_mutex_lock(&c->watch_mu);
     /* a condition, not a sleep: the exit need not wait for the next look */
     if (!c->watch_stop && c->loop_blocked) {
@@ -543,10 +680,28 @@ static void watchdog(void *arg) {
     }
     c->watch_looks++;
     t = c->running;
-    if (t != NULL && !t->hooked && must_stop(c, t, uv_hrtime())) {
+    now = uv_hrtime();
+    if (t != NULL && !t->hooked && must_stop(c, t, now)) {
       /* lua_sethook is safe to call asynchronously (lua.c's laction) */
       t->hooked = 1;
       lua_sethook(t->co, task_hook, LUA_MASKCOUNT, 1);
+    }
+    if (t != NULL && c->lag_ns != 0 && !c->lag_flag) {
+      /* the same resume as at the last look: it has held the loop since */
+      if (c->lag_serial != c->resume_serial) {
+        c->lag_serial = c->resume_serial;
+        c->lag_since = now;
+      } else if (now - c->lag_since >= c->lag_ns) {
+        c->lag_flag = 1;
+      }
+    }
+    if (c->guard_co != NULL && !c->guard_hooked && (now >= c->guard_ns || c->sig_count >= 2)) {
+      c->guard_hooked = 1;
+      lua_sethook(c->guard_co, guard_hook, LUA_MASKCOUNT, 1);
+    }
+    if (c->in_loop && !c->loop_blocked) {
+      uint64_t b = last_bound(c), turn = __atomic_load_n(&c->turn_ns, __ATOMIC_RELAXED);
+      if (b != 0 && turn != 0 && now >= b && now >= turn + (uint64_t)LAST_MS * 1000000u) last_resort(c);
     }
     uv_mutex_unlock(&c->watch_mu);
   }

@@ -10,7 +10,7 @@ local VERSION = "unknown"
 local USAGE = [[
 usage: orchlua run NAME|FILE.json [--hours H] [--time-scale X] [--report FILE.jsonl]
                                   [--junit FILE.xml] [--html FILE.html] [--fail-fast] [-q|-qq|-v]
-                                  [--no-progress]
+                                  [--no-progress] [--resume RUN.jsonl | --resume-if-exists] [--force]
        orchlua report RUN.jsonl [--html FILE.html]    the summary (and HTML report) of a --report file
        orchlua report A.jsonl B.jsonl [--threshold PCT] [--higher-is-better NAMES]
                                         what changed from run A to run B; exit 1 on a regression
@@ -47,6 +47,11 @@ orchlua run NAME|FILE.json [options]
   --sink URL         stream the report into postgresql://... while the run goes on
                      (repeatable; the report file stays the source of truth)
   --report-max-mb N  rotate the report: FILE.jsonl, FILE.1.jsonl, ... at N MiB each
+  --resume FILE      continue the killed run whose --report FILE this is: same t0 and T,
+                     fixtures and startup events again, interval events on their grid,
+                     one gap record, records appended (exit 2 for a finished run)
+  --resume-if-exists resume the --report file when it exists, else start (a restarted unit)
+  --force            resume although the description changed
 Exit status: 0 all succeeded; 1 a failure or an error result; 2 usage or
 description errors; 128+N stopped by signal N.]],
   list = [[
@@ -108,6 +113,9 @@ local FLAGS = {
   ["--threshold"] = { "threshold", true, { report = true } },
   ["--higher-is-better"] = { "higher_is_better", true, { report = true } },
   ["--grace"] = { "grace", true, { run = true } },
+  ["--resume"] = { "resume", true, { run = true } },
+  ["--resume-if-exists"] = { "resume_if_exists", false, { run = true } },
+  ["--force"] = { "force", false, { run = true } },
   ["--fail-fast"] = { "fail_fast", false, { run = true } },
   ["--no-progress"] = { "no_progress", false, { run = true } },
   ["-q"] = { "quiet", false, { run = true } }, ["--quiet"] = { "quiet", false, { run = true } },
@@ -192,7 +200,7 @@ function M.parse(argv)
   return { command = cmd, names = names, opts = opts }
 end
 
-local function number_opt(opts, key, flag, allow_zero)
+local function number_opt(opts, key, flag, allow_zero, max, max_why)
   local v = opts[key]
   if v == nil then return nil end
   local n = tonumber(v)
@@ -202,13 +210,32 @@ local function number_opt(opts, key, flag, allow_zero)
   if n < 0 or (n == 0 and not allow_zero) then
     usage_error("%s expects a number %s 0, found %s", flag, allow_zero and ">=" or ">", v)
   end
+  if max and n > max then
+    usage_error("%s expects a number at most %s, found %s", flag, max_why or ("%d"):format(max), v)
+  end
   return n
 end
+
+-- bounds of --hours and --time-scale: past them the clock's arithmetic
+-- (integer milliseconds, k * interval) stops being exact
+local function hours_opt(o)
+  local schema = require "orch.schema"
+  return number_opt(o, "hours", "--hours", false, schema.MAX_HOURS, "100000 (11 years)")
+end
+local MAX_SCALE = 1000000
+
 
 -- ---- shared steps ----------------------------------------------------------
 
 local function out(...) io.stdout:write(...) end
 local function err(...) io.stderr:write(...) end
+
+-- exit 2 when the schedule is out of bounds (orch.plan.check)
+local function plan_ok(desc, hours)
+  local e = require("orch.plan").check(desc, hours or desc.total_hours)
+  if e then err("orchlua: ", e, "\n") return false end
+  return true
+end
 
 local function load_config(opts)
   local config = require "orch.config"
@@ -329,7 +356,8 @@ function cmd.list(a)
   local cfg, e = load_config(a.opts)
   if not cfg then err("orchlua: ", e, "\n") return 2 end
   local description = require "orch.description"
-  local list = description.list(description_dirs(cfg))
+  local list, unreadable = description.list(description_dirs(cfg))
+  for _, u in ipairs(unreadable or {}) do err("orchlua: warning: ", u, ": its descriptions are not listed\n") end
   if #list == 0 then
     out("no descriptions under ", table.concat(description_dirs(cfg), ", "), "\n")
     return 0
@@ -355,7 +383,9 @@ function cmd.check(a)
   local description = require "orch.description"
   local names = a.names
   if #names == 0 then
-    for _, d in ipairs(description.list(description_dirs(cfg))) do names[#names + 1] = d.path end
+    local list, unreadable = description.list(description_dirs(cfg))
+    for _, u in ipairs(unreadable or {}) do err("orchlua: warning: ", u, ": its descriptions are not checked\n") end
+    for _, d in ipairs(list) do names[#names + 1] = d.path end
     if #names == 0 then
       err("orchlua: no descriptions under ", table.concat(description_dirs(cfg), ", "), "\n")
       return 2
@@ -365,7 +395,7 @@ function cmd.check(a)
   local bad = srcs == nil
   for _, name in ipairs(names) do
     local desc = load_description(cfg, name, a.opts.param)
-    if not desc then
+    if not desc or not plan_ok(desc) then
       bad = true
     elseif srcs then
       local events = bind(desc, srcs)
@@ -385,11 +415,12 @@ end
 
 function cmd.plan(a)
   if #a.names ~= 1 then usage_error("plan needs one description name, found %d", #a.names) end
-  local hours = number_opt(a.opts, "hours", "--hours")
+  local hours = hours_opt(a.opts)
   local cfg, e = load_config(a.opts)
   if not cfg then err("orchlua: ", e, "\n") return 2 end
   local desc = load_description(cfg, a.names[1], a.opts.param)
   if not desc then return 2 end
+  if not plan_ok(desc, hours) then return 2 end
   if not a.opts.all then
     out(require("orch.plan").render(desc, hours or desc.total_hours))
     return 0
@@ -429,16 +460,30 @@ end
 
 -- Two outputs (or an output and an input) naming one file: the one written
 -- last would replace the other without a word.  list: { {flag, path}, ... }
-local function distinct_files(list)
+-- Links count: the file a path resolves to (core.file_id) is compared too.
+-- inputs: { {what, path}, ... } files no output may replace (the
+-- description, the sources).
+local function distinct_files(list, inputs)
   local seen = {}
+  local has_core, core = pcall(require, "orch.core")
+  local function keys(path)
+    local k = { abs_path(path) }
+    local id = has_core and core.file_id(path)
+    if id then k[2] = "id:" .. id end
+    return k
+  end
+  for _, fp in ipairs(inputs or {}) do
+    for _, key in ipairs(keys(fp[2])) do seen[key] = fp[1] end
+  end
   for _, fp in ipairs(list) do
     local flag, path = fp[1], fp[2]
     if path then
-      local key = abs_path(path)
-      if seen[key] then
-        usage_error("%s and %s name the same file (%s): each needs its own", seen[key], flag, path)
+      for _, key in ipairs(keys(path)) do
+        if seen[key] then
+          usage_error("%s and %s name the same file (%s): each needs its own", seen[key], flag, path)
+        end
       end
-      seen[key] = flag
+      for _, key in ipairs(keys(path)) do seen[key] = flag end
     end
   end
 end
@@ -446,8 +491,8 @@ end
 function cmd.run(a)
   if #a.names ~= 1 then usage_error("run needs one description name or file, found %d", #a.names) end
   local o = a.opts
-  local hours = number_opt(o, "hours", "--hours")
-  local scale = number_opt(o, "time_scale", "--time-scale")
+  local hours = hours_opt(o)
+  local scale = number_opt(o, "time_scale", "--time-scale", false, MAX_SCALE)
   local grace = number_opt(o, "grace", "--grace", true)
   local nq = 0   -- -q -q is -qq
   for _, f in ipairs(o._seen or {}) do if f == "-q" or f == "--quiet" then nq = nq + 1 end end
@@ -457,18 +502,46 @@ function cmd.run(a)
   if not cfg then err("orchlua: ", e, "\n") return 2 end
   local desc = load_description(cfg, a.names[1], o.param)
   if not desc then return 2 end
+  if not plan_ok(desc, hours) then return 2 end
+  -- --resume FILE / --resume-if-exists (with --report): checked before
+  -- any file is opened, so that a refusal leaves the report untouched
+  local resume
+  if o.resume_if_exists then
+    if not o.report then usage_error("--resume-if-exists resumes the --report file: --report FILE is needed") end
+    local f = io.open(o.report, "rb")
+    if f then f:close(); o.resume = o.resume or o.report end
+  end
+  if o.resume then
+    if o.report and abs_path(o.report) ~= abs_path(o.resume) then
+      usage_error("--resume %s appends to that file: --report %s names another", o.resume, o.report)
+    end
+    local e9
+    resume, e9 = require("orch.resume").check(o.resume, desc, { force = o.force })
+    if not resume then err("orchlua: ", e9, "\n") return 2 end
+    o.report = o.resume
+    -- the same T and the same clock as the run it continues
+    if hours and math.abs(hours * 3600 - resume.start.total_hours * 3600) > 1e-6 and not o.force then
+      usage_error("--hours %g: the run being resumed lasts %g h (--force to change it)", hours,
+        resume.start.total_hours)
+    end
+    hours = hours or resume.start.total_hours
+    scale = scale or tonumber(resume.start.time_scale)
+  end
   local fleet, fe = require("orch.fleet").run_options(o, desc, cfg)
   if not fleet then err("orchlua: ", fe, "\n") return 2 end
+  if resume and type(resume.start.run_id) == "string" then fleet.run_id = resume.start.run_id end  -- one run
   local srcs = load_sources(cfg)
   if not srcs then return 2 end
   local events = bind(desc, srcs)
   if not events then return 2 end
   -- outputs are checked before anything runs
-  distinct_files({ { "--report", o.report }, { "--junit", o.junit }, { "--html", o.html } })
+  local inputs = { { "the description", desc.file } }
+  for _, src in ipairs(srcs) do inputs[#inputs + 1] = { "the source " .. src.file, src.path } end
+  distinct_files({ { "--report", o.report }, { "--junit", o.junit }, { "--html", o.html } }, inputs)
   local jsonl
   if o.report then
     local e2
-    jsonl, e2 = require("orch.output.jsonl").open(o.report)
+    jsonl, e2 = require("orch.output.jsonl").open(o.report, resume and "a")
     if not jsonl then err("orchlua: --report ", e2, "\n") return 2 end
   end
   if o.junit then
@@ -496,7 +569,22 @@ function cmd.run(a)
     desc = desc, events = events, hours = hours, scale = scale or 1,
     grace = grace or cfg.grace_sec, jsonl = jsonl, console = console,
     fail_fast = o.fail_fast, version = VERSION, report_path = o.report, junit_path = o.junit,
-    html_path = o.html, labels = fleet.labels, run_id = fleet.run_id,
+    html_path = o.html, labels = fleet.labels, run_id = fleet.run_id, loop_lag_sec = cfg.loop_lag_sec,
+    resume = resume, description_hash = require("orch.resume").fingerprint(desc.file),
+    -- JUnit and HTML are written before run_end: a write that fails is in
+    -- the run's status, its summary and its run_end alike
+    before_end = (o.junit or o.html) and function(run)
+      if o.junit then
+        local ok, e5 = require("orch.output.junit").write(o.junit, run)
+        if not ok then run:output_failed("--junit " .. tostring(e5)) end
+      end
+      if o.html then   -- from the records on disk, and the run_end to come
+        jsonl.w:flush()
+        local ok, e8 = require("orch.output.html").from_report(html_src, o.html, o.report,
+          { type = "run_end", t = require("orch.core").now(), status = run:exit_status(), reason = run.stop_reason })
+        if not ok then run:output_failed("--html " .. tostring(e8)) end
+      end
+    end,
   })
   if jsonl then
     local ok, e4 = jsonl:close()
@@ -506,16 +594,8 @@ function cmd.run(a)
     end
   end
   status = fleet:finish(status)
-  if o.junit then
-    local ok, e5 = require("orch.output.junit").write(o.junit, run)
-    if not ok then err("orchlua: --junit ", o.junit, ": ", tostring(e5), "\n"); if status == 0 then status = 1 end end
-  end
   console:close()
-  if o.html then
-    local ok, e8 = require("orch.output.html").from_report(html_src, o.html, o.report)
-    if html_src ~= o.report then os.remove(html_src) end
-    if not ok then err("orchlua: --html ", tostring(e8), "\n"); if status == 0 then status = 1 end end
-  end
+  if o.html and html_src ~= o.report then os.remove(html_src) end
   return status
 end
 

@@ -9,12 +9,13 @@ M.DEFAULTS = {
   descriptions = { "descriptions" },
   sources = { "events/*.lua" },
   grace_sec = 60,
+  loop_lag_sec = 1,
   lua_path = {},
   lua_cpath = {},
 }
 
 local KEYS = { descriptions = "string or list", sources = "string or list",
-               grace_sec = "number >= 0", lua_path = "list", lua_cpath = "list",
+               grace_sec = "number >= 0", loop_lag_sec = "number >= 0", lua_path = "list", lua_cpath = "list",
                sinks = "string or list" }
 
 -- orch.core when in the host (no child process); plain Lua in the specs
@@ -40,6 +41,39 @@ local function readable(path)
   local f = io.open(path, "r")
   if f then f:close() return true end
   return false
+end
+
+-- A .orchlua found by the search runs as whoever runs orchlua: one that
+-- another user could have written is refused, as git refuses a repository
+-- another user owns (CVE-2022-24765, safe.directory).  The file and every
+-- folder from its own up to / must be owned by us or root, and none
+-- writable by others (a folder with the sticky bit, /tmp, excepted).
+-- ORCHLUA_SAFE_DIRECTORY (a folder, or "*") trusts it anyway; --config
+-- FILE names a file explicitly and is not checked.
+function M.unsafe(path, dir)
+  if not core or not core.file_owner then return nil end
+  local safe = os.getenv("ORCHLUA_SAFE_DIRECTORY")
+  if safe == "*" or safe == dir then return nil end
+  local function bad(p, is_dir)
+    local uid, mode, me = core.file_owner(p)
+    if not uid then return nil end
+    if uid ~= me and uid ~= 0 then return ("%s is owned by uid %d, not by you (uid %d) or root"):format(p, uid, me) end
+    local sticky = is_dir and mode & 512 ~= 0
+    if mode & 18 ~= 0 and not sticky then   -- 0022: group or world writable
+      return ("%s is writable by %s"):format(p, mode & 2 ~= 0 and "every user" or "its group")
+    end
+  end
+  local why = bad(path, false)
+  if why then return why end
+  local d = dir
+  while d and d ~= "" do
+    why = bad(d, true)
+    if why then return why end
+    if d == "/" then break end
+    d = d:match("^(.*)/[^/]*$")
+    if d == "" then d = "/" end
+  end
+  return nil
 end
 
 function M.find(start)
@@ -85,6 +119,11 @@ function M.load(path)
   else
     path, root = M.find()
     if not path then root = cwd() end
+    local why = path and M.unsafe(path, root)
+    if why then
+      return nil, ("%s: not loaded: %s (set ORCHLUA_SAFE_DIRECTORY=%s to trust it, or name it with --config)")
+        :format(path, why, root)
+    end
   end
   local cfg = {}
   for k, v in pairs(M.DEFAULTS) do cfg[k] = v end

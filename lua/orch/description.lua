@@ -123,6 +123,14 @@ local function check_object(ctx, value, keys, path)
         if sec == math.huge then   -- finite in hours, not in seconds
           mismatch(ctx, kpath, v, entry.type, " (too large once in seconds)")
           nv = nil
+        elseif entry.min_sec and sec < entry.min_sec then
+          add_error(ctx, kpath, ctx.index[kpath], ("expected at least %s, found %s")
+            :format(entry.min_why, found(ctx, v, kpath)))
+          nv = nil
+        elseif entry.max_sec and sec > entry.max_sec then
+          add_error(ctx, kpath, ctx.index[kpath], ("expected at most %s, found %s")
+            :format(entry.max_why, found(ctx, v, kpath)))
+          nv = nil
         elseif entry.scale then
           nv = sec
         end
@@ -529,7 +537,7 @@ end
 -- Every *.json under `dirs`: a sorted list of {name =, path =}, and the dirs
 -- that do not exist.
 local function scan(dirs)
-  local files, missing = {}, {}
+  local files, missing, unreadable = {}, {}, {}
   for _, dir in ipairs(as_list(dirs)) do
     if not is_directory(dir) then
       missing[#missing + 1] = dir
@@ -538,7 +546,9 @@ local function scan(dirs)
       local arg = dir:sub(1, 1) == "-" and "./" .. dir or dir
       local listed
       if core then
-        listed = core.find_files(arg, ".json")
+        local bad
+        listed, bad = core.find_files(arg, ".json")
+        for _, b in ipairs(bad or {}) do unreadable[#unreadable + 1] = b end
       else
         listed = {}
         local p = io.popen("find -L " .. shell_quote(arg)
@@ -555,13 +565,15 @@ local function scan(dirs)
     if a.name ~= b.name then return a.name < b.name end
     return a.path < b.path
   end)
-  return files, missing
+  return files, missing, unreadable
 end
 
 --- Every description under `dirs` (a folder or a list; searched recursively):
--- a sorted array of {name =, path =}.
+-- a sorted array of {name =, path =}, and the folders that could not be
+-- read ("path: reason").
 function description.list(dirs)
-  return (scan(dirs))
+  local files, _, unreadable = scan(dirs)
+  return files, unreadable
 end
 
 --- The path of the description `name` under `dirs`, or nil, message.

@@ -24,6 +24,9 @@ local unpack = table.unpack
 -- the invocations that wait (sleep, a process) at any one time in most runs
 local THREADS_KEPT = 256
 
+-- overdue firings of an "allow" event fired at the end, at most
+local FLUSH_MAX = 1000
+
 -- 3.0 -> 3 in the records: description times read as they were written
 local function num(x) return math.tointeger(x) or x end
 
@@ -204,6 +207,18 @@ function Run:skip(ev, phase, k, scheduled, reason)
   self.console:skipped(ev, k, phase, scheduled, reason)
 end
 
+-- Firings first .. first+count-1 of ev passed over at the end of the run
+-- (the loop was behind): one record with `count`.
+function Run:skip_missed(ev, first, count)
+  local st = self.per_event[ev.id]
+  st.skipped = st.skipped + count
+  local reason = "overdue at the end of the run (the loop was behind)"
+  self:emit({ type = "skipped", event = ev.name, id = ev.id, iteration = first, phase = "interval",
+              scheduled = num(first * ev.interval), count = count, last_iteration = first + count - 1,
+              reason = reason })
+  self.console:skipped(ev, first, "interval", num(first * ev.interval), ("%s: %d firings"):format(reason, count))
+end
+
 -- Starts an invocation of ev.  late_ns: how late the firing is, real time.
 function Run:fire(ev, phase, k, scheduled, late_ns)
   if self.stopping and phase ~= "teardown" then return end
@@ -356,23 +371,69 @@ function Run:finalise_invocation(inv)
     if list[i].fin then fins[#fins + 1] = list[i] end
   end
   if #fins == 0 then return end
-  self:background("finalise " .. inv.id, function()
+  local task = self:background("finalise " .. inv.id, function()
     for _, f in ipairs(fins) do
       local ok, e = pcall(f.fin)
       if not ok then self:internal_error(("finaliser of fixture %q: %s"):format(f.name, tostring(e))) end
     end
   end)
+  task:set_timeout(self:work_bound())
+end
+
+-- How long finalisers get, description seconds: the grace, but never
+-- tighter than real time (a rehearsal must not fail where the run passes)
+-- and at least a second.
+function Run:work_bound()
+  return math.max(self.grace * self.scale, 1)
 end
 
 -- A task the run waits for before it ends (setup, finalisers).
 function Run:background(name, fn, after)
   self.nbackground = self.nbackground + 1
-  return core.go(fn, function(_, status, _, err)
+  local task
+  task = core.go(fn, function(_, status, _, err)
+    self.bg[task] = nil
     self.nbackground = self.nbackground - 1
+    if status == "timeout" then
+      err = ("still running after %gs (the grace period): stopped"):format(self:work_bound())
+    end
     if status ~= "ok" then self:internal_error(("%s: %s"):format(name, tostring(err))) end
     if after then after(status) end
     self:progress()
   end, { id = name })
+  self.bg[task] = name
+  return task
+end
+
+-- A resumed run (orch.resume): the report's records counted again, seq
+-- going on, and one gap record for what was missed while it was down.
+function Run:resumed(resume)
+  self.jsonl.w:seq(resume.last_seq)
+  local seen = require("orch.resume").replay(self, resume.path)
+  local missed, any = {}, false
+  for _, ev in ipairs(self.events) do
+    if ev.interval then
+      local upto = math.min(self.first_k[ev.id] - 1, plan.last_k(ev.interval, self.total))
+      local n = upto - (seen[ev.id] or 0)
+      if n > 0 then
+        missed[ev.id] = n
+        any = true
+        local st = self.per_event[ev.id]
+        st.skipped = st.skipped + n
+      end
+    end
+  end
+  self:emit({ type = "gap", from = num(resume.last_t), to = num(self.resume_t), missed = missed,
+              firings_missed = any })
+  self.console:phase(("resumed %s at %s (t0 %s): %d records before the gap"):format(resume.path,
+    plan.clock(self.resume_t), core.iso8601(resume.start.t0_unix), resume.lines))
+end
+
+-- An output that could not be written at the end: said, and fails the run.
+function Run:output_failed(msg)
+  self.errors[#self.errors + 1] = msg
+  self.failed = true
+  self.console:error(msg)
 end
 
 -- An error that is no event's: counted, shown, and fails the run.
@@ -397,7 +458,11 @@ function Run:start_schedule()
   local fire_startup = list[1] and list[1].fire_startup
   for i = 1, #list do
     local st = list[i]
-    if not fire_startup(st) then self:fire(st.ev, "startup", 0, 0, core.hrtime() - self.t0_ns) end
+    if self.resume_t then   -- a resumed run: startup again, at the resume
+      self:fire(st.ev, "startup", 0, num(self.resume_t), 0)
+    elseif not fire_startup(st) then
+      self:fire(st.ev, "startup", 0, 0, core.hrtime() - self.t0_ns)
+    end
   end
   -- after the startup invocations, which are ready before it: their
   -- bodies need not wait for every ticker to be made; and the
@@ -407,6 +472,7 @@ function Run:start_schedule()
     core.trim_threads(THREADS_KEPT)
     if not self.end_timer and not self.stopping then self:make_tickers() end
   end)
+  if self.resume_t and self.resume_t >= self.total then self:stop("end of run (resumed after it)") end
   self:progress()
 end
 
@@ -417,13 +483,16 @@ function Run:make_tickers()
   for _, ev in ipairs(self.events) do
     if ev.interval then
       local last = plan.last_k(ev.interval, self.total)
-      local first = 1
+      local first = self.first_k and self.first_k[ev.id] or 1   -- a resumed run goes on on its grid
       if last >= first then
-        self.tickers[#self.tickers + 1] = core.ticker(ev.interval, first, last, self.per_event[ev.id])
+        local t = core.ticker(ev.interval, first, last, self.per_event[ev.id])
+        self.tickers[#self.tickers + 1] = t
+        self.ticker_ev[t] = ev
       end
     end
   end
   -- the end is a one-firing ticker: anchored at t0 and never early
+  if self.resume_t and self.resume_t >= self.total then return end   -- resumed after T: start_schedule stops
   self.end_timer = core.ticker(self.total, 1, 1, function() self:stop("end of run") end)
 end
 
@@ -431,14 +500,22 @@ end
 function Run:stop(reason)
   if self.stopping then return end
   if reason == "end of run" then
-    -- firings due before the end happen even if the loop was behind
-    for _, t in ipairs(self.tickers) do t:flush() end
+    -- firings due before the end happen even if the loop was behind; but
+    -- one loop turn at a time: a backlog of millions (a 1 ms interval
+    -- rehearsed at 3600x) is one skipped record, not millions of firings
+    -- (under forbid or replace all but one would be skipped anyway)
+    for _, t in ipairs(self.tickers) do
+      local ev = self.ticker_ev[t]
+      local missed, first = t:flush(ev.concurrency == "allow" and FLUSH_MAX or 1)
+      if missed > 0 then self:skip_missed(ev, first, missed) end
+    end
   end
   self.stopping = true
   self.stop_reason = reason
   if self.order then self.order:on_stop() end
   for _, st in pairs(self.per_event) do st:set_notify(true) end
   self.console:phase("stopping: " .. reason)
+  require("orch.health").stop(self.health)
   for _, t in ipairs(self.tickers) do t:close() end
   if self.end_timer then self.end_timer:close() end
   self.teardown_t = core.now()
@@ -458,7 +535,7 @@ function Run:kill()
   if self.killed then return end
   self.killed = true
   self.kill_switch.flag:set()
-  if self:running() > 0 then
+  if self:running() > 0 or self.nbackground > 0 then
     self.grace_timer = core.timer(function() self:grace_over() end)
     self.grace_timer:start(self.grace)
     core.set_hard_deadline(self.grace)
@@ -492,6 +569,10 @@ function Run:cancel_all(why)
     for _, task in ipairs(tasks) do task:cancel("cancelled") end
     self.per_event[ev.id]:cancel_all()
   end
+  -- a fixture setup or an invocation's finalisers that still wait
+  for task in pairs(self.bg) do
+    if task ~= self.finalise_task then task:cancel("cancelled") end
+  end
   core.kill_processes()  -- every spawned process group: SIGTERM, SIGKILL 500 ms later
 end
 
@@ -501,9 +582,10 @@ function Run:finalise()
   self.finalising = true
   if self.grace_timer then self.grace_timer:close(); self.grace_timer = nil end
   core.set_hard_deadline(nil)
+  core.set_end(nil)   -- the finalisers' own bound is their task's timeout
   local list = self.created
   self.created = {}
-  self:background("finalise fixtures", function()
+  self.finalise_task = self:background("finalise fixtures", function()
     for i = #list, 1, -1 do
       local f = list[i]
       if f.fin and f.name ~= "result_reporter" then
@@ -516,6 +598,7 @@ function Run:finalise()
     self.queue:close()     -- the reporter drains what is left, then ends
     self:progress()
   end)
+  self.finalise_task:set_timeout(self:work_bound())
 end
 
 -- Moves the run along its steps whenever something finished.
@@ -539,6 +622,10 @@ function Run:on_signal(signum, count)
   if count == 1 then
     self.console:phase(("%s: send it again to skip the teardown and the grace period"):format(name))
     self:stop(name)
+  elseif self.finalising then
+    -- the finalisers had their chance: the queue is drained now
+    self.console:phase(name .. " again: stopping the finalisers, draining the report queue")
+    if self.finalise_task and self.bg[self.finalise_task] then self.finalise_task:cancel("cancelled") end
   else
     self.console:phase(name .. " again: cancelling everything, draining the report queue")
     self.stopping = true
@@ -564,7 +651,8 @@ function M.run(opts)
     total = (opts.hours or desc.total_hours) * 3600, grace = opts.grace or 60,
     jsonl = opts.jsonl, console = opts.console,
     per_event = {}, fixtures = {}, created = {}, builtins = {}, tickers = {}, fast_set = {},
-    teardown = {}, errors = {}, nrunning = 0, nbackground = 0, error_results = 0,
+    ticker_ev = {},
+    teardown = {}, errors = {}, nrunning = 0, nbackground = 0, error_results = 0, bg = {},
     results = 0, owned_error_results = 0,
     -- fleets (orch.fleet): the run's id and --label's, in run_start
     run_id = opts.run_id or require("orch.fleet").uuid(), labels = opts.labels or {},
@@ -628,6 +716,15 @@ function M.run(opts)
     run:try_fast(ev)
     if ev.at_startup then run.startup_list[#run.startup_list + 1] = run.per_event[ev.id] end
   end
+  local resume = opts.resume
+  if resume then
+    -- the same t0 and T: where the grid stands now, and what it missed
+    run.resume_t = math.max(0, (core.wall() - resume.start.t0_unix) * run.scale)
+    run.first_k = {}
+    for _, ev in ipairs(run.events) do
+      if ev.interval then run.first_k[ev.id] = plan.last_k(ev.interval, run.resume_t) + 1 end
+    end
+  end
   if #(desc.unref_setup_fixtures or {}) == 0 then run:make_tickers() end
   -- all that is old from here on: the collector's young passes over the
   -- firings' short-lived objects need not look at it again
@@ -635,14 +732,25 @@ function M.run(opts)
   -- the startup firings come together, each on its own coroutine: made
   -- now, and young, so that the ones let go after them are freed soon
   core.reserve_threads(#run.startup_list)
-  run.t0_wall = core.start_clock(run.scale)
+  run.t0_wall = core.start_clock(run.scale, resume and resume.start.t0_unix)
   run.t0_ns = core.hrtime()
   if run.checks then run.checks:start() end
 
+  if resume then
+    run:resumed(resume)
+  else
   run:emit({ type = "run_start", t = 0, test_name = desc.test_name, file = desc.file,
              total_hours = run.total / 3600, time_scale = run.scale, grace_sec = run.grace,
              events = #run.events, version = opts.version, run_id = run.run_id, labels = run.labels,
-             params = require("orch.fleet").params_in_force(run.events) })
+             params = require("orch.fleet").params_in_force(run.events),
+             t0_unix = run.t0_wall, description_hash = opts.description_hash })
+  end
+  -- on disk before any event runs: a startup event that never yields, then
+  -- a SIGKILL, still leaves a report that says which run it was
+  if run.jsonl then run.jsonl.w:flush() end
+  core.set_end(run.total)
+  run.health = require("orch.health").start(run, { self_metrics_sec = desc.self_metrics_sec,
+                                                   loop_lag_sec = opts.loop_lag_sec })
   run.console:start(run)
 
   -- the reporter task: resolve result_reporter (maybe a user fixture), then
@@ -729,6 +837,7 @@ function M.run(opts)
 
   core.run()
   core.on_signal(nil)
+  require("orch.health").close(run.health)
   local taken, taken_errors = run.queue:counts()
   run.results = run.results + taken
   run.error_results = run.error_results + taken_errors
@@ -742,6 +851,7 @@ function M.run(opts)
   end
 
   if run.checks then run.checks:finish() end
+  if opts.before_end then opts.before_end(run) end   -- outputs the status must count (cli: --junit)
   local t_end = core.now()
   run:emit({ type = "run_end", t = t_end, status = run:exit_status(), reason = run.stop_reason,
              invocations = run:count("runs"), failures = run:count("failures"),

@@ -53,6 +53,15 @@ for _, level in ipairs({ "debug", "info", "warn", "error" }) do
   end
 end
 
+-- orch.on_abandon(argv): an undo action (an argv list, "SIGCONT the process
+-- I stopped", "remove the netem rule I added") that orchlua's guardian runs
+-- if orchlua dies without finishing (SIGKILL, the OOM killer); a run that
+-- ends in order runs none (its finalisers undo).  guardian.c
+function M.on_abandon(argv)
+  return host("on_abandon").on_abandon(argv)
+end
+if core then M.on_abandon = core.on_abandon end  -- errors name the caller's line
+
 M.spawn = function(...) return require("orch.process").spawn(...) end
 M.exec = function(...) return require("orch.process").exec(...) end
 setmetatable(M, { __index = function(t, k) if k == "sys" then t.sys = require "orch.sys"; return t.sys end end })

@@ -33,6 +33,20 @@ function M.counts(ev, total)
   return c
 end
 
+-- More firings than this in one run is a typo (an interval in the wrong
+-- unit), not a soak: at a million firings a second it is a day of firing.
+M.MAX_FIRINGS = 100000000000
+
+-- nil, or why desc cannot run for `hours`: check, plan and run refuse it.
+function M.check(desc, hours)
+  local total, n = hours * 3600, 0
+  for _, ev in ipairs(desc.events) do n = n + M.counts(ev, total).total end
+  if n > M.MAX_FIRINGS then
+    return ("%s: %.0f firings, more than orchlua runs in one run (%d)"):format(desc.test_name, n, M.MAX_FIRINGS)
+  end
+  return nil
+end
+
 -- Calls fn(t, ev, k, phase) for every firing before the end, in time
 -- order (ties in description order), until fn returns false.  A heap of
 -- the events' next firings: O(log events) a firing, nothing expanded, so

@@ -61,6 +61,8 @@ local function check_argv(fname, argv, what, level)
   for i = 1, n do
     if type(argv[i]) ~= "string" then
       argerror(fname, ("%s[%d]: string expected, got %s"):format(at, i, type(argv[i])), level)
+    elseif argv[i]:find("\0", 1, true) then
+      argerror(fname, ("%s[%d]: holds a NUL byte (the process would get it cut there)"):format(at, i), level)
     end
   end
 end
@@ -89,6 +91,9 @@ local function check_opts(fname, opts, known, level)
   if opts.stdin ~= nil and type(opts.stdin) ~= "string" and type(opts.stdin) ~= "boolean" then
     argerror(fname, ("stdin: true, false or a string expected, got %s"):format(type(opts.stdin)), level)
   end
+  if type(opts.cwd) == "string" and opts.cwd:find("\0", 1, true) then
+    argerror(fname, "cwd: holds a NUL byte (the process would get it cut there)", level)
+  end
   if opts.owner ~= nil and opts.owner ~= "invocation" and opts.owner ~= "run" then
     argerror(fname, ("owner: \"invocation\" or \"run\" expected, got %q"):format(opts.owner), level)
   end
@@ -107,6 +112,10 @@ local function check_opts(fname, opts, known, level)
       if type(v) ~= "string" and type(v) ~= "number" and v ~= false then
         argerror(fname, ("env.%s: string, number or false expected, got %s"):format(k, type(v)), level)
       end
+      if k:find("\0", 1, true) or (type(v) == "string" and v:find("\0", 1, true)) then
+        argerror(fname, ("env.%s: holds a NUL byte (the process would get it cut there)")
+          :format((k:gsub("%z", "\\0"))), level)
+      end
     end
   end
 end
@@ -122,9 +131,14 @@ end
 
 -- Wraps a user callback: it never raises into the loop.
 local function guard(fn, which, state)
+  -- the invocation that spawned the process: what its callbacks report is
+  -- that invocation's (its event, not "-")
+  local tag = core and core.current()
   return function(line, partial)
     if state.off then return end
+    if tag ~= nil then core.set_context(tag) end
     local ok, err = xpcall(fn, debug.traceback, line, partial)
+    if tag ~= nil then core.set_context(nil) end
     if not ok then
       state.off = true
       local p = state.p

@@ -134,10 +134,18 @@ local function add_record(rep, r, keep)
       local s = tonumber(clean(r.scheduled))
       if s and (rep.teardown_t == nil or s < rep.teardown_t) then rep.teardown_t = s end
     end
+  elseif ty == "gap" then
+    -- a resumed run: the firings missed while it was down count as skipped
+    if type(r.missed) == "table" then
+      for id, n in pairs(r.missed) do
+        local ev = new_event(rep, clean(id) or "?", nil)
+        ev.skipped = ev.skipped + (math.tointeger(clean(n)) or 0)
+      end
+    end
   elseif ty == "skipped" then
     local id = clean(r.id) or clean(r.event) or "?"
     local ev = new_event(rep, id, clean(r.event))
-    ev.skipped = ev.skipped + 1
+    ev.skipped = ev.skipped + (math.tointeger(clean(r.count)) or 1)  -- count: firings missed at the end
     local s = tonumber(clean(r.scheduled)) or tonumber(clean(r.t)) or 0
     if s < ev.first_t then ev.first_t = s end
     if keep then
@@ -214,7 +222,7 @@ function M.load(path, opts)
   end)
   table.sort(rep.metrics, function(a, b) return a.key < b.key end)
   for _, m in ipairs(rep.metrics) do m.stats = exact_stats(m.values) end
-  local e = rep.run_end
+  local e = rep.run_end or opts.run_end   -- run_end: the run's own, about to be written (--html)
   rep.end_t = e and tonumber(clean(e.t)) or 0
   for _, ev in ipairs(rep.events) do
     for _, inv in ipairs(ev.invocations) do

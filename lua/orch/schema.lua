@@ -16,6 +16,8 @@
 --             hours become seconds)
 --   unit      seconds per unit of a value kept as given (total_hours): it
 --             must still be finite once in seconds
+--   min_sec / max_sec  bounds once in seconds, with the words that say why
+--             (min_why / max_why)
 --   meaning   one line for the README
 --
 -- A type:
@@ -62,16 +64,23 @@ T.names = { kind = "array", items = T.identifier,
 T.ids = { kind = "array", items = T.nonempty,
   expected = "an array of event ids", doc = "array of event ids" }
 
+-- A finer period is no schedule but a busy loop (1e-12 s made a run that
+-- never reached its end): 1 ms of description time, libuv's timer grain.
+local INTERVAL_FLOOR = "0.001 s (1 ms, the finest interval orchlua keeps)"
+
+-- Past 11 years a run is a typo; and the clock's arithmetic stays exact.
+schema.MAX_HOURS = 100000
+
 schema.event = {
   { key = "name", type = T.identifier, required = true,
     meaning = "the event function's name" },
   { key = "interval_sec", type = T.positive, group = "interval",
-    to = "interval", scale = 1,
+    to = "interval", scale = 1, min_sec = 0.001, min_why = INTERVAL_FLOOR,
     meaning = "period; without one the event runs only at startup/teardown" },
   { key = "interval_min", type = T.positive, group = "interval",
-    to = "interval", scale = 60 },
+    to = "interval", scale = 60, min_sec = 0.001, min_why = INTERVAL_FLOOR },
   { key = "interval_hour", type = T.positive, group = "interval",
-    to = "interval", scale = 3600 },
+    to = "interval", scale = 3600, min_sec = 0.001, min_why = INTERVAL_FLOOR },
   { key = "at_startup", type = T.boolean, default = true,
     meaning = "run once at t0; if false, the first run is at t0 + interval" },
   { key = "at_teardown", type = T.boolean, default = false,
@@ -182,6 +191,7 @@ schema.top = {
   { key = "test_name", type = T.string, required = true, basename = true,
     meaning = "must equal the file's base name" },
   { key = "total_hours", type = T.positive, required = true, unit = 3600,
+    max_sec = schema.MAX_HOURS * 3600, max_why = "100000 (11 years)",
     meaning = "length of the run" },
   { key = "unref_setup_fixtures", type = T.names, default = {},
     meaning = "fixtures set up at start though no event names them" },
@@ -189,6 +199,8 @@ schema.top = {
     meaning = "the events" },
   { key = "checks", type = T.checks, default = {},
     meaning = 'verdicts judged during the run (section "Checks")' },
+  { key = "self_metrics_sec", type = T.positive, min_sec = 0.001, min_why = INTERVAL_FLOOR, scale = 1,
+    meaning = "record orchlua.self.* metrics (rss, lua_heap, fds, timers, queue, loop_lag) this often" },
 }
 
 T.description = { kind = "object", keys = schema.top,

@@ -62,8 +62,33 @@ local safe_os = setmetatable({
   end,
 }, { __index = os })
 
+-- the same os behind _G.os and package.loaded.os (require("os") stays the
+-- real one: what a C module's exit() is, and the guardian covers)
+local function over(t, fields)
+  return setmetatable(fields, { __index = t, __newindex = t })
+end
+local safe_G = over(_G, { os = safe_os })
+local safe_package = over(package, { loaded = over(package.loaded, { os = safe_os }) })
+rawset(safe_G, "package", safe_package)
+
+-- collectgarbage("stop") in one event would grow orchlua's memory for the
+-- rest of the run: refused with a warning, the collector keeps running
+local warned_gc
+local function safe_collectgarbage(opt, ...)
+  if opt == "stop" then
+    if not warned_gc then
+      warned_gc = true
+      local orch = package.loaded["orch"]
+      local msg = 'collectgarbage("stop") ignored: orchlua\'s memory would grow for the rest of the run'
+      if orch and orch.log then orch.log.warn(msg) else io.stderr:write("orchlua: ", msg, "\n") end
+    end
+    return 0
+  end
+  return collectgarbage(opt, ...)
+end
+
 local function source_env(file)
-  local env = { os = safe_os }
+  local env = { os = safe_os, _G = safe_G, package = safe_package, collectgarbage = safe_collectgarbage }
   return setmetatable(env, {
     __index = function(_, k)
       local v = _G[k]

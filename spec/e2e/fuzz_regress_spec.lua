@@ -57,11 +57,11 @@ describe("fuzz findings", function()
       assert.is_true(clock() - t < 1)
     end)
 
-    it("render the plan of a run of 1e304 hours (no h:mm:ss past 1e12 s)", function()
-      local desc = assert(description.decode('{"test_name":"k","total_hours":1e304,"events":[{"name":"a","interval_sec":1}]}', "k.json"))
-      local text = plan.render(desc, desc.total_hours, 3)
-      assert.matches("  0:00:02.000  a", text, 1, true)
-      assert.matches("more firings until 3.6e+307 s\n", text, 1, true)
+    it("refuse a run of 1e304 hours, and render clocks past 1e12 s (no h:mm:ss there)", function()
+      local desc, errs = description.decode('{"test_name":"k","total_hours":1e304,"events":[{"name":"a","interval_sec":1}]}', "k.json")
+      assert.is_nil(desc)
+      assert.equal("expected at most 100000 (11 years), found 1e304", errs[1].message)
+      assert.equal("3.6e+307 s", plan.clock(3.6e307))
       assert.equal("-1e+12 s", plan.clock(-1e12))
       assert.equal("277777777:46:39.000", plan.clock(1e12 - 1))
     end)
@@ -133,7 +133,10 @@ return M
       local code, out, err = h.run("run b --report r.jsonl", dir)
       assert.equal(0, code, out .. err)
       assert.is_true(os.time() - t < 30)
-      local recs = h.select(h.jsonl(dir .. "/r.jsonl"), "result")
+      local recs = {}
+      for _, r in ipairs(h.select(h.jsonl(dir .. "/r.jsonl"), "result")) do
+        if not r.data.loop_lag then recs[#recs + 1] = r end   -- the encoding may hold the loop: said apart
+      end
       assert.equal(3, #recs)
       -- repeats past the budget are cut; the first copy of each table is not
       local s1 = require("cjson").encode(recs[1].data)

@@ -521,6 +521,7 @@ describe("orch.schema", function()
         "| `unref_setup_fixtures` | array of names | `[]` | fixtures set up at start though no event names them |",
         "| `events` | array, at least one | required | the events |",
         '| `checks` | array | `[]` | verdicts judged during the run (section "Checks") |',
+        "| `self_metrics_sec` | number > 0 | none | record orchlua.self.* metrics (rss, lua_heap, fds, timers, queue, loop_lag) this often |",
         "| `events[i].name` | string (a Lua identifier) | required | the event function's name |",
         "| `events[i].interval_sec` / `interval_min` / `interval_hour` | number > 0, at most one | none | period; without one the event runs only at startup/teardown |",
         "| `events[i].at_startup` | bool | `true` | run once at t0; if false, the first run is at t0 + interval |",

@@ -31,6 +31,12 @@ end
 
 function M:paint(c, s) return Progress.paint(self.color, c, s) end
 
+-- What events say, shown with control bytes as \xNN: an escape sequence
+-- in a message must not drive the user's terminal (tabs and newlines stay).
+local function shown(s)
+  return (tostring(s):gsub("[%z\1-\8\11-\31\127]", function(c) return ("\\x%02x"):format(c:byte()) end))
+end
+
 function M:line(s)
   if self.progress then
     self.progress:above(s)
@@ -75,10 +81,10 @@ function M:invocation(r)
     return
   end
   self:line(self:paint("red", ("%s  %s #%d %s %s after %.3fs: %s"):format(plan.clock(r.scheduled), r.id,
-    r.iteration, r.phase, r.status:upper(), r.duration, first_line(r.error))))
+    r.iteration, r.phase, r.status:upper(), r.duration, shown(first_line(r.error)))))
   if self.level >= 2 then
     local rest = tostring(r.error or ""):match("^[^\n]*\n(.*)$")
-    if rest then self:line("    " .. rest:gsub("\n", "\n    ")) end
+    if rest then self:line("    " .. shown(rest):gsub("\n", "\n    ")) end
   end
 end
 
@@ -95,14 +101,14 @@ function M:result(r)
       or tostring(d), r.t)
   end
   if r.level ~= "error" and self.level < 1 then return end
-  local s = ("%s  %s"):format(plan.clock(r.t or 0), words.result_text(r))
+  local s = ("%s  %s"):format(plan.clock(r.t or 0), shown(words.result_text(r)))
   self:line(r.level == "error" and self:paint("red", s) or s)
 end
 
 function M:log(level, who, msg)
   if level == "debug" and self.level < 2 then return end
   if level == "info" and self.level < 1 then return end
-  local s = ("%s  %s %s: %s"):format(plan.clock(core.now()), who or "-", level, msg)
+  local s = ("%s  %s %s: %s"):format(plan.clock(core.now()), shown(who or "-"), level, shown(msg))
   if level == "error" then
     if self.progress then self.progress:note_error(who, msg) end
     s = self:paint("red", s)
@@ -118,7 +124,7 @@ function M:error(msg)
     p:note_error("orchlua", msg)
     p:before_stderr()
   end
-  self.err:write("orchlua: ", tostring(msg), "\n")
+  self.err:write("orchlua: ", shown(msg), "\n")
   if p then p:after_stderr() end
 end
 
@@ -169,6 +175,7 @@ function M:summary(run, status)
       self:line(self:paint("red", ("  %s: %s, first: %s"):format(st.id, what, first_line(st.messages[1]))))
     end
   end
+  for _, e in ipairs(run.errors) do self:line(self:paint("red", "run error: " .. shown(first_line(e)))) end
   local failed_checks, owned_errors = 0, 0
   if run.checks then
     for _, st in ipairs(list) do

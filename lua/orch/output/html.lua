@@ -66,9 +66,8 @@ end
 
 -- Checks that path can be written, before the run starts.
 function M.check(path)
-  local f, err = io.open(path, "a")
-  if not f then return nil, err end
-  f:close()
+  local okw, err = require("orch.output.atomic").check(path)  -- leaves no file
+  if not okw then return nil, err end
   local ok, e = asset("orch.assets.dygraph_js", "dygraph.min.js")
   if not ok then return nil, e end
   return true
@@ -633,18 +632,15 @@ end
 function M.write(path, rep)
   local page, err = M.render(rep)
   if not page then return nil, err end
-  local f, e = io.open(path, "wb")
-  if not f then return nil, e end
-  local ok, e2 = f:write(page)
-  local ok2, e3 = f:close()
-  if not ok or not ok2 then return nil, path .. ": " .. tostring(e2 or e3) end
-  return true
+  return require("orch.output.atomic").write(path, page)  -- whole or not at all
 end
 
 -- From a JSONL file (the run's own records) to path; shown: the report
--- file's name on the page (nil: a temporary file, not kept).
-function M.from_report(jsonl_path, path, shown)
-  local rep, err = report.load(jsonl_path, { points = true })
+-- file's name on the page (nil: a temporary file, not kept); run_end: the
+-- record the run is about to write (the page is made before it, so that a
+-- page that cannot be written is in the run's status).
+function M.from_report(jsonl_path, path, shown, run_end)
+  local rep, err = report.load(jsonl_path, { points = true, run_end = run_end })
   if not rep then return nil, err end
   rep.path = shown or "(no --report file)"
   return M.write(path, rep)

@@ -7,9 +7,10 @@ local json = require "orch.output.json"
 local M = {}
 M.__index = M
 
--- Opens path for writing; returns the writer or nil, message.
-function M.open(path)
-  local w, err = core.writer(path)
+-- Opens path for writing (mode "a": appending, for a resumed run);
+-- returns the writer or nil, message.
+function M.open(path, mode)
+  local w, err = core.writer(path, mode)
   if not w then return nil, err end
   return setmetatable({ w = w, path = path }, M)
 end
@@ -23,9 +24,18 @@ function M:write(rec, type_)
     -- also keeps every line valid UTF-8)
     ok, err = self.w:record(json.sanitize(rec), type_)
     if ok == false then
-      -- still over the encoder's 16 MiB: the record, cut to 128 KiB
-      -- (under 1 MiB of JSON however much escaping it takes)
-      ok, err = self.w:record(json.sanitize(rec, 128 * 1024), type_)
+      -- still over the encoder's 16 MiB: its big fields (data, an error)
+      -- cut to 128 KiB each (under 1 MiB of JSON however much escaping it
+      -- takes); the envelope (event, level, t, ts ...) kept whole
+      local cut = {}
+      for k, v in pairs(rec) do
+        if type(v) == "table" or (type(v) == "string" and #v > 4096) then
+          cut[k] = json.sanitize({ v }, 128 * 1024)[1]
+        else
+          cut[k] = v
+        end
+      end
+      ok, err = self.w:record(json.sanitize(cut), type_)
     end
   end
   if not ok and not self.err then self.err = err end

@@ -14,12 +14,7 @@ local function esc(s)
 end
 
 -- Checks that path can be written, before the run starts.
-function M.check(path)
-  local f, err = io.open(path, "a")
-  if not f then return nil, err end
-  f:close()
-  return true
-end
+M.check = require("orch.output.atomic").check
 
 function M.write(path, run)
   local out = {}
@@ -84,13 +79,7 @@ function M.write(path, run)
     :format(esc(run.desc.test_name), tests, failures, skipped, run.total, os.date("!%Y-%m-%dT%H:%M:%S"))
   out[3] = table.concat(cases, "\n")
   out[4] = "</testsuite>\n"
-  local f, err = io.open(path, "w")
-  if not f then return nil, err end
-  local ok, werr = f:write(table.concat(out, "\n"))
-  local cok, cerr = f:close()
-  if not ok then return nil, werr end
-  if not cok then return nil, cerr end
-  return true
+  return require("orch.output.atomic").write(path, table.concat(out, "\n"))
 end
 
 return M

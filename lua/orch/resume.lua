@@ -1,0 +1,109 @@
+-- orch.resume: a run continued after it was killed (--resume RUN.jsonl).
+--
+-- check() reads the report before anything is opened, and refuses (exit 2,
+-- the file untouched) a file that is not an orchlua report, a run that
+-- finished (it has run_end), or a description that changed since (unless
+-- --force).  The engine then keeps the run's t0 and T (core.start_clock
+-- with run_start's t0_unix), replays the records into the per-event
+-- figures (replay: the summary counts the whole run), appends with seq
+-- going on, and writes one `gap` record: from the last record before the
+-- kill to the resume, the interval firings missed per event.  Fixtures are
+-- set up again and at_startup events run again; interval events go on on
+-- their original grid.  A report is read line by line: memory does not
+-- grow with its length.
+local cjson = require "cjson.safe"
+
+local M = {}
+
+-- FNV-1a of a file's bytes, as 8 hex digits: "the same description".
+function M.fingerprint(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  local h = 2166136261
+  for i = 1, #s do
+    h = ((h ~ s:byte(i)) * 16777619) & 0xffffffff
+  end
+  return ("%08x"):format(h)
+end
+
+-- Reads path: nil, message (exit 2) or the report's state: { start =
+-- run_start, last_seq =, last_t =, lines = }.
+function M.check(path, desc, opts)
+  local f, e = io.open(path, "rb")
+  if not f then return nil, ("--resume %s"):format(e) end
+  local first = f:read("L")
+  local start = first and cjson.decode(first)
+  if type(start) ~= "table" or start.type ~= "run_start" or type(start.t0_unix) ~= "number" then
+    f:close()
+    return nil, ("--resume %s: not an orchlua report of this version (its first line is not a run_start "
+      .. "record with t0_unix)"):format(path)
+  end
+  local st = { path = path, start = start, last_seq = math.tointeger(start.seq) or 1, last_t = 0, lines = 1 }
+  for line in f:lines() do
+    st.lines = st.lines + 1
+    if line:find('"type":"run_end"', 1, true) then
+      f:close()
+      return nil, ("--resume %s: the run finished (run_end at line %d): there is nothing to resume")
+        :format(path, st.lines)
+    end
+    local seq = line:match('"seq":(%d+)')
+    if seq then st.last_seq = math.tointeger(tonumber(seq)) or st.last_seq end
+    local t = line:match('"t":(%-?[%d%.e%+%-]+)')
+    if t and tonumber(t) then st.last_t = math.max(st.last_t, tonumber(t)) end
+  end
+  f:close()
+  if not opts.force then
+    local fp = M.fingerprint(desc.file)
+    if start.test_name ~= desc.test_name or start.description_hash ~= fp then
+      return nil, ("--resume %s: the description changed since the run started (%s): --force resumes it anyway")
+        :format(path, start.test_name ~= desc.test_name
+          and ("test_name %q, then %q"):format(tostring(start.test_name), desc.test_name)
+          or ("%s is not the file it was"):format(desc.file))
+    end
+  end
+  return st
+end
+
+-- Adds the records of the report to the run's figures (the invokers'
+-- counts and statistics, results, errors); returns the highest interval
+-- iteration seen per event id.
+function M.replay(run, path)
+  local seen = {}
+  local scale = run.scale
+  for line in io.lines(path) do
+    local ty = line:match('"type":"(%a+)"')
+    if ty == "invocation" or ty == "skipped" or ty == "result" then
+      local r = cjson.decode(line)
+      if type(r) == "table" then
+        local st = r.id and run.per_event[r.id]
+        if ty == "result" then
+          run.results = run.results + 1
+          if r.level == "error" then run.error_results = run.error_results + 1; run.failed = true end
+        elseif st then
+          local k = math.tointeger(r.last_iteration or r.iteration)
+          if k and r.phase == "interval" and (seen[r.id] or 0) < k then seen[r.id] = k end
+          if ty == "skipped" then
+            st.skipped = st.skipped + (math.tointeger(r.count) or 1)
+          else
+            st.runs = st.runs + 1
+            if type(r.duration) == "number" then st.duration:add(r.duration) end
+            if type(r.lateness) == "number" then st.lateness:add(r.lateness / scale * 1000) end
+            if r.status ~= "ok" then
+              st.failures = st.failures + 1
+              run.failed = true
+              if r.status == "timeout" then st.timeouts = st.timeouts + 1 end
+              local errors = st.errors or {}
+              st.errors = errors
+              if #errors < 100 then errors[#errors + 1] = tostring(r.error) end
+            end
+          end
+        end
+      end
+    end
+  end
+  return seen
+end
+
+return M

@@ -1,0 +1,133 @@
+-- --resume: a run killed with SIGKILL goes on from its report (orch.resume):
+-- the same t0 and T, fixtures and startup events again, interval events on
+-- the original grid, one gap record, seq going on, the summary counting the
+-- whole run; refusals leave the file untouched.
+local h = require "helper"
+local plan = require "orch.plan"
+
+local EVENTS = [[
+local orch = require "orch"
+orch.fixture("conn", function(result_reporter)
+  result_reporter:info("conn set up")
+  return {}
+end)
+return {
+  hello = function(result_reporter) result_reporter:info("hello") end,
+  tick = function(conn) end,
+}
+]]
+local DESC = '{"test_name":"r","total_hours":0.002,"unref_setup_fixtures":["conn"],'
+  .. '"events":[{"name":"hello","at_startup":true},{"name":"tick","interval_sec":0.5,"at_startup":false}]}'
+
+local function start_and_kill(dir, after)
+  os.execute(("cd %s && (%s run r -q --report r.jsonl >out 2>err & echo $! > pid; sleep %s; kill -9 $(cat pid)) ")
+    :format(h.q(dir), h.q(h.bin), after))
+  os.execute("sleep 0.3")
+end
+
+describe("--resume", function()
+  local dir
+  after_each(function() h.rm(dir) end)
+
+  it("continues a killed run on its grid, with one gap record, to the original end", function()
+    dir = h.project({ ["events/ev.lua"] = EVENTS, ["descriptions/r.json"] = DESC })
+    local t0 = os.time()
+    start_and_kill(dir, 2)
+    os.execute("sleep 1")
+    local code, _, err = h.run("run r -q --resume r.jsonl", dir, "ORCHLUA_DEBUG_STATS=1")
+    assert.equal(0, code, err)
+    assert.matches("handles=0 tasks=0 refs=0", err)
+    assert.is_true(os.time() - t0 <= 12, "the resumed run kept the original T")
+    local recs = h.jsonl(dir .. "/r.jsonl")
+    for i, r in ipairs(recs) do assert.equal(i, r.seq) end
+    assert.equal(1, #h.select(recs, "run_start"))
+    assert.equal("run_end", recs[#recs].type)
+    local gaps = h.select(recs, "gap")
+    assert.equal(1, #gaps)
+    assert.is_true(gaps[1].to > gaps[1].from)
+    local missed = gaps[1].missed.tick or 0
+    assert.is_true(missed >= 1, "missed " .. tostring(missed))
+    -- fixtures and startup events again
+    local setups, hellos = 0, 0
+    for _, r in ipairs(h.select(recs, "result")) do
+      if r.data.message == "conn set up" then setups = setups + 1 end
+      if r.data.message == "hello" then hellos = hellos + 1 end
+    end
+    assert.equal(2, setups)
+    assert.equal(2, hellos)
+    -- every firing of the grid once: run before the kill, missed, or run after
+    local ks, runs = {}, 0
+    for _, r in ipairs(h.select(recs, "invocation", "id", "tick")) do
+      assert.is_nil(ks[r.iteration], "iteration " .. r.iteration .. " twice")
+      ks[r.iteration] = true
+      assert.equal(r.iteration * 0.5, r.scheduled)
+      runs = runs + 1
+    end
+    local want = plan.last_k(0.5, 7.2)
+    assert.equal(want, runs + missed)
+    local run_end = recs[#recs]
+    assert.equal(want + 2, run_end.invocations + run_end.skipped)   -- and hello twice
+    assert.equal(4, run_end.results)
+  end)
+
+  it("refuses a finished run, a changed description and a file that is not a report, leaving them untouched", function()
+    dir = h.project({ ["events/ev.lua"] = EVENTS, ["descriptions/r.json"] = DESC:gsub('"total_hours":0.002', '"total_hours":0.0002') })
+    local code = h.run("run r -q --report r.jsonl", dir)
+    assert.equal(0, code)
+    local before = h.read(dir .. "/r.jsonl")
+    local _, err
+    code, _, err = h.run("run r -q --resume r.jsonl", dir)
+    assert.equal(2, code)
+    assert.matches("orchlua: %-%-resume r.jsonl: the run finished %(run_end at line %d+%): there is nothing to resume", err)
+    assert.equal(before, h.read(dir .. "/r.jsonl"))
+
+    start_and_kill(dir, 0.5)
+    before = h.read(dir .. "/r.jsonl")
+    h.write(dir .. "/descriptions/r.json", DESC:gsub("0.5", "0.25"))
+    code, _, err = h.run("run r -q --resume r.jsonl", dir)
+    assert.equal(2, code)
+    assert.matches("the description changed since the run started %(descriptions/r.json is not the file it was%): "
+      .. "%-%-force resumes it anyway", err)
+    assert.equal(before, h.read(dir .. "/r.jsonl"))
+
+    h.write(dir .. "/other.jsonl", '{"hello":1}\n')
+    code, _, err = h.run("run r -q --resume other.jsonl", dir)
+    assert.equal(2, code)
+    assert.matches("not an orchlua report", err)
+    assert.equal('{"hello":1}\n', h.read(dir .. "/other.jsonl"))
+  end)
+
+  it("with --resume-if-exists, starts when the report is not there and resumes when it is", function()
+    dir = h.project({ ["events/ev.lua"] = EVENTS, ["descriptions/r.json"] = DESC })
+    start_and_kill(dir, 1)
+    local code, _, err = h.run("run r -q --report r.jsonl --resume-if-exists", dir)
+    assert.equal(0, code, err)
+    local recs = h.jsonl(dir .. "/r.jsonl")
+    assert.equal(1, #h.select(recs, "run_start"))
+    assert.equal(1, #h.select(recs, "gap"))
+    code = h.run("run r -q --report fresh.jsonl --resume-if-exists --hours 0.0002", dir)
+    assert.equal(0, code)
+    assert.equal(0, #h.select(h.jsonl(dir .. "/fresh.jsonl"), "gap"))
+  end)
+end)
+
+describe("orchlua report on a resumed run", function()
+  it("counts the whole run: runs before and after the gap, the missed firings as skipped", function()
+    local dir = h.project({ ["events/ev.lua"] = EVENTS, ["descriptions/r.json"] = DESC })
+    start_and_kill(dir, 1.5)
+    os.execute("sleep 1")
+    local code = h.run("run r -q --resume r.jsonl", dir)
+    assert.equal(0, code)
+    local recs = h.jsonl(dir .. "/r.jsonl")
+    local run_end = recs[#recs]
+    local out
+    code, out = h.run("report r.jsonl", dir)
+    assert.equal(0, code)
+    local runs, skipped = out:match("\n%s*tick%s+(%d+)%s+%d+%s+(%d+)")
+    local s = 0
+    for _, r in ipairs(h.select(recs, "invocation", "id", "tick")) do s = s + (r and 1 or 0) end
+    assert.equal(s, tonumber(runs))
+    assert.equal(run_end.skipped, tonumber(skipped))
+    h.rm(dir)
+  end)
+end)
