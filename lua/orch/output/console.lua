@@ -203,16 +203,16 @@ end
 -- The summary's checks: every one up to MAX_CHECKS, else the failing ones
 -- and a count (one per event of 10,000).  Returns how many failed the run.
 function M:checks_table(checks)
-  local shown, failing, failed = {}, 0, 0
+  local listed, failing, failed = {}, 0, 0
   for _, c in ipairs(checks) do
     local bad = c.status ~= "pass"
     if bad then failing = failing + 1 end
     if c.action ~= "warn" and (c.status == "fail" or c.status == "no_data") then failed = failed + 1 end
-    if #checks <= MAX_CHECKS or (bad and #shown < MAX_CHECKS) then shown[#shown + 1] = c end
+    if #checks <= MAX_CHECKS or (bad and #listed < MAX_CHECKS) then listed[#listed + 1] = c end
   end
-  self:line(#shown < #checks and ("checks: %d, %d not passing (%d shown)"):format(#checks, failing, #shown)
+  self:line(#listed < #checks and ("checks: %d, %d not passing (%d shown)"):format(#checks, failing, #listed)
     or "checks:")
-  if #shown == 0 then return failed end
+  if #listed == 0 then return failed end
   local paint = self.color and function(ri, ci, cell, c)
     if ri == 1 then return self:paint("bold", cell) end
     if ci == 5 then
@@ -221,7 +221,7 @@ function M:checks_table(checks)
       return self:paint("boldred", cell)
     end
   end or nil
-  local rows = report.check_rows(shown)
+  local rows = report.check_rows(listed)
   for _, l in ipairs(report.table_lines(rows, { left = { [2] = true, [5] = true }, paint = paint })) do
     self:line(l)
   end
