@@ -123,7 +123,7 @@ describe("orchlua report on a resumed run", function()
     local out
     code, out = h.run("report r.jsonl", dir)
     assert.equal(0, code)
-    local runs, skipped = out:match("\n%s*tick%s+(%d+)%s+%d+%s+(%d+)")
+    local runs, skipped = out:match("\n%s*tick%s+(%d+)%s+%d+%s+%d+%s+(%d+)")  -- runs, fail, errors, skip
     local s = 0
     for _, r in ipairs(h.select(recs, "invocation", "id", "tick")) do s = s + (r and 1 or 0) end
     assert.equal(s, tonumber(runs))

@@ -172,7 +172,7 @@ function M:summary(run, status)
         or st.failures == 0 and plural(results, "error result")
         or ("%s (%s, %s)"):format(plural(st.errors, "error"), plural(st.failures, "failure"),
           plural(results, "error result"))
-      self:line(self:paint("red", ("  %s: %s, first: %s"):format(st.id, what, first_line(st.messages[1]))))
+      self:line(self:paint("red", ("  %s: %s, first: %s"):format(st.id, what, shown(first_line(st.messages[1])))))
     end
   end
   for _, e in ipairs(run.errors) do self:line(self:paint("red", "run error: " .. shown(first_line(e)))) end
