@@ -60,11 +60,13 @@ build/embed: tools/embed.c | build
 # in as the modules orch.assets.dygraph_js/_css, so a report opens offline.
 DYGRAPHS_DIR ?= /usr/share/javascript/dygraphs
 ASSETS := orch.assets.dygraph_js=$(DYGRAPHS_DIR)/dygraph.min.js \
-          orch.assets.dygraph_css=$(DYGRAPHS_DIR)/dygraph.min.css
+          orch.assets.dygraph_css=$(DYGRAPHS_DIR)/dygraph.min.css \
+          orch.assets.report_js=lua/orch/assets/report.js \
+          orch.assets.report_css=lua/orch/assets/report.css
 ASSET_FILES := $(foreach a,$(ASSETS),$(word 2,$(subst =, ,$(a))))
 
 build/embedded.c: build/embed $(LUA_SRC) $(ASSET_FILES)
-	@echo "  EMBED   lua/ dygraphs"
+	@echo "  EMBED   lua/ assets"
 	$(Q)build/embed lua $@ $(LUA_SRC) $(ASSETS)
 
 $(DYGRAPHS_DIR)/%:

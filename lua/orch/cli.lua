@@ -83,8 +83,12 @@ local FLAGS = {
   ["--report"] = { "report", true, { run = true } },
   ["--junit"] = { "junit", true, { run = true } },
   ["--html"] = { "html", true, { run = true, report = true } },
-  ["--threshold"] = { "threshold", true, { report = true } },
+  ["--threshold"] = { "threshold", true, { report = true }, "list" },
+  ["--threshold-file"] = { "threshold_file", true, { report = true } },
   ["--higher-is-better"] = { "higher_is_better", true, { report = true } },
+  ["--ignore-label"] = { "ignore_label", true, { report = true }, "list" },
+  ["--only"] = { "only", true, { report = true }, "list" },
+  ["--exclude"] = { "exclude", true, { report = true }, "list" },
   ["--grace"] = { "grace", true, { run = true } },
   ["--fail-fast"] = { "fail_fast", false, { run = true } },
   ["--no-progress"] = { "no_progress", false, { run = true } },
@@ -127,7 +131,10 @@ function M.parse(argv)
       if c == "run" then names[#names + 1] = value_of(flag, inline) end
     elseif FLAGS[flag] then
       local spec = FLAGS[flag]
-      if spec[2] then
+      if spec[4] == "list" then   -- repeatable
+        opts[spec[1]] = opts[spec[1]] or {}
+        table.insert(opts[spec[1]], value_of(flag, inline))
+      elseif spec[2] then
         opts[spec[1]] = value_of(flag, inline)
       else
         if inline then usage_error("%s takes no value, found %s", flag, quote(inline)) end
@@ -444,16 +451,18 @@ function cmd.run(a)
   return status
 end
 
--- report RUN.jsonl [--html F] | report A.jsonl B.jsonl: exit 0, 1 (a
--- regression), 2 (a file that is not a report)
+-- report RUN.jsonl [--html F] | report A.jsonl B.jsonl: exit 0, 1 (the
+-- run failed; a regression), 2 (a file that is not a report)
 function cmd.report(a)
   local o = a.opts
   if #a.names < 1 or #a.names > 2 then
     usage_error("report needs one JSONL report, or two to compare, found %d", #a.names)
   end
   if #a.names == 2 and o.html then usage_error("--html takes one report, found two") end
-  if #a.names == 1 and (o.threshold or o.higher_is_better) then
-    usage_error("%s compares two reports, found one", o.threshold and "--threshold" or "--higher-is-better")
+  if #a.names == 1 then
+    for _, f in ipairs({ "threshold", "threshold_file", "higher_is_better", "ignore_label", "only", "exclude" }) do
+      if o[f] then usage_error("--%s compares two reports, found one", (f:gsub("_", "-"))) end
+    end
   end
   if o.html then
     distinct_files({ { "the report", a.names[1] }, { "--html", o.html } })
@@ -461,9 +470,10 @@ function cmd.report(a)
     if not ok then err("orchlua: --html ", e, "\n") return 2 end
   end
   local report = require "orch.report"
+  local cmp_opts = require("orch.report_args").compare_opts(o, usage_error)
   local reps = {}
   for i, path in ipairs(a.names) do
-    local rep, e = report.load(path, { points = o.html ~= nil })
+    local rep, e = report.load(path, { ignore_labels = #a.names == 2 and cmp_opts.ignore_labels or nil })
     if not rep then err("orchlua: ", e, "\n") return 2 end
     reps[i] = rep
   end
@@ -471,15 +481,12 @@ function cmd.report(a)
     out(report.render_summary(reps[1]))
     if o.html then
       local ok, e = require("orch.output.html").write(o.html, reps[1])
-      if not ok then err("orchlua: --html ", tostring(e), "\n") return 1 end
+      if not ok then err("orchlua: --html ", tostring(e), "\n") return 2 end
       out("html: ", o.html, "\n")
     end
-    return 0
+    return report.verdict(reps[1])
   end
-  local thr = number_opt(o, "threshold", "--threshold", true)
-  local better = {}
-  for name in (o.higher_is_better or ""):gmatch("[^,%s]+") do better[name] = true end
-  local cmp = report.compare(reps[1], reps[2], { threshold = (thr or 10) / 100, higher_is_better = better })
+  local cmp = report.compare(reps[1], reps[2], cmp_opts)
   out(report.render_compare(cmp))
   return #cmp.regressions > 0 and 1 or 0
 end
