@@ -33,7 +33,7 @@ else
 Q := @
 endif
 
-all: orchlua $(EVENT_SO)
+all: orchlua $(EVENT_SO) build/lua/orch/scan.so
 
 orchlua: $(OBJ)
 	@echo "  LD      $@"
@@ -75,6 +75,12 @@ $(DYGRAPHS_DIR)/%:
 
 build/embedded.o: build/embedded.c
 	$(Q)$(CC) -O0 -c -o $@ $<
+
+# orch.scan for plain lua5.4 too (the unit specs read reports without the host)
+build/lua/orch/scan.so: src/scan.c | build
+	@echo "  CC      $@"
+	$(Q)mkdir -p build/lua/orch
+	$(Q)$(CC) $(CFLAGS) $(WARN) -std=gnu99 -fPIC -shared -I$(LUA_INC) -o $@ $<
 
 # C modules loaded into orchlua: built against the lua5.4 headers only.
 events/%.so: events/%.c src/orch.h

@@ -793,7 +793,7 @@ function M.compare(a, b, opts)
       row(id, "failures", ea.failures, eb.failures, "count", rate_rule(ea.runs, eb.runs, t))
       row(id, "timeouts", ea.timeouts, eb.timeouts, "count", rate_rule(ea.runs, eb.runs, t))
       row(id, "skipped", ea.skipped, eb.skipped, "count", rate_rule(ea.runs + ea.skipped, eb.runs + eb.skipped, t))
-      row(id, "errors", ea.errors + ea.failures, eb.errors + eb.failures, "count", rate_rule(ea.runs, eb.runs, t))
+      row(id, "err results", ea.errors, eb.errors, "count", rate_rule(ea.runs, eb.runs, t))
       row(id, "dur p50", ea.duration:percentile(50), eb.duration:percentile(50), "sec", grows(min_dur, t))
       row(id, "dur p99", ea.duration:percentile(99), eb.duration:percentile(99), "sec", grows(min_dur, t))
       row(id, "dur max", ea.duration.max, eb.duration.max, "sec")
@@ -885,12 +885,13 @@ function M.render_compare(cmp)
     if kind == "text" then return tostring(v) end
     return num_text(v, kind)
   end
-  local rows = { { "event / metric", "", "A", "B", "change", "" } }
-  local last_group
+  -- a heading line per event, metric series or check, its rows under it
+  local rows = { { "", "A", "B", "change", "" } }
+  local heads, last_group = {}, nil
   for _, r in ipairs(cmp.rows) do
-    local g = r.group ~= last_group and r.group or ""
+    if r.group ~= last_group then heads[#rows + 1] = r.group end
     last_group = r.group
-    rows[#rows + 1] = { g, r.what, cell(r.a, r.kind), cell(r.b, r.kind), pct_text(r.change),
+    rows[#rows + 1] = { r.what, cell(r.a, r.kind), cell(r.b, r.kind), pct_text(r.change),
                         r.regression and ("REGRESSION: " .. r.regression) or "" }
   end
   -- the widest columns give way so that a line fits the terminal
@@ -898,13 +899,12 @@ function M.render_compare(cmp)
   for _, r in ipairs(rows) do
     for i, c in ipairs(r) do if #c > (w[i] or 0) then w[i] = #c end end
   end
-  local total = 2 + #w * 2 - 2
+  local total = 4 + (#w - 1) * 2
   for i = 1, #w do total = total + w[i] end
   if total > M.WIDTH then
     local over = total - M.WIDTH
-    for _, col in ipairs({ 1, 6, 3, 4 }) do
-      local floor = col == 1 and 16 or (col == 6 and 12 or 8)
-      local cut = math.min(over, math.max(w[col] - floor, 0))
+    for _, col in ipairs({ 5, 2, 3 }) do
+      local cut = math.min(over, math.max(w[col] - 10, 0))
       if cut > 0 then
         w[col] = w[col] - cut
         over = over - cut
@@ -913,7 +913,12 @@ function M.render_compare(cmp)
       if over <= 0 then break end
     end
   end
-  for _, l in ipairs(M.table_lines(rows, { left = { [2] = true, [6] = true } })) do out[#out + 1] = l end
+  local lines = M.table_lines(rows, { indent = "    ", left = { [5] = true } })
+  for i, l in ipairs(lines) do
+    local head = heads[i - 1]   -- line i + 1 holds row i (a rule under the header)
+    if head then out[#out + 1] = "  " .. shorten(head, M.WIDTH - 2) end
+    out[#out + 1] = l
+  end
   out[#out + 1] = ""
   if #cmp.regressions == 0 then
     out[#out + 1] = ("no regression beyond %g%%"):format(cmp.threshold * 100)
