@@ -110,7 +110,7 @@ local SCHEMA = {
 M.SCHEMA = SCHEMA
 
 local function shown(v)
-  local s = type(v) == "table" and cjson.encode(v) or tostring(v)
+  local s = (type(v) == "table" or type(v) == "number") and M.value_text(v) or tostring(v)
   if #s > 40 then s = s:sub(1, 37) .. "..." end
   return s
 end
