@@ -92,7 +92,7 @@ DEB_PKGS := build-essential liblua5.4-dev lua5.4 lua-cjson-dev lua-cjson libuv1-
             luarocks lua-busted lua-check lua-luv lua-expat libjs-dygraphs tmux chromium \
             clang libclang-rt-14-dev valgrind prometheus postgresql libpq-dev \
             libhttp-parser-dev redis-server redis-tools nginx-light curl faketime \
-            yamllint wrk
+            yamllint wrk nodejs
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 deps:
@@ -108,6 +108,13 @@ test: all
 
 bench: all
 	$(Q)sh bench/run.sh
+	$(Q)sh bench/report/run.sh
+
+# the HTML report's own script and style (embedded as orch.assets.report_*)
+lint-assets:
+	$(Q)node --check lua/orch/assets/report.js
+	$(Q)grep -q '"use strict"' lua/orch/assets/report.js
+	$(Q)! grep -n 'innerHTML' lua/orch/assets/report.js
 
 # the benchmark floor: the same workloads on libuv alone (bench/run.sh builds it)
 bench/floor: bench/floor.c
@@ -124,7 +131,7 @@ install: all
 clean:
 	rm -rf build orchlua events/*.so
 
-.PHONY: all deps test bench install clean FORCE
+.PHONY: all deps test bench lint-assets install clean FORCE
 
 # ---- hardening: sanitizers, fuzzing, valgrind, soak ------------------------
 # clang with Debian's compiler-rt (libclang-rt-14-dev): ASan, UBSan, LSan and

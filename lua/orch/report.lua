@@ -129,8 +129,12 @@ local function invalid(r)
   end
   if r.type == "run_start" then
     local ts, th = clean(r.time_scale), clean(r.total_hours)
-    if ts and not (ts > 0 and ts < math.huge) then return 'run_start record: "time_scale" should be > 0, found ' .. shown(ts) end
-    if th and not (th >= 0 and th < math.huge) then return 'run_start record: "total_hours" should be >= 0, found ' .. shown(th) end
+    if ts and not (ts > 0 and ts < math.huge) then
+      return 'run_start record: "time_scale" should be > 0, found ' .. shown(ts)
+    end
+    if th and not (th >= 0 and th < math.huge) then
+      return 'run_start record: "total_hours" should be >= 0, found ' .. shown(th)
+    end
   elseif r.type == "invocation" or r.type == "skipped" then
     if clean(r.id) == nil and clean(r.event) == nil then return r.type .. ' record without "id" or "event"' end
   elseif r.type == "result" and clean(r.level) == "metric" then
@@ -345,7 +349,7 @@ local function read_file(rep, path, last)
   local add = add_record
   local by_id = rep.by_id
   while true do
-    local kind, a, b, c, d, e, f, g, h, i, j = rd:next()
+    local kind, a, b, c, d, e, f, g, _, i, j = rd:next()
     if kind == nil then break end
     if pending then return fail(pending[1], pending[2]) end
     if kind == "i" then
@@ -845,7 +849,7 @@ function M.compare(a, b, opts)
 
   -- the groups with a regression first, each in its order
   local order = {}
-  for i, g in ipairs(groups) do order[i] = i end
+  for i = 1, #groups do order[i] = i end
   table.sort(order, function(x, y)
     local gx, gy = groups[x], groups[y]
     if (gx.regressed or false) ~= (gy.regressed or false) then return gx.regressed == true end

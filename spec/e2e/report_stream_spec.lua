@@ -175,7 +175,7 @@ describe("orchlua report A.jsonl B.jsonl on generated runs", function()
   setup(function()
     dir = h.tmpdir()
     -- B: a new pid per restart, lat_ms 20% up on a, error results and a failing check
-    write(dir, "a.jsonl", records({ "a", "b" }, 50, { status = 0, metric = function(i, ev)
+    write(dir, "a.jsonl", records({ "a", "b" }, 50, { status = 0, metric = function(_, ev)
       return ev == "a" and 10 or 50, { pid = 100, role = ev }
     end, extra = function(i, add)
       if i == 10 then add({ type = "check", t = i, name = "slo", status = "pass" }) end

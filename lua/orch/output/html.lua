@@ -284,7 +284,8 @@ local function errors_html(rep)
     if g.traceback and g.traceback ~= "" then
       msg = msg .. "<details><summary>traceback (first)</summary><pre>" .. esc(g.traceback) .. "</pre></details>"
     end
-    out[#out + 1] = ('<tr><td class="n">%d</td><td>%s</td><td>%s</td><td>%s</td><td class="bad">%s</td><td>%s</td></tr>')
+    out[#out + 1] = ('<tr><td class="n">%d</td><td>%s</td><td>%s</td><td>%s</td><td class="bad">%s</td>'
+      .. '<td>%s</td></tr>')
       :format(g.count, esc(plan.clock(g.first_t)), esc(plan.clock(g.last_t)), esc(table.concat(evs, ", ")),
         esc(table.concat(st, ", ")), msg)
   end
@@ -310,7 +311,8 @@ local function checks_html(rep)
 end
 
 local function toc_html(rep, d)
-  local out = { '<nav class="toc"><a href="#summary">Summary</a>', '<a href="#checks">Checks (' .. #rep.checks .. ')</a>',
+  local out = { '<nav class="toc"><a href="#summary">Summary</a>',
+    '<a href="#checks">Checks (' .. #rep.checks .. ')</a>',
     '<a href="#timeline">Timeline</a>', ('<a href="#errors">Errors (%d)</a>'):format(rep.error_count),
     '<a href="#durations">Durations</a>', '<a href="#lateness">Lateness</a>',
     ('<a href="#metrics">Metrics (%d)</a>'):format(#d.metrics) }
@@ -348,7 +350,8 @@ function M.render(rep)
     "</head><body>",
     "<h1>" .. esc(m.test_name or "?") .. "</h1>",
     ('<p class="meta">%s &middot; %g h%s &middot; started %s &middot; orchlua %s &middot; report %s</p>'):format(
-      esc(m.file or "?"), rep.total / 3600, rep.scale ~= 1 and (" at time scale " .. esc(rep.scale)) or "",
+      esc(m.file or "?"), rep.total / 3600,
+      rep.scale ~= 1 and (" at time scale " .. esc(("%g"):format(rep.scale))) or "",
       esc(m.ts or "?"), esc(m.version or "?"), esc(rep.path)),
     ('<p class="%s" id="exit">%s</p>'):format(status_cls,
       m.status and esc(("exit %d: %s (%s after %s)"):format(m.status, m.exit_reason, tostring(m.reason or "?"),
