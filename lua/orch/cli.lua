@@ -12,7 +12,7 @@ usage: orchlua run NAME|FILE.json [--hours H] [--time-scale X] [--report FILE.js
                                   [--junit FILE.xml] [--html FILE.html] [--fail-fast] [-q|-v]
                                   [--no-progress]
        orchlua report RUN.jsonl [--html FILE.html]    the summary (and HTML report) of a --report file
-       orchlua report A.jsonl B.jsonl [--threshold PCT] [--higher-is-better NAMES]
+       orchlua report A.jsonl B.jsonl [--threshold [NAME=]PCT]... [--ignore-label NAME]...
                                         what changed from run A to run B; exit 1 on a regression
        orchlua list                     descriptions found: name, hours, events
        orchlua check [NAME...]          validate and resolve everything, run nothing
@@ -52,20 +52,31 @@ orchlua plan NAME [--hours H]
   none at or after the end, teardown after the end) and the firings per event.]],
   report = [[
 orchlua report RUN.jsonl [--html FILE.html]
-  Reads a --report file (from this machine or another) and prints the run's
-  summary: per event runs, failures, skipped, timeouts, duration and lateness.
+  Reads a --report file (from this machine or another; RUN.1.jsonl, RUN.2.jsonl
+  ... after it when the run rotated) in bounded memory, and prints the run's
+  summary: per event runs, failures, skipped, timeouts, duration and lateness;
+  the errors grouped by message; the checks' verdicts.
   --html FILE        also write the self-contained HTML report of the run
-orchlua report A.jsonl B.jsonl [--threshold PCT] [--higher-is-better NAMES]
-  Compares run B with run A: per event the counts and the duration percentiles,
-  per metric (name and fields) the count, mean and p99.  A change beyond the
-  threshold in the wrong direction is a regression: more failures, timeouts or
-  skipped firings (as a rate of runs), fewer runs, slower p50/p99 (by more than
-  1 ms real), later p99 (by more than 10 ms), a higher metric mean or p99 (lower
-  for the metrics named in --higher-is-better), an event or metric gone.
-  --threshold PCT    percent of change tolerated (default 10)
+orchlua report A.jsonl B.jsonl [--threshold [NAME=]PCT]... [--ignore-label NAME]...
+  Compares run B with run A: per event the counts, the error results and the
+  duration percentiles, per metric series (name and fields, per-instance labels
+  such as pid left out) the count, mean and p99, per check its verdict.  A
+  change beyond the threshold in the wrong direction is a regression: more
+  failures, timeouts, skipped firings or error results (as a rate of runs),
+  fewer runs, slower p50/p99 (by more than 1 ms real), later p99 (by more than
+  10 ms), a higher metric mean or p99 (lower for --higher-is-better), a check
+  that now fails, an event or metric gone.  Regressions come first.
+  --threshold PCT            percent of change tolerated (default 10)
+  --threshold NAME=PCT       for the metrics or events matching NAME (a glob)
+  --threshold-file FILE      lines of PCT or NAME=PCT (# comments); the command
+                             line's win
   --higher-is-better NAMES   comma-separated metric names for which more is better
-Exit status: 0 no regression (or one file read); 1 a regression; 2 a file that
-cannot be read or is not a report.]],
+  --ignore-label NAME        a label that names an instance (always: pid, ppid,
+                             tid, pgid, container_id, pod, run_id, seq)
+  --only GLOB, --exclude GLOB   the events, metrics and checks compared
+Exit status: one file: the run's verdict, 0 when it ended with status 0, else 1
+(failed, stopped, or never finished); two: 0 no regression, 1 a regression;
+2 for a file that cannot be read or is not a valid report (file:line and why).]],
   help = [[
 orchlua help COMMAND
   Shows the help of COMMAND (run, list, check, plan, report).]],

@@ -203,7 +203,7 @@ describe("orchlua report A.jsonl B.jsonl", function()
     local code, out = h.run("help report")
     assert.equal(0, code)
     assert.matches("^orchlua report RUN.jsonl %[%-%-html FILE.html%]", out)
-    assert.matches("\norchlua report A.jsonl B.jsonl %[%-%-threshold PCT%]", out)
+    assert.matches("\norchlua report A.jsonl B.jsonl %[%-%-threshold %[NAME=%]PCT%]%.%.%. %[%-%-ignore%-label NAME%]", out)
   end)
 
   it("reads a report as JSON lines a person can also decode", function()
