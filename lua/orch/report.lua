@@ -26,6 +26,7 @@ M.SERIES_BUCKETS = 1024       -- per series, a power of two: the HTML merges the
 M.MAX_LINE = 32 * 1024 * 1024 -- the writer cuts a result at 16 MiB
 local MAX_GROUPS = 200        -- distinct error messages kept; the rest are counted together
 local MAX_MARKS = 2000        -- failures, error results, check failures and skips placed one by one
+local MAX_SERIES = 500        -- per metric name: a label unique per sample (a request id) must not grow memory
 
 -- Labels that name an instance, not a thing: a restarted process is a new
 -- pid.  The comparison matches series without them (--ignore-label adds).
@@ -166,7 +167,8 @@ local function new_rep(path, opts)
   return { path = path, files = {}, scale = 1, total = 0, events = {}, by_id = {}, metrics = {},
            metric_by_key = {}, groups = {}, group_by_msg = {}, other_errors = nil, error_count = 0,
            first_error = nil, results = 0, error_results = 0, lines = 0, checks = {}, check_by_name = {},
-           marks = {}, marks_dropped = 0, ignore = ignore, fields_cache = {}, fields_cached = 0 }
+           marks = {}, marks_dropped = 0, ignore = ignore, fields_cache = {}, fields_cached = 0,
+           series_per_name = {} }
 end
 
 local function add_mark(rep, m)
@@ -248,6 +250,15 @@ end
 local function metric(rep, event, t, name, value, fields_key, unit)
   local key = name .. fields_key
   local m = rep.metric_by_key[key]
+  if not m then
+    local count = (rep.series_per_name[name] or 0) + 1
+    rep.series_per_name[name] = count
+    if count > MAX_SERIES then
+      fields_key = "{...}"   -- the series beyond the cap, together
+      key = name .. fields_key
+      m = rep.metric_by_key[key]
+    end
+  end
   if not m then
     m = { key = key, name = name, fields = fields_key, unit = M.unit_of(name, unit), series = series(rep),
           events = {} }

@@ -268,7 +268,8 @@ return M
       .. '{ "name": "tick", "interval_sec": 1 } ] }')
     h.write(dir .. "/.orchlua", 'return { sources = { "events/*.lua" }, grace_sec = 5 }\n')
     h.run("run e --time-scale 12 -q --html run.html", dir)
-    pages = chromium(dir, { { page = dir .. "/evil.html" }, { page = dir .. "/run.html" } })
+    pages = chromium(dir, { { page = dir .. "/evil.html" }, { page = dir .. "/run.html" },
+                            { page = dir .. "/evil.html#event-0" } })
   end)
   teardown(function() h.rm(dir) end)
 
@@ -289,5 +290,16 @@ return M
     end
     table.sort(ids)
     assert.same({ EVIL, "skip" .. EVIL }, ids)
+  end)
+
+  it("opens a collapsed event section named by the address, and draws its chart", function()
+    local c = selfcheck(pages[3].dom)
+    assert.same({}, c.errors)
+    local drawn = {}
+    for _, ch in ipairs(c.charts) do drawn[ch.id] = ch end
+    assert.truthy(drawn["chart-event-0"], "no chart in the opened section")
+    assert.equal(20, drawn["chart-event-0"].points[EVIL])
+    assert.is_nil(drawn["chart-event-1"])          -- the others stay collapsed, undrawn
+    assert.is_nil(pages[3].dom:find('data-pwned="1"', 1, true))
   end)
 end)

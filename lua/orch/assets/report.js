@@ -331,7 +331,7 @@
   // a <details> section whose chart is drawn when first opened
   function lazy(parent, id, summary, open, draw) {
     var d = el("details", { "class": "section", id: id });
-    if (open) d.setAttribute("open", "");
+    if (open || location.hash === "#" + id) d.setAttribute("open", "");
     d.appendChild(el("summary", {}, summary));
     parent.appendChild(d);
     var done = false;
@@ -341,6 +341,11 @@
     return d;
   }
 
+  // a link to a collapsed section opens it
+  window.addEventListener("hashchange", function () {
+    var t = document.getElementById(location.hash.slice(1));
+    if (t && t.tagName === "DETAILS") t.open = true;
+  });
   try {
     var sec = document.getElementById("timeline");
     timelineChart(sec);
@@ -359,6 +364,25 @@
         });
     });
     check.lazy_metrics = Math.max(0, D.metrics.length - D.open_metrics);
+    // a section per event, collapsed: its numbers and its own durations
+    sec = document.getElementById("events");
+    var sfmt = unitFormat("s"), mfmt = unitFormat("ms");
+    D.per_event.forEach(function (e, i) {
+      var bad = e.failures + e.errors > 0;
+      lazy(sec, "event-" + i, e.id + ": " + e.runs + " runs" + (bad ? ", " + e.failures + " failed, " + e.errors +
+        " error results" : "") + (e.skipped > 0 ? ", " + e.skipped + " skipped" : ""), false, function (d) {
+        var t = el("table", { "class": "mstats" }), hr = el("tr"), tr = el("tr");
+        ["runs", "failures", "timeouts", "skipped", "error results", "dur p50", "dur p99", "dur max", "late p99",
+         "late max"].forEach(function (c) { hr.appendChild(el("th", {}, c)); });
+        [e.runs, e.failures, e.timeouts, e.skipped, e.errors].forEach(function (v) { tr.appendChild(el("td", {}, String(v))); });
+        [sfmt(e.d50), sfmt(e.d99), sfmt(e.dmax), mfmt(e.l99), mfmt(e.lmax)].forEach(function (v) {
+          tr.appendChild(el("td", {}, v));
+        });
+        t.appendChild(hr); t.appendChild(tr); d.appendChild(t);
+        var spec = { bars: D.duration.bars, bucket: D.duration.bucket, series: [D.duration.series[i]] };
+        lineChart(d, "chart-event-" + i, "Duration of " + e.id, spec, sfmt, true);
+      });
+    });
   } catch (e) {
     check.errors.push(String(e && e.stack || e));
   }

@@ -239,6 +239,16 @@ function M.data(rep)
     lateness = chart(lates, span),
     metrics = mcharts,
     open_metrics = OPEN_METRICS,
+    per_event = (function()
+      local list = {}
+      for i, ev in ipairs(rep.events) do
+        local d, l = ev.duration, ev.lateness
+        list[i] = { id = ev.id, runs = ev.runs, failures = ev.failures, skipped = ev.skipped,
+                    timeouts = ev.timeouts, errors = ev.errors, d50 = d:percentile(50), d99 = d:percentile(99),
+                    dmax = d.max, l99 = l:percentile(99), lmax = l.max }
+      end
+      return list
+    end)(),
     metric_keys = keys,
     errors_total = rep.error_count,
   }
@@ -315,7 +325,8 @@ local function toc_html(rep, d)
     '<a href="#checks">Checks (' .. #rep.checks .. ')</a>',
     '<a href="#timeline">Timeline</a>', ('<a href="#errors">Errors (%d)</a>'):format(rep.error_count),
     '<a href="#durations">Durations</a>', '<a href="#lateness">Lateness</a>',
-    ('<a href="#metrics">Metrics (%d)</a>'):format(#d.metrics) }
+    ('<a href="#metrics">Metrics (%d)</a>'):format(#d.metrics),
+    ('<a href="#events">Events (%d)</a>'):format(#d.events) }
   if #d.metrics > 0 then
     out[#out + 1] = "<br>metrics:"
     for i, m in ipairs(d.metrics) do
@@ -372,6 +383,7 @@ function M.render(rep)
     '<section id="durations"><h2>Duration of each event (description time)</h2></section>',
     '<section id="lateness"><h2>Lateness of each event (real time)</h2></section>',
     ('<section id="metrics"><h2>Metrics (%d)</h2></section>'):format(#d.metrics),
+    ('<section id="events"><h2>Events (%d)</h2></section>'):format(#d.events),
     '<div id="charts"></div>',
     '<pre id="orch-selfcheck" hidden></pre>',
     '<script type="application/json" id="orch-data">' .. json_safe(d) .. "</script>",
