@@ -56,6 +56,11 @@ typedef struct {
   double num;
 } jval;
 
+/* the characters of a JSON number */
+static const unsigned char NUMCHAR[256] = {
+  ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+  ['+'] = 1, ['-'] = 1, ['.'] = 1, ['e'] = 1, ['E'] = 1};
+
 static const char *ws(const char *p, const char *e) {
   while (p < e && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) p++;
   return p;
@@ -103,7 +108,7 @@ static const char *skip_value(const char *p, const char *e, int depth) {
     }
   }
   if (*p == '-' || (*p >= '0' && *p <= '9')) {
-    while (p < e && (strchr("+-.eE", *p) != NULL || (*p >= '0' && *p <= '9'))) p++;
+    while (p < e && NUMCHAR[(unsigned char)*p]) p++;
     return p;
   }
   if (e - p >= 4 && (memcmp(p, "true", 4) == 0 || memcmp(p, "null", 4) == 0)) return p + 4;
@@ -134,7 +139,7 @@ static int walk(const char *p, const char *e, const char *const *names, jval *va
     if (ve == NULL) return -1;
     if (!esc) {
       for (i = 0; names[i] != NULL; i++) {
-        if (strlen(names[i]) == kn && memcmp(names[i], k, kn) == 0) {
+        if (names[i][0] == k[0] && strlen(names[i]) == kn && memcmp(names[i], k, kn) == 0) {
           jval *j = &vals[i];
           j->escaped = 0;
           if (*v == '"') {
@@ -149,13 +154,9 @@ static int walk(const char *p, const char *e, const char *const *names, jval *va
           } else if (*v == 'n') {
             j->kind = K_NULL;
           } else if (*v == '-' || (*v >= '0' && *v <= '9')) {
-            char tmp[64], *end;
-            size_t n = (size_t)(ve - v);
-            if (n >= sizeof tmp) return -1;
-            memcpy(tmp, v, n);
-            tmp[n] = '\0';
-            j->num = strtod(tmp, &end);
-            if (end != tmp + n) return -1;
+            char *end; /* the reader keeps a NUL after every line's bytes */
+            j->num = strtod(v, &end);
+            if (end != ve) return -1;
             j->kind = K_NUM;
           } else {
             j->kind = K_OTHER;
@@ -301,10 +302,10 @@ static int l_reader_next(lua_State *L) {
       memmove(r->buf, r->buf + r->pos, have);
       r->len = have;
       r->pos = 0;
-      if (r->cap - r->len < READ_BLOCK) {
+      if (r->cap - r->len < READ_BLOCK + 1) {
         size_t cap = r->cap ? r->cap * 2 : 2 * READ_BLOCK;
         char *p;
-        while (cap - r->len < READ_BLOCK) cap *= 2;
+        while (cap - r->len < READ_BLOCK + 1) cap *= 2;
         p = realloc(r->buf, cap);
         if (p == NULL) return luaL_error(L, "out of memory reading a line of %d bytes", (int)r->len);
         r->buf = p;
@@ -315,6 +316,7 @@ static int l_reader_next(lua_State *L) {
       if (got < 0) return luaL_error(L, "read: %s", strerror(errno));
       if (got == 0) r->eof = 1;
       r->len += (size_t)got;
+      r->buf[r->len] = '\0';
       continue;
     }
     {
@@ -640,7 +642,9 @@ int luaopen_orch_scan(lua_State *L) {
   static const luaL_Reg series_m[] = {{"add", l_series_add}, {"percentile", l_series_percentile},
                                       {"mean", l_series_mean}, {"points", l_series_points},
                                       {NULL, NULL}};
-  static const luaL_Reg funcs[] = {{"open", l_scan_open}, {"series", l_scan_series}, {NULL, NULL}};
+  /* scan.add(series, t, v): series:add without the method lookup, per line */
+  static const luaL_Reg funcs[] = {{"open", l_scan_open}, {"series", l_scan_series}, {"add", l_series_add},
+                                   {NULL, NULL}};
   luaL_newmetatable(L, READER_MT);
   luaL_newlib(L, reader_m);
   lua_setfield(L, -2, "__index");

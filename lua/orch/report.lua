@@ -168,7 +168,7 @@ local function new_rep(path, opts)
            metric_by_key = {}, groups = {}, group_by_msg = {}, other_errors = nil, error_count = 0,
            first_error = nil, results = 0, error_results = 0, lines = 0, checks = {}, check_by_name = {},
            marks = {}, marks_dropped = 0, ignore = ignore, fields_cache = {}, fields_cached = 0,
-           series_per_name = {} }
+           series_per_name = {}, hot_metrics = {} }
 end
 
 local function add_mark(rep, m)
@@ -265,8 +265,9 @@ local function metric(rep, event, t, name, value, fields_key, unit)
     rep.metric_by_key[key] = m
     rep.metrics[#rep.metrics + 1] = m
   end
-  m.series:add(t or 0, value)
+  scan.add(m.series, t or 0, value)
   if event and not m.events[event] then m.events[event] = true end
+  return m
 end
 
 -- The key of a metric's raw fields object, cached: a run has few distinct ones.
@@ -359,8 +360,11 @@ local function read_file(rep, path, last)
   end
   local add = add_record
   local by_id = rep.by_id
+  local series_add = scan.add
+  local next_record = rd.next
+  local hot, hot_n = rep.hot_metrics, 0
   while true do
-    local kind, a, b, c, d, e, f, g, _, i, j = rd:next()
+    local kind, a, b, c, d, e, f, g, _, i, j = next_record(rd)
     if kind == nil then break end
     if pending then return fail(pending[1], pending[2]) end
     if kind == "i" then
@@ -370,19 +374,29 @@ local function read_file(rep, path, last)
       local duration = d or 0
       local started = f or ((g or 0) - duration)
       ev.runs = ev.runs + 1
-      ev.duration:add(started, duration)
-      ev.lateness:add(started, (e or 0) / rep.scale * 1000)
+      series_add(ev.duration, started, duration)
+      series_add(ev.lateness, started, (e or 0) / rep.scale * 1000)
       if started < ev.first_t then ev.first_t = started end
       local fin = started + duration
       if fin > rep.end_t then rep.end_t = fin end
       if i == "teardown" and j and (rep.teardown_t == nil or j < rep.teardown_t) then rep.teardown_t = j end
     elseif kind == "m" then
       rep.results = rep.results + 1
-      local fk = e and raw_fields_key(rep, e) or ""
-      if fk then
-        metric(rep, a, b, c, d, fk, f)
+      -- the series of (name, raw fields), cached: the hot path concatenates nothing
+      local per = hot[c]
+      local m = per and per[e or ""]
+      if m and not f and (not a or m.events[a]) then
+        series_add(m.series, b or 0, d)
       else
-        return fail(rd:lineno(), 'metric result: "fields" is not JSON')
+        local fk = e and raw_fields_key(rep, e) or ""
+        if not fk then return fail(rd:lineno(), 'metric result: "fields" is not JSON') end
+        m = metric(rep, a, b, c, d, fk, f)
+        if not per then
+          per = {}
+          hot[c] = per
+          hot_n = hot_n + 1
+        end
+        if hot_n < 1000 then per[e or ""] = m end
       end
     elseif kind == "x" then
       local ok, r = pcall(cjson.decode, a)
