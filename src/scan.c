@@ -299,7 +299,7 @@ static int l_reader_next(lua_State *L) {
         r->lineno++;
         return 2;
       }
-      memmove(r->buf, r->buf + r->pos, have);
+      if (have > 0) memmove(r->buf, r->buf + r->pos, have);
       r->len = have;
       r->pos = 0;
       if (r->cap - r->len < READ_BLOCK + 1) {
