@@ -197,6 +197,49 @@ describe("orch.scan series", function()
   end)
 end)
 
+describe("orch.scan's fast path", function()
+  it("reads the same as cjson, whatever the key order, spacing and numbers", function()
+    local cjson = require "cjson"
+    math.randomseed(7)
+    local fast, slow = {}, {}
+    local function both(line, slow_line)
+      fast[#fast + 1] = line
+      slow[#slow + 1] = slow_line or line
+    end
+    both(cjson.encode({ type = "run_start", t = 0, test_name = "x", total_hours = 0.1, time_scale = 2 }))
+    for i = 1, 3000 do
+      local r
+      if i % 2 == 0 then
+        r = { type = "invocation", t = i + 0.5, id = "e" .. i % 7, event = "ev", iteration = i, phase = "interval",
+              scheduled = i, started = i - math.random() * 1e-3, duration = math.random() * 10 ^ math.random(-6, 3),
+              lateness = -math.random(), status = "ok", seq = i }
+      else
+        r = { type = "result", t = i, event = "e" .. i % 7, level = "metric",
+              data = { metric = "m" .. i % 3, value = (math.random() - 0.5) * 10 ^ math.random(-9, 12),
+                       fields = i % 5 == 0 and { b = i % 2, a = "x y" } or nil } }
+      end
+      -- keys in another order, spaces around them, exponents: as another writer might
+      local line = cjson.encode(r):gsub(",", " , "):gsub(":", ": ")
+      -- the same record forced through cjson: an escape in a field the fast path reads
+      local forced = line:gsub('"status": "ok"', '"status": "\\u006fk"'):gsub('"metric": "m', '"metric": "\\u006d')
+      both(line, forced)
+    end
+    both(cjson.encode({ type = "run_end", t = 4000, status = 0, reason = "end of run" }))
+    local a, b = os.tmpname(), os.tmpname()
+    local f = assert(io.open(a, "w")); f:write(table.concat(fast, "\n"), "\n"); f:close()
+    f = assert(io.open(b, "w")); f:write(table.concat(slow, "\n"), "\n"); f:close()
+    local ra, rb = assert(report.load(a)), assert(report.load(b))
+    os.remove(a); os.remove(b)
+    ra.path, rb.path = "x", "x"
+    assert.equal(report.render_summary(ra), report.render_summary(rb))
+    assert.equal(#ra.metrics, #rb.metrics)
+    for i, m in ipairs(ra.metrics) do
+      assert.equal(m.key, rb.metrics[i].key)
+      assert.same(m.stats, rb.metrics[i].stats)
+    end
+  end)
+end)
+
 describe("orch.report.glob and shorten", function()
   it("matches shell-like patterns and cuts in the middle", function()
     assert.truthy(("rss_mb{proc=a}"):find(report.glob("rss_*")))
