@@ -116,6 +116,32 @@ static const char *skip_value(const char *p, const char *e, int depth) {
   return NULL;
 }
 
+/* A plain decimal of at most 15 digits (-12.345) exactly as strtod reads
+ * it: both the digits and the power of ten are exact doubles, so one
+ * division rounds correctly (Clinger).  0 for anything else. */
+static int fast_number(const char *p, const char *e, double *out) {
+  static const double POW10[] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+  int neg = 0, digits = 0, frac = 0, dot = 0;
+  long long m = 0;
+  if (p < e && *p == '-') { neg = 1; p++; }
+  if (p >= e) return 0;
+  if (*p == '0' && p + 1 < e && p[1] >= '0' && p[1] <= '9') return 0; /* a leading zero: let strtod judge */
+  for (; p < e; p++) {
+    if (*p >= '0' && *p <= '9') {
+      if (++digits > 15) return 0;
+      m = m * 10 + (*p - '0');
+      frac += dot;
+    } else if (*p == '.' && !dot) {
+      dot = 1;
+    } else {
+      return 0;
+    }
+  }
+  if (digits == 0 || (dot && frac == 0)) return 0;
+  *out = (neg ? -(double)m : (double)m) / POW10[frac];
+  return 1;
+}
+
 /* Walks the object at [p, e): for each key found in names (NULL-ended),
  * its value into vals.  0, or -1 when the text is not one object. */
 static int walk(const char *p, const char *e, const char *const *names, jval *vals) {
@@ -154,9 +180,11 @@ static int walk(const char *p, const char *e, const char *const *names, jval *va
           } else if (*v == 'n') {
             j->kind = K_NULL;
           } else if (*v == '-' || (*v >= '0' && *v <= '9')) {
-            char *end; /* the reader keeps a NUL after every line's bytes */
-            j->num = strtod(v, &end);
-            if (end != ve) return -1;
+            if (!fast_number(v, ve, &j->num)) {
+              char *end; /* the reader keeps a NUL after every line's bytes */
+              j->num = strtod(v, &end);
+              if (end != ve) return -1;
+            }
             j->kind = K_NUM;
           } else {
             j->kind = K_OTHER;

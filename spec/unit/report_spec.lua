@@ -240,6 +240,36 @@ describe("orch.scan's fast path", function()
   end)
 end)
 
+describe("orch.scan's numbers", function()
+  it("are the doubles strtod makes of the same text", function()
+    local scan = require "orch.scan"
+    math.randomseed(11)
+    local texts = { "0", "-0", "5", "0.1", "0.3", "-12.345", "123456789012345", "1234567890123456", "0.000001",
+                    "9007199254740993", "1e5", "1.5E-3", "2.2250738585072014e-308", "0.1000000000000000055511" }
+    for _ = 1, 3000 do
+      local int = tostring(math.random(0, 10 ^ math.random(0, 9)))
+      local frac = tostring(math.random(0, 10 ^ math.random(0, 9)))
+      texts[#texts + 1] = (math.random() < 0.3 and "-" or "") .. int .. (math.random() < 0.8 and ("." .. frac) or "")
+    end
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    for _, t in ipairs(texts) do
+      f:write('{"type":"invocation","id":"a","status":"ok","duration":', t, "}\n")
+    end
+    f:close()
+    local rd = assert(scan.open(path))
+    for _, t in ipairs(texts) do
+      local kind, _, _, _, d = rd:next()
+      assert.equal("i", kind)
+      local want = tonumber(t:find("[eE]") and t or (t .. "e0"))   -- as a float, through strtod
+      assert.equal(want, d, t)
+      assert.equal(1 / want, 1 / d, t)    -- the sign of zero too
+    end
+    rd:close()
+    os.remove(path)
+  end)
+end)
+
 describe("orch.report.glob and shorten", function()
   it("matches shell-like patterns and cuts in the middle", function()
     assert.truthy(("rss_mb{proc=a}"):find(report.glob("rss_*")))
