@@ -66,17 +66,15 @@ static const char *ws(const char *p, const char *e) {
   return p;
 }
 
-/* p at '"': the end after the closing quote, or NULL */
+/* p at '"': the end after the closing quote, or NULL (a byte loop: the
+ * strings of a record are short) */
 static const char *str_end(const char *p, const char *e, int *escaped) {
-  p++;
-  while (p < e) {
-    const char *q = memchr(p, '"', (size_t)(e - p));
-    const char *b;
-    if (q == NULL) return NULL;
-    b = memchr(p, '\\', (size_t)(q - p));
-    if (b == NULL) return q + 1;
-    *escaped = 1;
-    p = b + 2;
+  for (p++; p < e; p++) {
+    if (*p == '"') return p + 1;
+    if (*p == '\\') {
+      *escaped = 1;
+      p++;
+    }
   }
   return NULL;
 }
@@ -144,7 +142,13 @@ static int fast_number(const char *p, const char *e, double *out) {
 
 /* Walks the object at [p, e): for each key found in names (NULL-ended),
  * its value into vals.  0, or -1 when the text is not one object. */
-static int walk(const char *p, const char *e, const char *const *names, jval *vals) {
+typedef struct {
+  const char *s;
+  size_t n;
+} key;
+#define KEY(s) {s, sizeof s - 1}
+
+static int walk(const char *p, const char *e, const key *names, jval *vals) {
   p = ws(p, e);
   if (p >= e || *p != '{') return -1;
   p = ws(p + 1, e);
@@ -164,8 +168,8 @@ static int walk(const char *p, const char *e, const char *const *names, jval *va
     ve = skip_value(v, e, 1);
     if (ve == NULL) return -1;
     if (!esc) {
-      for (i = 0; names[i] != NULL; i++) {
-        if (names[i][0] == k[0] && strlen(names[i]) == kn && memcmp(names[i], k, kn) == 0) {
+      for (i = 0; names[i].s != NULL; i++) {
+        if (names[i].n == kn && names[i].s[0] == k[0] && memcmp(names[i].s, k, kn) == 0) {
           jval *j = &vals[i];
           j->escaped = 0;
           if (*v == '"') {
@@ -224,10 +228,11 @@ static void push_num(lua_State *L, const jval *v) {
 
 enum { T_TYPE, T_ID, T_EVENT, T_STATUS, T_DURATION, T_LATENESS, T_STARTED, T_T, T_ITERATION, T_PHASE,
        T_SCHEDULED, T_LEVEL, T_DATA, T_N };
-static const char *const TOP[] = {"type", "id", "event", "status", "duration", "lateness", "started", "t",
-                                  "iteration", "phase", "scheduled", "level", "data", NULL};
+static const key TOP[] = {KEY("type"), KEY("id"), KEY("event"), KEY("status"), KEY("duration"), KEY("lateness"),
+                          KEY("started"), KEY("t"), KEY("iteration"), KEY("phase"), KEY("scheduled"), KEY("level"),
+                          KEY("data"), {NULL, 0}};
 enum { D_METRIC, D_VALUE, D_FIELDS, D_UNIT, D_N };
-static const char *const DATA[] = {"metric", "value", "fields", "unit", NULL};
+static const key DATA[] = {KEY("metric"), KEY("value"), KEY("fields"), KEY("unit"), {NULL, 0}};
 
 /* Pushes the record of line [s, s+n): see the header; returns the count. */
 static int push_record(lua_State *L, const char *s, size_t n) {
