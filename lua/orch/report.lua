@@ -415,7 +415,7 @@ local function read_file(rep, path, last)
   local lines = rd:lineno()
   rd:close()
   if pending then
-    if last and pending[1] == lines then
+    if last then   -- the last line that is not blank
       rep.torn = { path = path, line = pending[1] }
       rep.lines = rep.lines + 1
     else
