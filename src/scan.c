@@ -401,7 +401,7 @@ static int l_reader_close(lua_State *L) {
 #define FLOOR 1e-9
 typedef struct {
   int key;
-  double count;
+  unsigned count; /* 8 bytes a bin: a series may use a few thousand */
 } hbin;
 
 typedef struct {
@@ -574,7 +574,7 @@ static int l_series_percentile(lua_State *L) {
     size_t i;
     double seen = 0, v = s->max;
     for (i = 0; i < s->nh; i++) {
-      seen += s->h[i].count;
+      seen += (double)s->h[i].count;
       if (seen >= rank) {
         v = hvalue(s->h[i].key);
         break;
@@ -644,7 +644,8 @@ static int l_series_points(lua_State *L) {
   return 1;
 }
 
-/* series.n, .sum, .min, .max (nil when empty), .exact, then methods */
+/* series.n, .sum, .min, .max (nil when empty), .exact, .width (nil while
+ * exact), then methods */
 static int l_series_index(lua_State *L) {
   series *s = check_series(L);
   const char *k = luaL_checkstring(L, 2);
@@ -653,6 +654,7 @@ static int l_series_index(lua_State *L) {
   if (strcmp(k, "min") == 0) { if (s->n == 0) return 0; lua_pushnumber(L, s->min); return 1; }
   if (strcmp(k, "max") == 0) { if (s->n == 0) return 0; lua_pushnumber(L, s->max); return 1; }
   if (strcmp(k, "exact") == 0) { lua_pushboolean(L, s->bn == NULL); return 1; }
+  if (strcmp(k, "width") == 0) { if (s->bn == NULL) return 0; lua_pushnumber(L, s->width); return 1; }
   lua_getfield(L, lua_upvalueindex(1), k);
   return 1;
 }

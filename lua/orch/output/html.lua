@@ -118,16 +118,17 @@ end
 -- A chart of series {label=, series= orch.scan series}: exact when every
 -- series is, else all bucketed alike within the chart's point budget.
 local function chart(list, span)
-  local pts, bucketed, width, total = {}, false, 0, 0
-  for i, s in ipairs(list) do
-    pts[i] = s.series:points()
-    if pts[i].width then bucketed = true; width = math.max(width, pts[i].width) end
+  local bucketed, width, total = false, 0, 0
+  for _, s in ipairs(list) do
+    local w = s.series.width
+    if w then bucketed = true; width = math.max(width, w) end
     total = total + s.series.n
   end
+  -- one series' points at a time: 100 series of 1024 buckets are megabytes
+  local out = {}
   if not bucketed and total <= CHART_POINTS then
-    local out = {}
     for i, s in ipairs(list) do
-      local c = columns(pts[i])
+      local c = columns(s.series:points())
       c.label = s.label
       out[i] = c
     end
@@ -136,9 +137,8 @@ local function chart(list, span)
   if width == 0 then width = math.max(span, 1e-9) / report.SERIES_BUCKETS end
   local per = math.max(MIN_BUCKETS, CHART_POINTS // math.max(#list, 1))
   while span / width > per do width = width * 2 end
-  local out = {}
   for i, s in ipairs(list) do
-    local c = columns(pts[i], width)
+    local c = columns(s.series:points(), width)
     c.label = s.label
     out[i] = c
   end
