@@ -25,7 +25,7 @@ local null = cjson.null
 M.SERIES_BUCKETS = 1024       -- per series, a power of two: the HTML merges them by halves
 M.MAX_LINE = 32 * 1024 * 1024 -- the writer cuts a result at 16 MiB
 local MAX_GROUPS = 200        -- distinct error messages kept; the rest are counted together
-local MAX_MARKS = 2000        -- failures, error results, check failures and skips placed one by one
+local MAX_MARKS = 1000        -- of each kind (failures, error results, check failures, skips) placed one by one
 local MAX_SERIES = 500        -- per metric name: a label unique per sample (a request id) must not grow memory
 
 -- Labels that name an instance, not a thing: a restarted process is a new
@@ -168,11 +168,13 @@ local function new_rep(path, opts)
            metric_by_key = {}, groups = {}, group_by_msg = {}, other_errors = nil, error_count = 0,
            first_error = nil, results = 0, error_results = 0, lines = 0, checks = {}, check_by_name = {},
            marks = {}, marks_dropped = 0, ignore = ignore, fields_cache = {}, fields_cached = 0,
-           series_per_name = {}, hot_metrics = {} }
+           series_per_name = {}, hot_metrics = {}, marks_per_kind = {} }
 end
 
 local function add_mark(rep, m)
-  if #rep.marks < MAX_MARKS then rep.marks[#rep.marks + 1] = m
+  local n = (rep.marks_per_kind[m.kind] or 0) + 1
+  rep.marks_per_kind[m.kind] = n
+  if n <= MAX_MARKS then rep.marks[#rep.marks + 1] = m
   else rep.marks_dropped = rep.marks_dropped + 1 end
 end
 

@@ -177,6 +177,8 @@
 
   function lineChart(parent, id, title, spec, fmt, allowLog) {
     var log = allowLog && spread(spec);
+    // min/max bands only while few: a hundred of them cover each other
+    var bands = spec.bars && spec.series.length <= 8;
     var g;
     if (allowLog) {
       var label = el("label", { "class": "note" });
@@ -188,13 +190,13 @@
     var box = el("div", { id: id, "class": "chart" }); parent.appendChild(box);
     var legend = el("div", { "class": "legend" }); parent.appendChild(legend);
     if (spec.bars) {
-      parent.appendChild(el("p", { "class": "note" },
-        "long series: each point is the mean over " + clock(spec.bucket) + " with its min and max as a band"));
+      parent.appendChild(el("p", { "class": "note" }, "long series: each point is the mean over " +
+        clock(spec.bucket) + (bands ? " with its min and max as a band" : " (min and max in each event's section)")));
     }
     var labels = ["t"].concat(spec.series.map(function (s) { return h(s.label); }));
-    g = new Dygraph(box, table(spec.series, spec.bars), {
+    g = new Dygraph(box, table(spec.series, bands), {
       labels: labels, title: h(title), height: 260, drawPoints: !spec.bars, pointSize: 2,
-      strokeWidth: 1.2, connectSeparatedPoints: true, customBars: spec.bars, labelsDiv: legend, logscale: log,
+      strokeWidth: 1.2, connectSeparatedPoints: true, customBars: bands, labelsDiv: legend, logscale: log,
       legend: "always", includeZero: false, legendFormatter: legendFormatter(fmt),
       highlightSeriesOpts: spec.series.length > 1 ? { strokeWidth: 2.5 } : undefined,
       axes: { x: xAxis, y: { valueFormatter: fmt, axisLabelFormatter: function (v) { return h(fmt(v)); },
@@ -225,8 +227,8 @@
         "long run: a bar covers the time buckets of " + clock(T.bucket) + " in which the event ran"));
     }
     if (T.marks_dropped > 0) {
-      parent.appendChild(el("p", { "class": "note" }, "only the first " + T.marks.length +
-        " failures, error results, check failures and skipped firings are marked (" + T.marks_dropped + " more)"));
+      parent.appendChild(el("p", { "class": "note" }, "only the first 1000 failures, error results, check failures " +
+        "and skipped firings of each kind are marked (" + T.marks_dropped + " more)"));
     }
     // rows: [x, bars, marks]; info per row
     var rows = [], info = [];
@@ -242,7 +244,8 @@
     var drawn = { bars: 0, marks: 0 };
     var labelsY = D.events.concat(T.checks_row ? ["checks"] : []);
     var longest = labelsY.reduce(function (m, id) { return Math.max(m, id.length); }, 4);
-    var barH = Math.max(6, Math.min(18, 180 / Math.max(n, 1)));
+    var rowPx = labelsY.length > 30 ? 12 : 30;
+    var barH = Math.max(4, Math.min(18, rowPx * 0.6));
     function barPlotter(e) {
       var ctx = e.drawingContext, g = e.dygraph;
       e.points.forEach(function (p) {
@@ -283,7 +286,7 @@
     var KINDS = { 1: "failed", 2: "skipped", 3: "error result", 4: "check failed" };
     var g = new Dygraph(box, rows, {
       labels: ["t", "invocations", "marks"], title: "Invocations per event",
-      height: Math.max(170, 30 * labelsY.length + 90),
+      height: Math.max(170, rowPx * labelsY.length + 90),
       series: { invocations: { plotter: barPlotter, color: COLORS[0] }, marks: { plotter: markPlotter, color: "#d62728" } },
       valueRange: [-0.7, labelsY.length - 0.3], labelsDiv: legend, legend: "always", highlightCircleSize: 0,
       axes: { x: xAxis, y: { axisLabelWidth: Math.min(240, 16 + 7 * longest), drawGrid: false,
