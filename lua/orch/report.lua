@@ -2,7 +2,8 @@
 -- (a run made on a device, read on a workstation) and the HTML report.
 --
 --   report.load(path, opts)          -> rep | nil, message
---   report.summary_lines(rows, opts) -> the summary table (the console's too)
+--   report.render_summary(rep)       -> text;  report.verdict(rep) -> 0 | 1
+--   report.summary_rows / table_lines -> the summary table (the console's too)
 --   report.compare(a, b, opts)       -> cmp;  report.render_compare(cmp) -> text
 --
 -- The file is streamed (orch.scan, src/scan.c) into bounded statistics:
