@@ -616,6 +616,12 @@ function M.verdict(rep)
   return rep.status == 0 and 0 or 1
 end
 
+-- Text from the run made safe for a terminal: control bytes as \xNN.
+local function printable(s)
+  return (tostring(s):gsub("%c", function(c) return ("\\x%02x"):format(c:byte()) end))
+end
+M.printable = printable
+
 local function plural(n, word) return ("%d %s%s"):format(n, word, n == 1 and "" or "s") end
 
 -- The text of `orchlua report RUN.jsonl`: the console's summary, from the file.
@@ -641,13 +647,14 @@ function M.render_summary(rep)
   if rep.error_count > 0 then
     local fe = rep.first_error
     out[#out + 1] = ("errors: %d in %s (first: %s %s: %s)"):format(rep.error_count,
-      plural(#rep.groups, "distinct message"), clock(fe.t), fe.event, fe.message)
+      plural(#rep.groups, "distinct message"), clock(fe.t), printable(fe.event), printable(fe.message))
     for i, g in ipairs(rep.groups) do
       if i > 5 then
         out[#out + 1] = ("  ... %d more messages (the HTML report lists them)"):format(#rep.groups - 5)
         break
       end
-      out[#out + 1] = ("  %6d x %s (%s .. %s)"):format(g.count, g.message, clock(g.first_t), clock(g.last_t))
+      out[#out + 1] = ("  %6d x %s (%s .. %s)"):format(g.count, printable(g.message), clock(g.first_t),
+        clock(g.last_t))
     end
   end
   if #rep.checks > 0 then

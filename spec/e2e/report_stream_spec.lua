@@ -154,6 +154,16 @@ describe("orchlua report on one file", function()
     assert.matches("\nchecks: 1, 0 failing at the end\n", out)
   end)
 
+  it("prints control bytes from the run's messages as \\xNN, never raw to the terminal", function()
+    write(dir, "ctl.jsonl", records({ "a" }, 3, { status = 1, fail = function(i)
+      return i == 2 and "red \27[31malert\7" or nil
+    end }))
+    local code, out = h.run("report ctl.jsonl", dir)
+    assert.equal(1, code)
+    assert.is_nil(out:find("\27", 1, true))
+    assert.matches("a: red \\x1b%[31malert\\x07%)", out)
+  end)
+
   it("keeps long series in bounded statistics: exact summary numbers, a small HTML", function()
     local lines = records({ "a", "b" }, 6000, { status = 0, metric = function(i) return i % 100 end })
     write(dir, "long.jsonl", lines)
