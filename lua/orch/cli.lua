@@ -57,7 +57,8 @@ orchlua report RUN.jsonl [--html FILE.html]
   summary: per event runs, failures, skipped, timeouts, duration and lateness;
   the errors grouped by message; the checks' verdicts.
   --html FILE        also write the self-contained HTML report of the run
-orchlua report A.jsonl B.jsonl [--threshold [NAME=]PCT]... [--ignore-label NAME]...
+orchlua report A.jsonl B.jsonl [--threshold [NAME=]PCT]... [--threshold-file F]
+                   [--ignore-label NAME]... [--only GLOB]... [--exclude GLOB]...
   Compares run B with run A: per event the counts, the error results and the
   duration percentiles, per metric series (name and fields, per-instance labels
   such as pid left out) the count, mean and p99, per check its verdict.  A
@@ -70,7 +71,8 @@ orchlua report A.jsonl B.jsonl [--threshold [NAME=]PCT]... [--ignore-label NAME]
   --threshold NAME=PCT       for the metrics or events matching NAME (a glob)
   --threshold-file FILE      lines of PCT or NAME=PCT (# comments); the command
                              line's win
-  --higher-is-better NAMES   comma-separated metric names for which more is better
+  --higher-is-better NAMES   comma-separated metric names for which more is
+                             better
   --ignore-label NAME        a label that names an instance (always: pid, ppid,
                              tid, pgid, container_id, pod, run_id, seq)
   --only GLOB, --exclude GLOB   the events, metrics and checks compared

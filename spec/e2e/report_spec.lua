@@ -203,7 +203,9 @@ describe("orchlua report A.jsonl B.jsonl", function()
     local code, out = h.run("help report")
     assert.equal(0, code)
     assert.matches("^orchlua report RUN.jsonl %[%-%-html FILE.html%]", out)
-    assert.matches("\norchlua report A.jsonl B.jsonl %[%-%-threshold %[NAME=%]PCT%]%.%.%. %[%-%-ignore%-label NAME%]", out)
+    assert.matches("\norchlua report A.jsonl B.jsonl %[%-%-threshold %[NAME=%]PCT%]%.%.%. ", out)
+    assert.matches("\n +%[%-%-ignore%-label NAME%]%.%.%. %[%-%-only GLOB%]", out)
+    for line in out:gmatch("[^\n]+") do assert.is_true(#line <= 80, line) end
   end)
 
   it("reads a report as JSON lines a person can also decode", function()
