@@ -405,7 +405,7 @@ typedef struct {
 } hbin;
 
 typedef struct {
-  size_t nb, n, nexact;
+  size_t nb, n, nexact, capexact;
   double width, sum, min, max;
   double *t, *v;               /* exact pairs, nb of each */
   double *bn, *bs, *bmin, *bmax; /* buckets, nb of each */
@@ -533,10 +533,21 @@ static int l_series_add(lua_State *L) {
   if (s->n == 1 || v < s->min) s->min = v;
   if (s->n == 1 || v > s->max) s->max = v;
   if (s->bn == NULL) {
-    if (s->t == NULL) {
-      s->t = malloc(2 * s->nb * sizeof(double));
-      if (s->t == NULL) return luaL_error(L, "out of memory");
-      s->v = s->t + s->nb;
+    if (s->nexact == s->capexact && s->nexact < s->nb) {
+      /* grown by doubling: 10,000 events of a few invocations stay small */
+      size_t cap = s->capexact ? s->capexact * 2 : 16;
+      double *p;
+      if (cap > s->nb) cap = s->nb;
+      p = malloc(2 * cap * sizeof(double));
+      if (p == NULL) return luaL_error(L, "out of memory");
+      if (s->nexact > 0) {
+        memcpy(p, s->t, s->nexact * sizeof(double));
+        memcpy(p + cap, s->v, s->nexact * sizeof(double));
+      }
+      free(s->t);
+      s->t = p;
+      s->v = p + cap;
+      s->capexact = cap;
     }
     if (s->nexact < s->nb) {
       s->t[s->nexact] = t;

@@ -169,7 +169,7 @@ local function new_rep(path, opts)
            metric_by_key = {}, groups = {}, group_by_msg = {}, other_errors = nil, error_count = 0,
            first_error = nil, results = 0, error_results = 0, lines = 0, checks = {}, check_by_name = {},
            marks = {}, marks_dropped = 0, ignore = ignore, fields_cache = {}, fields_cached = 0,
-           series_per_name = {}, hot_metrics = {}, marks_per_kind = {} }
+           series_per_name = {}, hot_metrics = {}, marks_per_kind = {}, nseries = 0 }
 end
 
 local function add_mark(rep, m)
@@ -179,9 +179,14 @@ local function add_mark(rep, m)
   else rep.marks_dropped = rep.marks_dropped + 1 end
 end
 
+-- A series: SERIES_BUCKETS of them for the first MANY_SERIES, fewer beyond
+-- (a chart of hundreds of series draws a few points of each anyway), so
+-- that 10,000 events stay within tens of megabytes.
+M.MANY_SERIES, M.FEW_BUCKETS = 256, 64
 local function series(rep)
-  local w = rep.total > 0 and rep.total * 1.0001 / M.SERIES_BUCKETS or nil
-  return scan.series(M.SERIES_BUCKETS, w)
+  rep.nseries = rep.nseries + 1
+  local nb = rep.nseries <= M.MANY_SERIES and M.SERIES_BUCKETS or M.FEW_BUCKETS
+  return scan.series(nb, rep.total > 0 and rep.total * 1.0001 / nb or nil)
 end
 
 local function new_event(rep, id, name)

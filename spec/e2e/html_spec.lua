@@ -303,3 +303,46 @@ return M
     assert.is_nil(pages[3].dom:find('data-pwned="1"', 1, true))
   end)
 end)
+
+describe("the HTML report of a run of many events", function()
+  assert(CHROMIUM, "chromium is not installed: `make deps` installs it (Debian's chromium)")
+  local dir, page, html, slowest
+  setup(function()
+    dir = h.tmpdir()
+    -- the events in the order the report gives them: first firing, then id
+    local ids = {}
+    for e = 1, 400 do ids[e] = "e" .. e end
+    table.sort(ids)
+    for i, id in ipairs(ids) do if id == "e400" then slowest = i - 1 end end
+    local lines = { cjson.encode({ type = "run_start", t = 0, test_name = "many", total_hours = 0.01, time_scale = 1 }) }
+    for i = 1, 30 do
+      for e = 1, 400 do
+        lines[#lines + 1] = cjson.encode({ type = "invocation", t = i + 0.1, id = "e" .. e, iteration = i,
+          phase = "interval", scheduled = i, started = i, duration = e / 1000, lateness = 0, status = "ok" })
+      end
+    end
+    lines[#lines + 1] = cjson.encode({ type = "result", t = 5, event = "nobody", level = "error", data = "lost" })
+    lines[#lines + 1] = cjson.encode({ type = "run_end", t = 31, status = 1, reason = "end of run" })
+    h.write(dir .. "/many.jsonl", table.concat(lines, "\n") .. "\n")
+    h.run("report many.jsonl --html many.html", dir)
+    html = h.read(dir .. "/many.html") or ""
+    page = chromium(dir, { { page = dir .. "/many.html#event-" .. slowest } })[1]
+  end)
+  teardown(function() h.rm(dir) end)
+
+  it("draws the first 200 events on the timeline and the 100 slowest in the charts, each in its section", function()
+    local c = selfcheck(page.dom)
+    assert.same({}, c.errors)
+    local by = {}
+    for _, ch in ipairs(c.charts) do by[ch.id] = ch end
+    assert.equal(200, #by["chart-timeline"].y_labels)
+    assert.equal(200 * 30, by["chart-timeline"].bars_drawn)
+    assert.equal(1, by["chart-timeline"].marks_drawn)      -- the error result of no event, on the last row
+    assert.equal(101, #by["chart-duration"].labels)
+    assert.equal(30, by["chart-duration"].points.e400)    -- the slowest are kept
+    assert.is_nil(by["chart-duration"].points.e1)
+    assert.equal(30, by["chart-event-" .. slowest].points.e400)
+    assert.matches("the first 200 of 400 events are drawn", page.dom)
+    assert.is_true(#html < 1024 * 1024, #html)
+  end)
+end)

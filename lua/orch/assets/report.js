@@ -211,7 +211,7 @@
 
   // ---- the timeline: bars of invocations per event, failures marked ----
   function timelineChart(parent) {
-    var T = D.timeline, n = D.events.length;
+    var T = D.timeline, n = T.rows;
     var box = el("div", { id: "chart-timeline", "class": "chart" }); parent.appendChild(box);
     var legend = el("div", { "class": "legend" }); parent.appendChild(legend);
     var keys = el("div", { "class": "keys" });
@@ -242,7 +242,11 @@
     info = order.map(function (i) { return info[i]; });
     if (rows.length === 0) { rows.push([0, null, null]); info.push({}); }
     var drawn = { bars: 0, marks: 0 };
-    var labelsY = D.events.concat(T.checks_row ? ["checks"] : []);
+    var labelsY = D.events.slice(0, n).concat(T.other_row ? ["checks, other"] : []);
+    if (n < D.events.length) {
+      parent.appendChild(el("p", { "class": "note" }, "the first " + n + " of " + D.events.length +
+        " events are drawn; every event has its section below"));
+    }
     var longest = labelsY.reduce(function (m, id) { return Math.max(m, id.length); }, 4);
     var rowPx = labelsY.length > 30 ? 12 : 30;
     var barH = Math.max(4, Math.min(18, rowPx * 0.6));
@@ -313,7 +317,7 @@
     });
     record("chart-timeline", "timeline", "Invocations per event", g, ["t", "invocations", "marks"], {
       bars_drawn: drawn.bars, marks_drawn: drawn.marks, bars: T.bars.length, marks: T.marks.length,
-      y_labels: D.events.slice() });
+      y_labels: D.events.slice(0, n) });
   }
 
   function statsTable(m, fmt) {
@@ -353,6 +357,10 @@
     var sec = document.getElementById("timeline");
     timelineChart(sec);
     sec = document.getElementById("durations");
+    if (D.duration.series.length < D.lines_of) {
+      sec.appendChild(el("p", { "class": "note" }, "the " + D.duration.series.length + " slowest of " + D.lines_of +
+        " events (by their longest invocation)"));
+    }
     lineChart(sec, "chart-duration", "Duration per invocation (description time)", D.duration, unitFormat("s"), true);
     sec = document.getElementById("lateness");
     lineChart(sec, "chart-lateness", "Lateness of each firing (real time)", D.lateness, unitFormat("ms"));
@@ -382,8 +390,10 @@
           tr.appendChild(el("td", {}, v));
         });
         t.appendChild(hr); t.appendChild(tr); d.appendChild(t);
-        var spec = { bars: D.duration.bars, bucket: D.duration.bucket, series: [D.duration.series[i]] };
-        lineChart(d, "chart-event-" + i, "Duration of " + e.id, spec, sfmt, true);
+        if (e.line >= 0) {
+          var spec = { bars: D.duration.bars, bucket: D.duration.bucket, series: [D.duration.series[e.line]] };
+          lineChart(d, "chart-event-" + i, "Duration of " + e.id, spec, sfmt, true);
+        }
       });
     });
   } catch (e) {

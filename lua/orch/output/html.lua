@@ -24,6 +24,8 @@ local CHART_POINTS = 40000    -- per chart, all its series together
 local MIN_BUCKETS = 64        -- per series, whatever the number of series
 local OPEN_METRICS = 8        -- metric charts drawn open; the others on demand
 local MAX_BARS = 20000        -- timeline bars
+local MAX_ROWS = 200          -- timeline rows (events); the others are in their sections
+local MAX_LINES = 100         -- series in the duration and lateness charts: the slowest
 
 local DYGRAPHS_DIR = "/usr/share/javascript/dygraphs"
 local HERE = (debug.getinfo(1, "S").source:match("^@(.*)/output/[^/]*$") or "lua/orch")
@@ -154,8 +156,10 @@ local KIND = { fail = 1, skip = 2, error_result = 3, check = 4 }
 -- iteration, text}.
 local function timeline(rep, index, span)
   local bars, bucketed, bucket = {}, false, nil
-  local per = math.max(32, MAX_BARS // math.max(#rep.events, 1))
-  for ei, ev in ipairs(rep.events) do
+  local rows = math.min(#rep.events, MAX_ROWS)
+  local per = math.max(4, MAX_BARS // math.max(rows, 1))
+  for ei = 1, rows do
+    local ev = rep.events[ei]
     local p = ev.duration:points()
     if p.t and #p.t <= per then
       for i = 1, #p.t do bars[#bars + 1] = { p.t[i], p.v[i], ei - 1, 1 } end
@@ -178,16 +182,22 @@ local function timeline(rep, index, span)
       end
     end
   end
-  local marks, checks_row = {}, false
+  -- marks of an event beyond the rows are left out; those of no event
+  -- (checks, error results from outside an event) go on a last row
+  local marks, other_row, dropped = {}, false, rep.marks_dropped
   for _, m in ipairs(rep.marks) do
     local ei = m.event and index[m.event]
-    if m.kind == "check" then checks_row = true end
-    marks[#marks + 1] = { m.t, KIND[m.kind], ei and ei - 1 or -1, STATUS[m.status] or 1, m.iteration,
-                          m.message or m.reason or m.check }
+    if ei and ei > rows then
+      dropped = dropped + 1
+    else
+      if not ei then other_row = true end
+      marks[#marks + 1] = { m.t, KIND[m.kind], ei and ei - 1 or -1, STATUS[m.status] or 1, m.iteration,
+                            m.message or m.reason or m.check }
+    end
   end
   table.sort(bars, function(a, b) return a[1] < b[1] end)
-  return { bars = bars, marks = marks, marks_dropped = rep.marks_dropped, bucketed = bucketed, bucket = bucket,
-           checks_row = checks_row }
+  return { bars = bars, marks = marks, marks_dropped = dropped, bucketed = bucketed, bucket = bucket,
+           rows = rows, other_row = other_row }
 end
 
 -- Everything the page's script draws.
@@ -195,10 +205,24 @@ function M.data(rep)
   local span = math.max(rep.end_t, rep.total, 1e-9)
   local ids, index = {}, {}
   for i, ev in ipairs(rep.events) do ids[i] = ev.id; index[ev.id] = i end
-  local durs, lates = {}, {}
-  for i, ev in ipairs(rep.events) do
-    durs[i] = { label = ev.id, series = ev.duration }
-    lates[i] = { label = ev.id, series = ev.lateness }
+  -- the duration and lateness charts: every event, or the slowest beyond MAX_LINES
+  local shown = {}
+  for i = 1, #rep.events do shown[i] = i end
+  if #shown > MAX_LINES then
+    table.sort(shown, function(a, b)
+      local x, y = rep.events[a].duration.max or 0, rep.events[b].duration.max or 0
+      if x ~= y then return x > y end
+      return a < b
+    end)
+    for i = MAX_LINES + 1, #shown do shown[i] = nil end
+    table.sort(shown)
+  end
+  local durs, lates, line_of = {}, {}, {}
+  for k, i in ipairs(shown) do
+    local ev = rep.events[i]
+    durs[k] = { label = ev.id, series = ev.duration }
+    lates[k] = { label = ev.id, series = ev.lateness }
+    line_of[i] = k - 1
   end
   -- metrics: one chart per name, a series per fields combination
   local metrics, by_name = {}, {}
@@ -237,13 +261,14 @@ function M.data(rep)
     timeline = timeline(rep, index, span),
     duration = chart(durs, span),
     lateness = chart(lates, span),
+    lines_of = #rep.events,
     metrics = mcharts,
     open_metrics = OPEN_METRICS,
     per_event = (function()
       local list = {}
       for i, ev in ipairs(rep.events) do
         local d, l = ev.duration, ev.lateness
-        list[i] = { id = ev.id, runs = ev.runs, failures = ev.failures, skipped = ev.skipped,
+        list[i] = { id = ev.id, line = line_of[i] or -1, runs = ev.runs, failures = ev.failures, skipped = ev.skipped,
                     timeouts = ev.timeouts, errors = ev.errors, d50 = d:percentile(50), d99 = d:percentile(99),
                     dmax = d.max, l99 = l:percentile(99), lmax = l.max }
       end
