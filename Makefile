@@ -35,7 +35,7 @@ else
 Q := @
 endif
 
-all: orchlua $(EVENT_SO)
+all: orchlua $(EVENT_SO) build/lua/orch/scan.so
 
 orchlua: $(OBJ)
 	@echo "  LD      $@"
@@ -62,7 +62,9 @@ build/embed: tools/embed.c | build
 # in as the modules orch.assets.dygraph_js/_css, so a report opens offline.
 DYGRAPHS_DIR ?= /usr/share/javascript/dygraphs
 ASSETS := orch.assets.dygraph_js=$(DYGRAPHS_DIR)/dygraph.min.js \
-          orch.assets.dygraph_css=$(DYGRAPHS_DIR)/dygraph.min.css
+          orch.assets.dygraph_css=$(DYGRAPHS_DIR)/dygraph.min.css \
+          orch.assets.report_js=lua/orch/assets/report.js \
+          orch.assets.report_css=lua/orch/assets/report.css
 # The manual pages, rendered to plain text here (groff, Debian's groff-base)
 # and compiled in as orch.assets.man.<page>, so `orchlua help TOPIC` needs
 # no man(1) on the machine under test.
@@ -72,7 +74,7 @@ ASSETS += $(foreach p,$(MAN_PAGES),orch.assets.man.$(subst -,_,$(subst .,_,$(not
 ASSET_FILES := $(foreach a,$(ASSETS),$(word 2,$(subst =, ,$(a))))
 
 build/embedded.c: build/embed $(LUA_SRC) $(ASSET_FILES)
-	@echo "  EMBED   lua/ dygraphs man/"
+	@echo "  EMBED   lua/ assets man/"
 	$(Q)build/embed lua $@ $(LUA_SRC) $(ASSETS)
 
 # -P-cbou: plain text, no bold or underline; -rHY=0: no word cut at a line's end
@@ -90,6 +92,12 @@ $(DYGRAPHS_DIR)/%:
 build/embedded.o: build/embedded.c
 	$(Q)$(CC) -O0 -c -o $@ $<
 
+# orch.scan for plain lua5.4 too (the unit specs read reports without the host)
+build/lua/orch/scan.so: src/scan.c | build
+	@echo "  CC      $@"
+	$(Q)mkdir -p build/lua/orch
+	$(Q)$(CC) $(CFLAGS) $(WARN) -std=gnu99 -fPIC -shared -I$(LUA_INC) -o $@ $<
+
 # C modules loaded into orchlua: built against the lua5.4 headers only.
 events/%.so: events/%.c src/orch.h
 	@echo "  CC      $@"
@@ -100,7 +108,7 @@ DEB_PKGS := build-essential liblua5.4-dev lua5.4 lua-cjson-dev lua-cjson libuv1-
             luarocks lua-busted lua-check lua-luv lua-expat libjs-dygraphs tmux chromium \
             clang libclang-rt-14-dev valgrind prometheus postgresql libpq-dev \
             libhttp-parser-dev redis-server redis-tools nginx-light curl faketime \
-            yamllint wrk groff-base man-db systemd
+            yamllint wrk groff-base man-db systemd nodejs
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 deps:
@@ -116,6 +124,13 @@ test: all
 
 bench: all
 	$(Q)sh bench/run.sh
+	$(Q)sh bench/report/run.sh
+
+# the HTML report's own script and style (embedded as orch.assets.report_*)
+lint-assets:
+	$(Q)node --check lua/orch/assets/report.js
+	$(Q)grep -q '"use strict"' lua/orch/assets/report.js
+	$(Q)! grep -n 'innerHTML' lua/orch/assets/report.js
 
 # the benchmark floor: the same workloads on libuv alone (bench/run.sh builds it)
 bench/floor: bench/floor.c
@@ -156,7 +171,7 @@ uninstall:
 clean:
 	rm -rf build orchlua events/*.so
 
-.PHONY: all deps test bench install uninstall clean FORCE
+.PHONY: all deps test bench lint-assets install uninstall clean FORCE
 
 # ---- hardening: sanitizers, fuzzing, valgrind, soak ------------------------
 # clang with Debian's compiler-rt (libclang-rt-14-dev): ASan, UBSan, LSan and

@@ -12,7 +12,7 @@ usage: orchlua run NAME|FILE.json [--hours H] [--time-scale X] [--report FILE.js
                                   [--junit FILE.xml] [--html FILE.html] [--fail-fast] [-q|-qq|-v]
                                   [--no-progress] [--resume RUN.jsonl | --resume-if-exists] [--force]
        orchlua report RUN.jsonl [--html FILE.html]    the summary (and HTML report) of a --report file
-       orchlua report A.jsonl B.jsonl [--threshold PCT] [--higher-is-better NAMES]
+       orchlua report A.jsonl B.jsonl [--threshold [NAME=]PCT]... [--ignore-label NAME]...
                                         what changed from run A to run B; exit 1 on a regression
        orchlua run ... [--param NAME=VALUE]... [--label KEY=VALUE]... [--sink URL]... [--report-max-mb N]
        orchlua ship RUN.jsonl --sink URL    upload a run to a sink (again), idempotent
@@ -70,20 +70,33 @@ orchlua plan NAME [--hours H] [--all]
   --all              every firing of the timeline, not the first 30 (at most 10,000,000)]],
   report = [[
 orchlua report RUN.jsonl [--html FILE.html]
-  Reads a --report file (from this machine or another) and prints the run's
-  summary: per event runs, failures, skipped, timeouts, duration and lateness.
+  Reads a --report file (from this machine or another; RUN.1.jsonl, RUN.2.jsonl
+  ... after it when the run rotated) in bounded memory, and prints the run's
+  summary: per event runs, failures, skipped, timeouts, duration and lateness;
+  the errors grouped by message; the checks' verdicts.
   --html FILE        also write the self-contained HTML report of the run
-orchlua report A.jsonl B.jsonl [--threshold PCT] [--higher-is-better NAMES]
-  Compares run B with run A: per event the counts and the duration percentiles,
-  per metric (name and fields) the count, mean and p99.  A change beyond the
-  threshold in the wrong direction is a regression: more failures, timeouts or
-  skipped firings (as a rate of runs), fewer runs, slower p50/p99 (by more than
-  1 ms real), later p99 (by more than 10 ms), a higher metric mean or p99 (lower
-  for the metrics named in --higher-is-better), an event or metric gone.
-  --threshold PCT    percent of change tolerated (default 10)
-  --higher-is-better NAMES   comma-separated metric names for which more is better
-Exit status: 0 no regression (or one file read); 1 a regression; 2 a file that
-cannot be read or is not a report.]],
+orchlua report A.jsonl B.jsonl [--threshold [NAME=]PCT]... [--threshold-file F]
+                   [--ignore-label NAME]... [--only GLOB]... [--exclude GLOB]...
+  Compares run B with run A: per event the counts, the error results and the
+  duration percentiles, per metric series (name and fields, per-instance labels
+  such as pid left out) the count, mean and p99, per check its verdict.  A
+  change beyond the threshold in the wrong direction is a regression: more
+  failures, timeouts, skipped firings or error results (as a rate of runs),
+  fewer runs, slower p50/p99 (by more than 1 ms real), later p99 (by more than
+  10 ms), a higher metric mean or p99 (lower for --higher-is-better), a check
+  that now fails, an event or metric gone.  Regressions come first.
+  --threshold PCT            percent of change tolerated (default 10)
+  --threshold NAME=PCT       for the metrics or events matching NAME (a glob)
+  --threshold-file FILE      lines of PCT or NAME=PCT (# comments); the command
+                             line's win
+  --higher-is-better NAMES   comma-separated metric names for which more is
+                             better
+  --ignore-label NAME        a label that names an instance (always: pid, ppid,
+                             tid, pgid, container_id, pod, run_id, seq)
+  --only GLOB, --exclude GLOB   the events, metrics and checks compared
+Exit status: one file: the run's verdict, 0 when it ended with status 0, else 1
+(failed, stopped, or never finished); two: 0 no regression, 1 a regression;
+2 for a file that cannot be read or is not a valid report (file:line and why).]],
   ship = [[
 orchlua ship RUN.jsonl --sink URL
   Uploads a finished or killed run (and its rotated segments) to the sink:
@@ -110,8 +123,12 @@ local FLAGS = {
   ["--report"] = { "report", true, { run = true } },
   ["--junit"] = { "junit", true, { run = true } },
   ["--html"] = { "html", true, { run = true, report = true } },
-  ["--threshold"] = { "threshold", true, { report = true } },
+  ["--threshold"] = { "threshold", true, { report = true }, "list" },
+  ["--threshold-file"] = { "threshold_file", true, { report = true } },
   ["--higher-is-better"] = { "higher_is_better", true, { report = true } },
+  ["--ignore-label"] = { "ignore_label", true, { report = true }, "list" },
+  ["--only"] = { "only", true, { report = true }, "list" },
+  ["--exclude"] = { "exclude", true, { report = true }, "list" },
   ["--grace"] = { "grace", true, { run = true } },
   ["--resume"] = { "resume", true, { run = true } },
   ["--resume-if-exists"] = { "resume_if_exists", false, { run = true } },
@@ -124,9 +141,9 @@ local FLAGS = {
   ["-h"] = { "help", false }, ["--help"] = { "help", false },
   ["--version"] = { "version", false }, ["-V"] = { "version", false },
   -- fleets (orch.fleet): the 4th field makes a flag repeatable (a list)
-  ["--param"] = { "param", true, { run = true, check = true, plan = true }, true },
-  ["--label"] = { "label", true, { run = true }, true },
-  ["--sink"] = { "sink", true, { run = true, ship = true }, true },
+  ["--param"] = { "param", true, { run = true, check = true, plan = true }, "list" },
+  ["--label"] = { "label", true, { run = true }, "list" },
+  ["--sink"] = { "sink", true, { run = true, ship = true }, "list" },
   ["--report-max-mb"] = { "report_max_mb", true, { run = true } },
 }
 
@@ -166,7 +183,7 @@ function M.parse(argv)
       if c == "run" then names[#names + 1] = value_of(flag, inline) end
     elseif FLAGS[flag] then
       local spec = FLAGS[flag]
-      if spec[4] then
+      if spec[4] == "list" then   -- repeatable
         opts[spec[1]] = opts[spec[1]] or {}
         table.insert(opts[spec[1]], value_of(flag, inline))
       elseif spec[2] then
@@ -599,16 +616,18 @@ function cmd.run(a)
   return status
 end
 
--- report RUN.jsonl [--html F] | report A.jsonl B.jsonl: exit 0, 1 (a
--- regression), 2 (a file that is not a report)
+-- report RUN.jsonl [--html F] | report A.jsonl B.jsonl: exit 0, 1 (the
+-- run failed; a regression), 2 (a file that is not a report)
 function cmd.report(a)
   local o = a.opts
   if #a.names < 1 or #a.names > 2 then
     usage_error("report needs one JSONL report, or two to compare, found %d", #a.names)
   end
   if #a.names == 2 and o.html then usage_error("--html takes one report, found two") end
-  if #a.names == 1 and (o.threshold or o.higher_is_better) then
-    usage_error("%s compares two reports, found one", o.threshold and "--threshold" or "--higher-is-better")
+  if #a.names == 1 then
+    for _, f in ipairs({ "threshold", "threshold_file", "higher_is_better", "ignore_label", "only", "exclude" }) do
+      if o[f] then usage_error("--%s compares two reports, found one", (f:gsub("_", "-"))) end
+    end
   end
   if o.html then
     distinct_files({ { "the report", a.names[1] }, { "--html", o.html } })
@@ -616,9 +635,10 @@ function cmd.report(a)
     if not ok then err("orchlua: --html ", e, "\n") return 2 end
   end
   local report = require "orch.report"
+  local cmp_opts = require("orch.report_args").compare_opts(o, usage_error)
   local reps = {}
   for i, path in ipairs(a.names) do
-    local rep, e = report.load(path, { points = o.html ~= nil })
+    local rep, e = report.load(path, { ignore_labels = #a.names == 2 and cmp_opts.ignore_labels or nil })
     if not rep then err("orchlua: ", e, "\n") return 2 end
     reps[i] = rep
   end
@@ -626,15 +646,12 @@ function cmd.report(a)
     out(report.render_summary(reps[1]))
     if o.html then
       local ok, e = require("orch.output.html").write(o.html, reps[1])
-      if not ok then err("orchlua: --html ", tostring(e), "\n") return 1 end
+      if not ok then err("orchlua: --html ", tostring(e), "\n") return 2 end
       out("html: ", o.html, "\n")
     end
-    return 0
+    return report.verdict(reps[1])
   end
-  local thr = number_opt(o, "threshold", "--threshold", true)
-  local better = {}
-  for name in (o.higher_is_better or ""):gmatch("[^,%s]+") do better[name] = true end
-  local cmp = report.compare(reps[1], reps[2], { threshold = (thr or 10) / 100, higher_is_better = better })
+  local cmp = report.compare(reps[1], reps[2], cmp_opts)
   out(report.render_compare(cmp))
   return #cmp.regressions > 0 and 1 or 0
 end

@@ -1,24 +1,37 @@
 -- orch.report: reading a --report JSONL file back, for `orchlua report`
 -- (a run made on a device, read on a workstation) and the HTML report.
 --
---   report.load(path, {points = true}) -> rep | nil, message
---   report.summary_lines(rows, opts)   -> the summary table (the console's too)
---   report.compare(a, b, opts)         -> cmp;  report.render_compare(cmp) -> text
+--   report.load(path, opts)          -> rep | nil, message
+--   report.render_summary(rep)       -> text;  report.verdict(rep) -> 0 | 1
+--   report.summary_rows / table_lines -> the summary table (the console's too)
+--   report.compare(a, b, opts)       -> cmp;  report.render_compare(cmp) -> text
 --
--- rep.events is the list of event ids in the order they first fired; each
--- is {id, name, runs, failures, skipped, timeouts, cancelled, duration =
--- Stats (description seconds), lateness = Stats (real milliseconds, as
--- the console's), errors = {...}}.  rep.metrics lists one series per metric
--- name and fields ("cpu{core=0}"), with the values' exact statistics.
--- Lines that are not JSON (the last line of a run killed mid-write) are
--- counted in rep.bad_lines, not fatal.
+-- The file is streamed (orch.scan, src/scan.c) into bounded statistics:
+-- whatever its length, a report holds per event counts and two series
+-- (duration and lateness by start time), per metric series one series, per
+-- error message one group, per check its verdict: a series keeps its
+-- points exactly up to SERIES_BUCKETS of them, then min/mean/max per time
+-- bucket and a 1%-wide histogram for the percentiles.  A rotated set
+-- (FILE.jsonl, FILE.1.jsonl, ...) is read as one run.
+--
+-- Bad input is refused with FILE:LINE and what is wrong; only the last line
+-- of the last file may be torn (a run killed mid-write): rep.torn says so.
 local cjson = require("cjson").new()
-local Stats = require "orch.stats"
+local scan = require "orch.scan"
 local has_core, core = pcall(require, "orch.core")
 
 local M = {}
 
 local null = cjson.null
+M.SERIES_BUCKETS = 1024       -- per series, a power of two: the HTML merges them by halves
+M.MAX_LINE = 32 * 1024 * 1024 -- the writer cuts a result at 16 MiB
+local MAX_GROUPS = 200        -- distinct error messages kept; the rest are counted together
+local MAX_MARKS = 1000        -- of each kind (failures, error results, check failures, skips) placed one by one
+local MAX_SERIES = 500        -- per metric name: a label unique per sample (a request id) must not grow memory
+
+-- Labels that name an instance, not a thing: a restarted process is a new
+-- pid.  The comparison matches series without them (--ignore-label adds).
+M.INSTANCE_LABELS = { "pid", "ppid", "tid", "pgid", "container_id", "pod", "run_id", "seq" }
 
 local function clean(v)
   if v == null then return nil end
@@ -40,136 +53,258 @@ function M.value_text(v)
   return tostring(v)
 end
 
--- "name{a=1,b=x}" from a metric's fields, keys sorted; "" without fields.
-function M.fields_key(fields)
+-- "{a=1,b=x}" from a metric's fields, keys sorted, those in ignore (a set)
+-- left out; "" without fields.
+function M.fields_key(fields, ignore)
   if type(fields) ~= "table" then return "" end
   local keys = {}
-  for k in pairs(fields) do keys[#keys + 1] = tostring(k) end
+  for k in pairs(fields) do
+    k = tostring(k)
+    if not (ignore and ignore[k]) then keys[#keys + 1] = k end
+  end
   if #keys == 0 then return "" end
   table.sort(keys)
   local parts = {}
-  for i, k in ipairs(keys) do
-    local v = fields[k]
-    parts[i] = k .. "=" .. M.value_text(v)
-  end
+  for i, k in ipairs(keys) do parts[i] = k .. "=" .. M.value_text(fields[k]) end
   return "{" .. table.concat(parts, ",") .. "}"
 end
 
--- Exact statistics of a list of numbers (metrics may be negative, and a
--- report is read once: sorting is fine).
-local function exact_stats(values)
-  local n = #values
-  if n == 0 then return { n = 0 } end
-  local s = {}
-  local sum = 0
-  for i = 1, n do s[i] = values[i]; sum = sum + values[i] end
-  table.sort(s)
-  local function pct(p) return s[math.max(1, math.ceil(p / 100 * n))] end
-  return { n = n, sum = sum, mean = sum / n, min = s[1], max = s[n], p50 = pct(50), p99 = pct(99),
-           last = values[n] }
+-- The unit of a metric: its `unit` field, else its name's suffix.
+local SUFFIX = { { "_ms", "ms" }, { "_us", "us" }, { "_ns", "ns" }, { "_seconds", "s" }, { "_sec", "s" },
+                 { "_s", "s" }, { "_bytes", "bytes" }, { "_kb", "kB" }, { "_mb", "MB" }, { "_gb", "GB" },
+                 { "_pct", "%" }, { "_percent", "%" }, { "_ratio", "ratio" }, { "_total", "count" } }
+function M.unit_of(name, unit)
+  if type(unit) == "string" and unit ~= "" then return unit end
+  for _, s in ipairs(SUFFIX) do
+    if name:sub(-#s[1]) == s[1] then return s[2] end
+  end
+  return nil
 end
-M.exact_stats = exact_stats
+
+-- The files of a run: path, then its rotated segments while they exist.
+function M.segments(path)
+  local list = { path }
+  local base, ext = path:match("^(.*)(%.[^./]+)$")
+  if not base then base, ext = path, "" end
+  for i = 1, math.huge do
+    local p = ("%s.%d%s"):format(base, i, ext)
+    local f = io.open(p, "r")
+    if not f then break end
+    f:close()
+    list[#list + 1] = p
+  end
+  return list
+end
+
+-- ---- schema ------------------------------------------------------------
+
+-- The field types a reader relies on, per record type (null is always
+-- allowed; unknown types and fields are ignored).
+local SCHEMA = {
+  run_start = { test_name = "string", time_scale = "number", total_hours = "number", t = "number" },
+  run_end = { status = "number", t = "number", reason = "string" },
+  invocation = { id = "string", event = "string", status = "string", duration = "number", lateness = "number",
+                 started = "number", scheduled = "number", t = "number", iteration = "number", phase = "string" },
+  skipped = { id = "string", event = "string", t = "number", scheduled = "number", iteration = "number",
+              count = "number" },
+  result = { event = "string", level = "string", t = "number" },
+  check = { name = "string", status = "string", t = "number" },
+}
+M.SCHEMA = SCHEMA
+
+local function shown(v)
+  local s = (type(v) == "table" or type(v) == "number") and M.value_text(v) or tostring(v)
+  if #s > 40 then s = s:sub(1, 37) .. "..." end
+  return s
+end
+
+-- nil, or what is wrong with a decoded record
+local function invalid(r)
+  if type(r) ~= "table" or r[1] ~= nil then return "expected a JSON object, found " .. shown(r) end
+  if type(r.type) ~= "string" then return 'expected a record with a string "type", found ' .. shown(r) end
+  local spec = SCHEMA[r.type]
+  if not spec then return nil end
+  for k, want in pairs(spec) do
+    local v = r[k]
+    if v ~= nil and v ~= null and type(v) ~= want then
+      return ('%s record: "%s" should be a %s, found %s %s'):format(r.type, k, want, type(v), shown(v))
+    end
+  end
+  if r.type == "run_start" then
+    local ts, th = clean(r.time_scale), clean(r.total_hours)
+    if ts and not (ts > 0 and ts < math.huge) then
+      return 'run_start record: "time_scale" should be > 0, found ' .. shown(ts)
+    end
+    if th and not (th >= 0 and th < math.huge) then
+      return 'run_start record: "total_hours" should be >= 0, found ' .. shown(th)
+    end
+  elseif r.type == "invocation" or r.type == "skipped" then
+    if clean(r.id) == nil and clean(r.event) == nil then return r.type .. ' record without "id" or "event"' end
+  elseif r.type == "result" and clean(r.level) == "metric" then
+    local d = clean(r.data)
+    if type(d) ~= "table" or type(clean(d.metric)) ~= "string" or type(clean(d.value)) ~= "number" then
+      return 'metric result: "data" should be {"metric": string, "value": number}, found ' .. shown(d)
+    end
+    local f = clean(d.fields)
+    if f ~= nil and (type(f) ~= "table" or f[1] ~= nil) then
+      return 'metric result: "fields" should be an object, found ' .. shown(f)
+    end
+  end
+  return nil
+end
+
+-- ---- reading -----------------------------------------------------------
+
+local function integral(v)
+  if type(v) == "number" then return math.tointeger(v) or v end
+  return v
+end
+
+local function new_rep(path, opts)
+  local ignore
+  if opts.ignore_labels then
+    ignore = {}
+    for _, k in ipairs(opts.ignore_labels) do ignore[k] = true end
+  end
+  return { path = path, files = {}, scale = 1, total = 0, events = {}, by_id = {}, metrics = {},
+           metric_by_key = {}, groups = {}, group_by_msg = {}, other_errors = nil, error_count = 0,
+           first_error = nil, results = 0, error_results = 0, lines = 0, checks = {}, check_by_name = {},
+           marks = {}, marks_dropped = 0, ignore = ignore, fields_cache = {}, fields_cached = 0,
+           series_per_name = {}, hot_metrics = {}, marks_per_kind = {}, nseries = 0 }
+end
+
+local function add_mark(rep, m)
+  local n = (rep.marks_per_kind[m.kind] or 0) + 1
+  rep.marks_per_kind[m.kind] = n
+  if n <= MAX_MARKS then rep.marks[#rep.marks + 1] = m
+  else rep.marks_dropped = rep.marks_dropped + 1 end
+end
+
+-- A series: SERIES_BUCKETS of them for the first MANY_SERIES, fewer beyond
+-- (a chart of hundreds of series draws a few points of each anyway), so
+-- that 10,000 events stay within tens of megabytes.
+M.MANY_SERIES, M.FEW_BUCKETS = 256, 64
+local function series(rep)
+  rep.nseries = rep.nseries + 1
+  local nb = rep.nseries <= M.MANY_SERIES and M.SERIES_BUCKETS or M.FEW_BUCKETS
+  return scan.series(nb, rep.total > 0 and rep.total * 1.0001 / nb or nil)
+end
 
 local function new_event(rep, id, name)
   local ev = rep.by_id[id]
   if ev then return ev end
   ev = { id = id, name = name or id, runs = 0, failures = 0, skipped = 0, timeouts = 0, cancelled = 0,
-         duration = Stats.new(), lateness = Stats.new(), errors = {}, invocations = {}, skips = {},
-         first_t = math.huge }
+         error_results = 0, duration = series(rep), lateness = series(rep), first_t = math.huge }
   rep.by_id[id] = ev
   rep.events[#rep.events + 1] = ev
   return ev
 end
 
-local function add_record(rep, r, keep)
+-- One error (a failed invocation or an error result) into its group.
+local function add_error(rep, t, event, status, msg)
+  local text = first_line(msg)
+  rep.error_count = rep.error_count + 1
+  local g = rep.group_by_msg[text]
+  if not g then
+    if #rep.groups >= MAX_GROUPS then
+      g = rep.other_errors
+      if not g then
+        g = { message = "(other messages)", count = 0, first_t = t, last_t = t, events = {}, nevents = 0,
+              status = {}, other = true }
+        rep.other_errors = g
+      end
+    else
+      g = { message = text, count = 0, first_t = t, last_t = t, events = {}, nevents = 0, status = {},
+            traceback = tostring(msg or ""):match("^[^\n]*\n(.*)$"), first_event = event }
+      rep.group_by_msg[text] = g
+      rep.groups[#rep.groups + 1] = g
+    end
+  end
+  g.count = g.count + 1
+  if t < g.first_t then g.first_t = t end
+  if t > g.last_t then g.last_t = t end
+  if not g.events[event] and g.nevents < 20 then g.events[event] = true; g.nevents = g.nevents + 1 end
+  g.status[status] = (g.status[status] or 0) + 1
+  if not rep.first_error or t < rep.first_error.t then
+    rep.first_error = { t = t, event = event, message = text }
+  end
+end
+
+local function invocation(rep, id, event, status, duration, lateness, started, t, iteration, phase, scheduled,
+                          err)
+  id = id or event or "?"
+  local ev = rep.by_id[id] or new_event(rep, id, event)
+  duration = duration or 0
+  started = started or ((t or 0) - duration)
+  ev.runs = ev.runs + 1
+  ev.duration:add(started, duration)
+  ev.lateness:add(started, (lateness or 0) / rep.scale * 1000)   -- real ms, as the console counts it
+  if started < ev.first_t then ev.first_t = started end
+  if status ~= "ok" then
+    status = status or "error"
+    ev.failures = ev.failures + 1
+    if status == "timeout" then ev.timeouts = ev.timeouts + 1 end
+    if status == "cancelled" then ev.cancelled = ev.cancelled + 1 end
+    add_error(rep, t or started + duration, id, status, err)
+    add_mark(rep, { kind = "fail", t = started, d = duration, event = id, status = status,
+                    iteration = integral(iteration), message = first_line(err) })
+  end
+  if phase == "teardown" and scheduled and (rep.teardown_t == nil or scheduled < rep.teardown_t) then
+    rep.teardown_t = scheduled
+  end
+  local e = started + duration
+  if e > rep.end_t then rep.end_t = e end
+end
+
+local function metric(rep, event, t, name, value, fields_key, unit)
+  local key = name .. fields_key
+  local m = rep.metric_by_key[key]
+  if not m then
+    local count = (rep.series_per_name[name] or 0) + 1
+    rep.series_per_name[name] = count
+    if count > MAX_SERIES then
+      fields_key = "{...}"   -- the series beyond the cap, together
+      key = name .. fields_key
+      m = rep.metric_by_key[key]
+    end
+  end
+  if not m then
+    m = { key = key, name = name, fields = fields_key, unit = M.unit_of(name, unit), series = series(rep),
+          events = {} }
+    rep.metric_by_key[key] = m
+    rep.metrics[#rep.metrics + 1] = m
+  end
+  scan.add(m.series, t or 0, value)
+  if event and not m.events[event] then m.events[event] = true end
+  return m
+end
+
+-- The key of a metric's raw fields object, cached: a run has few distinct ones.
+local function raw_fields_key(rep, raw)
+  local k = rep.fields_cache[raw]
+  if k then return k end
+  local ok, f = pcall(cjson.decode, raw)
+  if not ok then return nil end
+  k = M.fields_key(f, rep.ignore)
+  if rep.fields_cached > 10000 then rep.fields_cache, rep.fields_cached = {}, 0 end
+  rep.fields_cache[raw] = k
+  rep.fields_cached = rep.fields_cached + 1
+  return k
+end
+
+local function add_record(rep, r)
   local ty = r.type
-  if ty == "run_start" then
-    rep.run_start = r
-    rep.test_name = clean(r.test_name) or rep.test_name
-    rep.scale = tonumber(clean(r.time_scale)) or 1
-    rep.total = (tonumber(clean(r.total_hours)) or 0) * 3600
-  elseif ty == "run_end" then
-    rep.run_end = r
-  elseif ty == "check" then
-    -- the last record of each check is its state at the end
-    local name = clean(r.name)
-    if type(name) == "string" then
-      local c = rep.check_by_name[name]
-      if not c then
-        c = { name = name }
-        rep.check_by_name[name] = c
-        rep.checks[#rep.checks + 1] = c
-      end
-      c.stat, c.status, c.value = clean(r.stat), clean(r.status), clean(r.value)
-      c.min, c.max, c.action = clean(r.min), clean(r.max), clean(r.action)
-    end
-  elseif ty == "invocation" then
-    local id = clean(r.id) or clean(r.event) or "?"
-    local ev = new_event(rep, id, clean(r.event))
+  if ty == "invocation" then
     local status = clean(r.status) or "ok"
-    local duration = tonumber(clean(r.duration)) or 0
-    local lateness = tonumber(clean(r.lateness)) or 0
-    ev.runs = ev.runs + 1
-    ev.duration:add(duration)
-    ev.lateness:add(lateness / rep.scale * 1000)     -- real ms, as the console counts it
-    local started = tonumber(clean(r.started)) or ((tonumber(clean(r.t)) or 0) - duration)
-    if started < ev.first_t then ev.first_t = started end
-    if status ~= "ok" then
-      ev.failures = ev.failures + 1
-      if status == "timeout" then ev.timeouts = ev.timeouts + 1 end
-      if status == "cancelled" then ev.cancelled = ev.cancelled + 1 end
-      local e = { t = tonumber(clean(r.t)) or 0, event = id, iteration = clean(r.iteration),
-                  phase = clean(r.phase), status = status, message = first_line(clean(r.error)),
-                  traceback = tostring(clean(r.error) or ""):match("^[^\n]*\n(.*)$") }
-      ev.errors[#ev.errors + 1] = e
-      rep.errors[#rep.errors + 1] = e
-    end
-    if keep then
-      ev.invocations[#ev.invocations + 1] = {
-        started = started, duration = duration, lateness = lateness, status = status,
-        iteration = clean(r.iteration), phase = clean(r.phase), scheduled = tonumber(clean(r.scheduled)),
-        error = status ~= "ok" and first_line(clean(r.error)) or nil }
-    end
-    if r.phase == "teardown" then
-      local s = tonumber(clean(r.scheduled))
-      if s and (rep.teardown_t == nil or s < rep.teardown_t) then rep.teardown_t = s end
-    end
-  elseif ty == "gap" then
-    -- a resumed run: the firings missed while it was down count as skipped
-    if type(r.missed) == "table" then
-      for id, n in pairs(r.missed) do
-        local ev = new_event(rep, clean(id) or "?", nil)
-        ev.skipped = ev.skipped + (math.tointeger(clean(n)) or 0)
-      end
-    end
-  elseif ty == "skipped" then
-    local id = clean(r.id) or clean(r.event) or "?"
-    local ev = new_event(rep, id, clean(r.event))
-    ev.skipped = ev.skipped + (math.tointeger(clean(r.count)) or 1)  -- count: firings missed at the end
-    local s = tonumber(clean(r.scheduled)) or tonumber(clean(r.t)) or 0
-    if s < ev.first_t then ev.first_t = s end
-    if keep then
-      ev.skips[#ev.skips + 1] = { t = s, iteration = clean(r.iteration), reason = clean(r.reason) }
-    end
+    invocation(rep, clean(r.id), clean(r.event), status, clean(r.duration), clean(r.lateness), clean(r.started),
+      clean(r.t), clean(r.iteration), clean(r.phase), clean(r.scheduled), clean(r.error))
   elseif ty == "result" then
     rep.results = rep.results + 1
     local data = clean(r.data)
     local level = clean(r.level) or "info"
-    if level == "metric" and type(data) == "table" and type(clean(data.metric)) == "string"
-        and type(clean(data.value)) == "number" then
-      local fields = clean(data.fields)
-      local key = data.metric .. M.fields_key(fields)
-      local m = rep.metric_by_key[key]
-      if not m then
-        m = { key = key, name = data.metric, fields = M.fields_key(fields), values = {}, ts = {}, events = {} }
-        rep.metric_by_key[key] = m
-        rep.metrics[#rep.metrics + 1] = m
-      end
-      local n = #m.values + 1
-      m.values[n] = data.value
-      m.ts[n] = tonumber(clean(r.t)) or 0
-      local who = clean(r.event)
-      if who then m.events[who] = true end
+    if level == "metric" then
+      metric(rep, clean(r.event), clean(r.t), data.metric, data.value, M.fields_key(clean(data.fields), rep.ignore),
+        clean(data.unit))
     elseif level == "error" then
       rep.error_results = rep.error_results + 1
       local msg
@@ -179,41 +314,157 @@ local function add_record(rep, r, keep)
       else
         msg = tostring(data)
       end
-      local e = { t = tonumber(clean(r.t)) or 0, event = clean(r.event) or "-", status = "error result",
-                  message = first_line(msg), traceback = msg:match("^[^\n]*\n(.*)$") }
-      rep.errors[#rep.errors + 1] = e
-      local who = clean(r.event)
-      if type(who) == "string" then
-        local ev = new_event(rep, who)
-        ev.error_results = (ev.error_results or 0) + 1
+      local t, who = clean(r.t) or 0, clean(r.event) or "-"
+      local ev = rep.by_id[who]
+      if ev then ev.error_results = ev.error_results + 1 end
+      rep.errors_by_event[who] = (rep.errors_by_event[who] or 0) + 1
+      add_error(rep, t, who, "error result", msg)
+      add_mark(rep, { kind = "error_result", t = t, event = who, message = first_line(msg) })
+    end
+  elseif ty == "skipped" then
+    local id = clean(r.id) or clean(r.event) or "?"
+    local ev = new_event(rep, id, clean(r.event))
+    ev.skipped = ev.skipped + (math.tointeger(clean(r.count)) or 1)  -- count: firings missed at the end
+    local s = clean(r.scheduled) or clean(r.t) or 0
+    if s < ev.first_t then ev.first_t = s end
+    add_mark(rep, { kind = "skip", t = s, event = id, iteration = integral(clean(r.iteration)),
+                    reason = clean(r.reason) })
+  elseif ty == "gap" then
+    -- a resumed run: the firings missed while it was down count as skipped
+    local missed = clean(r.missed)
+    if type(missed) == "table" then
+      for id, n in pairs(missed) do
+        local ev = new_event(rep, tostring(id), nil)
+        ev.skipped = ev.skipped + (math.tointeger(clean(n)) or 0)
       end
     end
+  elseif ty == "check" then
+    local name = tostring(clean(r.name) or "?")
+    local c = rep.check_by_name[name]
+    if not c then
+      c = { name = name, fails = 0 }
+      rep.check_by_name[name] = c
+      rep.checks[#rep.checks + 1] = c
+    end
+    local status, t = clean(r.status) or "?", clean(r.t) or 0
+    if status == "fail" and c.status ~= "fail" then
+      c.fails = c.fails + 1
+      c.first_fail_t = c.first_fail_t or t
+      add_mark(rep, { kind = "check", t = t, check = name, value = clean(r.value) })
+    end
+    c.status, c.t, c.value, c.min, c.max, c.action = status, t, clean(r.value), clean(r.min), clean(r.max),
+      clean(r.action)
+    c.stat = clean(r.stat) or c.stat
+  elseif ty == "run_start" then
+    if not rep.run_start then
+      rep.run_start = r
+      rep.test_name = clean(r.test_name) or rep.test_name
+      rep.scale = clean(r.time_scale) or 1
+      rep.total = (clean(r.total_hours) or 0) * 3600
+    end
+  elseif ty == "run_end" then
+    rep.run_end = r
   end
 end
 
--- Reads a JSONL report.  opts.points keeps every invocation (for charts).
-function M.load(path, opts)
-  opts = opts or {}
-  local f, err = io.open(path, "r")
-  if not f then return nil, err end
-  local rep = { path = path, scale = 1, total = 0, events = {}, by_id = {}, metrics = {}, metric_by_key = {},
-                errors = {}, results = 0, error_results = 0, bad_lines = 0, lines = 0,
-                checks = {}, check_by_name = {} }
-  for line in f:lines() do
-    if line:find("%S") then
-      rep.lines = rep.lines + 1
-      local ok, r = pcall(cjson.decode, line)
-      if ok and type(r) == "table" and type(r.type) == "string" then
-        add_record(rep, r, opts.points)
+-- Streams one file into rep; nil, message on bad input.
+local function read_file(rep, path, last)
+  local rd, err = scan.open(path, M.MAX_LINE)
+  if not rd then return nil, err end
+  local pending   -- a line that is not JSON: an error unless it is the last
+  local function fail(lineno, msg)
+    rd:close()
+    return nil, ("%s:%d: %s"):format(path, lineno, msg)
+  end
+  local add = add_record
+  local by_id = rep.by_id
+  local series_add = scan.add
+  local next_record = rd.next
+  local hot, hot_n = rep.hot_metrics, 0
+  while true do
+    local kind, a, b, c, d, e, f, g, _, i, j = next_record(rd)
+    if kind == nil then break end
+    if pending then return fail(pending[1], pending[2]) end
+    if kind == "i" then
+      -- an ok invocation with plain fields: the hot path
+      local id = a or b or "?"
+      local ev = by_id[id] or new_event(rep, id, b)
+      local duration = d or 0
+      local started = f or ((g or 0) - duration)
+      ev.runs = ev.runs + 1
+      series_add(ev.duration, started, duration)
+      series_add(ev.lateness, started, (e or 0) / rep.scale * 1000)
+      if started < ev.first_t then ev.first_t = started end
+      local fin = started + duration
+      if fin > rep.end_t then rep.end_t = fin end
+      if i == "teardown" and j and (rep.teardown_t == nil or j < rep.teardown_t) then rep.teardown_t = j end
+    elseif kind == "m" then
+      rep.results = rep.results + 1
+      -- the series of (name, raw fields), cached: the hot path concatenates nothing
+      local per = hot[c]
+      local m = per and per[e or ""]
+      if m and not f and (not a or m.events[a]) then
+        series_add(m.series, b or 0, d)
       else
-        rep.bad_lines = rep.bad_lines + 1
+        local fk = e and raw_fields_key(rep, e) or ""
+        if not fk then return fail(rd:lineno(), 'metric result: "fields" is not JSON') end
+        m = metric(rep, a, b, c, d, fk, f)
+        if not per then
+          per = {}
+          hot[c] = per
+          hot_n = hot_n + 1
+        end
+        if hot_n < 1000 then per[e or ""] = m end
       end
+    elseif kind == "x" then
+      local ok, r = pcall(cjson.decode, a)
+      if not ok then
+        pending = { rd:lineno(), "not JSON (" .. tostring(r):gsub("^.-: ", "") .. "), found " .. shown(a) }
+      else
+        local why = invalid(r)
+        if why then return fail(rd:lineno(), why) end
+        add(rep, r)
+      end
+    else   -- "long"
+      return fail(rd:lineno(), ("a line longer than %d MiB: not an orchlua report"):format(a // (1024 * 1024)))
+    end
+    rep.lines = rep.lines + 1
+  end
+  local lines = rd:lineno()
+  rd:close()
+  if pending then
+    if last then   -- the last line that is not blank
+      rep.torn = { path = path, line = pending[1] }
+      rep.lines = rep.lines + 1
+    else
+      return nil, ("%s:%d: %s"):format(path, pending[1], pending[2])
     end
   end
-  f:close()
+  rep.files[#rep.files + 1] = { path = path, lines = lines }
+  return true
+end
+
+-- Reads a JSONL report (and its rotated segments).  opts.ignore_labels:
+-- label names left out of the metric series' keys.
+function M.load(path, opts)
+  opts = opts or {}
+  local rep = new_rep(path, opts)
+  rep.end_t = 0
+  rep.errors_by_event = {}
+  local files = M.segments(path)
+  for n, p in ipairs(files) do
+    local ok, err = read_file(rep, p, n == #files)
+    if not ok then return nil, err end
+  end
+  rep.bad_lines = rep.torn and 1 or 0
   if rep.run_start == nil then
     if rep.lines == 0 then return nil, path .. ": empty, not an orchlua --report file" end
     return nil, path .. ": no run_start record, not an orchlua --report file"
+  end
+  -- error results reported before their event first fired
+  for id, n in pairs(rep.errors_by_event) do
+    local ev = rep.by_id[id]
+    if ev and ev.error_results < n then ev.error_results = n end
   end
   -- the order of the description as far as the file tells: first firing
   table.sort(rep.events, function(a, b)
@@ -221,20 +472,26 @@ function M.load(path, opts)
     return a.id < b.id
   end)
   table.sort(rep.metrics, function(a, b) return a.key < b.key end)
-  for _, m in ipairs(rep.metrics) do m.stats = exact_stats(m.values) end
-  local e = rep.run_end or opts.run_end   -- run_end: the run's own, about to be written (--html)
-  rep.end_t = e and tonumber(clean(e.t)) or 0
-  for _, ev in ipairs(rep.events) do
-    for _, inv in ipairs(ev.invocations) do
-      rep.end_t = math.max(rep.end_t, inv.started + inv.duration)
-    end
+  for _, m in ipairs(rep.metrics) do
+    local s = m.series
+    m.stats = { n = s.n, sum = s.sum, mean = s:mean(), min = s.min, max = s.max, p50 = s:percentile(50),
+                p99 = s:percentile(99) }
   end
-  rep.status = e and tonumber(clean(e.status)) or nil
+  table.sort(rep.groups, function(a, b)
+    if a.count ~= b.count then return a.count > b.count end
+    return a.first_t < b.first_t
+  end)
+  if rep.other_errors then rep.groups[#rep.groups + 1] = rep.other_errors end
+  table.sort(rep.marks, function(a, b) return a.t < b.t end)
+  local e = rep.run_end or opts.run_end   -- run_end: the run's own, about to be written (--html)
+  if e and clean(e.t) and clean(e.t) > rep.end_t then rep.end_t = clean(e.t) end
+  rep.status = e and clean(e.status) or nil
   rep.reason = e and clean(e.reason) or nil
   -- when the firing stopped: the teardown's schedule, else the end of the
   -- run as described, else (a stop without teardown events) unknown
   rep.stop_t = rep.teardown_t
   if rep.stop_t == nil and rep.reason == "end of run" then rep.stop_t = rep.total end
+  rep.fields_cache = nil
   return rep
 end
 
@@ -266,7 +523,6 @@ M.SUMMARY_HEADER = { "event", "runs", "fail", "errors", "skip", "tmout", "dur p5
 -- invocations reported (an invoker's summary has the count already).
 local function errors_of(st)
   if type(st.errors) == "number" then return st.errors end
-  if type(st.errors) == "table" and st.error_results == nil then return math.max(st.failures, #st.errors) end
   return st.failures + (st.error_results or 0)
 end
 M.errors_of = errors_of
@@ -390,6 +646,7 @@ local function check_number(v)
   if v == math.floor(v) and math.abs(v) < 1e15 then return ("%d"):format(v) end
   return ("%.6g"):format(v)
 end
+M.check_number = check_number
 
 -- A check's limit: "<= 3", ">= 0.5", "0.5 .. 3".
 function M.check_limit(c)
@@ -399,9 +656,8 @@ function M.check_limit(c)
   if lo then return ">= " .. check_number(lo) end
   return "-"
 end
-M.check_number = check_number
 
---- Rows of the checks' table (header first): name, stat, value, limit,
+-- Rows of the checks' table (header first): name, stat, value, limit,
 -- verdict (and the action when not "fail"); and how many failed the run.
 function M.check_rows(list)
   local rows, failed = { { "check", "stat", "value", "limit", "verdict" } }, 0
@@ -416,13 +672,32 @@ function M.check_rows(list)
   return rows, failed
 end
 
+-- The run's own verdict as `orchlua report` exits with it: 0 when it
+-- finished with status 0, else 1 (failed, stopped, or never finished).
+function M.verdict(rep)
+  return rep.status == 0 and 0 or 1
+end
+
+-- Text from the run made safe for a terminal: control bytes as \xNN.
+local function printable(s)
+  return (tostring(s):gsub("%c", function(c) return ("\\x%02x"):format(c:byte()) end))
+end
+M.printable = printable
+
+local function plural(n, word) return ("%d %s%s"):format(n, word, n == 1 and "" or "s") end
+
 -- The text of `orchlua report RUN.jsonl`: the console's summary, from the file.
 function M.render_summary(rep)
+  local clock = require("orch.plan").clock
   local out = {}
   local rs = rep.run_start
   out[#out + 1] = ("%s: %s, %g h at time scale %g, started %s%s"):format(rep.path, rep.test_name or "?",
     rep.total / 3600, rep.scale, tostring(clean(rs.ts) or "?"),
     clean(rs.version) and (", orchlua " .. clean(rs.version)) or "")
+  if #rep.files > 1 then
+    out[#out + 1] = ("read as one run: %d files (%s ... %s)"):format(#rep.files, rep.files[1].path,
+      rep.files[#rep.files].path)
+  end
   out[#out + 1] = ""
   out[#out + 1] = ("summary of %s (%s):"):format(rep.test_name or "?", rep.reason or "no run_end")
   out[#out + 1] = rep.scale ~= 1 and ("  times in real seconds (description time ran %gx faster)"):format(rep.scale)
@@ -433,19 +708,31 @@ function M.render_summary(rep)
   for _, m in ipairs(rep.metrics) do nm = nm + m.stats.n end
   out[#out + 1] = ("results: %d (%d error%s, %d metric value%s in %d series)"):format(rep.results,
     rep.error_results, rep.error_results == 1 and "" or "s", nm, nm == 1 and "" or "s", #rep.metrics)
-  if #rep.errors > 0 then
-    out[#out + 1] = ("errors: %d (first: %s %s: %s)"):format(#rep.errors, require("orch.plan").clock(rep.errors[1].t),
-      rep.errors[1].event, rep.errors[1].message)
+  if rep.error_count > 0 then
+    local fe = rep.first_error
+    out[#out + 1] = ("errors: %d in %s (first: %s %s: %s)"):format(rep.error_count,
+      plural(#rep.groups, "distinct message"), clock(fe.t), printable(fe.event), printable(fe.message))
+    for i, g in ipairs(rep.groups) do
+      if i > 5 then
+        out[#out + 1] = ("  ... %d more messages (the HTML report lists them)"):format(#rep.groups - 5)
+        break
+      end
+      out[#out + 1] = ("  %6d x %s (%s .. %s)"):format(g.count, printable(g.message), clock(g.first_t),
+        clock(g.last_t))
+    end
   end
   local failed_checks = 0
   if #rep.checks > 0 then
+    -- the table as the console's summary has it, each check's final state
     local check_rows
     check_rows, failed_checks = M.check_rows(rep.checks)
+    for _, r in ipairs(check_rows) do r[1] = printable(r[1]) end
     out[#out + 1] = "checks:"
     for _, l in ipairs(M.table_lines(check_rows, { left = { [2] = true, [5] = true } })) do out[#out + 1] = l end
   end
-  if rep.bad_lines > 0 then
-    out[#out + 1] = ("%d line%s not JSON (skipped)"):format(rep.bad_lines, rep.bad_lines == 1 and "" or "s")
+  if rep.torn then
+    out[#out + 1] = ("%s:%d: the last line is torn (a run killed mid-write?): left out"):format(rep.torn.path,
+      rep.torn.line)
   end
   local failures = 0
   for _, ev in ipairs(rep.events) do failures = failures + ev.failures end
@@ -484,49 +771,93 @@ local function num_text(v, kind)
   return ("%.4g"):format(v)
 end
 
--- opts: threshold (fraction, default 0.10), higher_is_better (set of
--- metric names), min_duration (description s; default 1 ms real),
--- min_lateness (real ms, default 10).
+-- A shell-like pattern (* any text, ? one character) as an anchored Lua pattern.
+function M.glob(p)
+  return "^" .. p:gsub("[%^%$%(%)%%%.%[%]%+%-]", "%%%0"):gsub("%*", ".*"):gsub("%?", ".") .. "$"
+end
+
+local function matches_any(pats, ...)
+  for _, p in ipairs(pats) do
+    for i = 1, select("#", ...) do
+      local s = select(i, ...)
+      if s and s:find(p) then return true end
+    end
+  end
+  return false
+end
+
+-- opts: threshold (fraction, default 0.10), thresholds (list of {pattern=
+-- glob, value= fraction}, the first matching a metric's name or key, or an
+-- event id, wins), higher_is_better (set of metric names), only / exclude
+-- (lists of globs on event ids, metric names and keys, check names),
+-- min_duration (description s; default 1 ms real), min_lateness (real ms,
+-- default 10).
 function M.compare(a, b, opts)
   opts = opts or {}
   local thr = opts.threshold or 0.10
   local better_up = opts.higher_is_better or {}
+  local per = {}
+  for i, t in ipairs(opts.thresholds or {}) do per[i] = { M.glob(t.pattern), t.value } end
+  local only, exclude = {}, {}
+  for i, p in ipairs(opts.only or {}) do only[i] = M.glob(p) end
+  for i, p in ipairs(opts.exclude or {}) do exclude[i] = M.glob(p) end
+  local function wanted(...)
+    if #only > 0 and not matches_any(only, ...) then return false end
+    return not matches_any(exclude, ...)
+  end
+  local function thr_for(...)
+    for _, t in ipairs(per) do
+      for i = 1, select("#", ...) do
+        local s = select(i, ...)
+        if s and s:find(t[1]) then return t[2] end
+      end
+    end
+    return thr
+  end
   local scale = math.max(a.scale or 1, b.scale or 1)
   local min_dur = opts.min_duration or 0.001 * scale
   local min_late = opts.min_lateness or 10
   local cmp = { a = a, b = b, threshold = thr, rows = {}, regressions = {}, notes = {} }
+  local groups, by_group = {}, {}
 
   local function row(group, what, va, vb, kind, rule)
-    local r = { group = group, what = what, a = va, b = vb, kind = kind, change = rel(va, vb) }
+    local r = { group = group, what = what, a = va, b = vb, kind = kind,
+                change = kind ~= "text" and rel(va, vb) or nil }
     if rule then
       local why = rule(va, vb, r.change)
-      if why then
-        r.regression = why
-        cmp.regressions[#cmp.regressions + 1] = r
-      end
+      if why then r.regression = why end
     end
-    cmp.rows[#cmp.rows + 1] = r
+    local g = by_group[group]
+    if not g then
+      g = { name = group, rows = {} }
+      by_group[group] = g
+      groups[#groups + 1] = g
+    end
+    g.rows[#g.rows + 1] = r
+    if r.regression then g.regressed = true end
     return r
   end
   -- counts that should not grow (failures, skips, timeouts), as a rate of runs
-  local function rate_rule(runs_a, runs_b)
+  local function rate_rule(runs_a, runs_b, t)
     return function(va, vb)
       if (vb or 0) == 0 then return nil end
       local ra = (va or 0) / math.max(runs_a, 1)
       local rb = vb / math.max(runs_b, 1)
       if ra == 0 then return "appeared" end
-      if rb > ra * (1 + thr) then return ("rate %+.0f%%"):format((rb / ra - 1) * 100) end
+      if rb > ra * (1 + t) then return ("rate %+.0f%%"):format((rb / ra - 1) * 100) end
     end
   end
-  local function grows(floor)
+  local function grows(floor, t)
     return function(va, vb, change)
       if va == nil or vb == nil then return nil end
-      if vb - va > floor and change > thr then return ("+%.0f%% > %g%%"):format(change * 100, thr * 100) end
+      if vb - va > floor and change > t then return ("+%.0f%% > %g%%"):format(change * 100, t * 100) end
     end
   end
-  local function shrinks(va, vb, change)
-    if va == nil or vb == nil or va == 0 then return nil end
-    if change < -thr then return ("%.0f%% < -%g%%"):format(change * 100, thr * 100) end
+  local function shrinks(t)
+    return function(va, vb, change)
+      if va == nil or vb == nil or va == 0 then return nil end
+      if change < -t then return ("%.0f%% < -%g%%"):format(change * 100, t * 100) end
+    end
   end
 
   if a.total ~= b.total then
@@ -542,15 +873,16 @@ function M.compare(a, b, opts)
   local ids, seen = {}, {}
   for _, rep in ipairs({ a, b }) do
     for _, ev in ipairs(rep.events) do
-      if not seen[ev.id] then seen[ev.id] = true; ids[#ids + 1] = ev.id end
+      if not seen[ev.id] and wanted(ev.id) then seen[ev.id] = true; ids[#ids + 1] = ev.id end
     end
   end
   for _, id in ipairs(ids) do
     local ea, eb = a.by_id[id], b.by_id[id]
+    local t = thr_for(id)
     if not eb then
       local r = row(id, "runs", ea.runs, nil, "count")
       r.regression = "missing in B"
-      cmp.regressions[#cmp.regressions + 1] = r
+      by_group[id].regressed = true
     elseif not ea then
       row(id, "runs", nil, eb.runs, "count")
       cmp.notes[#cmp.notes + 1] = ("event %s is new in B"):format(id)
@@ -560,24 +892,25 @@ function M.compare(a, b, opts)
       row(id, "runs", ea.runs, eb.runs, "count", function()
         local expect = (ea.runs + ea.skipped) * len_ratio
         local got = eb.runs + eb.skipped
-        if expect > 0 and got < expect * (1 - thr) then
+        if expect > 0 and got < expect * (1 - t) then
           return ("%.0f%% fewer firings than expected"):format((1 - got / expect) * 100)
         end
       end)
-      row(id, "failures", ea.failures, eb.failures, "count", rate_rule(ea.runs, eb.runs))
-      row(id, "timeouts", ea.timeouts, eb.timeouts, "count", rate_rule(ea.runs, eb.runs))
-      row(id, "skipped", ea.skipped, eb.skipped, "count", rate_rule(ea.runs + ea.skipped, eb.runs + eb.skipped))
-      row(id, "dur p50", ea.duration:percentile(50), eb.duration:percentile(50), "sec", grows(min_dur))
-      row(id, "dur p99", ea.duration:percentile(99), eb.duration:percentile(99), "sec", grows(min_dur))
+      row(id, "failures", ea.failures, eb.failures, "count", rate_rule(ea.runs, eb.runs, t))
+      row(id, "timeouts", ea.timeouts, eb.timeouts, "count", rate_rule(ea.runs, eb.runs, t))
+      row(id, "skipped", ea.skipped, eb.skipped, "count", rate_rule(ea.runs + ea.skipped, eb.runs + eb.skipped, t))
+      row(id, "err results", ea.error_results, eb.error_results, "count", rate_rule(ea.runs, eb.runs, t))
+      row(id, "dur p50", ea.duration:percentile(50), eb.duration:percentile(50), "sec", grows(min_dur, t))
+      row(id, "dur p99", ea.duration:percentile(99), eb.duration:percentile(99), "sec", grows(min_dur, t))
       row(id, "dur max", ea.duration.max, eb.duration.max, "sec")
-      row(id, "late p99", ea.lateness:percentile(99), eb.lateness:percentile(99), "ms", grows(min_late))
+      row(id, "late p99", ea.lateness:percentile(99), eb.lateness:percentile(99), "ms", grows(min_late, t))
     end
   end
 
   local keys, mseen = {}, {}
   for _, rep in ipairs({ a, b }) do
     for _, m in ipairs(rep.metrics) do
-      if not mseen[m.key] then mseen[m.key] = true; keys[#keys + 1] = m.key end
+      if not mseen[m.key] and wanted(m.name, m.key) then mseen[m.key] = true; keys[#keys + 1] = m.key end
     end
   end
   table.sort(keys)
@@ -587,21 +920,62 @@ function M.compare(a, b, opts)
     if not mb then
       local r = row(group, "count", ma.stats.n, nil, "count")
       r.regression = "missing in B"
-      cmp.regressions[#cmp.regressions + 1] = r
+      by_group[group].regressed = true
     elseif not ma then
       row(group, "count", nil, mb.stats.n, "count")
       cmp.notes[#cmp.notes + 1] = ("metric %s is new in B"):format(key)
     else
+      local t = thr_for(ma.name, key)
       local up = better_up[ma.name]
-      local rule = up and shrinks or grows(0)
+      local rule = up and shrinks(t) or grows(0, t)
       row(group, "count", ma.stats.n, mb.stats.n, "count")
       row(group, "mean", ma.stats.mean, mb.stats.mean, "num", rule)
       row(group, "p99", ma.stats.p99, mb.stats.p99, "num", rule)
       row(group, "max", ma.stats.max, mb.stats.max, "num")
     end
   end
+
+  -- checks: a verdict that turned to fail is a regression
+  local cnames, cseen = {}, {}
+  for _, rep in ipairs({ a, b }) do
+    for _, c in ipairs(rep.checks) do
+      if not cseen[c.name] and wanted(c.name) then cseen[c.name] = true; cnames[#cnames + 1] = c.name end
+    end
+  end
+  for _, name in ipairs(cnames) do
+    local ca, cb = a.check_by_name[name], b.check_by_name[name]
+    row("check " .. name, "verdict", ca and ca.status or "-", cb and cb.status or "-", "text", function(va, vb)
+      if vb == "fail" and va ~= "fail" then return "now fails" end
+    end)
+  end
+
+  -- the groups with a regression first, each in its order
+  local order = {}
+  for i = 1, #groups do order[i] = i end
+  table.sort(order, function(x, y)
+    local gx, gy = groups[x], groups[y]
+    if (gx.regressed or false) ~= (gy.regressed or false) then return gx.regressed == true end
+    return x < y
+  end)
+  for _, i in ipairs(order) do
+    for _, r in ipairs(groups[i].rows) do
+      cmp.rows[#cmp.rows + 1] = r
+      if r.regression then cmp.regressions[#cmp.regressions + 1] = r end
+    end
+  end
   return cmp
 end
+
+-- s cut in its middle to at most n characters
+local function shorten(s, n)
+  if #s <= n then return s end
+  if n < 6 then return s:sub(1, n) end
+  local head = (n - 2) // 2 + (n - 2) % 2
+  return s:sub(1, head) .. ".." .. s:sub(#s - (n - 2 - head) + 1)
+end
+M.shorten = shorten
+
+M.WIDTH = 80
 
 function M.render_compare(cmp)
   local out = {}
@@ -609,19 +983,48 @@ function M.render_compare(cmp)
   local function who(rep)
     return ("%s (%s, %s)"):format(rep.path, rep.test_name or "?", tostring(clean(rep.run_start.ts) or "?"))
   end
-  out[#out + 1] = "A: " .. who(a)
-  out[#out + 1] = "B: " .. who(b)
+  out[#out + 1] = shorten("A: " .. who(a), M.WIDTH)
+  out[#out + 1] = shorten("B: " .. who(b), M.WIDTH)
   for _, n in ipairs(cmp.notes) do out[#out + 1] = "note: " .. n end
   out[#out + 1] = ""
-  local rows = { { "event / metric", "", "A", "B", "change", "" } }
-  local last_group
+  local function cell(v, kind)
+    if kind == "text" then return tostring(v) end
+    return num_text(v, kind)
+  end
+  -- a heading line per event, metric series or check, its rows under it
+  local rows = { { "", "A", "B", "change", "" } }
+  local heads, last_group = {}, nil
   for _, r in ipairs(cmp.rows) do
-    local g = r.group ~= last_group and r.group or ""
+    if r.group ~= last_group then heads[#rows + 1] = r.group end
     last_group = r.group
-    rows[#rows + 1] = { g, r.what, num_text(r.a, r.kind), num_text(r.b, r.kind), pct_text(r.change),
+    rows[#rows + 1] = { r.what, cell(r.a, r.kind), cell(r.b, r.kind), pct_text(r.change),
                         r.regression and ("REGRESSION: " .. r.regression) or "" }
   end
-  for _, l in ipairs(M.table_lines(rows, { left = { [2] = true, [6] = true } })) do out[#out + 1] = l end
+  -- the widest columns give way so that a line fits the terminal
+  local w = {}
+  for _, r in ipairs(rows) do
+    for i, c in ipairs(r) do if #c > (w[i] or 0) then w[i] = #c end end
+  end
+  local total = 4 + (#w - 1) * 2
+  for i = 1, #w do total = total + w[i] end
+  if total > M.WIDTH then
+    local over = total - M.WIDTH
+    for _, col in ipairs({ 5, 2, 3 }) do
+      local cut = math.min(over, math.max(w[col] - 10, 0))
+      if cut > 0 then
+        w[col] = w[col] - cut
+        over = over - cut
+        for _, r in ipairs(rows) do r[col] = shorten(r[col], w[col]) end
+      end
+      if over <= 0 then break end
+    end
+  end
+  local lines = M.table_lines(rows, { indent = "    ", left = { [5] = true } })
+  for i, l in ipairs(lines) do
+    local head = heads[i - 1]   -- line i + 1 holds row i (a rule under the header)
+    if head then out[#out + 1] = "  " .. shorten(head, M.WIDTH - 2) end
+    out[#out + 1] = l
+  end
   out[#out + 1] = ""
   if #cmp.regressions == 0 then
     out[#out + 1] = ("no regression beyond %g%%"):format(cmp.threshold * 100)
@@ -629,8 +1032,8 @@ function M.render_compare(cmp)
     out[#out + 1] = ("%d regression%s beyond %g%%:"):format(#cmp.regressions, #cmp.regressions == 1 and "" or "s",
       cmp.threshold * 100)
     for _, r in ipairs(cmp.regressions) do
-      out[#out + 1] = ("  %s %s: %s -> %s (%s)"):format(r.group, r.what, num_text(r.a, r.kind),
-        num_text(r.b, r.kind), r.regression)
+      local tail = (" %s: %s -> %s (%s)"):format(r.what, cell(r.a, r.kind), cell(r.b, r.kind), r.regression)
+      out[#out + 1] = "  " .. shorten(r.group, math.max(16, M.WIDTH - 2 - #tail)) .. tail
     end
   end
   return table.concat(out, "\n") .. "\n"
