@@ -10,7 +10,7 @@ local VERSION = "unknown"
 local USAGE = [[
 usage: orchlua run NAME|FILE.json [--hours H] [--time-scale X] [--report FILE.jsonl]
                                   [--junit FILE.xml] [--html FILE.html] [--fail-fast] [-q|-v]
-                                  [--no-progress]
+                                  [--no-progress] [--listen [ADDR:]PORT]
        orchlua report RUN.jsonl [--html FILE.html]    the summary (and HTML report) of a --report file
        orchlua report A.jsonl B.jsonl [--threshold PCT] [--higher-is-better NAMES]
                                         what changed from run A to run B; exit 1 on a regression
@@ -36,6 +36,9 @@ orchlua run NAME|FILE.json [options]
   --no-progress      no live status area (there is none unless stdout is a terminal;
                      NO_COLOR turns colours off, TERM=dumb the area and the colours)
   --grace SEC        seconds running events get after the kill switch (config grace_sec)
+  --listen [ADDR:]PORT  serve /metrics (Prometheus), /status (JSON) and / (the report so
+                     far) while the run goes on; 127.0.0.1 unless ADDR is written out
+                     (config listen); ORCHLUA_LISTEN_TOKEN set: a bearer token is required
 Exit status: 0 all succeeded; 1 a failure or an error result; 2 usage or
 description errors; 128+N stopped by signal N.]],
   list = [[
@@ -86,6 +89,7 @@ local FLAGS = {
   ["--threshold"] = { "threshold", true, { report = true } },
   ["--higher-is-better"] = { "higher_is_better", true, { report = true } },
   ["--grace"] = { "grace", true, { run = true } },
+  ["--listen"] = { "listen", true, { run = true } },
   ["--fail-fast"] = { "fail_fast", false, { run = true } },
   ["--no-progress"] = { "no_progress", false, { run = true } },
   ["-q"] = { "quiet", false, { run = true } }, ["--quiet"] = { "quiet", false, { run = true } },
@@ -393,6 +397,8 @@ function cmd.run(a)
   if not events then return 2 end
   -- outputs are checked before anything runs
   distinct_files({ { "--report", o.report }, { "--junit", o.junit }, { "--html", o.html } })
+  local live, e9 = require("orch.live").open_for(o, cfg, scale or 1, grace or cfg.grace_sec)
+  if e9 then err("orchlua: ", e9, "\n") return 2 end
   local jsonl
   if o.report then
     local e2
@@ -416,13 +422,14 @@ function cmd.run(a)
       if not jsonl then err("orchlua: --html: a temporary file: ", e7, "\n") return 2 end
     end
   end
+  if live then live.opts.report_path = html_src end
   local console = require("orch.output.console").new({ level = o.quiet and 0 or o.verbose and 2 or 1,
                                                         progress = not o.no_progress })
   local status, run = require("orch.engine").run({
     desc = desc, events = events, hours = hours, scale = scale or 1,
     grace = grace or cfg.grace_sec, jsonl = jsonl, console = console,
     fail_fast = o.fail_fast, version = VERSION, report_path = o.report, junit_path = o.junit,
-    html_path = o.html,
+    html_path = o.html, live = live,
   })
   if jsonl then
     local ok, e4 = jsonl:close()
@@ -431,6 +438,7 @@ function cmd.run(a)
       if status == 0 then status = 1 end
     end
   end
+  if live then live:finish() end
   if o.junit then
     local ok, e5 = require("orch.output.junit").write(o.junit, run)
     if not ok then err("orchlua: --junit ", o.junit, ": ", tostring(e5), "\n"); if status == 0 then status = 1 end end

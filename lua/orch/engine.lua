@@ -595,6 +595,7 @@ function M.run(opts)
   run.t0_wall = core.start_clock(run.scale)
   run.t0_ns = core.hrtime()
 
+  if opts.live then opts.live:attach(run) end   -- --listen (orch.live)
   run:emit({ type = "run_start", t = 0, test_name = desc.test_name, file = desc.file,
              total_hours = run.total / 3600, time_scale = run.scale, grace_sec = run.grace,
              events = #run.events, version = opts.version })
