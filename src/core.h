@@ -238,7 +238,7 @@ int invoker_figures(lua_State *L, int idx, invoker_figs *f);
 typedef struct tally tally;
 void tally_result(tally *t, lua_State *L, int ev, int li, int di); /* the result tap */
 tally *tally_check(lua_State *L, int idx);
-void metrics_open(lua_State *L); /* sets core.tally, core.prom_events */
+void metrics_open(lua_State *L); /* sets core.tally, core.prom_text */
 
 /* http.c: the --listen server */
 int http_open(lua_State *L); /* sets core.http_listen */

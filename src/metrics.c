@@ -10,9 +10,10 @@
  * (live.lua warns), never stored.  A record that is not a metric costs a
  * key built from two strings and one lookup.
  *
- * core.prom_events renders the four per-event families from the invokers'
- * own counters and statistics (invoker_figures): 10,000 events make tens
- * of thousands of lines, too many for string.format at each scrape.
+ * core.prom_text renders the /metrics body: the four per-event families from the invokers'
+ * own counters and statistics (invoker_figures) and the tally's: 10,000
+ * events make a hundred thousand lines, too many for string.format at
+ * each scrape.
  */
 #include <math.h>
 #include <stdint.h>
@@ -458,38 +459,40 @@ static void add_sample(luaL_Buffer *b, tally *t, const char *head, size_t hn, co
   LB_LIT(b, "\n");
 }
 
-/* tally:text() -> the results_total family and one gauge family per
- * reported metric, with HELP and TYPE lines. */
-static int l_tally_text(lua_State *L) {
-  tally *t = check_tally(L, 1);
-  luaL_Buffer b;
+/* Appends the results_total family and one gauge family per reported
+ * metric, with HELP and TYPE lines; sorted: the metric series in name
+ * order, a box the caller pushed (luaL_Buffer may raise). */
+static void tally_text(luaL_Buffer *b, tally *t, entry **sorted, size_t nm) {
+  size_t i;
+  LB_LIT(b, "# HELP orchlua_results_total Results events reported, by event and level.\n"
+            "# TYPE orchlua_results_total counter\n");
+  for (i = 0; i < t->nall; i++)
+    if (!t->all[i]->metric) add_sample(b, t, "orchlua_results_total{", 22, t->all[i]);
+  for (i = 0; i < nm; i++) {
+    entry *e = sorted[i];
+    if (i == 0 || e->name_len != sorted[i - 1]->name_len ||
+        memcmp(e->series, sorted[i - 1]->series, e->name_len) != 0) {
+      LB_LIT(b, "# HELP ");
+      luaL_addlstring(b, e->series, e->name_len);
+      LB_LIT(b, " A metric events report (result_reporter:metric), last value.\n# TYPE ");
+      luaL_addlstring(b, e->series, e->name_len);
+      LB_LIT(b, " gauge\n");
+    }
+    add_sample(b, t, "", 0, e);
+  }
+}
+
+/* Pushes a box holding t's metric series sorted by name; returns it. */
+static entry **tally_sorted(lua_State *L, tally *t, size_t *nm) {
+  size_t i, n = 0, k = 0;
   entry **m;
-  size_t i, nm = 0, k = 0;
-  for (i = 0; i < t->nall; i++) nm += t->all[i]->metric;
-  /* the sorted metric series, in a box: luaL_Buffer may raise */
-  m = lua_newuserdatauv(L, (nm ? nm : 1) * sizeof *m, 0); /* [t box] */
+  for (i = 0; i < t->nall; i++) n += t->all[i]->metric;
+  m = lua_newuserdatauv(L, (n ? n : 1) * sizeof *m, 0);
   for (i = 0; i < t->nall; i++)
     if (t->all[i]->metric) m[k++] = t->all[i];
-  qsort(m, nm, sizeof *m, by_name);
-  luaL_buffinit(L, &b);
-  LB_LIT(&b, "# HELP orchlua_results_total Results events reported, by event and level.\n"
-             "# TYPE orchlua_results_total counter\n");
-  for (i = 0; i < t->nall; i++)
-    if (!t->all[i]->metric) add_sample(&b, t, "orchlua_results_total{", 22, t->all[i]);
-  for (i = 0; i < nm; i++) {
-    entry *e = m[i];
-    if (i == 0 || e->name_len != m[i - 1]->name_len ||
-        memcmp(e->series, m[i - 1]->series, e->name_len) != 0) {
-      LB_LIT(&b, "# HELP ");
-      luaL_addlstring(&b, e->series, e->name_len);
-      LB_LIT(&b, " A metric events report (result_reporter:metric), last value.\n# TYPE ");
-      luaL_addlstring(&b, e->series, e->name_len);
-      LB_LIT(&b, " gauge\n");
-    }
-    add_sample(&b, t, "", 0, e);
-  }
-  luaL_pushresult(&b);
-  return 1;
+  qsort(m, n, sizeof *m, by_name);
+  *nm = n;
+  return m;
 }
 
 /* tally:dropped() -> series not kept (the cap, or memory) */
@@ -540,16 +543,24 @@ static void family_head(luaL_Buffer *b, const char *name, const char *help, cons
   LB_LIT(b, "\n");
 }
 
-/* name{labels[,extra]} value\n */
+/* name{labels[,extra]} value\n, in one piece of the buffer */
 static void add_line(luaL_Buffer *b, const char *name, size_t nn, const char *ls, size_t lsn,
                      const char *extra, const char *num, size_t numn) {
-  luaL_addlstring(b, name, nn);
-  LB_LIT(b, "{");
-  luaL_addlstring(b, ls, lsn);
-  if (extra != NULL) luaL_addstring(b, extra);
-  LB_LIT(b, "} ");
-  luaL_addlstring(b, num, numn);
-  LB_LIT(b, "\n");
+  size_t en = extra != NULL ? strlen(extra) : 0;
+  char *p = luaL_prepbuffsize(b, nn + lsn + en + numn + 4);
+  memcpy(p, name, nn);
+  p += nn;
+  *p++ = '{';
+  memcpy(p, ls, lsn);
+  p += lsn;
+  memcpy(p, extra, en);
+  p += en;
+  *p++ = '}';
+  *p++ = ' ';
+  memcpy(p, num, numn);
+  p += numn;
+  *p = '\n';
+  luaL_addsize(b, nn + lsn + en + numn + 4);
 }
 
 static void summary_family(luaL_Buffer *b, lua_State *L, size_t n, const char *name,
@@ -578,20 +589,29 @@ static void summary_family(luaL_Buffer *b, lua_State *L, size_t n, const char *n
   }
 }
 
-/* core.prom_events(invokers, labelsets) -> text: the families of the
- * events' own figures, invocations by status, skipped firings, duration
- * and lateness summaries.  labelsets[i]: invokers[i]'s label text
- * (`event="id",...` with the run's labels). */
-static int l_prom_events(lua_State *L) {
+/* core.prom_text(head, invokers, labelsets, tally, size_hint) -> the
+ * whole /metrics body in one buffer: head (Lua's families), then those of
+ * the events' own figures (invocations by status, skipped firings,
+ * duration and lateness summaries), then the tally's.  labelsets[i]:
+ * invokers[i]'s label text (`event="id",...` with the run's labels);
+ * size_hint: the last body's length, so the buffer is not regrown. */
+static int l_prom_text(lua_State *L) {
   static const char *const status[] = {",status=\"ok\"", ",status=\"error\"", ",status=\"timeout\""};
-  size_t i, n;
+  size_t i, n, nm, hn;
   luaL_Buffer b;
   char num[32];
-  luaL_checktype(L, 1, LUA_TTABLE);
+  const char *head = luaL_checklstring(L, 1, &hn);
+  tally *t = check_tally(L, 4);
+  lua_Integer hint = luaL_optinteger(L, 5, 0);
+  entry **m;
   luaL_checktype(L, 2, LUA_TTABLE);
-  lua_settop(L, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 4);
+  lua_rotate(L, 1, -1);                                 /* [invokers labelsets tally head] */
+  m = tally_sorted(L, t, &nm);                          /* [... head box] */
   n = (size_t)lua_rawlen(L, 1);
-  luaL_buffinit(L, &b);
+  luaL_buffinitsize(L, &b, hint > 0 && hint < ((lua_Integer)1 << 30) ? (size_t)hint + 4096 : 4096);
+  luaL_addlstring(&b, head, hn);
   family_head(&b, "orchlua_invocations_total",
               "Invocations ended, by event and status (error: failed or cancelled).", "counter");
   for (i = 1; i <= n; i++) {
@@ -618,13 +638,13 @@ static int l_prom_events(lua_State *L) {
   summary_family(&b, L, n, "orchlua_invocation_duration_seconds",
                  "Invocation durations, description seconds.", 0);
   summary_family(&b, L, n, "orchlua_lateness_seconds", "How late firings started, real seconds.", 1);
+  tally_text(&b, t, m, nm);
   luaL_pushresult(&b);
   return 1;
 }
 
 void metrics_open(lua_State *L) {
   static const luaL_Reg m[] = {{"set_labels", l_tally_set_labels},
-                               {"text", l_tally_text},
                                {"dropped", l_tally_dropped},
                                {NULL, NULL}};
   luaL_newmetatable(L, TALLY_MT);
@@ -635,6 +655,6 @@ void metrics_open(lua_State *L) {
   lua_pop(L, 1);
   lua_pushcfunction(L, l_tally_new);
   lua_setfield(L, -2, "tally");
-  lua_pushcfunction(L, l_prom_events);
-  lua_setfield(L, -2, "prom_events");
+  lua_pushcfunction(L, l_prom_text);
+  lua_setfield(L, -2, "prom_text");
 }

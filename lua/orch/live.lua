@@ -1,7 +1,7 @@
 -- orch.live: the live view of a run (`--listen ADDR:PORT`): what each path
 -- of the read-only HTTP server (src/http.c) answers while the run goes on.
 --   GET /metrics  Prometheus text format 0.0.4 (the events' figures in C,
---                 core.prom_events; results and reported metrics from the
+--                 core.prom_text; results and reported metrics from the
 --                 result tally, src/metrics.c; checks, elapsed, info here)
 --   GET /status   JSON: elapsed, total, per-event counts, failing checks
 --   GET /         the HTML report of the run so far (orch.output.html),
@@ -152,14 +152,14 @@ function M:metrics()
         c.status == "fail" and 0 or 1)
     end
   end
-  parts[#parts + 1] = core.prom_events(self.invokers, self.labelsets)
-  parts[#parts + 1] = self.tally:text()
+  local body = core.prom_text(table.concat(parts), self.invokers, self.labelsets, self.tally, self.size)
+  self.size = #body
   if self.tally:dropped() > 0 and not self.warned then
     self.warned = true
     run.console:log("warn", "orchlua", ("--listen: more than %d result and metric series; "
       .. "new ones are not exported (the --report file has them all)"):format(MAX_SERIES))
   end
-  return table.concat(parts)
+  return body
 end
 
 function M:status()
