@@ -713,7 +713,8 @@ for _, id in ipairs(order) do
     row(w, "lateness max, scraped", function(r) return r.scraped_max end, fmt_ms)
     row(w, "p99 scraped / not scraped", function(r) return r.late_ratio end,
       function(x) return ("%.2fx"):format(x) end)
-    row(w, "scrapes (body size)", function(r) return r.scrapes and ("%d (%.1f MB)"):format(r.scrapes, r.body_mb or 0) end, tostring)
+    row(w, "scrapes (body size)", function(r)
+      return r.scrapes and ("%d (%.1f MB)"):format(r.scrapes, r.body_mb or 0) end, tostring)
     row(w, "scrape time p50", function(r) return r.scrape_p50_ms end, fmt_pms)
     row(w, "scrape time max", function(r) return r.scrape_max_ms end, fmt_pms)
   elseif w.kind == "flood" then
