@@ -90,6 +90,9 @@ typedef struct conn {
   size_t auth_len;
   char auth[AUTH_MAX];
   int err_status;       /* a 4xx decided while parsing */
+  int complete;         /* a request was parsed: the parser pauses after it */
+  link dnode;           /* srv->deferred while its answer waits */
+  uint64_t defer_ns;    /* when it began waiting, 0: not waiting */
   int pending;          /* writes libuv holds */
   int close_after;      /* the last response is queued */
   int closing;
@@ -108,6 +111,9 @@ struct server {
   orch_core *core;
   uv_timer_t *sweep;
   uv_timer_t *linger;   /* linger()'s time limit, NULL otherwise */
+  uv_timer_t *defer;    /* wakes the answers put off (below) */
+  link deferred;        /* conns whose complete request waits for a quiet loop */
+  uint64_t took_ms;     /* what the handler took last time */
   link conns;
   int nconns;
   int handler_ref;      /* handler(method, path) */
@@ -138,6 +144,7 @@ static void conn_close(conn *cn) {
   cn->closing = 1;
   if (cn->srv != NULL) {
     link_remove(&cn->node);
+    link_remove(&cn->dnode);
     cn->srv->nconns--;
     cn->srv = NULL;
   }
@@ -268,6 +275,7 @@ static void handle_request(conn *cn) {
   size_t len;
   char *q;
   body *b;
+  uint64_t t0;
   keep = http_should_keep_alive(&cn->parser);
   if (!authorized(s, cn)) {
     respond_text(cn, 401, "401 unauthorized: this orchlua wants Authorization: Bearer <ORCHLUA_LISTEN_TOKEN>\n",
@@ -279,7 +287,9 @@ static void handle_request(conn *cn) {
   ref_push(L, s->handler_ref);
   lua_pushstring(L, head_only ? "HEAD" : "GET");
   lua_pushstring(L, cn->url);
+  t0 = now_ns();
   sched_call(L, 2, 3);                                  /* [status ctype body] */
+  s->took_ms = (now_ns() - t0) / 1000000;
   status = (int)lua_tointeger(L, -3);
   ctype = lua_tostring(L, -2);
   str = lua_tolstring(L, -1, &len);
@@ -397,15 +407,13 @@ static int on_headers_complete(http_parser *p) {
   return 0;
 }
 
+/* The parser stops after each request: on_read answers it, now or once
+ * the loop is quiet. */
 static int on_message_complete(http_parser *p) {
   conn *cn = p->data;
   cn->head_ns = 0;
-  handle_request(cn);
-  if (cn->closing || cn->close_after) return -1; /* nothing after a last response */
-  if (cn->pending > MAX_PENDING) {
-    conn_close(cn); /* a pipelining flood: no reader of its responses */
-    return -1;
-  }
+  cn->complete = 1;
+  http_parser_pause(p, 1);
   return 0;
 }
 
@@ -421,9 +429,83 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   *buf = uv_buf_init(cn->srv->rbuf, RBUF_SIZE);
 }
 
+static void respond_parse_error(conn *cn) {
+  int status = cn->err_status != 0 ? cn->err_status : 400;
+  char msg[160];
+  snprintf(msg, sizeof msg, "%d %s%s\n", status, reason(status),
+           cn->err_status == 0 ? ": not an HTTP/1.1 request" : "");
+  respond_text(cn, status, msg, 1);
+}
+
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+static void on_defer(uv_timer_t *t);
+/* Answers cn's complete request, then parses what followed it in the same
+ * read (from, len), if anything. */
+static void answer(conn *cn, const char *from, size_t len);
+
+/* Building a response stops the loop for as long as the handler takes (a
+ * big /metrics: tens of milliseconds).  When a timer is due sooner than
+ * that (the firings of 10,000 events at the top of each second) or tasks
+ * are ready, the answer waits until just after them, DEFER_MAX at most:
+ * the scrape is a few milliseconds later, the schedule is not. */
+#define DEFER_MAX_MS 500
+
+static int loop_quiet(server *s) {
+  int t = uv_backend_timeout(&s->core->loop);
+  return t < 0 || (uint64_t)t > s->took_ms + 2;
+}
+
+static void defer_arm(server *s) {
+  int t = uv_backend_timeout(&s->core->loop);
+  uint64_t ms = t <= 0 ? 1 : (uint64_t)t + 1;
+  if (ms > DEFER_MAX_MS) ms = DEFER_MAX_MS;
+  if (uv_timer_start(s->defer, on_defer, ms, 0) != 0) {
+    /* no timer: answer them now rather than never */
+    while (!link_empty(&s->deferred)) {
+      conn *cn = link_entry(s->deferred.next, conn, dnode);
+      link_remove(&cn->dnode);
+      cn->defer_ns = 0;
+      answer(cn, NULL, 0);
+      if (!cn->closing && uv_read_start((uv_stream_t *)&cn->tcp, on_alloc, on_read) != 0) conn_close(cn);
+    }
+  }
+}
+
+
+static void parse(conn *cn, const char *data, size_t len) {
+  size_t used;
+  if (len == 0) return;
+  if (cn->head_ns == 0) cn->head_ns = now_ns();
+  used = http_parser_execute(&cn->parser, &settings, data, len);
+  if (cn->complete) {
+    http_parser_pause(&cn->parser, 0);
+    cn->complete = 0;
+    if (used == len && cn->srv->defer != NULL && !loop_quiet(cn->srv)) {
+      /* the common case (one request, then a wait): answer later */
+      cn->defer_ns = now_ns();
+      link_push(&cn->srv->deferred, &cn->dnode);
+      uv_read_stop((uv_stream_t *)&cn->tcp);
+      defer_arm(cn->srv);
+      return;
+    }
+    answer(cn, data + used, len - used);
+    return;
+  }
+  if (HTTP_PARSER_ERRNO(&cn->parser) != HPE_OK || cn->err_status != 0) respond_parse_error(cn);
+}
+
+static void answer(conn *cn, const char *from, size_t len) {
+  handle_request(cn);
+  if (cn->closing || cn->close_after) return; /* nothing after a last response */
+  if (cn->pending > MAX_PENDING) {
+    conn_close(cn); /* a pipelining flood: no reader of its responses */
+    return;
+  }
+  parse(cn, from, len);
+}
+
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
   conn *cn = (conn *)st;
-  (void)buf;
   if (cn->closing) return;
   if (n < 0) {
     conn_close(cn); /* EOF, a reset, or ENOBUFS */
@@ -432,16 +514,26 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
   if (n == 0) return;
   conn_touch(cn);
   if (cn->linger_ns != 0 || cn->close_after) return; /* dropped */
-  if (cn->head_ns == 0) cn->head_ns = now_ns();
-  http_parser_execute(&cn->parser, &settings, buf->base, (size_t)n);
-  if (cn->closing || cn->close_after) return;
-  if (HTTP_PARSER_ERRNO(&cn->parser) != HPE_OK || cn->err_status != 0) {
-    int status = cn->err_status != 0 ? cn->err_status : 400;
-    char msg[160];
-    snprintf(msg, sizeof msg, "%d %s%s\n", status, reason(status),
-             cn->err_status == 0 ? ": not an HTTP/1.1 request" : "");
-    respond_text(cn, status, msg, 1);
+  parse(cn, buf->base, (size_t)n);
+}
+
+/* The deferred answers: each when the loop is quiet, or after DEFER_MAX_MS. */
+static void on_defer(uv_timer_t *t) {
+  server *s = t->data;
+  uint64_t now = now_ns();
+  int quiet = loop_quiet(s);
+  link *l = s->deferred.next;
+  while (l != &s->deferred) {
+    conn *cn = link_entry(l, conn, dnode);
+    l = l->next;
+    if (!quiet && now - cn->defer_ns < (uint64_t)DEFER_MAX_MS * 1000000) continue;
+    link_remove(&cn->dnode);
+    cn->defer_ns = 0;
+    answer(cn, NULL, 0);
+    if (!cn->closing && uv_read_start((uv_stream_t *)&cn->tcp, on_alloc, on_read) != 0) conn_close(cn);
+    quiet = loop_quiet(s);
   }
+  if (!link_empty(&s->deferred)) defer_arm(s);
 }
 
 static void on_connection(uv_stream_t *ls, int status) {
@@ -455,6 +547,7 @@ static void on_connection(uv_stream_t *ls, int status) {
     return;
   }
   link_init(&cn->node);
+  link_init(&cn->dnode);
   cn->closing = 1; /* until it is one of the server's */
   if (uv_accept(ls, (uv_stream_t *)&cn->tcp) != 0) {
     handle_close((uv_handle_t *)&cn->tcp);
@@ -504,6 +597,7 @@ static void server_close(lua_State *L, lserver *ls) {
   s->closed = 1;
   while (!link_empty(&s->conns)) conn_close(link_entry(s->conns.next, conn, node));
   handle_close((uv_handle_t *)s->sweep);
+  handle_close((uv_handle_t *)s->defer);
   handle_close((uv_handle_t *)s->linger);
   ref_free(L, &s->handler_ref);
   ref_free(L, &s->body_ref);
@@ -550,6 +644,7 @@ static int l_http_listen(lua_State *L) {
   s = handle_new(c, sizeof *s);
   s->core = c;
   link_init(&s->conns);
+  link_init(&s->deferred);
   s->handler_ref = s->body_ref = LUA_NOREF;
   lua_getfield(L, 4, "write_timeout");
   s->write_ms = (uint64_t)(luaL_optnumber(L, -1, 30) * 1000);
@@ -570,6 +665,16 @@ static int l_http_listen(lua_State *L) {
   }
   s->sweep->data = s;
   uv_unref((uv_handle_t *)s->sweep);
+  s->defer = handle_new(c, sizeof *s->defer);
+  if ((r = uv_timer_init(&c->loop, s->defer)) != 0) {
+    c->live_handles--;
+    free(s->defer);
+    s->defer = NULL;
+    server_close(L, ls);
+    return push_uv_error(L, "listen", r);
+  }
+  s->defer->data = s;
+  uv_unref((uv_handle_t *)s->defer);
   uv_unref((uv_handle_t *)&s->tcp);
   if ((r = uv_tcp_bind(&s->tcp, (struct sockaddr *)&ss, 0)) != 0 ||
       (r = uv_listen((uv_stream_t *)&s->tcp, 511, on_connection)) != 0 ||

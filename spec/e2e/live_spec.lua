@@ -256,6 +256,12 @@ describe("run --listen", function()
       assert.equal(4, n)
       local _, ka = got:gsub("Connection: keep%-alive\r\n", "")
       assert.equal(4, ka)
+      -- pipelined: three requests in one write, three answers in order
+      got, how = cl.exchange(port, { reqs[2] .. reqs[4] .. "GET /status HTTP/1.1\r\nConnection: close\r\n\r\n" })
+      assert.equal("eof", how)
+      local statuses = {}
+      for status in got:gmatch("HTTP/1.1 (%d+)") do statuses[#statuses + 1] = status end
+      assert.same({ "200", "404", "200" }, statuses)
       run_intact()
     end)
 
