@@ -133,7 +133,7 @@ describe("run --listen", function()
 
   it("refuses a bad address or port with exit 2 and the whole message, before anything runs", function()
     dir = project(0.003, 1)
-    local code, out, err = h.run("run t -q --report r.jsonl --listen nope:abc", dir)
+    local code, out, err, _ = h.run("run t -q --report r.jsonl --listen nope:abc", dir)
     assert.equal(2, code)
     assert.equal("", out)
     assert.equal('orchlua: --listen expects [ADDR:]PORT (ADDR a numeric IPv4 address, [IPv6] or localhost; '
