@@ -16,7 +16,9 @@
  *     string (live.lua caches /metrics), so 500 slow scrapers hold one copy;
  *   - a bad request gets its 4xx, then the write side is shut and whatever
  *     else the client sends is read and dropped for LINGER_MS before the
- *     close (closing with unread bytes would reset the 4xx away).
+ *     close (closing with unread bytes would reset the 4xx away);
+ *   - an answer waits while the loop has firings due sooner than the last
+ *     answer took (see loop_quiet), so a scrape never lands in a burst.
  * Every handle is unref'd: the server never keeps a run alive.  linger()
  * runs the loop after the run for a last scrape, within a time limit.
  *
@@ -484,7 +486,7 @@ static void parse(conn *cn, const char *data, size_t len) {
       /* the common case (one request, then a wait): answer later */
       cn->defer_ns = now_ns();
       link_push(&cn->srv->deferred, &cn->dnode);
-      uv_read_stop((uv_stream_t *)&cn->tcp);
+      (void)uv_read_stop((uv_stream_t *)&cn->tcp); /* cannot fail */
       defer_arm(cn->srv);
       return;
     }
@@ -562,7 +564,7 @@ static void on_connection(uv_stream_t *ls, int status) {
   cn->last_ns = now_ns();
   http_parser_init(&cn->parser, HTTP_REQUEST);
   cn->parser.data = cn;
-  uv_tcp_nodelay(&cn->tcp, 1);
+  (void)uv_tcp_nodelay(&cn->tcp, 1); /* only sooner small answers: a failure costs nothing */
   if (uv_read_start((uv_stream_t *)&cn->tcp, on_alloc, on_read) != 0) conn_close(cn);
 }
 
@@ -699,12 +701,13 @@ static int l_http_listen(lua_State *L) {
   lua_pushvalue(L, 3);
   s->handler_ref = ref_new(L);
   if (ss.ss_family == AF_INET6) {
-    uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof host);
+    r = uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof host);
     port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
   } else {
-    uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof host);
+    r = uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof host);
     port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
   }
+  if (r != 0) snprintf(host, sizeof host, "%s", ip); /* what was asked, then */
   lua_pushstring(L, host);
   lua_pushinteger(L, port);
   return 3;
@@ -756,11 +759,11 @@ static int l_server_linger(lua_State *L) {
       }
     }
     if (now_ns() >= until) break;
-    uv_run(&s->core->loop, UV_RUN_ONCE);
+    (void)uv_run(&s->core->loop, UV_RUN_ONCE); /* handles left: no matter, the loop above decides */
   }
   if (ls->s != NULL) {
     s->wait_path = NULL;
-    uv_timer_stop(s->linger);
+    (void)uv_timer_stop(s->linger); /* cannot fail */
     uv_unref((uv_handle_t *)&s->tcp);
   }
   lua_pushboolean(L, served);

@@ -553,7 +553,7 @@ static void add_line(luaL_Buffer *b, const char *name, size_t nn, const char *ls
   *p++ = '{';
   memcpy(p, ls, lsn);
   p += lsn;
-  memcpy(p, extra, en);
+  if (en > 0) memcpy(p, extra, en);
   p += en;
   *p++ = '}';
   *p++ = ' ';
