@@ -61,6 +61,7 @@ build = {
     ["orch.description"] = "lua/orch/description.lua",
     ["orch.engine"] = "lua/orch/engine.lua",
     ["orch.json"] = "lua/orch/json.lua",
+    ["orch.live"] = "lua/orch/live.lua",
     ["orch.net"] = "lua/orch/net.lua",
     ["orch.output.console"] = "lua/orch/output/console.lua",
     ["orch.output.html"] = "lua/orch/output/html.lua",
