@@ -114,6 +114,10 @@ typedef struct writer {
   link node;            /* core->writers */
   char *path;
   char *buf;            /* stdio buffer of an owned file */
+  int64_t seq;          /* the last record line's seq (writer_line) */
+  uint64_t bytes;       /* written to the current segment */
+  uint64_t max_bytes;   /* rotate before a line would pass it (0: never) */
+  int segment;          /* 0: path itself, n: path's FILE.n.jsonl */
 } writer;
 
 #define TICK_SLOTS 1024 /* hash buckets of the tick slots, by due ms */
@@ -254,6 +258,8 @@ void handle_close(uv_handle_t *h); /* harmless on NULL or already closing */
 /* writer.c */
 writer *writer_open(orch_core *c, const char *path, FILE *fp, char *err, size_t errlen);
 int writer_write(writer *w, const char *s, size_t n);
+int writer_line(writer *w, const char *s, size_t n, size_t total);
+char *writer_segment_path(const char *path, int n);
 void writer_flush(writer *w);
 int writer_close(writer *w);
 void writer_flush_all(orch_core *c);

@@ -273,7 +273,7 @@ static void write_record(invoker *inv, ftask *ft, double t, double duration) {
   r |= jsonw_number(b, (double)ft->late_ns / 1e9 * c->scale);
   r |= JSONW_LIT(b, ",\"status\":\"ok\"}\n");
   if (r == 0) {
-    writer_write(*inv->wslot, b->data, b->len);
+    writer_line(*inv->wslot, b->data, b->len, b->len);
     c->fast_lines++;
   }
   if (r != 0 || (*inv->wslot)->err) {

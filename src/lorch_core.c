@@ -794,10 +794,14 @@ static int l_writer_record(lua_State *L) {
   }
   if (tl > 0 && lw->buf.data[tl] == '{') {
     /* record(t, type): {"type":<type>, then t's own fields */
-    writer_write(w, "{\"type\":", 8);
+    size_t rest = lw->buf.len - tl - 1;
+    writer_line(w, "{\"type\":", 8, 8 + lw->buf.len + 2);
     writer_write(w, lw->buf.data, tl);
-    if (lw->buf.len - tl > 2) writer_write(w, ",", 1);
-    writer_write(w, lw->buf.data + tl + 1, lw->buf.len - tl - 1);
+    if (rest > 1) writer_write(w, ",", 1);
+    writer_write(w, lw->buf.data + tl + 1, rest);
+  } else if (lw->buf.len - tl > 2 && lw->buf.data[tl] == '{') {
+    /* an object: a record line, numbered */
+    writer_line(w, lw->buf.data + tl, lw->buf.len - tl, lw->buf.len - tl + 1);
   } else {
     writer_write(w, lw->buf.data + tl, lw->buf.len - tl);
   }
@@ -810,6 +814,27 @@ static int l_writer_record(lua_State *L) {
   }
   lua_pushboolean(L, 1);
   return 1;
+}
+
+/* writer:seq([n]) -> the last record line's seq; with n, the next line
+ * is numbered n + 1 (a resumed run counts on). */
+static int l_writer_seq(lua_State *L) {
+  writer *w = check_writer(L);
+  if (!lua_isnoneornil(L, 2)) w->seq = luaL_checkinteger(L, 2);
+  lua_pushinteger(L, w->seq);
+  lua_pushinteger(L, w->segment);
+  return 2;
+}
+
+/* writer:rotate(max_bytes): record lines go on in FILE.1.jsonl,
+ * FILE.2.jsonl, ... once the current file would pass max_bytes. */
+static int l_writer_rotate(lua_State *L) {
+  writer *w = check_writer(L);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, n >= 0, 2, "a size >= 0");
+  w->max_bytes = (uint64_t)n;
+  if (!lua_isnoneornil(L, 3)) w->segment = (int)luaL_checkinteger(L, 3);
+  return 0;
 }
 
 static int l_writer_flush(lua_State *L) {
@@ -886,6 +911,8 @@ int luaopen_orch_core(lua_State *L) {
   static const luaL_Reg writer_m[] = {{"write", l_writer_write},
                                       {"record", l_writer_record},
                                       {"flush", l_writer_flush},
+                                      {"seq", l_writer_seq},
+                                      {"rotate", l_writer_rotate},
                                       {"close", l_writer_close},
                                       {NULL, NULL}};
   static const luaL_Reg funcs[] = {

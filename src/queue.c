@@ -355,7 +355,7 @@ static int write_result(lua_State *L, lqueue *lq, int li, int di, int ev, int le
     r |= jsonw_encode(b, L, di);
   }
   r |= JSONW_LIT(b, "}\n");
-  if (r == 0) writer_write(*lq->wslot, b->data, b->len);
+  if (r == 0) writer_line(*lq->wslot, b->data, b->len, b->len);
   if (b->cap > (1u << 20)) jbuf_free(b); /* do not keep a huge one */
   return r == 0;
 }

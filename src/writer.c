@@ -40,8 +40,64 @@ int writer_write(writer *w, const char *s, size_t n) {
   if (w->fp == NULL) return -1;
   /* only the loop thread writes: no need for stdio's lock on every line */
   if (fwrite_unlocked(s, 1, n, w->fp) != n && w->err == 0) w->err = errno ? errno : EIO;
+  w->bytes += n;
   w->dirty = 1;
   return w->err ? -1 : 0;
+}
+
+/* FILE.jsonl's segment n: FILE.n.jsonl (a path not ending in .jsonl:
+ * PATH.n).  Malloc'd. */
+char *writer_segment_path(const char *path, int n) {
+  size_t len = strlen(path);
+  char *p = malloc(len + 24);
+  if (p == NULL) return NULL;
+  if (n == 0) memcpy(p, path, len + 1);
+  else if (len > 6 && strcmp(path + len - 6, ".jsonl") == 0)
+    snprintf(p, len + 24, "%.*s.%d.jsonl", (int)(len - 6), path, n);
+  else snprintf(p, len + 24, "%s.%d", path, n);
+  return p;
+}
+
+/* The next segment: the current one is complete on disk before the next
+ * exists, so that a reader seeing FILE.n+1 knows FILE.n will not grow. */
+static int rotate(writer *w) {
+  char *next = writer_segment_path(w->path, w->segment + 1);
+  FILE *fp;
+  if (next == NULL) return w->err = ENOMEM;
+  if (fflush(w->fp) != 0 || fclose(w->fp) != 0) {
+    w->fp = NULL;
+    free(next);
+    return w->err = errno ? errno : EIO;
+  }
+  fp = fopen(next, "w");
+  free(next);
+  w->fp = fp;
+  if (fp == NULL) return w->err = errno ? errno : EIO;
+  if (w->buf != NULL) setvbuf(fp, w->buf, _IOFBF, 1 << 16);
+  w->segment++;
+  w->bytes = 0;
+  return 0;
+}
+
+/* The start of a record line (s begins with its '{'; total: the whole
+ * line's length): the line gets the next seq as its first member, and
+ * goes to the next segment when it would take this one past max_bytes,
+ * so that a line is never split between two files. */
+int writer_line(writer *w, const char *s, size_t n, size_t total) {
+  char num[32];
+  char *p = num + sizeof num;
+  uint64_t v;
+  if (w->fp == NULL) return -1;
+  if (w->max_bytes > 0 && w->bytes > 0 && w->bytes + total + 24 > w->max_bytes && w->owns_fp &&
+      w->err == 0 && rotate(w) != 0)
+    return -1;
+  v = (uint64_t)++w->seq;
+  *--p = ',';
+  do *--p = (char)('0' + v % 10); while ((v /= 10) != 0);
+  p -= 7;
+  memcpy(p, "{\"seq\":", 7);
+  writer_write(w, p, (size_t)(num + sizeof num - p));
+  return writer_write(w, s + 1, n - 1);
 }
 
 void writer_flush(writer *w) {
@@ -57,9 +113,9 @@ int writer_close(writer *w) {
     writer_flush(w);
     if (w->owns_fp && fclose(w->fp) != 0 && w->err == 0) w->err = errno;
     w->fp = NULL;
-    free(w->buf);
-    w->buf = NULL;
   }
+  free(w->buf);
+  w->buf = NULL;
   link_remove(&w->node);
   err = w->err;
   return err;
