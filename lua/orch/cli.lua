@@ -96,6 +96,9 @@ local FLAGS = {
   ["-v"] = { "verbose", false }, ["--verbose"] = { "verbose", false },
   ["-h"] = { "help", false }, ["--help"] = { "help", false },
   ["--version"] = { "version", false }, ["-V"] = { "version", false },
+  -- fleets (orch.fleet): the 4th field makes a flag repeatable (a list)
+  ["--param"] = { "param", true, { run = true, check = true, plan = true }, true },
+  ["--label"] = { "label", true, { run = true }, true },
 }
 
 -- the seed's flags: commands in disguise
@@ -131,7 +134,10 @@ function M.parse(argv)
       if c == "run" then names[#names + 1] = value_of(flag, inline) end
     elseif FLAGS[flag] then
       local spec = FLAGS[flag]
-      if spec[2] then
+      if spec[4] then
+        opts[spec[1]] = opts[spec[1]] or {}
+        table.insert(opts[spec[1]], value_of(flag, inline))
+      elseif spec[2] then
         opts[spec[1]] = value_of(flag, inline)
       else
         if inline then usage_error("%s takes no value, found %s", flag, quote(inline)) end
@@ -225,7 +231,8 @@ local function print_errors(errors)
 end
 
 -- Finds and loads one description; returns desc or nil after printing.
-local function load_description(cfg, name)
+-- params: the --param list (ORCHLUA_PARAM_* apply too), or nil.
+local function load_description(cfg, name, params)
   local description = require "orch.description"
   local path, e = description.find(description_dirs(cfg), name)
   if not path then
@@ -237,6 +244,10 @@ local function load_description(cfg, name)
     print_errors(errors)
     err(("orchlua: %s: %d problem%s\n"):format(path, #errors, #errors == 1 and "" or "s"))
     return nil
+  end
+  do
+    local ok, e2 = require("orch.fleet").params_for(desc, params)
+    if not ok then err("orchlua: ", path, ": ", e2, "\n") return nil end
   end
   return desc
 end
@@ -319,7 +330,7 @@ function cmd.check(a)
   local srcs = load_sources(cfg)
   local bad = srcs == nil
   for _, name in ipairs(names) do
-    local desc = load_description(cfg, name)
+    local desc = load_description(cfg, name, a.opts.param)
     if not desc then
       bad = true
     elseif srcs then
@@ -343,7 +354,7 @@ function cmd.plan(a)
   local hours = number_opt(a.opts, "hours", "--hours")
   local cfg, e = load_config(a.opts)
   if not cfg then err("orchlua: ", e, "\n") return 2 end
-  local desc = load_description(cfg, a.names[1])
+  local desc = load_description(cfg, a.names[1], a.opts.param)
   if not desc then return 2 end
   out(require("orch.plan").render(desc, hours or desc.total_hours))
   return 0
@@ -389,8 +400,10 @@ function cmd.run(a)
   if o.quiet and o.verbose then usage_error("-q and -v cannot be combined") end
   local cfg, e = load_config(o)
   if not cfg then err("orchlua: ", e, "\n") return 2 end
-  local desc = load_description(cfg, a.names[1])
+  local desc = load_description(cfg, a.names[1], o.param)
   if not desc then return 2 end
+  local fleet, fe = require("orch.fleet").run_options(o, desc)
+  if not fleet then err("orchlua: ", fe, "\n") return 2 end
   local srcs = load_sources(cfg)
   if not srcs then return 2 end
   local events = bind(desc, srcs)
@@ -429,7 +442,7 @@ function cmd.run(a)
     desc = desc, events = events, hours = hours, scale = scale or 1,
     grace = grace or cfg.grace_sec, jsonl = jsonl, console = console,
     fail_fast = o.fail_fast, version = VERSION, report_path = o.report, junit_path = o.junit,
-    html_path = o.html, live = live,
+    html_path = o.html, labels = fleet.labels, run_id = fleet.run_id, live = live,
   })
   if jsonl then
     local ok, e4 = jsonl:close()

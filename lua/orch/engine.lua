@@ -532,6 +532,8 @@ function M.run(opts)
     per_event = {}, fixtures = {}, created = {}, builtins = {}, tickers = {}, fast_set = {},
     teardown = {}, errors = {}, nrunning = 0, nbackground = 0, error_results = 0,
     results = 0,
+    -- fleets (orch.fleet): the run's id and --label's, in run_start
+    run_id = opts.run_id or require("orch.fleet").uuid(), labels = opts.labels or {},
   }, Run)
   run.on_done = function(task, status, inv, err) run:done(task, status, inv, err) end
   -- the fast path writes what Run:done would: only when the console shows
@@ -598,7 +600,8 @@ function M.run(opts)
   if opts.live then opts.live:attach(run) end   -- --listen (orch.live)
   run:emit({ type = "run_start", t = 0, test_name = desc.test_name, file = desc.file,
              total_hours = run.total / 3600, time_scale = run.scale, grace_sec = run.grace,
-             events = #run.events, version = opts.version })
+             events = #run.events, version = opts.version, run_id = run.run_id, labels = run.labels,
+             params = require("orch.fleet").params_in_force(run.events) })
   run.console:start(run)
 
   -- the reporter task: resolve result_reporter (maybe a user fixture), then
