@@ -113,6 +113,33 @@ describe("run --listen", function()
                  sample(final, 'orchlua_results_total{event="tick",level="info"}'))
   end)
 
+  it("puts the run's --labels on every series, escaped, and renames one that clashes", function()
+    dir = project(0.003, 10)
+    local port = cl.free_port()
+    local job = cl.start(dir, ("run t -q --time-scale 6 --listen %d --label site=lab-1 --label note='a \"b\"' "
+      .. "--label event=x"):format(port))
+    local url = ("http://127.0.0.1:%d/metrics"):format(port)
+    assert.is_true(cl.wait_up(url))
+    cl.sleep(0.5)
+    local code, body = cl.get(url)
+    assert.equal(200, code)
+    local labels = ',label_event="x",note="a \\"b\\"",site="lab-1"'
+    local samples = 0
+    for line in body:gmatch("[^\n]+") do
+      if not line:match("^#") then
+        samples = samples + 1
+        assert.truthy(line:find(labels .. "}", 1, true) or line:find("{" .. labels:sub(2) .. "}", 1, true)
+          or line:find(labels .. ",quantile=", 1, true) or line:find(labels .. ",status=", 1, true), line)
+      end
+    end
+    assert.truthy(samples > 20)
+    assert.truthy(body:find('orchlua_run_elapsed_seconds{' .. labels:sub(2) .. '} ', 1, true))
+    assert.truthy(body:find('orch_latency_ms{event="tick",bad_key="x\\"y",host="a-1"' .. labels .. '} ', 1, true))
+    local _, status = cl.get((url:gsub("/metrics$", "/status")))
+    assert.same({ event = "x", note = 'a "b"', site = "lab-1" }, cjson.decode(status).labels)
+    assert.equal(1, (cl.wait(job)))
+  end)
+
   it("asks for the bearer token when ORCHLUA_LISTEN_TOKEN is set", function()
     dir = project(0.003, 1)
     local port = cl.free_port()
