@@ -60,6 +60,7 @@ build = {
     ["orch.config"] = "lua/orch/config.lua",
     ["orch.description"] = "lua/orch/description.lua",
     ["orch.engine"] = "lua/orch/engine.lua",
+    ["orch.fleet"] = "lua/orch/fleet.lua",
     ["orch.json"] = "lua/orch/json.lua",
     ["orch.live"] = "lua/orch/live.lua",
     ["orch.net"] = "lua/orch/net.lua",

@@ -93,7 +93,7 @@ describe("the invoker's fast path", function()
         assert.near(r.t - r.started, r.duration, 1e-6)
         assert.is_true(r.lateness >= 0 and r.lateness < 0.2)
         assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$", r.ts)
-        assert.equal("duration,event,id,iteration,lateness,phase,scheduled,started,status,t,ts,type", keys(r))
+        assert.equal("duration,event,id,iteration,lateness,phase,scheduled,seq,started,status,t,ts,type", keys(r))
       end
       -- the results say which event reported them, and fixtures are shared
       local n = {}
