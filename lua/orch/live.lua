@@ -229,7 +229,10 @@ end
 -- /metrics is served (the final figures) or `seconds` pass; then closes.
 function M:finish(seconds)
   seconds = seconds or self.linger_sec or 0
-  if self.run then self.run.ended = true end
+  if self.run then
+    self.run.ended = true
+    self.end_t = self.end_t or core.now()   -- the scrapes while lingering see the run's end
+  end
   self.cache = {}
   if self.scraped and seconds > 0 then
     -- a signal ends the wait (the engine no longer listens for one)
