@@ -140,6 +140,37 @@ describe("run --listen", function()
     assert.equal(1, (cl.wait(job)))
   end)
 
+  it("exports each check of run.checks:snapshot() as orchlua_check_ok, 0 once it fails", function()
+    -- orch.live's /metrics text over a run whose checks say pass and fail
+    -- (the checks themselves are another module's: a stand-in here)
+    local src = [[
+      local live, core = require "orch.live", require "orch.core"
+      return { probe = function(result_reporter, kill_switch)
+        local checks = { snapshot = function()
+          return { { name = "p99 ok", stat = "p99", status = "pass" },
+                   { name = 'no "errors"', stat = "errors", status = "fail", value = 3, max = 0 },
+                   { name = "quiet", stat = "count", status = "no_data" } }
+        end }
+        local self = setmetatable({ labels = ',site="a"', invokers = {}, labelsets = {}, tally = core.tally(10),
+          run = { desc = { test_name = "x" }, opts = { version = "v" }, console = {}, t0_ns = 1, checks = checks } }, live)
+        self.tally:set_labels(self.labels, { "site" })
+        result_reporter:add_result({ text = self:metrics() })
+        kill_switch:set()
+      end }
+    ]]
+    dir = h.project({ ["events/ev.lua"] = src, ["descriptions/c.json"] = cjson.encode({ test_name = "c",
+      total_hours = 1, events = { { name = "probe", at_startup = true } } }) })
+    local code, _, err = h.run("run c -q --report r.jsonl", dir)
+    assert.equal(0, code, err)
+    local text = h.select(h.jsonl(dir .. "/r.jsonl"), "result")[1].data.text
+    assert.truthy(text:find('# HELP orchlua_check_ok 1 while a check holds, 0 once it fails.\n'
+      .. '# TYPE orchlua_check_ok gauge\n'
+      .. 'orchlua_check_ok{check="p99 ok",site="a"} 1\n'
+      .. 'orchlua_check_ok{check="no \\"errors\\"",site="a"} 0\n'
+      .. 'orchlua_check_ok{check="quiet",site="a"} 1\n', 1, true), text)
+    assert.matches("rc=[03]\n$", promtool_ok(text))
+  end)
+
   it("asks for the bearer token when ORCHLUA_LISTEN_TOKEN is set", function()
     dir = project(0.003, 1)
     local port = cl.free_port()
