@@ -323,6 +323,29 @@ describe("run --listen", function()
       run_intact()
     end)
 
+    it("answers other clients while one sends half a request and stops, or pipelines without reading", function()
+      local uv = require "luv"
+      local slow = uv.new_tcp()
+      slow:connect("127.0.0.1", port, function(err)
+        assert(not err, err)
+        slow:write("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Half: ")
+      end)
+      local flood = uv.new_tcp()
+      flood:connect("127.0.0.1", port, function(err)
+        assert(not err, err)
+        flood:write(("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"):rep(200))   -- never read
+      end)
+      uv.run("once"); uv.run("once")
+      cl.sleep(0.3)
+      for _ = 1, 3 do
+        local code, body = cl.get(("http://127.0.0.1:%d/metrics"):format(port))
+        assert.equal(200, code)
+        assert.truthy(body:find("orchlua_invocations_total", 1, true))
+      end
+      slow:close(); flood:close(); uv.run("nowait")
+      run_intact()
+    end)
+
     it("goes on with 10,000 idle connections open, and still answers a scraper", function()
       local conns, ok = cl.open_idle(port, 10000)
       assert.truthy(ok >= 9000, ("%d of 10000 connected"):format(ok))
