@@ -240,7 +240,7 @@ int invoker_figures(lua_State *L, int idx, invoker_figs *f);
 
 /* metrics.c: the live view's figures (the result tally, /metrics text) */
 typedef struct tally tally;
-void tally_result(tally *t, lua_State *L, int ev, int li, int di); /* the result tap */
+void tally_result(tally *t, lua_State *L, int ti, int ev, int li, int di); /* the result tap */
 tally *tally_check(lua_State *L, int idx);
 void metrics_open(lua_State *L); /* sets core.tally, core.prom_text */
 

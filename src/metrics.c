@@ -50,6 +50,11 @@ struct tally {
   size_t labels_len;
   char **label_names; /* theirs: a field with one of these names is renamed */
   size_t nlabel_names;
+  /* the result count of the last record: a chatty event reports with the
+   * same event and level strings (kept alive as the userdata's user values
+   * 1 and 2, so the same address is the same string) */
+  const char *last_ev, *last_lv;
+  entry *last;
   char key[KEY_MAX];
 };
 
@@ -357,28 +362,39 @@ done:
 }
 
 /* The tap (queue.c's report): the record's event at ev (a string or nil),
- * level at li (a string), data at di. */
-void tally_result(tally *t, lua_State *L, int ev, int li, int di) {
+ * level at li (a string), data at di; the tally's userdata at ti. */
+void tally_result(tally *t, lua_State *L, int ti, int ev, int li, int di) {
   size_t ev_n = 0, lv_n, kn = 0;
   const char *evs = lua_type(L, ev) == LUA_TSTRING ? lua_tolstring(L, ev, &ev_n) : "";
   const char *lv = lua_tolstring(L, li, &lv_n);
   uint32_t h;
   entry *e;
   if (lv == NULL) return;
-  if (key_add(t, &kn, "R", 1) || key_add(t, &kn, evs, ev_n) || key_add(t, &kn, lv, lv_n)) {
-    t->dropped++;
-    return;
-  }
-  h = hash_of(t->key, kn);
-  e = tally_find(t, t->key, kn, h);
-  if (e == NULL) {
-    sbuf s = {0};
-    SB_LIT(&s, "event=\"");
-    sb_escaped(&s, evs, ev_n);
-    SB_LIT(&s, "\",level=\"");
-    sb_escaped(&s, lv, lv_n);
-    SB_LIT(&s, "\"");
-    e = tally_add(t, t->key, kn, h, &s);
+  if (evs == t->last_ev && lv == t->last_lv && t->last != NULL) {
+    e = t->last;
+  } else {
+    if (key_add(t, &kn, "R", 1) || key_add(t, &kn, evs, ev_n) || key_add(t, &kn, lv, lv_n)) {
+      t->dropped++;
+      return;
+    }
+    h = hash_of(t->key, kn);
+    e = tally_find(t, t->key, kn, h);
+    if (e == NULL) {
+      sbuf s = {0};
+      SB_LIT(&s, "event=\"");
+      sb_escaped(&s, evs, ev_n);
+      SB_LIT(&s, "\",level=\"");
+      sb_escaped(&s, lv, lv_n);
+      SB_LIT(&s, "\"");
+      e = tally_add(t, t->key, kn, h, &s);
+    }
+    lua_pushvalue(L, ev);
+    lua_setiuservalue(L, ti, 1);
+    lua_pushvalue(L, li);
+    lua_setiuservalue(L, ti, 2);
+    t->last_ev = evs;
+    t->last_lv = lv;
+    t->last = e;
   }
   if (e != NULL) e->value++;
   if (lv_n == 6 && memcmp(lv, "metric", 6) == 0 && lua_type(L, di) == LUA_TTABLE)
@@ -406,7 +422,7 @@ static int l_tally_new(lua_State *L) {
   lua_Integer max = luaL_checkinteger(L, 1);
   tally *t;
   luaL_argcheck(L, max > 0, 1, "a series cap > 0 expected");
-  t = lua_newuserdatauv(L, sizeof *t, 0);
+  t = lua_newuserdatauv(L, sizeof *t, 2);
   memset(t, 0, sizeof *t);
   t->max = (size_t)max;
   luaL_setmetatable(L, TALLY_MT);

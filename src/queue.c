@@ -417,7 +417,11 @@ static int report(lua_State *L, lqueue *lq, int level, int li, int di) {
     lua_settop(L, R_REC);
   }
   if (level == LV_OTHER && lua_rawequal(L, li, lua_upvalueindex(UV_ERROR))) level = LV_ERROR;
-  if (lq->tally != NULL) tally_result(lq->tally, L, R_EVENT, li, di);
+  if (lq->tally != NULL) {
+    lua_getiuservalue(L, 1, Q_TALLY);                   /* [... rec tally] */
+    tally_result(lq->tally, L, lua_gettop(L), R_EVENT, li, di);
+    lua_pop(L, 1);
+  }
   queue_append(L, lq, 1, R_ITEMS, (written ? F_WRITTEN : 0) | (level == LV_ERROR ? F_ERROR : 0));
   return put_done(L, lq);
 }

@@ -11,8 +11,12 @@ return {
   tick = function(result_reporter, event)
     result_reporter:metric("latency_ms", 10 + event.iteration, { host = "a-1", ["bad-key"] = 'x"y' })
     result_reporter:add_result({ n = event.iteration })
+    result_reporter:add_result({ again = event.iteration })
   end,
-  boom = function() error("boom") end,
+  boom = function(result_reporter)
+    result_reporter:add_result({ before = "the error" })
+    error("boom")
+  end,
 }
 ]]
 
@@ -109,8 +113,18 @@ describe("run --listen", function()
                  sample(final, 'orchlua_invocations_total{event="tick",status="ok"}'))
     assert.equal(count(recs, "invocation", "event", "boom", "error"),
                  sample(final, 'orchlua_invocations_total{event="boom",status="error"}'))
-    assert.equal(count(recs, "result", "level", "info"),
-                 sample(final, 'orchlua_results_total{event="tick",level="info"}'))
+    local function results(event)
+      local n = 0
+      for _, r in ipairs(recs) do
+        if r.type == "result" and r.level == "info" and r.event == event then n = n + 1 end
+      end
+      return n
+    end
+    assert.equal(2 * count(recs, "invocation", "event", "tick"), results("tick"))
+    assert.equal(results("tick"), sample(final, 'orchlua_results_total{event="tick",level="info"}'))
+    assert.equal(results("boom"), sample(final, 'orchlua_results_total{event="boom",level="info"}'))
+    assert.equal(count(recs, "invocation", "event", "tick"),
+                 sample(final, 'orchlua_results_total{event="tick",level="metric"}'))
   end)
 
   it("puts the run's --labels on every series, escaped, and renames one that clashes", function()
