@@ -8,7 +8,8 @@
  * metric series (name, event, fields), in a hash table bounded at the
  * series cap given to core.tally: a series beyond it is counted as dropped
  * (live.lua warns), never stored.  A record that is not a metric costs a
- * key built from two strings and one lookup.
+ * comparison while its event and level are the last record's, else a key
+ * built from the two strings and one lookup; a metric, its fields too.
  *
  * core.prom_text renders the /metrics body: the four per-event families from the invokers'
  * own counters and statistics (invoker_figures) and the tally's: 10,000
