@@ -434,6 +434,21 @@ scrape_configs:
     end
     assert.equal(metric, last('orch_latency_ms{event="tick",host="a-1"}'))
     assert.truthy(last('orchlua_run_elapsed_seconds') >= 35)
+    -- every query of the Grafana dashboard is one Prometheus accepts, and
+    -- the per-event ones find the run
+    local dash = cjson.decode(h.read(h.root .. "/deploy/grafana/orchlua.json"))
+    local n = 0
+    for _, panel in ipairs(dash.panels) do
+      for _, t in ipairs(panel.targets or {}) do
+        local expr = t.expr:gsub("%$job", ".*"):gsub("%$event", ".*")
+        local code, body = cl.get(("http://127.0.0.1:%d/api/v1/query?query=%s"):format(pport,
+          expr:gsub("[^%w_]", function(c) return ("%%%02X"):format(c:byte()) end)))
+        assert.equal(200, code, expr .. ": " .. tostring(body))
+        assert.equal("success", cjson.decode(body).status, expr)
+        n = n + 1
+      end
+    end
+    assert.truthy(n >= 10)
   end)
 end)
 
