@@ -246,6 +246,14 @@ void metrics_open(lua_State *L); /* sets core.tally, core.prom_text */
 
 /* http.c: the --listen server */
 int http_open(lua_State *L); /* sets core.http_listen */
+/* A response body, shared by the connections sending it (counted). */
+typedef struct body {
+  int refs;
+  size_t len, cap;
+  char *data;
+} body;
+body *body_push(lua_State *L); /* an empty one, in an orch.Body userdata on the stack */
+void body_release(body *b);
 
 /* lorch_core.c */
 writer *const *core_writer_slot(lua_State *L, int idx); /* a writer userdata's writer (NULL once closed) */

@@ -11,9 +11,9 @@
  *     so a flood of idle sockets cannot lock a scraper out;
  *   - a sweep each second closes connections idle for IDLE_MS, heads not
  *     complete after HEAD_MS, writes not done after the write timeout;
- *   - a response body is shared by every connection sending it (counted),
- *     and the handler's last body is reused while Lua returns the same
- *     string (live.lua caches /metrics), so 500 slow scrapers hold one copy;
+ *   - a response body is shared by every connection sending it (counted):
+ *     the handler may return an orch.Body (a big /metrics, built in C and
+ *     kept by live.lua a moment), so 500 slow scrapers hold one copy;
  *   - a bad request gets its 4xx, then the write side is shut and whatever
  *     else the client sends is read and dropped for LINGER_MS before the
  *     close (closing with unread bytes would reset the 4xx away);
@@ -51,23 +51,59 @@
 #define MAX_PENDING 16        /* pipelined responses not yet written */
 #define RBUF_SIZE (64 * 1024)
 
-typedef struct body {
-  int refs;
-  size_t len;
-  char data[];
-} body;
+#define BODY_MT "orch.Body"
 
 static body *body_new(const char *s, size_t len) {
-  body *b = malloc(sizeof *b + len);
+  body *b = malloc(sizeof *b);
   if (b == NULL) return NULL;
   b->refs = 1;
-  b->len = len;
+  b->len = b->cap = len;
+  b->data = malloc(len > 0 ? len : 1);
+  if (b->data == NULL) {
+    free(b);
+    return NULL;
+  }
   memcpy(b->data, s, len);
   return b;
 }
 
-static void body_release(body *b) {
-  if (b != NULL && --b->refs == 0) free(b);
+void body_release(body *b) {
+  if (b != NULL && --b->refs == 0) {
+    free(b->data);
+    free(b);
+  }
+}
+
+/* An empty body in an orch.Body userdata on the stack (its reference
+ * is the userdata's, dropped by __gc): memory the Lua collector neither
+ * counts nor copies, for a big /metrics (metrics.c). */
+body *body_push(lua_State *L) {
+  body **slot = lua_newuserdatauv(L, sizeof *slot, 0);
+  *slot = NULL;
+  luaL_setmetatable(L, BODY_MT);
+  if ((*slot = calloc(1, sizeof **slot)) == NULL) luaL_error(L, "out of memory");
+  (*slot)->refs = 1;
+  return *slot;
+}
+
+static int l_body_gc(lua_State *L) {
+  body **slot = luaL_checkudata(L, 1, BODY_MT);
+  body_release(*slot);
+  *slot = NULL;
+  return 0;
+}
+
+/* body:text() -> its bytes as a Lua string (a copy: for the specs) */
+static int l_body_text(lua_State *L) {
+  body **slot = luaL_checkudata(L, 1, BODY_MT);
+  lua_pushlstring(L, *slot != NULL ? (*slot)->data : "", *slot != NULL ? (*slot)->len : 0);
+  return 1;
+}
+
+static int l_body_len(lua_State *L) {
+  body **slot = luaL_checkudata(L, 1, BODY_MT);
+  lua_pushinteger(L, *slot != NULL ? (lua_Integer)(*slot)->len : 0);
+  return 1;
 }
 
 typedef struct server server;
@@ -119,9 +155,6 @@ struct server {
   link conns;
   int nconns;
   int handler_ref;      /* handler(method, path) */
-  int body_ref;         /* the Lua string behind cached */
-  const char *body_str; /* its address: the same string again reuses cached */
-  body *cached;
   char *token;          /* NULL: no token required */
   size_t token_len;
   uint64_t write_ms;
@@ -276,7 +309,7 @@ static void handle_request(conn *cn) {
   const char *ctype, *str;
   size_t len;
   char *q;
-  body *b;
+  body *b, **slot;
   uint64_t t0;
   keep = http_should_keep_alive(&cn->parser);
   if (!authorized(s, cn)) {
@@ -294,23 +327,18 @@ static void handle_request(conn *cn) {
   s->took_ms = (now_ns() - t0) / 1000000;
   status = (int)lua_tointeger(L, -3);
   ctype = lua_tostring(L, -2);
-  str = lua_tolstring(L, -1, &len);
-  if (status < 100 || status > 599 || ctype == NULL || str == NULL) {
+  str = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+  if (status < 100 || status > 599 || ctype == NULL ||
+      (str == NULL && luaL_testudata(L, -1, BODY_MT) == NULL)) {
     lua_pop(L, 3);
     respond_text(cn, 500, "500 internal error: see orchlua's stderr\n", !keep);
     return;
   }
-  if (str == s->body_str && s->cached != NULL && s->cached->len == len) {
-    b = s->cached;                                      /* the same string: shared */
+  if (str == NULL && (slot = luaL_testudata(L, -1, BODY_MT)) != NULL && *slot != NULL) {
+    b = *slot; /* an orch.Body: shared as it is */
     b->refs++;
-  } else if ((b = body_new(str, len)) != NULL && len >= 4096) {
-    body_release(s->cached);                            /* big ones are kept for the next */
-    s->cached = b;
-    b->refs++;
-    ref_free(L, &s->body_ref);
-    lua_pushvalue(L, -1);
-    s->body_ref = ref_new(L);                           /* str stays where it is */
-    s->body_str = str;
+  } else {
+    b = str != NULL ? body_new(str, len) : NULL;
   }
   if (b == NULL) {
     lua_pop(L, 3);
@@ -602,8 +630,6 @@ static void server_close(lua_State *L, lserver *ls) {
   handle_close((uv_handle_t *)s->defer);
   handle_close((uv_handle_t *)s->linger);
   ref_free(L, &s->handler_ref);
-  ref_free(L, &s->body_ref);
-  body_release(s->cached);
   free(s->token);
   handle_close((uv_handle_t *)&s->tcp); /* frees s */
 }
@@ -647,7 +673,7 @@ static int l_http_listen(lua_State *L) {
   s->core = c;
   link_init(&s->conns);
   link_init(&s->deferred);
-  s->handler_ref = s->body_ref = LUA_NOREF;
+  s->handler_ref = LUA_NOREF;
   lua_getfield(L, 4, "write_timeout");
   s->write_ms = (uint64_t)(luaL_optnumber(L, -1, 30) * 1000);
   lua_pop(L, 1);
@@ -807,6 +833,16 @@ int http_open(lua_State *L) {
   settings.on_header_value = on_header_value;
   settings.on_headers_complete = on_headers_complete;
   settings.on_message_complete = on_message_complete;
+  luaL_newmetatable(L, BODY_MT);
+  lua_pushcfunction(L, l_body_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, l_body_len);
+  lua_setfield(L, -2, "__len");
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, l_body_text);
+  lua_setfield(L, -2, "text");
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
   luaL_newmetatable(L, SERVER_MT);
   luaL_newlib(L, m);
   lua_setfield(L, -2, "__index");

@@ -463,23 +463,53 @@ static int by_name(const void *a, const void *b) {
   return strcmp(x->series, y->series);
 }
 
-#define LB_LIT(b, s) luaL_addlstring(b, s, sizeof(s) - 1)
+/* The /metrics text goes into a body (http.c) of malloc'd memory, not a
+ * Lua string: megabytes a scrape that the collector would count, then
+ * copy.  The body is in a userdata on the stack while it is built, so an
+ * error leaks nothing. */
+typedef struct out {
+  lua_State *L;
+  body *b;
+} out;
+
+static char *out_reserve(out *o, size_t n) {
+  body *b = o->b;
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 4096;
+    char *p;
+    while (cap < b->len + n) cap *= 2;
+    if ((p = realloc(b->data, cap)) == NULL) luaL_error(o->L, "out of memory");
+    b->data = p;
+    b->cap = cap;
+  }
+  return b->data + b->len;
+}
+
+static void out_add(out *o, const char *s, size_t n) {
+  if (n == 0) return;
+  memcpy(out_reserve(o, n), s, n);
+  o->b->len += n;
+}
+
+static void out_str(out *o, const char *s) { out_add(o, s, strlen(s)); }
+
+#define LB_LIT(o, s) out_add(o, s, sizeof(s) - 1)
 
 /* One sample: series (then the run's labels) and its value. */
-static void add_sample(luaL_Buffer *b, tally *t, const char *head, size_t hn, const entry *e) {
+static void add_sample(out *b, tally *t, const char *head, size_t hn, const entry *e) {
   char num[48];
-  luaL_addlstring(b, head, hn);
-  luaL_addstring(b, e->series);
-  luaL_addlstring(b, t->labels, t->labels_len);
+  out_add(b, head, hn);
+  out_str(b, e->series);
+  out_add(b, t->labels, t->labels_len);
   LB_LIT(b, "} ");
-  luaL_addlstring(b, num, fmt_value(num, e->value));
+  out_add(b, num, fmt_value(num, e->value));
   LB_LIT(b, "\n");
 }
 
 /* Appends the results_total family and one gauge family per reported
  * metric, with HELP and TYPE lines; sorted: the metric series in name
- * order, a box the caller pushed (luaL_Buffer may raise). */
-static void tally_text(luaL_Buffer *b, tally *t, entry **sorted, size_t nm) {
+ * order, a box the caller pushed (building may raise). */
+static void tally_text(out *b, tally *t, entry **sorted, size_t nm) {
   size_t i;
   LB_LIT(b, "# HELP orchlua_results_total Results events reported, by event and level.\n"
             "# TYPE orchlua_results_total counter\n");
@@ -490,9 +520,9 @@ static void tally_text(luaL_Buffer *b, tally *t, entry **sorted, size_t nm) {
     if (i == 0 || e->name_len != sorted[i - 1]->name_len ||
         memcmp(e->series, sorted[i - 1]->series, e->name_len) != 0) {
       LB_LIT(b, "# HELP ");
-      luaL_addlstring(b, e->series, e->name_len);
+      out_add(b, e->series, e->name_len);
       LB_LIT(b, " A metric events report (result_reporter:metric), last value.\n# TYPE ");
-      luaL_addlstring(b, e->series, e->name_len);
+      out_add(b, e->series, e->name_len);
       LB_LIT(b, " gauge\n");
     }
     add_sample(b, t, "", 0, e);
@@ -548,23 +578,23 @@ static int event_at(lua_State *L, size_t i, invoker_figs *f, const char **ls, si
   return ok;
 }
 
-static void family_head(luaL_Buffer *b, const char *name, const char *help, const char *type) {
+static void family_head(out *b, const char *name, const char *help, const char *type) {
   LB_LIT(b, "# HELP ");
-  luaL_addstring(b, name);
+  out_str(b, name);
   LB_LIT(b, " ");
-  luaL_addstring(b, help);
+  out_str(b, help);
   LB_LIT(b, "\n# TYPE ");
-  luaL_addstring(b, name);
+  out_str(b, name);
   LB_LIT(b, " ");
-  luaL_addstring(b, type);
+  out_str(b, type);
   LB_LIT(b, "\n");
 }
 
 /* name{labels[,extra]} value\n, in one piece of the buffer */
-static void add_line(luaL_Buffer *b, const char *name, size_t nn, const char *ls, size_t lsn,
+static void add_line(out *b, const char *name, size_t nn, const char *ls, size_t lsn,
                      const char *extra, const char *num, size_t numn) {
   size_t en = extra != NULL ? strlen(extra) : 0;
-  char *p = luaL_prepbuffsize(b, nn + lsn + en + numn + 4);
+  char *p = out_reserve(b, nn + lsn + en + numn + 4);
   memcpy(p, name, nn);
   p += nn;
   *p++ = '{';
@@ -577,10 +607,10 @@ static void add_line(luaL_Buffer *b, const char *name, size_t nn, const char *ls
   memcpy(p, num, numn);
   p += numn;
   *p = '\n';
-  luaL_addsize(b, nn + lsn + en + numn + 4);
+  b->b->len += nn + lsn + en + numn + 4;
 }
 
-static void summary_family(luaL_Buffer *b, lua_State *L, size_t n, const char *name,
+static void summary_family(out *b, lua_State *L, size_t n, const char *name,
                            const char *help, int late) {
   static const double qs[] = {50, 90, 99};
   static const char *const qn[] = {",quantile=\"0.5\"", ",quantile=\"0.9\"", ",quantile=\"0.99\""};
@@ -607,15 +637,16 @@ static void summary_family(luaL_Buffer *b, lua_State *L, size_t n, const char *n
 }
 
 /* core.prom_text(head, invokers, labelsets, tally, size_hint) -> the
- * whole /metrics body in one buffer: head (Lua's families), then those of
- * the events' own figures (invocations by status, skipped firings,
- * duration and lateness summaries), then the tally's.  labelsets[i]:
- * invokers[i]'s label text (`event="id",...` with the run's labels);
- * size_hint: the last body's length, so the buffer is not regrown. */
+ * whole /metrics body (an orch.Body, for the server), its length: head
+ * (Lua's families), then those of the events' own figures (invocations
+ * by status, skipped firings, duration and lateness summaries), then the
+ * tally's.  labelsets[i]: invokers[i]'s label text (`event="id",...`
+ * with the run's labels); size_hint: the last body's length, so the
+ * buffer is not regrown. */
 static int l_prom_text(lua_State *L) {
   static const char *const status[] = {",status=\"ok\"", ",status=\"error\"", ",status=\"timeout\""};
   size_t i, n, nm, hn;
-  luaL_Buffer b;
+  out o, *b = &o;
   char num[32];
   const char *head = luaL_checklstring(L, 1, &hn);
   tally *t = check_tally(L, 4);
@@ -626,10 +657,12 @@ static int l_prom_text(lua_State *L) {
   lua_settop(L, 4);
   lua_rotate(L, 1, -1);                                 /* [invokers labelsets tally head] */
   m = tally_sorted(L, t, &nm);                          /* [... head box] */
+  o.L = L;
+  o.b = body_push(L);                                   /* [... head box body] */
   n = (size_t)lua_rawlen(L, 1);
-  luaL_buffinitsize(L, &b, hint > 0 && hint < ((lua_Integer)1 << 30) ? (size_t)hint + 4096 : 4096);
-  luaL_addlstring(&b, head, hn);
-  family_head(&b, "orchlua_invocations_total",
+  if (hint > 0 && hint < ((lua_Integer)1 << 30)) out_reserve(b, (size_t)hint + 4096);
+  out_add(b, head, hn);
+  family_head(b, "orchlua_invocations_total",
               "Invocations ended, by event and status (error: failed or cancelled).", "counter");
   for (i = 1; i <= n; i++) {
     invoker_figs f;
@@ -642,22 +675,22 @@ static int l_prom_text(lua_State *L) {
     v[1] = f.failures - f.timeouts;
     v[2] = f.timeouts;
     for (k = 0; k < 3; k++)
-      add_line(&b, "orchlua_invocations_total", 25, ls, lsn, status[k], num, fmt_count(num, v[k]));
+      add_line(b, "orchlua_invocations_total", 25, ls, lsn, status[k], num, fmt_count(num, v[k]));
   }
-  family_head(&b, "orchlua_skipped_total", "Firings skipped (concurrency), by event.", "counter");
+  family_head(b, "orchlua_skipped_total", "Firings skipped (concurrency), by event.", "counter");
   for (i = 1; i <= n; i++) {
     invoker_figs f;
     const char *ls;
     size_t lsn;
     if (!event_at(L, i, &f, &ls, &lsn)) continue;
-    add_line(&b, "orchlua_skipped_total", 21, ls, lsn, NULL, num, fmt_count(num, f.skipped));
+    add_line(b, "orchlua_skipped_total", 21, ls, lsn, NULL, num, fmt_count(num, f.skipped));
   }
-  summary_family(&b, L, n, "orchlua_invocation_duration_seconds",
+  summary_family(b, L, n, "orchlua_invocation_duration_seconds",
                  "Invocation durations, description seconds.", 0);
-  summary_family(&b, L, n, "orchlua_lateness_seconds", "How late firings started, real seconds.", 1);
-  tally_text(&b, t, m, nm);
-  luaL_pushresult(&b);
-  return 1;
+  summary_family(b, L, n, "orchlua_lateness_seconds", "How late firings started, real seconds.", 1);
+  tally_text(b, t, m, nm);
+  lua_pushinteger(L, (lua_Integer)o.b->len);
+  return 2;
 }
 
 void metrics_open(lua_State *L) {

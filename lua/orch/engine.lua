@@ -573,6 +573,7 @@ function M.run(opts)
   if run.jsonl then
     run.queue:set_writer(run.jsonl.w, function(rec) run:write_report(rec, "result") end)
   end
+  if opts.live then opts.live:attach(run) end   -- --listen (orch.live), before t0
   run.kill_switch = setmetatable({ flag = core.flag(), run = run }, KillSwitch)
   run.builtins.kill_switch = run.kill_switch
   run.builtins.report_queue = run.queue
@@ -597,7 +598,6 @@ function M.run(opts)
   run.t0_wall = core.start_clock(run.scale)
   run.t0_ns = core.hrtime()
 
-  if opts.live then opts.live:attach(run) end   -- --listen (orch.live)
   run:emit({ type = "run_start", t = 0, test_name = desc.test_name, file = desc.file,
              total_hours = run.total / 3600, time_scale = run.scale, grace_sec = run.grace,
              events = #run.events, version = opts.version, run_id = run.run_id, labels = run.labels,

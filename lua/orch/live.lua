@@ -7,7 +7,7 @@
 --   GET /         the HTML report of the run so far (orch.output.html),
 --                 refreshing itself
 -- Every series carries the run's labels (run.labels, --label).  Bodies are
--- kept for a moment, so that many scrapers share one (and one copy in C).
+-- kept for a moment, so that many scrapers share one.
 local core = require "orch.core"
 local json = require "orch.output.json"
 
@@ -94,7 +94,8 @@ function M.open_for(o, cfg, scale, grace)
   return live
 end
 
--- The run to show: its queue gets the tally, its events their label text.
+-- The run to show: its queue gets the tally, its events their label text
+-- (before t0: 10,000 events take milliseconds).
 function M:attach(run)
   self.run = run
   run.live = self
@@ -114,7 +115,7 @@ function M:attach(run)
     self.invokers[i] = run.per_event[ev.id]
     self.labelsets[i] = ('event="%s"%s'):format(esc(ev.id), self.labels)
   end
-  run.console:phase(("live view at %s (/metrics, /status, /)"):format(self.url))
+  run.console:line(("orchlua: live view at %s (/metrics, /status, /)"):format(self.url))
 end
 
 -- Description seconds since t0, frozen at the end of the run.
@@ -152,8 +153,9 @@ function M:metrics()
         c.status == "fail" and 0 or 1)
     end
   end
-  local body = core.prom_text(table.concat(parts), self.invokers, self.labelsets, self.tally, self.size)
-  self.size = #body
+  -- an orch.Body: the server sends it without a copy, the collector never sees it
+  local body, size = core.prom_text(table.concat(parts), self.invokers, self.labelsets, self.tally, self.size)
+  self.size = size
   if self.tally:dropped() > 0 and not self.warned then
     self.warned = true
     run.console:log("warn", "orchlua", ("--listen: more than %d result and metric series; "

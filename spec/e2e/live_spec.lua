@@ -168,7 +168,7 @@ describe("run --listen", function()
         local self = setmetatable({ labels = ',site="a"', invokers = {}, labelsets = {}, tally = core.tally(10),
           run = { desc = { test_name = "x" }, opts = { version = "v" }, console = {}, t0_ns = 1, checks = checks } }, live)
         self.tally:set_labels(self.labels, { "site" })
-        result_reporter:add_result({ text = self:metrics() })
+        result_reporter:add_result({ text = self:metrics():text() })
         kill_switch:set()
       end }
     ]]
