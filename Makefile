@@ -19,7 +19,8 @@ ALL_CFLAGS := $(CFLAGS) $(WARN) -std=gnu99 -I$(LUA_INC) -Isrc -Ibuild \
               -DORCH_VERSION='"$(VERSION)"'
 # Lua, cjson and libuv are linked statically; -E exports the Lua C API so
 # that C modules (events/*.so, rocks) load into the binary.
-STATIC_LIBS := $(LIBDIR)/liblua5.4-cjson.a $(LIBDIR)/liblua5.4.a $(LIBDIR)/libuv_a.a
+STATIC_LIBS := $(LIBDIR)/liblua5.4-cjson.a $(LIBDIR)/liblua5.4.a $(LIBDIR)/libuv_a.a \
+               $(LIBDIR)/libhttp_parser.a
 LDLIBS  := $(STATIC_LIBS) -lm -ldl -lpthread -lrt
 LDFLAGS ?=
 ALL_LDFLAGS := $(LDFLAGS) -Wl,-E

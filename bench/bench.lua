@@ -328,6 +328,68 @@ local function ticks(id, title, n, interval, probe, report_on, checks)
                             seconds = SECONDS, report = report_on })
 end
 
+-- Workload 1s: w1b's 10,000 events with --listen, /metrics scraped once a
+-- second by bench/scrape.lua (one keep-alive connection, as Prometheus),
+-- next to the same run unscraped just before it: the lateness p99 of both
+-- and the scrapes' own times (request sent to last byte).
+local function free_port()
+  local uv = require "luv"
+  local s = uv.new_tcp()
+  assert(s:bind("127.0.0.1", 0))
+  local port = s:getsockname().port
+  s:close()
+  uv.run()
+  return port
+end
+
+local function scraped(id, title)
+  if not want(id) then return end
+  local n, name = 10000, "bench_" .. id
+  local events = {}
+  for i = 1, n do events[i] = { name = "trivial", id = "e" .. i, interval_sec = 1 } end
+  desc_file(name, { total_hours = SECONDS / 3600, events = events })
+  local r = {}
+  for _, mode in ipairs({ "plain", "scraped" }) do
+    local report = ("%s/%s.%s.jsonl"):format(OUT, id, mode)
+    local extra = { "--report", report }
+    local port, scrape_out
+    if mode == "scraped" then
+      port = free_port()
+      scrape_out = ("%s/%s.scrapes.json"):format(OUT, id)
+      os.remove(scrape_out)
+      extra[#extra + 1] = "--listen"
+      extra[#extra + 1] = tostring(port)
+      -- the scraper waits for the port, then scrapes for the run's length
+      os.execute(("lua5.4 bench/scrape.lua %d %d %s >/dev/null 2>&1 &"):format(port, SECONDS, q(scrape_out)))
+    end
+    log("%s orchlua (%s): %s", id, mode, title)
+    local m = measure({ name = id .. "." .. mode, watch = report, timeout = SECONDS * 4 + 120 },
+      orchlua_argv(name, "bench/events/trivial.lua", extra))
+    local ok, why = status_ok(m, "orchlua")
+    local rep = read_report(report)
+    r[mode .. "_ok"], r.error = ok and r.error == nil, r.error or why
+    r[mode .. "_p99"] = rep and sorted_pct(rep.lateness, 99)
+    r[mode .. "_max"] = rep and rep.lateness[#rep.lateness]
+    load_note(r, m)
+    if not KEEP then os.remove(report) end
+    if mode == "scraped" then
+      for _ = 1, 100 do   -- the scraper ends a moment after the run
+        if read(scrape_out) then break end
+        os.execute("sleep 0.2")
+      end
+      local sc = decode_file(scrape_out) or { times_ms = {}, sizes = {} }
+      local t = sc.times_ms
+      table.sort(t)
+      r.scrapes = #t
+      r.scrape_p50_ms, r.scrape_max_ms = sorted_pct(t, 50), t[#t]
+      r.body_mb = sc.sizes[#sc.sizes] and sc.sizes[#sc.sizes] / 1048576
+    end
+  end
+  r.ok = r.plain_ok and r.scraped_ok
+  if r.plain_p99 and r.scraped_p99 and r.plain_p99 > 0 then r.late_ratio = r.scraped_p99 / r.plain_p99 end
+  record(id, title, { orchlua = r }, { kind = "scraped", events = n, seconds = SECONDS })
+end
+
 -- Workload 3: one event calling add_result n times (batch: yield every
 -- `batch` results; 0 = one burst).  The programs take turns, FLOOD_ROUNDS
 -- times: this machine's speed changes by up to 2x from one second to the
@@ -601,6 +663,7 @@ end
 local t_begin = os.time()
 ticks("w1a", ("1,000 events @1 s for %g s, trivial body, --report"):format(SECONDS), 1000, 1, false, true)
 ticks("w1b", ("10,000 events @1 s for %g s, trivial body, --report"):format(SECONDS), 10000, 1, false, true)
+scraped("w1s", ("10,000 events @1 s for %g s, --report, --listen, /metrics scraped every second"):format(SECONDS))
 ticks("w1c", ("10,000 events @1 s for %g s, probe body, no report"):format(SECONDS), 10000, 1, true, false)
 ticks("w2", ("100 events @10 ms for %g s, probe body, --report"):format(SECONDS), 100, 0.01, true, true)
 flood("w3a", ("1 event, %d x add_result in one burst"):format(RESULTS_N), 0)
@@ -677,6 +740,16 @@ for _, id in ipairs(order) do
     row(w, "peak RSS", function(r) return r.maxrss_kb end, fmt_mb)
     row(w, w.report and "startup (exec to 1st write)" or "startup (exec to run start)",
       function(r) return r.startup_ms end, fmt_pms)
+  elseif w.kind == "scraped" then
+    row(w, "lateness p99, not scraped", function(r) return r.plain_p99 end, fmt_ms)
+    row(w, "lateness p99, scraped", function(r) return r.scraped_p99 end, fmt_ms)
+    row(w, "lateness max, scraped", function(r) return r.scraped_max end, fmt_ms)
+    row(w, "p99 scraped / not scraped", function(r) return r.late_ratio end,
+      function(x) return ("%.2fx"):format(x) end)
+    row(w, "scrapes (body size)", function(r)
+      return r.scrapes and ("%d (%.1f MB)"):format(r.scrapes, r.body_mb or 0) end, tostring)
+    row(w, "scrape time p50", function(r) return r.scrape_p50_ms end, fmt_pms)
+    row(w, "scrape time max", function(r) return r.scrape_max_ms end, fmt_pms)
   elseif w.kind == "flood" then
     row(w, "results/s, best round", function(r) return r.results_per_s end, fmt_rate)
     row(w, "results/s, median round", function(r) return r.results_per_s_median end, fmt_rate)
@@ -789,6 +862,10 @@ end
 target("lateness p99 at 10,000 events <= 60 ms (body-start, w1c), within 3x floor", "w1c",
   function(r) return r.body_p99 and r.body_p99 * 1000 end, 60, "<=",
   { { prog = "floor", limit = 3 }, { prog = "purelua" } })
+target("lateness p99 with /metrics scraped every second within 1.2x of the unscraped run (w1s)", "w1s",
+  function(r) return r.late_ratio end, 1.2, "<=")
+target("/metrics scrape at 10,000 events < 50 ms, median (w1s)", "w1s",
+  function(r) return r.scrape_p50_ms end, 50, "<")
 target("lateness p99 at 10,000 events <= 60 ms (as reported, w1b), within 3x floor", "w1b",
   function(r) return r.late_p99 and r.late_p99 * 1000 end, 60, "<=",
   { { prog = "floor", limit = 3 }, { prog = "purelua" } })

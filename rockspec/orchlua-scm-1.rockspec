@@ -65,6 +65,7 @@ build = {
     ["orch.fleet"] = "lua/orch/fleet.lua",
     ["orch.health"] = "lua/orch/health.lua",
     ["orch.json"] = "lua/orch/json.lua",
+    ["orch.live"] = "lua/orch/live.lua",
     ["orch.net"] = "lua/orch/net.lua",
     ["orch.order"] = "lua/orch/order.lua",
     ["orch.output.atomic"] = "lua/orch/output/atomic.lua",

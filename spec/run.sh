@@ -23,7 +23,7 @@ for t in spec/c/test_*.c; do
   # SPEC_CFLAGS: extra flags (make check-asan builds them with the sanitizers)
   if ${CC:-cc} -std=gnu99 -O1 -Wall -Wextra ${SPEC_CFLAGS:-} -Isrc -I/usr/include/lua5.4 -o "$bin" "$t" \
       $(ls src/*.c | grep -v -e '^src/main\.c$' -e '^src/host\.c$') \
-      /usr/lib/$(${CC:-cc} -print-multiarch)/liblua5.4.a /usr/lib/$(${CC:-cc} -print-multiarch)/libuv_a.a -lm -ldl -lpthread -lrt 2>"$out.cc"; then
+      /usr/lib/$(${CC:-cc} -print-multiarch)/liblua5.4.a /usr/lib/$(${CC:-cc} -print-multiarch)/libuv_a.a /usr/lib/$(${CC:-cc} -print-multiarch)/libhttp_parser.a -lm -ldl -lpthread -lrt 2>"$out.cc"; then
     # a test that dies before its plan (a crash) is a failure too
     "$bin" >"$out" 2>&1; rc=$?
     if [ $rc -ne 0 ] && ! grep -q '^not ok ' "$out" || ! grep -q '^1\.\.[0-9]' "$out"; then

@@ -297,6 +297,30 @@ void invoker_open(lua_State *L);              /* sets core.invoker */
 invoker *invoker_test(lua_State *L, int idx); /* NULL if not one */
 void invoker_fire(invoker *inv, lua_Integer k, uint64_t now, uint64_t late_ns, int from_loop);
 void invoker_pool_free(orch_core *c);          /* the spare firing tasks */
+/* An event's figures as the live view reads them (metrics.c), without Lua:
+ * 0 when the value at idx is not an invoker. */
+typedef struct invoker_figs {
+  lua_Integer runs, failures, skipped, timeouts;
+  stats *duration, *lateness; /* duration in description s, lateness in real ms */
+} invoker_figs;
+int invoker_figures(lua_State *L, int idx, invoker_figs *f);
+
+/* metrics.c: the live view's figures (the result tally, /metrics text) */
+typedef struct tally tally;
+void tally_result(tally *t, lua_State *L, int ti, int ev, int li, int di); /* the result tap */
+tally *tally_check(lua_State *L, int idx);
+void metrics_open(lua_State *L); /* sets core.tally, core.prom_text */
+
+/* http.c: the --listen server */
+int http_open(lua_State *L); /* sets core.http_listen */
+/* A response body, shared by the connections sending it (counted). */
+typedef struct body {
+  int refs;
+  size_t len, cap;
+  char *data;
+} body;
+body *body_push(lua_State *L); /* an empty one, in an orch.Body userdata on the stack */
+void body_release(body *b);
 
 /* lorch_core.c */
 writer *const *core_writer_slot(lua_State *L, int idx); /* a writer userdata's writer (NULL once closed) */

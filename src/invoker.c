@@ -744,6 +744,18 @@ static int l_summary(lua_State *L) {
   return 1;
 }
 
+int invoker_figures(lua_State *L, int idx, invoker_figs *f) {
+  invoker *inv = invoker_test(L, idx);
+  if (inv == NULL) return 0;
+  f->runs = inv->runs;
+  f->failures = inv->failures;
+  f->skipped = inv->skipped;
+  f->timeouts = inv->timeouts;
+  f->duration = inv->duration;
+  f->lateness = inv->lateness;
+  return 1;
+}
+
 /* core.invoker_running() -> fast tasks alive, all events */
 static int l_core_invoker_running(lua_State *L) {
   lua_pushinteger(L, core_get(L)->invoker_running);

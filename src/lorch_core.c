@@ -1068,6 +1068,8 @@ int luaopen_orch_core(lua_State *L) {
   guardian_open(L);
   invoker_open(L);
   series_open(L);
+  metrics_open(L);
+  http_open(L);
   lua_pushinteger(L, ORCH_API_VERSION);
   lua_setfield(L, -2, "api_version");
   return 1;

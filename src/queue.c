@@ -36,8 +36,9 @@ struct orch_queue {
 
 /* The queue userdata's user values: the values in the queue (between head
  * and tail), the kept event (lqueue.ev_task's), set_writer's writer and
- * fallback, the last record's ts. */
-enum { Q_ITEMS = 1, Q_EV_LAST, Q_WRITER, Q_FALLBACK, Q_TS_LAST, Q_TAPS, Q_NUSER = Q_TAPS };
+ * fallback, the last record's ts, set_taps's taps (checks), set_tally's tally
+ * (the live view). */
+enum { Q_ITEMS = 1, Q_EV_LAST, Q_WRITER, Q_FALLBACK, Q_TS_LAST, Q_TAPS, Q_TALLY, Q_NUSER = Q_TALLY };
 
 typedef struct lqueue {
   orch_queue *q;
@@ -50,6 +51,7 @@ typedef struct lqueue {
   int closed;
   int self_ref; /* held while the async handle is open */
   writer *const *wslot; /* the --report writer (set_writer), or NULL */
+  tally *tally;         /* --listen's result tap (set_tally, metrics.c), or NULL */
   /* A chatty event reports from one invocation, many times a millisecond:
    * the event of the task that reported last (a string, in Q_EV_LAST) with
    * its JSON, and the last ts with its Lua string (in Q_TS_LAST), are
@@ -479,6 +481,11 @@ static int report(lua_State *L, lqueue *lq, int level, int li, int di) {
     lua_settop(L, R_REC);
   }
   if (level == LV_OTHER && lua_rawequal(L, li, lua_upvalueindex(UV_ERROR))) level = LV_ERROR;
+  if (lq->tally != NULL) {
+    lua_getiuservalue(L, 1, Q_TALLY);                   /* [... rec tally] */
+    tally_result(lq->tally, L, lua_gettop(L), R_EVENT, li, di);
+    lua_pop(L, 1);
+  }
   queue_append(L, lq, 1, R_ITEMS, (written ? F_WRITTEN : 0) | (level == LV_ERROR ? F_ERROR : 0));
   return put_done(L, lq);
 }
@@ -666,6 +673,16 @@ static int l_queue_set_writer(lua_State *L) {
   return 0;
 }
 
+/* queue:set_tally(tally): report() hands it every result record from
+ * now on (the live view's counts and metric values, metrics.c). */
+static int l_queue_set_tally(lua_State *L) {
+  lqueue *lq = check_queue(L, 1);
+  lq->tally = tally_check(L, 2);
+  lua_settop(L, 2);
+  lua_setiuservalue(L, 1, Q_TALLY); /* kept alive while the queue is */
+  return 0;
+}
+
 /* queue:counts() -> values taken by get and get_nowait, and the error
  * records among them: the run's result counts, kept here because the
  * reporter loop would otherwise call into Lua for every result to count. */
@@ -742,6 +759,7 @@ int queue_open(lua_State *L) {
                                {"handle", l_queue_handle},
                                {"set_writer", l_queue_set_writer},
                                {"set_taps", l_queue_set_taps},
+                               {"set_tally", l_queue_set_tally},
                                {NULL, NULL}};
   luaL_newmetatable(L, QUEUE_MT);                       /* [mt] */
   luaL_newlibtable(L, m);                               /* [mt methods] */

@@ -11,6 +11,7 @@ local USAGE = [[
 usage: orchlua run NAME|FILE.json [--hours H] [--time-scale X] [--report FILE.jsonl]
                                   [--junit FILE.xml] [--html FILE.html] [--fail-fast] [-q|-qq|-v]
                                   [--no-progress] [--resume RUN.jsonl | --resume-if-exists] [--force]
+                                  [--listen [ADDR:]PORT]
        orchlua report RUN.jsonl [--html FILE.html]    the summary (and HTML report) of a --report file
        orchlua report A.jsonl B.jsonl [--threshold [NAME=]PCT]... [--ignore-label NAME]...
                                         what changed from run A to run B; exit 1 on a regression
@@ -52,6 +53,9 @@ orchlua run NAME|FILE.json [options]
                      one gap record, records appended (exit 2 for a finished run)
   --resume-if-exists resume the --report file when it exists, else start (a restarted unit)
   --force            resume although the description changed
+  --listen [ADDR:]PORT  serve /metrics (Prometheus), /status (JSON) and / (the report so
+                     far) while the run goes on; 127.0.0.1 unless ADDR is written out
+                     (config listen); ORCHLUA_LISTEN_TOKEN set: a bearer token is required
 Exit status: 0 all succeeded; 1 a failure or an error result; 2 usage or
 description errors; 128+N stopped by signal N.]],
   list = [[
@@ -133,6 +137,7 @@ local FLAGS = {
   ["--resume"] = { "resume", true, { run = true } },
   ["--resume-if-exists"] = { "resume_if_exists", false, { run = true } },
   ["--force"] = { "force", false, { run = true } },
+  ["--listen"] = { "listen", true, { run = true } },
   ["--fail-fast"] = { "fail_fast", false, { run = true } },
   ["--no-progress"] = { "no_progress", false, { run = true } },
   ["-q"] = { "quiet", false, { run = true } }, ["--quiet"] = { "quiet", false, { run = true } },
@@ -555,6 +560,8 @@ function cmd.run(a)
   local inputs = { { "the description", desc.file } }
   for _, src in ipairs(srcs) do inputs[#inputs + 1] = { "the source " .. src.file, src.path } end
   distinct_files({ { "--report", o.report }, { "--junit", o.junit }, { "--html", o.html } }, inputs)
+  local live, e10 = require("orch.live").open_for(o, cfg, scale or 1, grace or cfg.grace_sec)
+  if e10 then err("orchlua: ", e10, "\n") return 2 end
   local jsonl
   if o.report then
     local e2
@@ -579,6 +586,7 @@ function cmd.run(a)
     end
   end
   fleet:start(jsonl, o.report)
+  if live then live.opts.report_path = html_src end
   local console = require("orch.output.console").new({ level = (o.quiet or o.quieter) and 0 or o.verbose and 2 or 1,
                                                         brief = o.quiet and not o.quieter,
                                                         progress = not o.no_progress })
@@ -586,7 +594,7 @@ function cmd.run(a)
     desc = desc, events = events, hours = hours, scale = scale or 1,
     grace = grace or cfg.grace_sec, jsonl = jsonl, console = console,
     fail_fast = o.fail_fast, version = VERSION, report_path = o.report, junit_path = o.junit,
-    html_path = o.html, labels = fleet.labels, run_id = fleet.run_id, loop_lag_sec = cfg.loop_lag_sec,
+    html_path = o.html, labels = fleet.labels, run_id = fleet.run_id, live = live, loop_lag_sec = cfg.loop_lag_sec,
     resume = resume, description_hash = require("orch.resume").fingerprint(desc.file),
     -- JUnit and HTML are written before run_end: a write that fails is in
     -- the run's status, its summary and its run_end alike
@@ -610,6 +618,7 @@ function cmd.run(a)
       if status == 0 then status = 1 end
     end
   end
+  if live then live:finish() end
   status = fleet:finish(status)
   console:close()
   if o.html and html_src ~= o.report then os.remove(html_src) end

@@ -16,7 +16,7 @@ M.DEFAULTS = {
 
 local KEYS = { descriptions = "string or list", sources = "string or list",
                grace_sec = "number >= 0", loop_lag_sec = "number >= 0", lua_path = "list", lua_cpath = "list",
-               sinks = "string or list" }
+               sinks = "string or list", listen = "string" }
 
 -- orch.core when in the host (no child process); plain Lua in the specs
 local has_core, core = pcall(require, "orch.core")
@@ -147,6 +147,7 @@ function M.load(path)
     local good
     if want == "string or list" then good = type(v) == "string" or is_list_of_strings(v)
     elseif want == "list" then good = is_list_of_strings(v)
+    elseif want == "string" then good = type(v) == "string"
     else good = type(v) == "number" and v >= 0 and v == v and v < math.huge end
     if not good then
       return nil, ("%s: %s: expected a %s, found %s"):format(path, k, want,

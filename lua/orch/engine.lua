@@ -701,6 +701,7 @@ function M.run(opts)
     run.queue:set_writer(run.jsonl.w, function(rec) run:write_report(rec, "result") end)
   end
   run.checks = require("orch.checks").new(run)   -- nil without checks
+  if opts.live then opts.live:attach(run) end   -- --listen (orch.live), before t0
   run.kill_switch = setmetatable({ flag = core.flag(), run = run }, KillSwitch)
   run.order = order.new(run, function() return setmetatable({ flag = core.flag(), run = run }, KillSwitch) end)
   run.builtins.kill_switch = run.kill_switch
