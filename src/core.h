@@ -60,6 +60,9 @@ typedef struct task {
    * Lua done, with the status and the error message (or nil) on the main
    * thread's stack, which it pops; it may free the task */
   void (*on_finish)(struct task *, const char *status);
+  /* set while co is NULL: takes the coroutine and pushes the arguments
+   * when the task starts (or ends unstarted) */
+  void (*bind)(struct task *);
 } task;
 
 /* stats.c: a summary of samples (see stats.c for the rules) */

@@ -284,12 +284,21 @@ static void task_release_co(orch_core *c, task *t) {
   ref_free(c->L, &t->co_ref);
 }
 
+/* A task fired before its turn gets its coroutine now (invoker.c). */
+static void task_bind(task *t) {
+  if (t->co == NULL && t->bind != NULL) {
+    t->bind(t);
+    t->bind = NULL;
+  }
+}
+
 /* Ends a task: calls done(task, status, tag, err), then releases it all. */
 static void task_finish(task *t, int st, const char *forced_err) {
   orch_core *c = t->core;
   lua_State *L = c->L;
   const char *status = forced_err ? "error" : status_name(t, st);
   if (t->state == T_DONE) return;
+  task_bind(t); /* ended before it started: its error and traceback need co */
   t->state = T_DONE;
   list_remove(&t->ready);
   list_remove(&t->wait);
@@ -328,7 +337,9 @@ static void task_finish(task *t, int st, const char *forced_err) {
 
 static void task_resume(orch_core *c, task *t) {
   int nres, st;
-  int nargs = t->nargs;
+  int nargs;
+  task_bind(t);
+  nargs = t->nargs;
   t->nargs = 0;
   t->state = T_RUNNING;
   uv_mutex_lock(&c->watch_mu);
