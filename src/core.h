@@ -76,7 +76,8 @@ typedef struct stats {
   double sum, min, max;
   int nexact;                 /* -1 once in buckets */
   int sorted;                 /* exact[] is in order (percentile sorted it) */
-  double exact[STATS_EXACT];
+  int capexact;               /* room in exact, grown as samples come */
+  double *exact;              /* malloc'd: 10,000 events' stats hold few samples */
   struct stats_bucket *bk;    /* sorted by b */
   size_t nb, capb, hint;
 } stats;
@@ -86,7 +87,7 @@ void stats_add(stats *s, double v);
  * while the firing's body runs. */
 static inline void stats_prefetch(const stats *s, uint64_t n) {
   __builtin_prefetch(s, 1);
-  if (n < STATS_EXACT) __builtin_prefetch(&s->exact[n], 1);
+  if (n < (uint64_t)s->capexact) __builtin_prefetch(&s->exact[n], 1);
 }
 double stats_percentile(stats *s, double p);
 int stats_push_new(lua_State *L);

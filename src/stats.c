@@ -7,7 +7,8 @@
  * log-spaced buckets 1% wide (percentiles within 1%); n, sum, min and max
  * are always exact.  Buckets are a sorted array of the ones in use: a run
  * touches a few hundred at most, where a dense array over the range would
- * cost kilobytes per statistic and 10,000 events have 20,000 of them.
+ * cost kilobytes per statistic and 10,000 events have 20,000 of them.  The
+ * exact samples' array grows as they come, for the same reason.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -60,11 +61,31 @@ static int count_bucket(stats *s, int b) {
   return 0;
 }
 
+/* Room for one more exact sample: 4, 8, ... STATS_EXACT; when none can be
+ * had, the samples so far go to the buckets (percentiles within 1% early). */
+static int grow_exact(stats *s) {
+  int cap = s->capexact ? s->capexact * 2 : 4;
+  double *p = realloc(s->exact, (size_t)cap * sizeof *p);
+  if (p == NULL) {
+    int i;
+    for (i = 0; i < s->nexact; i++) count_bucket(s, bucket_of(s->exact[i]));
+    s->nexact = -1;
+    return -1;
+  }
+  s->exact = p;
+  s->capexact = cap;
+  return 0;
+}
+
 void stats_add(stats *s, double v) {
   s->n++;
   s->sum += v;
   if (s->n == 1 || v > s->max) s->max = v;
   if (s->n == 1 || v < s->min) s->min = v;
+  if (s->nexact >= 0 && s->nexact == s->capexact && grow_exact(s) != 0) {
+    count_bucket(s, bucket_of(v));
+    return;
+  }
   if (s->nexact >= 0) {
     s->exact[s->nexact++] = v;
     s->sorted = 0;
@@ -74,6 +95,9 @@ void stats_add(stats *s, double v) {
       for (i = 0; i < STATS_EXACT; i++) count_bucket(s, bucket_of(s->exact[i]));
     }
     s->nexact = -1;
+    free(s->exact); /* the buckets hold them now */
+    s->exact = NULL;
+    s->capexact = 0;
     return;
   }
   count_bucket(s, bucket_of(v)); /* out of memory: a sample uncounted, n still right */
@@ -118,6 +142,9 @@ double stats_percentile(stats *s, double p) {
 static void stats_free(stats *s) {
   free(s->bk);
   s->bk = NULL;
+  free(s->exact);
+  s->exact = NULL;
+  s->nexact = s->capexact = 0;
   s->nb = s->capb = 0;
 }
 
