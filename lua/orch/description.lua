@@ -102,22 +102,47 @@ end
 
 local check   -- forward: check and check_object call each other
 
+-- Per key list, what check_object reads for every object: its key -> entry
+-- map, its entries with a default_from, and a maker of the normalized
+-- table sized for every field at once (a table grown a field at a time is
+-- rehashed four times over).
+local plans = setmetatable({}, { __mode = "k" })
+local function plan_of(keys)
+  local plan = plans[keys]
+  if plan then return plan end
+  local by_key, default_from, fields = {}, {}, {}
+  for _, entry in ipairs(keys) do
+    by_key[entry.key] = entry
+    if entry.default_from then default_from[#default_from + 1] = entry end
+    fields[entry.to or entry.key] = true
+    if entry.group then fields[entry.group .. "_key"] = true end
+  end
+  local slots = {}
+  for _ in pairs(fields) do slots[#slots + 1] = ("_%d = nil"):format(#slots + 1) end
+  -- a constructor's fields size the table; nil values are not stored
+  local new = load("return function() return { " .. table.concat(slots, ", ") .. " } end")()
+  plan = { by_key = by_key, default_from = default_from, new = new }
+  plans[keys] = plan
+  return plan
+end
+
 -- Checks the members of an object against a key list; returns the normalized
 -- table (field names from entry.to), without the members that were bad, so
 -- that later checks (duplicate ids) still see what was good.
 local function check_object(ctx, value, keys, path)
-  local out = {}
+  local plan = plan_of(keys)
+  local out = plan.new()
   -- unknown keys (load sorts all errors by position, so pairs order is fine)
-  local valid = schema.key_names(keys)
+  local by_key = plan.by_key
   for key in pairs(value) do
-    if not schema.entry(keys, key) then
+    if not by_key[key] then
       local kpath = join(ctx, path, key)
       local at = ctx.index[kpath]
       add_error(ctx, kpath, at and { line = at.key_line, col = at.key_col },
-        ('unknown key %s%s'):format(json.quote(key), suggest.hint(key, valid)))
+        ('unknown key %s%s'):format(json.quote(key), suggest.hint(key, schema.key_names(keys))))
     end
   end
-  local groups = {}   -- group name -> the entries given, in source order
+  local groups   -- group name -> the entries given, in source order
   for _, entry in ipairs(keys) do
     local v = value[entry.key]
     local field = entry.to or entry.key
@@ -133,6 +158,7 @@ local function check_object(ctx, value, keys, path)
     else
       local kpath = join(ctx, path, entry.key)   -- a path only for a key given
       if entry.group then   -- given at all counts, valid or not
+        groups = groups or {}
         local g = groups[entry.group] or {}
         groups[entry.group] = g
         g[#g + 1] = { entry = entry, at = ctx.index[kpath] }
@@ -158,7 +184,7 @@ local function check_object(ctx, value, keys, path)
       end
     end
   end
-  for name, given in pairs(groups) do
+  for name, given in pairs(groups or NO_INDEX) do
     if #given > 1 then
       -- the first key in the file stands; each later one is the mistake
       table.sort(given, function(a, b)
@@ -178,8 +204,8 @@ local function check_object(ctx, value, keys, path)
       end
     end
   end
-  for _, entry in ipairs(keys) do
-    if entry.default_from and out[entry.to or entry.key] == nil then
+  for _, entry in ipairs(plan.default_from) do
+    if out[entry.to or entry.key] == nil then
       out[entry.to or entry.key] = out[entry.default_from]
     end
   end
