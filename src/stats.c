@@ -61,10 +61,11 @@ static int count_bucket(stats *s, int b) {
   return 0;
 }
 
-/* Room for one more exact sample: 4, 8, ... STATS_EXACT; when none can be
- * had, the samples so far go to the buckets (percentiles within 1% early). */
+/* Room for one more exact sample: 4, 8, 16, then 8 more at a time up to
+ * STATS_EXACT; when none can be had, the samples so far go to the buckets
+ * (percentiles within 1% early). */
 static int grow_exact(stats *s) {
-  int cap = s->capexact ? s->capexact * 2 : 4;
+  int cap = s->capexact == 0 ? 4 : s->capexact < 16 ? s->capexact * 2 : s->capexact + 8;
   double *p = realloc(s->exact, (size_t)cap * sizeof *p);
   if (p == NULL) {
     int i;
