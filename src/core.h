@@ -77,7 +77,9 @@ typedef struct stats {
   int nexact;                 /* -1 once in buckets */
   int sorted;                 /* exact[] is in order (percentile sorted it) */
   int capexact;               /* room in exact, grown as samples come */
-  double *exact;              /* malloc'd: 10,000 events' stats hold few samples */
+  double *exact;              /* from the state's allocator: 10,000 events' stats hold few samples */
+  lua_Alloc allocf;           /* the state's allocator (its size classes: a growth costs no malloc) */
+  void *allocud;
   struct stats_bucket *bk;    /* sorted by b */
   size_t nb, capb, hint;
 } stats;
@@ -254,7 +256,6 @@ void sched_defer(orch_core *c, deferred *d); /* harmless if already deferred */
 void sched_hook(lua_State *co);
 lua_State *sched_thread(lua_State *L, int *ref); /* a fresh coroutine, anchored by *ref */
 void sched_trim(lua_State *L, int keep);        /* the pool down to keep coroutines */
-void sched_reserve(lua_State *L, int n); /* n coroutines in the pool */
 int sched_call(lua_State *L, int nargs, int nres); /* pcall with traceback */
 
 /* lorch_core.c, queue.c, proc.c */

@@ -241,19 +241,6 @@ static void pool_grow(orch_core *c) {
   }
 }
 
-/* Fills the pool with n coroutines (at most POOL_MAX): created before t0,
- * they are not created while the first firings wait. */
-void sched_reserve(lua_State *L, int n) {
-  orch_core *c = core_get(L);
-  if (n > POOL_MAX) n = POOL_MAX;
-  while (c->pool_n < n) {
-    pool_grow(c);
-    if (c->pool_n == c->pool_cap) break;
-    c->pool[c->pool_n] = lua_newthread(L);
-    c->pool_ref[c->pool_n++] = ref_new(L);
-  }
-}
-
 /* Lets the pool go down to keep coroutines.  Every live coroutine is
  * walked again at each young collection (the collector never treats a
  * thread as done); released young, they are freed by the next one. */

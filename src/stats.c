@@ -66,7 +66,8 @@ static int count_bucket(stats *s, int b) {
  * (percentiles within 1% early). */
 static int grow_exact(stats *s) {
   int cap = s->capexact == 0 ? 4 : s->capexact < 16 ? s->capexact * 2 : s->capexact + 8;
-  double *p = realloc(s->exact, (size_t)cap * sizeof *p);
+  double *p = s->allocf(s->allocud, s->exact, (size_t)s->capexact * sizeof *p,
+                        (size_t)cap * sizeof *p);
   if (p == NULL) {
     int i;
     for (i = 0; i < s->nexact; i++) count_bucket(s, bucket_of(s->exact[i]));
@@ -96,7 +97,7 @@ void stats_add(stats *s, double v) {
       for (i = 0; i < STATS_EXACT; i++) count_bucket(s, bucket_of(s->exact[i]));
     }
     s->nexact = -1;
-    free(s->exact); /* the buckets hold them now */
+    s->allocf(s->allocud, s->exact, (size_t)s->capexact * sizeof *s->exact, 0); /* the buckets hold them now */
     s->exact = NULL;
     s->capexact = 0;
     return;
@@ -143,7 +144,7 @@ double stats_percentile(stats *s, double p) {
 static void stats_free(stats *s) {
   free(s->bk);
   s->bk = NULL;
-  free(s->exact);
+  if (s->exact != NULL) s->allocf(s->allocud, s->exact, (size_t)s->capexact * sizeof *s->exact, 0);
   s->exact = NULL;
   s->nexact = s->capexact = 0;
   s->nb = s->capb = 0;
@@ -157,6 +158,7 @@ static stats *check_stats(lua_State *L) { return luaL_checkudata(L, 1, STATS_MT)
 int stats_push_new(lua_State *L) {
   stats *s = lua_newuserdatauv(L, sizeof *s, 0);
   memset(s, 0, sizeof *s);
+  s->allocf = lua_getallocf(L, &s->allocud);
   luaL_setmetatable(L, STATS_MT);
   return 1;
 }
