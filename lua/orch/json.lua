@@ -495,8 +495,20 @@ end
 -- Only an escaped colon (\u003a) can make a string's ':' differ between
 -- text and value: such a text takes the scan.
 local function no_duplicates(text, members, colons)
-  if find(text, "\\u003[aA]") then return false end
-  return select(2, gsub(text, ":", "")) == members + colons
+  -- plain finds: a pattern tries every offset of a big text
+  local p = find(text, "\\u003", 1, true)
+  while p do
+    local c = byte(text, p + 5)
+    if c == 97 or c == 65 then return false end   -- a, A
+    p = find(text, "\\u003", p + 5, true)
+  end
+  local n = 0
+  p = find(text, ":", 1, true)
+  while p do
+    n = n + 1
+    p = find(text, ":", p + 1, true)
+  end
+  return n == members + colons
 end
 
 -- An index built at its first read: a description that validates reads
