@@ -84,11 +84,11 @@ void stats_add(stats *s, double v) {
   s->sum += v;
   if (s->n == 1 || v > s->max) s->max = v;
   if (s->n == 1 || v < s->min) s->min = v;
-  if (s->nexact >= 0 && s->nexact == s->capexact && grow_exact(s) != 0) {
-    count_bucket(s, bucket_of(v));
-    return;
-  }
   if (s->nexact >= 0) {
+    if (s->nexact == s->capexact && grow_exact(s) != 0) {
+      count_bucket(s, bucket_of(v));
+      return;
+    }
     s->exact[s->nexact++] = v;
     s->sorted = 0;
     if (s->nexact < STATS_EXACT) return;
