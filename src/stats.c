@@ -61,11 +61,14 @@ static int count_bucket(stats *s, int b) {
   return 0;
 }
 
-/* Room for one more exact sample: 4, 8, 16, then 8 more at a time up to
- * STATS_EXACT; when none can be had, the samples so far go to the buckets
- * (percentiles within 1% early). */
+/* Room for one more exact sample: EXACT_FIRST, then STATS_EXACT.  One
+ * growth at most: with 10,000 events in step, every growth falls in the
+ * same tick and delays its later firings (w1b's lateness).  When no room
+ * can be had, the samples so far go to the buckets (percentiles within 1%
+ * early). */
+#define EXACT_FIRST 24 /* a 20 s run at 1 s (w1b) never grows */
 static int grow_exact(stats *s) {
-  int cap = s->capexact == 0 ? 4 : s->capexact < 16 ? s->capexact * 2 : s->capexact + 8;
+  int cap = s->capexact == 0 ? EXACT_FIRST : STATS_EXACT;
   double *p = s->allocf(s->allocud, s->exact, (size_t)s->capexact * sizeof *p,
                         (size_t)cap * sizeof *p);
   if (p == NULL) {
