@@ -75,6 +75,9 @@ static int grow_exact(stats *s) {
     int i;
     for (i = 0; i < s->nexact; i++) count_bucket(s, bucket_of(s->exact[i]));
     s->nexact = -1;
+    if (s->exact != NULL) s->allocf(s->allocud, s->exact, (size_t)s->capexact * sizeof *p, 0);
+    s->exact = NULL;
+    s->capexact = 0;
     return -1;
   }
   s->exact = p;

@@ -419,9 +419,6 @@ local function basename(path)
   return (path:match("([^/]*)$"))
 end
 
---- Validates a description given as text. `file` names it in errors and,
--- when given, test_name must equal its base name without ".json".
--- Returns the normalized description, or nil, errors (sorted by line/col).
 -- One validation pass (see ctx above); the normalized description, or nil
 -- and ctx (its errors, or unsure).
 local function validate(text, file, value, index, fast)
@@ -452,6 +449,9 @@ local function validate(text, file, value, index, fast)
   return desc
 end
 
+--- Validates a description given as text. `file` names it in errors and,
+-- when given, test_name must equal its base name without ".json".
+-- Returns the normalized description, or nil, errors (sorted by line/col).
 function description.decode(text, file)
   local value, index = json.decode(text, { max_depth = INDEX_DEPTH, lazy = true })
   if value == nil then
