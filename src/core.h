@@ -61,6 +61,9 @@ typedef struct task {
    * Lua done, with the status and the error message (or nil) on the main
    * thread's stack, which it pops; it may free the task */
   void (*on_finish)(struct task *, const char *status);
+  /* set while co is NULL: takes the coroutine and pushes the arguments
+   * when the task starts (or ends unstarted) */
+  void (*bind)(struct task *);
 } task;
 
 /* stats.c: a summary of samples (see stats.c for the rules) */
@@ -74,7 +77,10 @@ typedef struct stats {
   double sum, min, max;
   int nexact;                 /* -1 once in buckets */
   int sorted;                 /* exact[] is in order (percentile sorted it) */
-  double exact[STATS_EXACT];
+  int capexact;               /* room in exact, grown as samples come */
+  double *exact;              /* from the state's allocator: 10,000 events' stats hold few samples */
+  lua_Alloc allocf;           /* the state's allocator (its size classes: a growth costs no malloc) */
+  void *allocud;
   struct stats_bucket *bk;    /* sorted by b */
   size_t nb, capb, hint;
 } stats;
@@ -84,7 +90,7 @@ void stats_add(stats *s, double v);
  * while the firing's body runs. */
 static inline void stats_prefetch(const stats *s, uint64_t n) {
   __builtin_prefetch(s, 1);
-  if (n < STATS_EXACT) __builtin_prefetch(&s->exact[n], 1);
+  if (n < (uint64_t)s->capexact) __builtin_prefetch(&s->exact[n], 1);
 }
 double stats_percentile(stats *s, double p);
 int stats_push_new(lua_State *L);
@@ -269,7 +275,6 @@ void sched_defer(orch_core *c, deferred *d); /* harmless if already deferred */
 void sched_hook(lua_State *co);
 lua_State *sched_thread(lua_State *L, int *ref); /* a fresh coroutine, anchored by *ref */
 void sched_trim(lua_State *L, int keep);        /* the pool down to keep coroutines */
-void sched_reserve(lua_State *L, int n); /* n coroutines in the pool */
 int sched_call(lua_State *L, int nargs, int nres); /* pcall with traceback */
 void sched_guard_begin(orch_core *c, lua_State *co); /* user code outside a task: bounded */
 void sched_guard_end(orch_core *c);

@@ -80,13 +80,6 @@ static int l_core_start_clock(lua_State *L) {
   return 1;
 }
 
-/* core.reserve_threads(n): n coroutines ready for the first firings. */
-static int l_core_reserve_threads(lua_State *L) {
-  lua_Integer n = luaL_checkinteger(L, 1);
-  sched_reserve(L, n > INT_MAX ? INT_MAX : (int)n);
-  return 0;
-}
-
 /* core.trim_threads(n): keeps at most n of them, once the firings that
  * needed them all are over. */
 static int l_core_trim_threads(lua_State *L) {
@@ -1036,7 +1029,7 @@ int luaopen_orch_core(lua_State *L) {
   static const luaL_Reg funcs[] = {
       {"start_clock", l_core_start_clock}, {"now", l_core_now},
       {"time_scale", l_core_time_scale},
-      {"reserve_threads", l_core_reserve_threads}, {"trim_threads", l_core_trim_threads},
+      {"trim_threads", l_core_trim_threads},
       {"hrtime", l_core_hrtime}, {"wall", l_core_wall},
       {"iso8601", l_core_iso8601}, {"ts", l_core_ts}, {"stamp", l_core_stamp},
       {"run", l_core_run}, {"stop", l_core_stop},

@@ -317,19 +317,6 @@ static void pool_grow(orch_core *c) {
   }
 }
 
-/* Fills the pool with n coroutines (at most POOL_MAX): created before t0,
- * they are not created while the first firings wait. */
-void sched_reserve(lua_State *L, int n) {
-  orch_core *c = core_get(L);
-  if (n > POOL_MAX) n = POOL_MAX;
-  while (c->pool_n < n) {
-    pool_grow(c);
-    if (c->pool_n == c->pool_cap) break;
-    c->pool[c->pool_n] = lua_newthread(L);
-    c->pool_ref[c->pool_n++] = ref_new(L);
-  }
-}
-
 /* Lets the pool go down to keep coroutines.  Every live coroutine is
  * walked again at each young collection (the collector never treats a
  * thread as done); released young, they are freed by the next one. */
@@ -367,12 +354,21 @@ static void task_release_co(orch_core *c, task *t) {
   ref_free(c->L, &t->co_ref);
 }
 
+/* A task fired before its turn gets its coroutine now (invoker.c). */
+static void task_bind(task *t) {
+  if (t->co == NULL && t->bind != NULL) {
+    t->bind(t);
+    t->bind = NULL;
+  }
+}
+
 /* Ends a task: calls done(task, status, tag, err), then releases it all. */
 static void task_finish(task *t, int st, const char *forced_err) {
   orch_core *c = t->core;
   lua_State *L = c->L;
   const char *status = forced_err ? "error" : status_name(t, st);
   if (t->state == T_DONE) return;
+  task_bind(t); /* ended before it started: its error and traceback need co */
   t->state = T_DONE;
   list_remove(&t->ready);
   list_remove(&t->wait);
@@ -429,7 +425,9 @@ static void report_lag(orch_core *c, task *t) {
 
 static void task_resume(orch_core *c, task *t) {
   int nres, st, lagged;
-  int nargs = t->nargs;
+  int nargs;
+  task_bind(t);
+  nargs = t->nargs;
   t->nargs = 0;
   t->state = T_RUNNING;
   uv_mutex_lock(&c->watch_mu);

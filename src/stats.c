@@ -7,7 +7,8 @@
  * log-spaced buckets 1% wide (percentiles within 1%); n, sum, min and max
  * are always exact.  Buckets are a sorted array of the ones in use: a run
  * touches a few hundred at most, where a dense array over the range would
- * cost kilobytes per statistic and 10,000 events have 20,000 of them.
+ * cost kilobytes per statistic and 10,000 events have 20,000 of them.  The
+ * exact samples' array grows as they come, for the same reason.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -60,12 +61,40 @@ static int count_bucket(stats *s, int b) {
   return 0;
 }
 
+/* Room for one more exact sample: EXACT_FIRST, then STATS_EXACT.  One
+ * growth at most: with 10,000 events in step, every growth falls in the
+ * same tick and delays its later firings (w1b's lateness).  When no room
+ * can be had, the samples so far go to the buckets (percentiles within 1%
+ * early). */
+#define EXACT_FIRST 24 /* a 20 s run at 1 s (w1b) never grows */
+static int grow_exact(stats *s) {
+  int cap = s->capexact == 0 ? EXACT_FIRST : STATS_EXACT;
+  double *p = s->allocf(s->allocud, s->exact, (size_t)s->capexact * sizeof *p,
+                        (size_t)cap * sizeof *p);
+  if (p == NULL) {
+    int i;
+    for (i = 0; i < s->nexact; i++) count_bucket(s, bucket_of(s->exact[i]));
+    s->nexact = -1;
+    if (s->exact != NULL) s->allocf(s->allocud, s->exact, (size_t)s->capexact * sizeof *p, 0);
+    s->exact = NULL;
+    s->capexact = 0;
+    return -1;
+  }
+  s->exact = p;
+  s->capexact = cap;
+  return 0;
+}
+
 void stats_add(stats *s, double v) {
   s->n++;
   s->sum += v;
   if (s->n == 1 || v > s->max) s->max = v;
   if (s->n == 1 || v < s->min) s->min = v;
   if (s->nexact >= 0) {
+    if (s->nexact == s->capexact && grow_exact(s) != 0) {
+      count_bucket(s, bucket_of(v));
+      return;
+    }
     s->exact[s->nexact++] = v;
     s->sorted = 0;
     if (s->nexact < STATS_EXACT) return;
@@ -74,6 +103,9 @@ void stats_add(stats *s, double v) {
       for (i = 0; i < STATS_EXACT; i++) count_bucket(s, bucket_of(s->exact[i]));
     }
     s->nexact = -1;
+    s->allocf(s->allocud, s->exact, (size_t)s->capexact * sizeof *s->exact, 0); /* the buckets hold them now */
+    s->exact = NULL;
+    s->capexact = 0;
     return;
   }
   count_bucket(s, bucket_of(v)); /* out of memory: a sample uncounted, n still right */
@@ -118,6 +150,9 @@ double stats_percentile(stats *s, double p) {
 static void stats_free(stats *s) {
   free(s->bk);
   s->bk = NULL;
+  if (s->exact != NULL) s->allocf(s->allocud, s->exact, (size_t)s->capexact * sizeof *s->exact, 0);
+  s->exact = NULL;
+  s->nexact = s->capexact = 0;
   s->nb = s->capb = 0;
 }
 
@@ -129,6 +164,7 @@ static stats *check_stats(lua_State *L) { return luaL_checkudata(L, 1, STATS_MT)
 int stats_push_new(lua_State *L) {
   stats *s = lua_newuserdatauv(L, sizeof *s, 0);
   memset(s, 0, sizeof *s);
+  s->allocf = lua_getallocf(L, &s->allocud);
   luaL_setmetatable(L, STATS_MT);
   return 1;
 }

@@ -36,7 +36,25 @@ end
 -- ---------------------------------------------------------------------------
 -- Validation
 
--- ctx: { file =, text =, index =, errors = {} } for one file.
+-- ctx: { file =, text =, index =, errors = {}, fast = } for one file.
+--
+-- A description is validated twice only when it has a problem: first fast,
+-- with no paths and no positions (ctx.fast: the paths are false and the
+-- index is empty), which a valid file passes; then, when that pass found
+-- an error or could not tell {} from [], again with paths and the index
+-- (built then), for the messages.  The fast pass may only be stricter.
+
+local NO_INDEX = {}
+
+local function join(ctx, path, key)
+  if ctx.fast then return false end
+  return json.join(path, key)
+end
+
+local function element(ctx, path, i)
+  if ctx.fast then return false end
+  return json.element(path, i)
+end
 
 local function add_error(ctx, path, where, message)
   local errors = ctx.errors
@@ -51,6 +69,8 @@ local function kind_of(ctx, value, path)
   if value == json.null then return "null" end
   local t = type(value)
   if t == "table" then
+    -- {} or []: only the index knows
+    if ctx.fast and next(value) == nil then ctx.unsure = true end
     return (next(value) == nil or value[1] ~= nil) and "array" or "object"
   end
   return t
@@ -82,22 +102,47 @@ end
 
 local check   -- forward: check and check_object call each other
 
+-- Per key list, what check_object reads for every object: its key -> entry
+-- map, its entries with a default_from, and a maker of the normalized
+-- table sized for every field at once (a table grown a field at a time is
+-- rehashed four times over).
+local plans = setmetatable({}, { __mode = "k" })
+local function plan_of(keys)
+  local plan = plans[keys]
+  if plan then return plan end
+  local by_key, default_from, fields = {}, {}, {}
+  for _, entry in ipairs(keys) do
+    by_key[entry.key] = entry
+    if entry.default_from then default_from[#default_from + 1] = entry end
+    fields[entry.to or entry.key] = true
+    if entry.group then fields[entry.group .. "_key"] = true end
+  end
+  local slots = {}
+  for _ in pairs(fields) do slots[#slots + 1] = ("_%d = nil"):format(#slots + 1) end
+  -- a constructor's fields size the table; nil values are not stored
+  local new = load("return function() return { " .. table.concat(slots, ", ") .. " } end")()
+  plan = { by_key = by_key, default_from = default_from, new = new }
+  plans[keys] = plan
+  return plan
+end
+
 -- Checks the members of an object against a key list; returns the normalized
 -- table (field names from entry.to), without the members that were bad, so
 -- that later checks (duplicate ids) still see what was good.
 local function check_object(ctx, value, keys, path)
-  local out = {}
+  local plan = plan_of(keys)
+  local out = plan.new()
   -- unknown keys (load sorts all errors by position, so pairs order is fine)
-  local valid = schema.key_names(keys)
+  local by_key = plan.by_key
   for key in pairs(value) do
-    if not schema.entry(keys, key) then
-      local kpath = json.join(path, key)
+    if not by_key[key] then
+      local kpath = join(ctx, path, key)
       local at = ctx.index[kpath]
       add_error(ctx, kpath, at and { line = at.key_line, col = at.key_col },
-        ('unknown key %s%s'):format(json.quote(key), suggest.hint(key, valid)))
+        ('unknown key %s%s'):format(json.quote(key), suggest.hint(key, schema.key_names(keys))))
     end
   end
-  local groups = {}   -- group name -> the entries given, in source order
+  local groups   -- group name -> the entries given, in source order
   for _, entry in ipairs(keys) do
     local v = value[entry.key]
     local field = entry.to or entry.key
@@ -111,8 +156,9 @@ local function check_object(ctx, value, keys, path)
         out[field] = entry.default
       end
     else
-      local kpath = json.join(path, entry.key)   -- a path only for a key given
+      local kpath = join(ctx, path, entry.key)   -- a path only for a key given
       if entry.group then   -- given at all counts, valid or not
+        groups = groups or {}
         local g = groups[entry.group] or {}
         groups[entry.group] = g
         g[#g + 1] = { entry = entry, at = ctx.index[kpath] }
@@ -146,7 +192,7 @@ local function check_object(ctx, value, keys, path)
       end
     end
   end
-  for name, given in pairs(groups) do
+  for name, given in pairs(groups or NO_INDEX) do
     if #given > 1 then
       -- the first key in the file stands; each later one is the mistake
       table.sort(given, function(a, b)
@@ -157,7 +203,7 @@ local function check_object(ctx, value, keys, path)
         if entry.group == name then members[#members + 1] = json.quote(entry.key) end
       end
       for i = 2, #given do
-        local kpath = json.join(path, given[i].entry.key)
+        local kpath = join(ctx, path, given[i].entry.key)
         local at = ctx.index[kpath]
         add_error(ctx, kpath, at and { line = at.key_line, col = at.key_col },
           ("only one of %s may be given, found %s and %s"):format(
@@ -166,8 +212,8 @@ local function check_object(ctx, value, keys, path)
       end
     end
   end
-  for _, entry in ipairs(keys) do
-    if entry.default_from and out[entry.to or entry.key] == nil then
+  for _, entry in ipairs(plan.default_from) do
+    if out[entry.to or entry.key] == nil then
       out[entry.to or entry.key] = out[entry.default_from]
     end
   end
@@ -240,7 +286,7 @@ function check(ctx, value, typ, path)
     end
     local out = {}
     for i, item in ipairs(value) do
-      out[i] = check(ctx, item, typ.items, json.element(path, i - 1))   -- a hole when bad
+      out[i] = check(ctx, item, typ.items, element(ctx, path, i - 1))   -- a hole when bad
     end
     return out
   end
@@ -258,7 +304,9 @@ local function check_events(ctx, events, count)
     local at = ctx.index[path] or {}
     -- no event or no id: its bad name or id was reported already
     if ev then
-      ev.index, ev.path, ev.line, ev.col = i, path, at.line, at.col
+      ev.index, ev.path = i, path
+      -- a valid file's positions are read when asked (ev_mt), if ever
+      if ctx.ev_mt then setmetatable(ev, ctx.ev_mt) else ev.line, ev.col = at.line, at.col end
     end
     local first = ev and ev.id and seen[ev.id]
     if first then
@@ -429,23 +477,28 @@ local function basename(path)
   return (path:match("([^/]*)$"))
 end
 
---- Validates a description given as text. `file` names it in errors and,
--- when given, test_name must equal its base name without ".json".
--- Returns the normalized description, or nil, errors (sorted by line/col).
-function description.decode(text, file)
-  local value, index = json.decode(text, { max_depth = INDEX_DEPTH })
-  if value == nil then
-    local err = index
-    return nil, { { file = file, line = err.line, col = err.col, message = err.message } }
-  end
+-- One validation pass (see ctx above); the normalized description, or nil
+-- and ctx (its errors, or unsure).
+local function validate(text, file, value, index, fast)
   -- comments never overlap values: the raw text serves to quote numbers
-  local ctx = { file = file, text = text, index = index, errors = {} }
+  local ctx = { file = file, text = text, index = fast and NO_INDEX or index, errors = {}, fast = fast }
+  if fast then
+    ctx.ev_mt = { __index = function(ev, k)
+      if k == "line" or k == "col" then
+        local at = index[ev.path]
+        return at and at[k]
+      end
+    end }
+  end
   if file then
     ctx.filename = basename(file)
     ctx.basename = ctx.filename:gsub("%.json$", "")
   end
-  check_duplicates(ctx)
+  local dups = json.duplicates(index)
+  if fast and #dups > 0 then return nil, ctx end
+  if not fast then check_duplicates(ctx) end
   local desc = check(ctx, value, schema.root, "")
+  if fast and (ctx.unsure or #ctx.errors > 0) then return nil, ctx end
   if desc and desc.events then
     check_events(ctx, desc.events, #value.events)
     check_after(ctx, desc.events, #value.events)
@@ -453,7 +506,25 @@ function description.decode(text, file)
   if desc and desc.checks and type(value.checks) == "table" then
     check_checks(ctx, desc.checks, #value.checks, desc.events)
   end
-  if #ctx.errors > 0 then return nil, sort_errors(ctx.errors) end
+  if #ctx.errors > 0 then return nil, ctx end
+  return desc
+end
+
+--- Validates a description given as text. `file` names it in errors and,
+-- when given, test_name must equal its base name without ".json".
+-- Returns the normalized description, or nil, errors (sorted by line/col).
+function description.decode(text, file)
+  local value, index = json.decode(text, { max_depth = INDEX_DEPTH, lazy = true })
+  if value == nil then
+    local err = index
+    return nil, { { file = file, line = err.line, col = err.col, message = err.message } }
+  end
+  local desc = validate(text, file, value, index, true)
+  if not desc then
+    local ctx
+    desc, ctx = validate(text, file, value, index, false)
+    if not desc then return nil, sort_errors(ctx.errors) end
+  end
   desc.file, desc.index = file, index
   return desc
 end

@@ -730,9 +730,6 @@ function M.run(opts)
   -- all that is old from here on: the collector's young passes over the
   -- firings' short-lived objects need not look at it again
   collectgarbage("collect")
-  -- the startup firings come together, each on its own coroutine: made
-  -- now, and young, so that the ones let go after them are freed soon
-  core.reserve_threads(#run.startup_list)
   run.t0_wall = core.start_clock(run.scale, resume and resume.start.t0_unix)
   run.t0_ns = core.hrtime()
   if run.checks then run.checks:start() end

@@ -35,7 +35,7 @@ json.null = cjson.null
 -- cjson's nesting limit; its message for it is rewritten below.
 json.MAX_DEPTH = 1000
 
-local byte, find, sub, match = string.byte, string.find, string.sub, string.match
+local byte, find, sub, match, gsub = string.byte, string.find, string.sub, string.match, string.gsub
 
 local B_QUOTE, B_SLASH, B_STAR = 34, 47, 42
 local B_LBRACE, B_RBRACE, B_LBRACKET, B_RBRACKET = 123, 125, 91, 93
@@ -446,28 +446,87 @@ end
 -- col = (of the repeated key), first_line =, first_col =}, in text order.
 -- (Also reachable as index.__duplicates.)
 function json.duplicates(index)
-  return getmetatable(index).__index.__duplicates
+  local mt = getmetatable(index)
+  return mt.duplicates or mt.__index.__duplicates
+end
+
+local function colons_in(s)
+  if not find(s, ":", 1, true) then return 0 end
+  return select(2, gsub(s, ":", ""))
 end
 
 -- cjson hands every number back as a float; a Lua user expects `3`, not `3.0`,
 -- from `"total_hours": 3`. Walks iteratively: the value may be 1000 deep.
+-- Also returns the members of the value's objects and the ':' in its
+-- strings, which tell without a scan whether a key was repeated (see
+-- no_duplicates).
 local function integralize(value)
-  if type(value) == "number" then return math.tointeger(value) or value end
-  if type(value) ~= "table" then return value end
+  if type(value) == "number" then return math.tointeger(value) or value, 0, 0 end
+  if type(value) == "string" then return value, 0, colons_in(value) end
+  if type(value) ~= "table" then return value, 0, 0 end
+  local members, colons = 0, 0
   local todo, n = { value }, 1
   while n > 0 do
     local t = todo[n]
     todo[n], n = nil, n - 1
     for k, v in pairs(t) do
-      if type(v) == "table" then
+      if type(k) == "string" then   -- cjson gives objects string keys only
+        members = members + 1
+        colons = colons + colons_in(k)
+      end
+      local tv = type(v)
+      if tv == "table" then
         n = n + 1; todo[n] = v
+      elseif tv == "string" then
+        colons = colons + colons_in(v)
       elseif math.type(v) == "float" then
         local i = math.tointeger(v)
         if i then t[k] = i end
       end
     end
   end
-  return value
+  return value, members, colons
+end
+
+-- Whether `text` (stripped, decoded by cjson into `members` object members
+-- and strings holding `colons` ':') repeats no key.  Outside its strings a
+-- JSON text has one ':' per member it writes; cjson keeps one member per
+-- key, so a repeated key leaves the text with more ':' than the value.
+-- Only an escaped colon (\u003a) can make a string's ':' differ between
+-- text and value: such a text takes the scan.
+local function no_duplicates(text, members, colons)
+  -- plain finds: a pattern tries every offset of a big text
+  local p = find(text, "\\u003", 1, true)
+  while p do
+    local c = byte(text, p + 5)
+    if c == 97 or c == 65 then return false end   -- a, A
+    p = find(text, "\\u003", p + 5, true)
+  end
+  local n = 0
+  p = find(text, ":", 1, true)
+  while p do
+    n = n + 1
+    p = find(text, ":", p + 1, true)
+  end
+  return n == members + colons
+end
+
+-- An index built at its first read: a description that validates reads
+-- none, and the scan and its ~5 entries per value are most of a big
+-- description's load otherwise.  Used only when the text repeats no key.
+local NO_DUPLICATES = setmetatable({}, { __newindex = function() error("read-only", 2) end })
+local function lazy_index(text, opts)
+  local real
+  local function get()
+    if not real then real = build_index(text, opts) end
+    return real
+  end
+  return setmetatable({}, {
+    __index = function(_, k) return get()[k] end,
+    __newindex = function(_, k, v) get()[k] = v end,
+    __pairs = function() return next, get(), nil end,
+    duplicates = NO_DUPLICATES,
+  })
 end
 
 --- Decodes JSON-with-comments.
@@ -478,7 +537,9 @@ end
 -- where kind is "object", "array", "string", "number", "boolean" or "null",
 -- line/col is where the value starts and key_line/key_col where its key does
 -- (those four are worked out when read).
--- opts.max_depth limits which values get an index entry (see build_index).
+-- opts.max_depth limits which values get an index entry (see build_index);
+-- opts.lazy builds the index at its first read when no key is repeated
+-- (pairs works on it; rawget and next do not).
 function json.decode(text, opts)
   if #text == 0 then
     return nil, { line = 1, col = 1, offset = 1, message = "empty file" }
@@ -498,7 +559,12 @@ function json.decode(text, opts)
   if value == nil then
     return nil, translate(stripped, msg)
   end
-  return integralize(value), build_index(stripped, opts)
+  local members, colons
+  value, members, colons = integralize(value)
+  if opts and opts.lazy and no_duplicates(stripped, members, colons) then
+    return value, lazy_index(stripped, opts)
+  end
+  return value, build_index(stripped, opts)
 end
 
 return json

@@ -279,6 +279,14 @@ describe("orch.description", function()
         decode_errors('{"test_name": "t", "total_hours": 1, "events": {}}'))
     end)
 
+    it("tells {} from [] where either would pass as empty", function()
+      -- a valid file is checked without its index first: {} must not pass for []
+      assert.same({ "t.json:1:89: unref_setup_fixtures: expected an array of names, found an object" },
+        decode_errors('{"test_name": "t", "total_hours": 1, "events": [{"name": "a"}], "unref_setup_fixtures": {}}'))
+      assert.same({ "t.json:1:73: events[0].params: expected an object, found an array" },
+        decode_errors('{"test_name": "t", "total_hours": 1, "events": [{"name": "a", "params": []}]}'))
+    end)
+
     it("needs a name in every event", function()
       assert.same({ 't.json:2:1: events[0]: missing required key "name"' },
         decode_errors(with_event('{"interval_sec": 5}')))

@@ -331,6 +331,36 @@ describe("orch.json", function()
         assert.same({ 1000, 1, "array" }, { idx[path].line, idx[path].col, idx[path].kind })
       end)
     end)
+
+    describe("lazy (built at its first read)", function()
+      -- texts where ':' in strings, escapes and comments could hide or fake a repeated key
+      local texts = {
+        '{"a": 1, "a": 2}', '{"a": "x:y", "b": "::"}', '{"a:b": "c:d", "a:b": 1}',
+        '{"a": "\\u003a", "b": 1}', '{"a": "\\u003A", "a": 1}', '{"a": "\\\\u003a", "b": 1}',
+        '{"x": {"a": 1, "a": {"b": 1}}}', '[{"a": 1}, {"a": 1}]', '{"a": [], "b": {}}', '"a:b"',
+        '{"k": "v", // c: d\n "k2": 1 /* e: f */}', '{"a": {"q:": "::"}, "a": {"q:": "::"}}',
+        '{"1": 1, "1": 2}', '{"a": {"b": {"c": 1, "c": 2}}}',
+      }
+
+      it("finds the same duplicates as the eager index", function()
+        for _, text in ipairs(texts) do
+          local _, eager = json.decode(text, { max_depth = 1 })
+          local _, lazy = json.decode(text, { max_depth = 1, lazy = true })
+          assert.same(json.duplicates(eager), json.duplicates(lazy), text)
+        end
+      end)
+
+      it("reads, and pairs over, the entries the eager index has", function()
+        local text = '{"test_name": "t",\n "events": [{"name": "a", "params": {"n": [1, 2]}}, {}]}'
+        local _, eager = json.decode(text)
+        local _, lazy = json.decode(text, { lazy = true })
+        assert.same({ 2, 12, "array" }, { lazy.events.line, lazy.events.col, lazy.events.kind })
+        local a, b = {}, {}
+        for path, e in pairs(eager) do a[path] = { e.kind, e.line, e.col, e.offset, e.finish } end
+        for path, e in pairs(lazy) do b[path] = { e.kind, e.line, e.col, e.offset, e.finish } end
+        assert.same(a, b)
+      end)
+    end)
   end)
 
   describe("join", function()
