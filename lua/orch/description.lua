@@ -44,13 +44,15 @@ local function add_error(ctx, path, where, message)
     line = where and where.line, col = where and where.col, seq = #errors + 1 }
 end
 
--- The JSON kind of `value` at `path`: the index knows {} from [], Lua does not.
+-- The JSON kind of `value` at `path`: the index knows {} from [], Lua does
+-- not; a scalar's kind is its Lua type (the index holds objects and arrays
+-- up front, scalars only when an error asks: json.decode's lazy).
 local function kind_of(ctx, value, path)
-  local entry = ctx.index[path]
-  if entry then return entry.kind end
   if value == json.null then return "null" end
   local t = type(value)
   if t == "table" then
+    local entry = rawget(ctx.index, path)
+    if entry then return entry.kind end
     return (next(value) == nil or value[1] ~= nil) and "array" or "object"
   end
   return t
@@ -82,6 +84,33 @@ end
 
 local check   -- forward: check and check_object call each other
 
+-- Per key list, its entries with a default_from (a big description checks
+-- the same list thousands of times).
+local defaults_memo = setmetatable({}, { __mode = "k" })
+local function defaults_from(keys)
+  local l = defaults_memo[keys]
+  if not l then
+    l = {}
+    for _, entry in ipairs(keys) do
+      if entry.default_from then l[#l + 1] = entry end
+    end
+    defaults_memo[keys] = l
+  end
+  return l
+end
+
+-- The stat names a check may give, but pNN (a pattern): name -> true.
+local stat_names
+local function is_stat_name(value)
+  if not stat_names then
+    stat_names = {}
+    for _, st in ipairs(schema.stats) do
+      if st.name ~= "pNN" then stat_names[st.name] = true end
+    end
+  end
+  return stat_names[value] == true
+end
+
 -- Checks the members of an object against a key list; returns the normalized
 -- table (field names from entry.to), without the members that were bad, so
 -- that later checks (duplicate ids) still see what was good.
@@ -97,7 +126,8 @@ local function check_object(ctx, value, keys, path)
         ('unknown key %s%s'):format(json.quote(key), suggest.hint(key, valid)))
     end
   end
-  local groups = {}   -- group name -> the entries given, in source order
+  -- group name -> the entry given, or {entry =, kpath =} each when several
+  local groups
   for _, entry in ipairs(keys) do
     local v = value[entry.key]
     local field = entry.to or entry.key
@@ -113,9 +143,15 @@ local function check_object(ctx, value, keys, path)
     else
       local kpath = json.join(path, entry.key)   -- a path only for a key given
       if entry.group then   -- given at all counts, valid or not
-        local g = groups[entry.group] or {}
-        groups[entry.group] = g
-        g[#g + 1] = { entry = entry, at = ctx.index[kpath] }
+        groups = groups or {}
+        local g = groups[entry.group]
+        if g == nil then
+          groups[entry.group] = entry
+        elseif g[1] == nil then
+          groups[entry.group] = { { entry = g, kpath = json.join(path, g.key) }, { entry = entry, kpath = kpath } }
+        else
+          g[#g + 1] = { entry = entry, kpath = kpath }
+        end
       end
       local nv = check(ctx, v, entry.type, kpath)
       if nv ~= nil and (entry.scale or entry.unit) then
@@ -138,8 +174,9 @@ local function check_object(ctx, value, keys, path)
       end
     end
   end
-  for name, given in pairs(groups) do
-    if #given > 1 then
+  for name, given in pairs(groups or {}) do
+    if given[1] ~= nil then
+      for _, g in ipairs(given) do g.at = ctx.index[g.kpath] end
       -- the first key in the file stands; each later one is the mistake
       table.sort(given, function(a, b)
         return (a.at and a.at.offset or 0) < (b.at and b.at.offset or 0)
@@ -158,8 +195,8 @@ local function check_object(ctx, value, keys, path)
       end
     end
   end
-  for _, entry in ipairs(keys) do
-    if entry.default_from and out[entry.to or entry.key] == nil then
+  for _, entry in ipairs(defaults_from(keys)) do
+    if out[entry.to or entry.key] == nil then
       out[entry.to or entry.key] = out[entry.default_from]
     end
   end
@@ -185,10 +222,7 @@ function check(ctx, value, typ, path)
       return nil
     end
     if typ.stat then
-      for _, st in ipairs(schema.stats) do
-        if value == st.name and st.name ~= "pNN" then return value end
-      end
-      if schema.percentile(value) then return value end
+      if is_stat_name(value) or schema.percentile(value) then return value end
       if value:match("^p[%d.]+$") then
         mismatch(ctx, path, value, typ, " (a percentile pNN needs 0 < NN < 100)")
         return nil
@@ -375,7 +409,7 @@ end
 -- when given, test_name must equal its base name without ".json".
 -- Returns the normalized description, or nil, errors (sorted by line/col).
 function description.decode(text, file)
-  local value, index = json.decode(text, { max_depth = INDEX_DEPTH })
+  local value, index = json.decode(text, { max_depth = INDEX_DEPTH, lazy = true })
   if value == nil then
     local err = index
     return nil, { { file = file, line = err.line, col = err.col, message = err.message } }

@@ -307,7 +307,9 @@ end
 -- duplicate keys are still found at every depth. Keeps memory and time
 -- bounded for callers that only look near the top (a 16 MiB array of numbers
 -- would otherwise cost a table and a path string per number).
-local function build_index(text, opts)
+-- containers_only: record objects and arrays alone (see json.decode's lazy).
+-- Returns the index (a plain table) and the duplicates.
+local function build_index(text, opts, containers_only)
   local max_depth = opts and opts.max_depth or math.huge
   local index, duplicates = {}, {}
 
@@ -426,27 +428,45 @@ local function build_index(text, opts)
           top.keys[key] = p
         end
         want_key = false
-      else
+      elseif not containers_only then
         record("string", p, e)
       end
       p = e + 1
     else
       local e = select(2, find(text, "^[%w%.%+%-]+", p))
-      record(KIND_OF_BYTE[c] or "number", p, e)
+      if not containers_only then record(KIND_OF_BYTE[c] or "number", p, e) end
       p = e + 1
     end
   end
 
-  -- The duplicates sit behind the metatable so that pairs(index) yields only
-  -- paths and a JSON key named "__duplicates" cannot hide them.
-  return setmetatable(index, { __index = { __duplicates = duplicates } })
+  return index, duplicates
+end
+
+-- The index of text: every value down to opts.max_depth; with opts.lazy,
+-- objects and arrays only, the rest on the first lookup that misses (a
+-- valid description asks the index for its containers alone: 20,000
+-- checks need no entry per number).  The duplicates sit behind the
+-- metatable so that pairs(index) yields only paths and a JSON key named
+-- "__duplicates" cannot hide them.
+local function make_index(text, opts)
+  local index, duplicates = build_index(text, opts, opts and opts.lazy)
+  if not (opts and opts.lazy) then
+    return setmetatable(index, { __index = { __duplicates = duplicates }, duplicates = duplicates })
+  end
+  local full
+  return setmetatable(index, { duplicates = duplicates, __index = function(_, k)
+    full = full or build_index(text, opts)
+    local e = full[k]
+    if e == nil and k == "__duplicates" then return duplicates end
+    return e
+  end })
 end
 
 --- The duplicate keys the index found: a list of {path =, key =, line =,
 -- col = (of the repeated key), first_line =, first_col =}, in text order.
 -- (Also reachable as index.__duplicates.)
 function json.duplicates(index)
-  return getmetatable(index).__index.__duplicates
+  return getmetatable(index).duplicates
 end
 
 -- cjson hands every number back as a float; a Lua user expects `3`, not `3.0`,
@@ -478,7 +498,8 @@ end
 -- where kind is "object", "array", "string", "number", "boolean" or "null",
 -- line/col is where the value starts and key_line/key_col where its key does
 -- (those four are worked out when read).
--- opts.max_depth limits which values get an index entry (see build_index).
+-- opts.max_depth limits which values get an index entry (see build_index);
+-- opts.lazy indexes scalars only when first asked for one (make_index).
 function json.decode(text, opts)
   if #text == 0 then
     return nil, { line = 1, col = 1, offset = 1, message = "empty file" }
@@ -498,7 +519,7 @@ function json.decode(text, opts)
   if value == nil then
     return nil, translate(stripped, msg)
   end
-  return integralize(value), build_index(stripped, opts)
+  return integralize(value), make_index(stripped, opts)
 end
 
 return json
