@@ -87,8 +87,8 @@ function M.new(run)
   local status, value, worst, breached, final, ev_next = self.status, self.value, self.worst, self.breached,
     self.final, self.ev_next
   for i, def in ipairs(defs) do
-    local key = table.concat({ def.kind, def.metric or def.event, where_key(def.where),
-                               tostring(def.window or ""), tostring(def.after) }, "\1")
+    local key = def.kind .. "\1" .. (def.metric or def.event) .. "\1" .. where_key(def.where) .. "\1"
+      .. tostring(def.window or "") .. "\1" .. tostring(def.after)
     local g = shared[key]
     if not g then
       ng = ng + 1

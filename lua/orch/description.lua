@@ -141,23 +141,22 @@ local function check_object(ctx, value, keys, path)
         out[field] = entry.default
       end
     else
-      local kpath = json.join(path, entry.key)   -- a path only for a key given
       if entry.group then   -- given at all counts, valid or not
         groups = groups or {}
         local g = groups[entry.group]
         if g == nil then
           groups[entry.group] = entry
         elseif g[1] == nil then
-          groups[entry.group] = { { entry = g, kpath = json.join(path, g.key) }, { entry = entry, kpath = kpath } }
+          groups[entry.group] = { { entry = g }, { entry = entry } }
         else
-          g[#g + 1] = { entry = entry, kpath = kpath }
+          g[#g + 1] = { entry = entry }
         end
       end
-      local nv = check(ctx, v, entry.type, kpath)
+      local nv = check(ctx, v, entry.type, path, entry.key)
       if nv ~= nil and (entry.scale or entry.unit) then
         local sec = nv * (entry.scale or entry.unit)
         if sec == math.huge then   -- finite in hours, not in seconds
-          mismatch(ctx, kpath, v, entry.type, " (too large once in seconds)")
+          mismatch(ctx, json.join(path, entry.key), v, entry.type, " (too large once in seconds)")
           nv = nil
         elseif entry.scale then
           nv = sec
@@ -165,6 +164,7 @@ local function check_object(ctx, value, keys, path)
       end
       if nv ~= nil then
         if entry.basename and ctx.basename and nv ~= ctx.basename then
+          local kpath = json.join(path, entry.key)
           add_error(ctx, kpath, ctx.index[kpath],
             ("expected %s (the file is %s), found %s"):format(
               json.quote(ctx.basename), ctx.filename, json.quote(nv)))
@@ -176,7 +176,7 @@ local function check_object(ctx, value, keys, path)
   end
   for name, given in pairs(groups or {}) do
     if given[1] ~= nil then
-      for _, g in ipairs(given) do g.at = ctx.index[g.kpath] end
+      for _, g in ipairs(given) do g.at = ctx.index[json.join(path, g.entry.key)] end
       -- the first key in the file stands; each later one is the mistake
       table.sort(given, function(a, b)
         return (a.at and a.at.offset or 0) < (b.at and b.at.offset or 0)
@@ -203,41 +203,49 @@ local function check_object(ctx, value, keys, path)
   return out
 end
 
--- Checks `value` (at `path`) against type `typ`; returns the normalized value,
+-- The path of member `key` of the value at `path`, or `path` when no key.
+local function path_of(path, key)
+  if key == nil then return path end
+  return json.join(path, key)
+end
+
+-- Checks `value` (at `path`, or at its member `key`: a scalar's path is made
+-- only for an error) against type `typ`; returns the normalized value,
 -- or nil after recording the errors. Containers come back with their good
 -- parts only: whether the whole is valid is whether any error was recorded.
-function check(ctx, value, typ, path)
+function check(ctx, value, typ, path, key)
+  if key ~= nil and type(value) == "table" then path, key = json.join(path, key), nil end
   local kind = kind_of(ctx, value, path)
   if kind ~= typ.kind then
-    mismatch(ctx, path, value, typ)
+    mismatch(ctx, path_of(path, key), value, typ)
     return nil
   end
   if kind == "string" then
     if typ.nonempty and value == "" then
-      mismatch(ctx, path, value, typ)
+      mismatch(ctx, path_of(path, key), value, typ)
       return nil
     end
     if typ.identifier and not is_identifier(value) then
-      mismatch(ctx, path, value, typ, LUA_KEYWORDS[value] and " (a Lua keyword)" or "")
+      mismatch(ctx, path_of(path, key), value, typ, LUA_KEYWORDS[value] and " (a Lua keyword)" or "")
       return nil
     end
     if typ.stat then
       if is_stat_name(value) or schema.percentile(value) then return value end
       if value:match("^p[%d.]+$") then
-        mismatch(ctx, path, value, typ, " (a percentile pNN needs 0 < NN < 100)")
+        mismatch(ctx, path_of(path, key), value, typ, " (a percentile pNN needs 0 < NN < 100)")
         return nil
       end
       local names = {}
       for _, st in ipairs(schema.stats) do names[#names + 1] = st.name end
       for _, p in ipairs({ "p50", "p90", "p95", "p99" }) do names[#names + 1] = p end
-      mismatch(ctx, path, value, typ, suggest.hint(value, names))
+      mismatch(ctx, path_of(path, key), value, typ, suggest.hint(value, names))
       return nil
     end
     if typ.values then
       for _, allowed in ipairs(typ.values) do
         if value == allowed then return value end
       end
-      mismatch(ctx, path, value, typ, suggest.hint(value, typ.values))
+      mismatch(ctx, path_of(path, key), value, typ, suggest.hint(value, typ.values))
       return nil
     end
     return value
@@ -245,12 +253,12 @@ function check(ctx, value, typ, path)
     -- value ~= value is NaN; cjson reads 1e400 as infinity
     if typ.positive and not (value > 0 and value < math.huge) then
       local extra = value == math.huge and " (too large: it reads as infinity)" or ""
-      mismatch(ctx, path, value, typ, extra)
+      mismatch(ctx, path_of(path, key), value, typ, extra)
       return nil
     end
     if (typ.finite and not (value > -math.huge and value < math.huge))
         or (typ.nonnegative and (value < 0 or value ~= value)) then
-      mismatch(ctx, path, value, typ)
+      mismatch(ctx, path_of(path, key), value, typ)
       return nil
     end
     return value
