@@ -122,6 +122,10 @@ function M.new(run)
     spec.window, spec.from, spec.kind, spec.hist = def.window, def.after, def.kind, ghist[g]
     spec.slope, spec.where = gslope[g], def.where
     local s = core.series(spec)
+    if not self.stat_fn then
+      -- the methods once: a lookup through the userdata's __index is a C call
+      self.stat_fn, self.feed, self.feed_error = s.stat, s.invocation, s.error_result
+    end
     gseries[g], fed_next[g], status_next[g] = s, false, false
     local i = gfirst[g]
     while i do
@@ -184,7 +188,7 @@ end
 -- Judges check i at description time now.
 function Checks:judge(i, now)
   if now < self.after[i] then return end
-  local v = self.series[i]:stat(self.sname[i], now, self.p[i] or nil)
+  local v = self.stat_fn(self.series[i], self.sname[i], now, self.p[i] or nil)
   local max, min, action = self.max[i], self.min[i], self.action[i]
   local status
   if v == nil then
@@ -249,7 +253,7 @@ function Checks:invocation(id, t, duration, late_s, ok)
   if not i then return end
   local g = self.ev_fed[id]
   while g do
-    self.gseries[g]:invocation(t, duration, late_s, ok)
+    self.feed(self.gseries[g], t, duration, late_s, ok)
     g = self.fed_next[g]
   end
   if not ok then
@@ -266,7 +270,7 @@ function Checks:error_result(id, t)
   if not i then return end
   local g = self.ev_status[id]
   while g do
-    self.gseries[g]:error_result(t)
+    self.feed_error(self.gseries[g], t)
     g = self.status_next[g]
   end
   while i do
