@@ -168,9 +168,10 @@ local function check_object(ctx, value, keys, path)
       end
       local nv = check(ctx, v, entry.type, path, entry.key)
       if nv ~= nil and (entry.scale or entry.unit) then
+        local kpath = json.join(path, entry.key)   -- an event's interval, the run's length
         local sec = nv * (entry.scale or entry.unit)
         if sec == math.huge then   -- finite in hours, not in seconds
-          mismatch(ctx, json.join(path, entry.key), v, entry.type, " (too large once in seconds)")
+          mismatch(ctx, kpath, v, entry.type, " (too large once in seconds)")
           nv = nil
         elseif entry.scale then
           nv = sec
