@@ -139,7 +139,7 @@ local function check_object(ctx, value, keys, path)
         ('unknown key %s%s'):format(json.quote(key), suggest.hint(key, valid)))
     end
   end
-  -- group name -> the entry given, or {entry =, kpath =} each when several
+  -- group name -> the entry given, or a list of {entry =} when several
   local groups
   for ki = 1, #keys do   -- numeric loops here: ipairs is a call per key, 30,000 objects
     local entry = keys[ki]
