@@ -60,8 +60,21 @@ typedef struct lqueue {
   char ev_json[64];
   size_t ev_len;    /* 0: its JSON is not made yet */
   char ts_last[32];
-  int taps;         /* Q_TAPS holds the checks' series by metric name */
+  /* the checks' series by metric name (set_taps), as C arrays: a report
+   * matches its name by the interned string's pointer; Q_TAPS keeps the
+   * names and the series alive */
+  struct qtap *tapv;
+  int ntaps;
+  const char *metric_level; /* the interned "metric": the level that feeds them */
 } lqueue;
+
+typedef struct qtap {
+  const char *name; /* a key of Q_TAPS */
+  size_t len;
+  series **s;       /* the list's series, in its order */
+  int n;
+  int has_where;    /* some filter: the slow path, through Q_TAPS */
+} qtap;
 
 void orch_queue_retain(orch_queue *q) {
   uv_mutex_lock(&q->mu);
@@ -383,56 +396,116 @@ static void push_ts(lua_State *L, lqueue *lq, const char *ts) {
  * the series that checks keep on its name (set_taps), those whose `where`
  * its fields match. */
 static void tap_metric(lua_State *L, lqueue *lq, int li, int di, double t) {
-  lua_Integer i, n;
+  const char *name;
+  size_t len;
+  qtap *tp = NULL;
+  int i;
   double v;
-  if (!lua_rawequal(L, li, lua_upvalueindex(UV_METRIC)) || lua_type(L, di) != LUA_TTABLE) return;
-  lua_getiuservalue(L, 1, Q_TAPS);                      /* [taps] */
-  lua_pushvalue(L, lua_upvalueindex(UV_METRIC));
-  lua_rawget(L, di);                                    /* [taps name] */
-  if (lua_type(L, -1) != LUA_TSTRING || lua_rawget(L, -2) != LUA_TTABLE) {
-    lua_pop(L, 2);
+  if (lua_type(L, li) != LUA_TSTRING || lua_tostring(L, li) != lq->metric_level || lua_type(L, di) != LUA_TTABLE)
     return;
-  }                                                     /* [taps list] */
+  lua_pushvalue(L, lua_upvalueindex(UV_METRIC));
+  if (lua_rawget(L, di) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    return;
+  }
+  name = lua_tolstring(L, -1, &len);
+  for (i = 0; i < lq->ntaps; i++) {
+    qtap *c = &lq->tapv[i];
+    /* short strings are interned: the same name is the same pointer */
+    if (c->len == len && (c->name == name || memcmp(c->name, name, len) == 0)) {
+      tp = c;
+      break;
+    }
+  }
+  lua_pop(L, 1);
+  if (tp == NULL) return;
   lua_pushvalue(L, lua_upvalueindex(UV_VALUE));
   if (lua_rawget(L, di) != LUA_TNUMBER) { /* a value put by hand may be anything */
-    lua_pop(L, 3);
+    lua_pop(L, 1);
     return;
   }
   v = lua_tonumber(L, -1);
   lua_pop(L, 1);
-  n = (lua_Integer)lua_rawlen(L, -1);
-  for (i = 1; i <= n; i++) {
-    series *s;
-    lua_rawgeti(L, -1, i);                              /* [taps list s] */
-    s = lua_touserdata(L, -1);
-    if (s != NULL && (!s->has_where || series_where_matches(L, -1, di))) series_value(s, t, v);
-    lua_pop(L, 1);
+  if (!tp->has_where) {
+    for (i = 0; i < tp->n; i++) series_value(tp->s[i], t, v);
+    return;
+  }
+  lua_getiuservalue(L, 1, Q_TAPS);                      /* [taps] */
+  lua_pushlstring(L, tp->name, tp->len);
+  lua_rawget(L, -2);                                    /* [taps list] */
+  for (i = 0; i < tp->n; i++) {
+    series *s = tp->s[i];
+    if (s->has_where) {
+      lua_rawgeti(L, -1, i + 1);                        /* [taps list s] */
+      if (series_where_matches(L, -1, di)) series_value(s, t, v);
+      lua_pop(L, 1);
+    } else {
+      series_value(s, t, v);
+    }
   }
   lua_pop(L, 2);
+}
+
+static void taps_free(lqueue *lq) {
+  int i;
+  for (i = 0; i < lq->ntaps; i++) free(lq->tapv[i].s);
+  free(lq->tapv);
+  lq->tapv = NULL;
+  lq->ntaps = 0;
 }
 
 /* queue:set_taps(taps): a table metric name -> array of orch.Series
  * (core.series), fed by every metric report from now on. */
 static int l_queue_set_taps(lua_State *L) {
   lqueue *lq = check_queue(L, 1);
+  int n = 0, k = 0;
+  qtap *v;
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
   /* checked once here: tap_metric trusts what it finds */
   lua_pushnil(L);
   while (lua_next(L, 2) != 0) {                         /* [q taps name list] */
-    lua_Integer i, n;
+    lua_Integer i, m;
     luaL_argcheck(L, lua_type(L, -2) == LUA_TSTRING && lua_istable(L, -1), 2,
                   "metric name -> array of orch.Series expected");
-    n = (lua_Integer)lua_rawlen(L, -1);
-    for (i = 1; i <= n; i++) {
+    m = (lua_Integer)lua_rawlen(L, -1);
+    for (i = 1; i <= m; i++) {
       lua_rawgeti(L, -1, i);
       luaL_argcheck(L, series_test(L, -1) != NULL, 2, "metric name -> array of orch.Series expected");
       lua_pop(L, 1);
     }
     lua_pop(L, 1);
+    n++;
   }
+  v = calloc((size_t)(n ? n : 1), sizeof *v);
+  if (v == NULL) return luaL_error(L, "out of memory");
+  lua_pushnil(L);
+  while (k < n && lua_next(L, 2) != 0) {                /* [q taps name list] */
+    qtap *tp = &v[k++];
+    lua_Integer i;
+    tp->name = lua_tolstring(L, -2, &tp->len);
+    tp->n = (int)lua_rawlen(L, -1);
+    tp->s = malloc((size_t)(tp->n ? tp->n : 1) * sizeof *tp->s);
+    if (tp->s == NULL) {
+      for (i = 0; i < k - 1; i++) free(v[i].s);
+      free(v);
+      return luaL_error(L, "out of memory");
+    }
+    for (i = 1; i <= tp->n; i++) {
+      lua_rawgeti(L, -1, i);
+      tp->s[i - 1] = lua_touserdata(L, -1);
+      tp->has_where |= tp->s[i - 1]->has_where;
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  lua_settop(L, 2);
+  taps_free(lq);
   lua_setiuservalue(L, 1, Q_TAPS);
-  lq->taps = 1;
+  lq->tapv = v;
+  lq->ntaps = n;
+  lua_pushvalue(L, lua_upvalueindex(UV_METRIC));
+  lq->metric_level = lua_tostring(L, -1); /* interned: lives as long as the upvalue */
   return 0;
 }
 
@@ -449,7 +522,7 @@ static int report(lua_State *L, lqueue *lq, int level, int li, int di) {
   int written, has_writer = lq->wslot != NULL && *lq->wslot != NULL;
   if (lq->closed) return luaL_error(L, "report_queue is closed (the run has ended)");
   t = core_stamp(c, ts);
-  if (lq->taps && level == LV_OTHER) tap_metric(L, lq, li, di, t);
+  if (lq->ntaps > 0 && level == LV_OTHER) tap_metric(L, lq, li, di, t);
   push_event(L, lq);                                    /* [q l d event] */
   written = has_writer && write_result(L, lq, li, di, lua_isnil(L, R_EVENT) ? 0 : R_EVENT,
                                        level, t, ts);
@@ -738,6 +811,7 @@ static int l_queue_gc(lua_State *L) {
   free(lq->flags);
   lq->flags = NULL;
   lq->fcap = 0;
+  taps_free(lq);
   if (lq->q != NULL) {
     if (!lq->closed) l_queue_close(L);
     orch_queue_release(lq->q);

@@ -60,59 +60,101 @@ end
 --- The judge of run's checks, or nil when the description has none.  The
 -- run gives: desc.checks, per_event (the invokers), queue, total (s),
 -- scale, and emit(rec) / stop(reason).
+--
+-- A check is an index i into arrays of fields (self.name[i], ...), a
+-- shared series a group g into others, and an event's checks and series
+-- are chains through them: 20,000 checks on 10,000 events are a few dozen
+-- tables, not 100,000 for the collector to walk at every cycle.
 function M.new(run)
   local defs = run.desc.checks
   if not defs or #defs == 0 then return nil end
-  local self = setmetatable({ run = run, list = {}, aborts = {}, windowed = {}, whole = {},
-                              by_event = {}, owned = {} }, Checks)
-  local shared, order = {}, {}
-  for _, def in ipairs(defs) do
-    local key = table.concat({ def.kind, def.metric or def.event, where_key(def.where),
-                               tostring(def.window or ""), tostring(def.after) }, "\1")
-    local sh = shared[key]
-    if not sh then
-      sh = { def = def, checks = {} }
-      shared[key] = sh
-      order[#order + 1] = sh
-    end
-    sh.hist = sh.hist or def.p ~= nil
-    sh.slope = sh.slope or def.stat == "slope_per_hour"
-    local d = DERIVABLE[def.kind]
-    sh.derivable = sh.derivable ~= false and d ~= nil and (d[def.stat] or (def.p ~= nil and d.pNN)) or false
-    local stat, p = stat_of(def)
-    local c = { def = def, name = def.name, stat = def.stat, sname = stat, p = p, min = def.min,
-                max = def.max, action = def.action, after = def.after or 0, sh = sh,
-                sticky = def.window ~= nil or def.stat == "silence_sec" or def.action == "abort" }
-    sh.checks[#sh.checks + 1] = c
-    self.list[#self.list + 1] = c
-    if def.action == "abort" then
-      self.aborts[#self.aborts + 1] = c
-    elseif c.sticky then
-      self.windowed[#self.windowed + 1] = c
+  local n = #defs
+  local self = setmetatable({ run = run, n = n, aborts = {}, windowed = {}, whole = {}, owned = {},
+    -- per check: its definition's fields, then its state
+    def = {}, name = {}, stat = {}, sname = {}, p = {}, min = {}, max = {}, action = {}, after = {},
+    sticky = {}, series = {}, status = {}, value = {}, worst = {}, breached = {}, final = {},
+    ev_next = {},     -- the next check of the same event, in judging order
+    -- per event id: the first of its checks, of its series fed by the
+    -- engine (not derived) and of its status series; gseries[g] the
+    -- series, fed_next / status_next the event's next group
+    ev_check = {}, ev_fed = {}, ev_status = {}, gseries = {}, fed_next = {}, status_next = {},
+  }, Checks)
+  -- groups: checks on the same source, window and warm-up share a series
+  local shared, gdef, ghist, gslope, gderivable, gfirst, glast, gnext = {}, {}, {}, {}, {}, {}, {}, {}
+  local ng = 0
+  local name, stat, sname, pp, min, max, action, after, sticky, def_of = self.name, self.stat, self.sname,
+    self.p, self.min, self.max, self.action, self.after, self.sticky, self.def
+  local status, value, worst, breached, final, ev_next = self.status, self.value, self.worst, self.breached,
+    self.final, self.ev_next
+  for i, def in ipairs(defs) do
+    local key = def.kind .. "\1" .. (def.metric or def.event) .. "\1" .. where_key(def.where) .. "\1"
+      .. tostring(def.window or "") .. "\1" .. tostring(def.after)
+    local g = shared[key]
+    if not g then
+      ng = ng + 1
+      g = ng
+      shared[key] = g
+      gdef[g], ghist[g], gslope[g], gderivable[g] = def, false, false, true
     else
-      self.whole[#self.whole + 1] = c
+      gnext[glast[g]] = i
     end
+    if not gfirst[g] then gfirst[g] = i end
+    glast[g] = i
+    ghist[g] = ghist[g] or def.p ~= nil
+    gslope[g] = gslope[g] or def.stat == "slope_per_hour"
+    local d = DERIVABLE[def.kind]
+    gderivable[g] = gderivable[g] ~= false and d ~= nil and (d[def.stat] or (def.p ~= nil and d.pNN)) or false
+    local st, p = stat_of(def)
+    def_of[i], name[i], stat[i], sname[i], pp[i] = def, def.name, def.stat, st, p or false
+    min[i], max[i], action[i], after[i] = def.min or false, def.max or false, def.action, def.after or 0
+    sticky[i] = def.window ~= nil or def.stat == "silence_sec" or def.action == "abort"
+    status[i], value[i], worst[i], breached[i], final[i], ev_next[i] = false, false, false, false, false, false
+    local list = def.action == "abort" and self.aborts or sticky[i] and self.windowed or self.whole
+    list[#list + 1] = i
     if def.event and (def.stat == "errors" or def.stat == "error_rate") then self.owned[def.event] = true end
   end
-  local taps = {}
-  for _, sh in ipairs(order) do
-    local def = sh.def
-    local s = core.series({ window = def.window, from = def.after, kind = def.kind, hist = sh.hist,
-                            slope = sh.slope, span = run.total, where = def.where })
-    for _, c in ipairs(sh.checks) do c.series, c.stat_fn = s, s.stat end
+  local taps, ev_last, fed_last, status_last = {}, {}, {}, {}
+  local gseries, fed_next, status_next = self.gseries, self.fed_next, self.status_next
+  local spec = { span = run.total }   -- one table for every series: core.series reads it then
+  local series = self.series
+  for g = 1, ng do
+    local def = gdef[g]
+    spec.window, spec.from, spec.kind, spec.hist = def.window, def.after, def.kind, ghist[g]
+    spec.slope, spec.where = gslope[g], def.where
+    local s = core.series(spec)
+    if not self.stat_fn then
+      -- the methods once: a lookup through the userdata's __index is a C call
+      self.stat_fn, self.feed, self.feed_error = s.stat, s.invocation, s.error_result
+    end
+    gseries[g], fed_next[g], status_next[g] = s, false, false
+    local i = gfirst[g]
+    while i do
+      series[i] = s
+      i = gnext[i]
+    end
     if def.metric then
       local l = taps[def.metric] or {}
       taps[def.metric] = l
       l[#l + 1] = s
     else
       -- what the invoker counts already is read there, not fed again
-      local derived = not def.window and (def.after or 0) == 0 and sh.derivable
-      run.per_event[def.event]:tap(s, derived)
-      local l = self.by_event[def.event] or { series = {}, status = {}, checks = {} }
-      self.by_event[def.event] = l
-      if not derived then l.series[#l.series + 1] = s end
-      if def.kind == "status" then l.status[#l.status + 1] = s end
-      for _, c in ipairs(sh.checks) do l.checks[#l.checks + 1] = c end
+      local id = def.event
+      local derived = not def.window and (def.after or 0) == 0 and gderivable[g]
+      run.per_event[id]:tap(s, derived)
+      if not derived then
+        if fed_last[id] then fed_next[fed_last[id]] = g else self.ev_fed[id] = g end
+        fed_last[id] = g
+      end
+      if def.kind == "status" then
+        if status_last[id] then status_next[status_last[id]] = g else self.ev_status[id] = g end
+        status_last[id] = g
+      end
+      i = gfirst[g]
+      while i do
+        if ev_last[id] then ev_next[ev_last[id]] = i else self.ev_check[id] = i end
+        ev_last[id] = i
+        i = gnext[i]
+      end
     end
   end
   if next(taps) then run.queue:set_taps(taps) end
@@ -125,41 +167,54 @@ function Checks:owns(id)
   return id ~= nil and self.owned[id] == true
 end
 
+-- Check i as a table (the snapshot's fields).
+function Checks:view(i)
+  local st = self.status[i]
+  return { name = self.name[i], stat = self.stat[i], status = st or "no_data", value = self.value[i] or nil,
+           min = self.min[i] or nil, max = self.max[i] or nil, action = self.action[i] }
+end
+
 -- A check record as DESIGN.md "Checks" says, and the console's line.
-function Checks:record(c, t, final)
-  self.run:emit({ type = "check", name = c.name, stat = c.stat, status = c.status, value = c.value,
-                  min = c.min, max = c.max, action = c.action, final = final or nil, t = t })
-  if not final and c.status ~= "pass" and c.status ~= "no_data" and self.run.console.check then
-    self.run.console:check(c)
+function Checks:record(i, t, final, ts)
+  local st = self.status[i]
+  self.run:emit({ type = "check", name = self.name[i], stat = self.stat[i], status = st,
+                  value = self.value[i] or nil, min = self.min[i] or nil, max = self.max[i] or nil,
+                  action = self.action[i], final = final or nil, t = t, ts = ts })
+  if not final and st ~= "pass" and st ~= "no_data" and self.run.console.check then
+    self.run.console:check(self:view(i))
   end
 end
 
--- Judges check c at description time now.
-function Checks:judge(c, now)
-  if now < c.after then return end
-  local v = c.stat_fn(c.series, c.sname, now, c.p)
+-- Judges check i at description time now.
+function Checks:judge(i, now)
+  if now < self.after[i] then return end
+  local v = self.stat_fn(self.series[i], self.sname[i], now, self.p[i] or nil)
+  local max, min, action = self.max[i], self.min[i], self.action[i]
   local status
   if v == nil then
     status = "no_data"
-  elseif (c.max and v > c.max) or (c.min and v < c.min) then
-    status = c.action == "warn" and "warn" or "fail"
+  elseif (max and v > max) or (min and v < min) then
+    status = action == "warn" and "warn" or "fail"
     -- the worst value judged: what the summary shows for a breach
-    if c.worst == nil or (c.max and v > c.max and v > c.worst) or (c.min and v < c.min and v < c.worst) then
-      c.worst = v
+    local worst = self.worst[i]
+    if worst == false or (max and v > max and v > worst) or (min and v < min and v < worst) then
+      self.worst[i] = v
     end
-    c.breached = true
+    self.breached[i] = true
   else
     status = "pass"
   end
-  c.value = v
-  if status ~= c.status then
+  self.value[i] = v or false
+  local old = self.status[i]
+  if status ~= old then
     -- the first judgement passing (or finding nothing yet) changes nothing
     -- worth a record: 20,000 checks would write 20,000 lines at once
-    local first = c.status == nil and (status == "pass" or status == "no_data")
-    c.status = status
-    if not first then self:record(c, now) end
-    if status == "fail" and c.action == "abort" then
-      self.run:stop(("check %q failed (%s %s, limit %s)"):format(c.name, c.stat, M.number(v), M.limit(c)))
+    local first = old == false and (status == "pass" or status == "no_data")
+    self.status[i] = status
+    if not first then self:record(i, now) end
+    if status == "fail" and action == "abort" then
+      self.run:stop(("check %q failed (%s %s, limit %s)"):format(self.name[i], self.stat[i], M.number(v),
+        M.limit({ min = min or nil, max = max or nil })))
     end
   end
 end
@@ -168,14 +223,14 @@ end
 -- the whole-run ones every WHOLE_RUN_SEC.
 function Checks:tick()
   local now = core.now()
-  for _, c in ipairs(self.aborts) do self:judge(c, now) end
+  for _, i in ipairs(self.aborts) do self:judge(i, now) end
   local t0 = core.hrtime()
   if #self.windowed > 0 and t0 >= self.next_windowed then
-    for _, c in ipairs(self.windowed) do self:judge(c, now) end
+    for _, i in ipairs(self.windowed) do self:judge(i, now) end
     self.next_windowed = t0 + (core.hrtime() - t0) * BUDGET
   end
   if #self.whole > 0 and t0 >= self.next_whole then
-    for _, c in ipairs(self.whole) do self:judge(c, now) end
+    for _, i in ipairs(self.whole) do self:judge(i, now) end
     self.next_whole = t0 + math.max(WHOLE_RUN_SEC * 1e9, (core.hrtime() - t0) * BUDGET)
   end
 end
@@ -194,20 +249,34 @@ end
 --- An invocation of event id ended (the engine's ends; invoker.c feeds the
 -- fast ones itself).  A failure is judged at once.
 function Checks:invocation(id, t, duration, late_s, ok)
-  local l = self.by_event[id]
-  if not l then return end
-  for _, s in ipairs(l.series) do s:invocation(t, duration, late_s, ok) end
+  local i = self.ev_check[id]
+  if not i then return end
+  local g = self.ev_fed[id]
+  while g do
+    self.feed(self.gseries[g], t, duration, late_s, ok)
+    g = self.fed_next[g]
+  end
   if not ok then
-    for _, c in ipairs(l.checks) do self:judge(c, t) end
+    while i do
+      self:judge(i, t)
+      i = self.ev_next[i]
+    end
   end
 end
 
 --- An error result reported by an invocation of event id.
 function Checks:error_result(id, t)
-  local l = id and self.by_event[id]
-  if not l then return end
-  for _, s in ipairs(l.status) do s:error_result(t) end
-  for _, c in ipairs(l.checks) do self:judge(c, t) end
+  local i = id and self.ev_check[id]
+  if not i then return end
+  local g = self.ev_status[id]
+  while g do
+    self.feed_error(self.gseries[g], t)
+    g = self.status_next[g]
+  end
+  while i do
+    self:judge(i, t)
+    i = self.ev_next[i]
+  end
 end
 
 --- No more ticks (the reporter is done: the loop may end).
@@ -219,30 +288,33 @@ end
 function Checks:finish()
   self:stop_timer()
   local now = core.now()
-  for _, c in ipairs(self.list) do
-    self:judge(c, now)
-    local status
-    if c.sticky and c.breached then
-      status = c.action == "warn" and "warn" or "fail"
-      c.value = c.worst
-    elseif c.status == "fail" or c.status == "warn" then
-      status = c.status
-    elseif c.series.total == 0 and c.stat ~= "silence_sec" and not c.def.allow_no_data then
-      status = "no_data"
+  local ts = core.ts(now)
+  local status, action = self.status, self.action
+  for i = 1, self.n do
+    self:judge(i, now)
+    local st
+    if self.sticky[i] and self.breached[i] then
+      st = action[i] == "warn" and "warn" or "fail"
+      self.value[i] = self.worst[i]
+    elseif status[i] == "fail" or status[i] == "warn" then
+      st = status[i]
+    elseif self.series[i].total == 0 and self.stat[i] ~= "silence_sec" and not self.def[i].allow_no_data then
+      st = "no_data"
     else
-      status = "pass"
+      st = "pass"
     end
-    c.status = status
-    c.final = true
-    self:record(c, now, true)
+    status[i] = st
+    self.final[i] = true
+    self:record(i, now, true, ts)
   end
 end
 
 --- Whether a check failed the run: fail or abort out of its limits, or
 -- no data where some was required.
 function Checks:failed()
-  for _, c in ipairs(self.list) do
-    if c.action ~= "warn" and (c.status == "fail" or (c.final and c.status == "no_data")) then
+  local status, final = self.status, self.final
+  for i = 1, self.n do
+    if self.action[i] ~= "warn" and (status[i] == "fail" or (final[i] and status[i] == "no_data")) then
       return true
     end
   end
@@ -253,10 +325,7 @@ end
 -- value, min, max, action}; status "no_data" until first judged.
 function Checks:snapshot()
   local out = {}
-  for i, c in ipairs(self.list) do
-    out[i] = { name = c.name, stat = c.stat, status = c.status or "no_data", value = c.value,
-               min = c.min, max = c.max, action = c.action }
-  end
+  for i = 1, self.n do out[i] = self:view(i) end
   return out
 end
 

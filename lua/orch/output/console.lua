@@ -181,7 +181,7 @@ function M:summary(run, status)
     for _, st in ipairs(list) do
       if run.checks:owns(st.id) then owned_errors = owned_errors + st.errors end
     end
-    failed_checks = self:checks_table(run.checks.list)
+    failed_checks = self:checks_table(run.checks:snapshot())
   end
   local o = run.opts
   if o.report_path then self:line("report: " .. o.report_path) end
