@@ -2,7 +2,7 @@
 -- own health through a time-scaled rehearsal.  Its first 12 hours at
 -- 10000x: every orchlua.self.* series has its sample every 10 minutes of
 -- description time, every invocation succeeds, and orchlua's own figures
--- stay within sight of where they started.
+-- stay within sight of where they started (its slope_per_hour checks pass).
 local h = require "helper"
 local plan = require "orch.plan"
 
@@ -35,6 +35,16 @@ describe("the self-soak", function()
     -- one per firing would be thousands)
     local fds = series["orchlua.self.fds"]
     assert.is_true(fds[#fds] <= fds[7] + 4, ("fds %d then %d"):format(fds[7], fds[#fds]))
+    -- the description's own verdicts: a slope_per_hour check on each figure
+    -- that could leak, every one judged and passing at the end
+    local finals = {}
+    for _, r in ipairs(h.select(h.jsonl(dir .. "/r.jsonl"), "check")) do
+      if r.final then finals[r.name] = r end
+    end
+    for _, name in ipairs({ "orchlua rss flat", "orchlua heap flat", "orchlua fds flat", "orchlua timers flat" }) do
+      assert.is_table(finals[name], name)
+      assert.same({ "pass", "slope_per_hour" }, { finals[name].status, finals[name].stat }, name)
+    end
     h.rm(dir)
   end)
 end)
