@@ -237,8 +237,9 @@ static const char SCHEMA[] =
     "CREATE INDEX IF NOT EXISTS orchlua_records_checks ON orchlua_records (run_id) WHERE type = 'check';"
     "CREATE INDEX IF NOT EXISTS orchlua_runs_labels ON orchlua_runs USING gin (labels);";
 
-static int exec_ok(sink *s, const char *sql, const char *what) {
-  PGresult *r = pq.exec(s->conn, sql);
+/* r's verdict (it is freed): 0 when the command went through, else the
+ * error said once as `what` and -1. */
+static int result_ok(sink *s, PGresult *r, const char *what) {
   int st = pq.resultStatus(r);
   if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
     sink_error(s, what, pq.resultErrorMessage(r));
@@ -247,6 +248,10 @@ static int exec_ok(sink *s, const char *sql, const char *what) {
   }
   pq.clear(r);
   return 0;
+}
+
+static int exec_ok(sink *s, const char *sql, const char *what) {
+  return result_ok(s, pq.exec(s->conn, sql), what);
 }
 
 static void disconnect(sink *s) {
@@ -359,14 +364,7 @@ static int exec_param(sink *s, const char *sql, const char *what) {
   snprintf(first, sizeof first, "%lld", (long long)s->batch_first);
   snprintf(last, sizeof last, "%lld", (long long)s->batch_last);
   r = pq.execParams(s->conn, sql, strstr(sql, "$3") ? 3 : strstr(sql, "$1") ? 1 : 0, NULL, p, NULL, NULL, 0);
-  int st = pq.resultStatus(r);
-  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-    sink_error(s, what, pq.resultErrorMessage(r));
-    pq.clear(r);
-    return -1;
-  }
-  pq.clear(r);
-  return 0;
+  return result_ok(s, r, what);
 }
 
 /* Sends the batch in one transaction; 0 once committed.  COPY goes
