@@ -291,9 +291,9 @@ int proc_open(lua_State *L);
 int net_open(lua_State *L);  /* net.c: sets core.tcp_connect */
 void fs_open(lua_State *L);  /* fs.c: sets core.cwd, glob, find_files, terminal */
 void columns_open(lua_State *L); /* columns.c: sets core.table_lines, format_fixed */
-void proc_task_cancelled(task *t); /* SIGTERM/SIGKILL the groups t spawned */
-void proc_shutdown(orch_core *c);  /* exit path: kill and reap every group */
-void proc_last_resort(void);       /* SIGTERM to every group, from any thread */
+void proc_task_cancelled(task *t); /* pgroup.c: SIGTERM/SIGKILL the groups t spawned */
+void proc_shutdown(orch_core *c);  /* pgroup.c: exit path: kill and reap every group */
+void proc_last_resort(void);       /* pgroup.c: SIGTERM to every group, from any thread */
 int proc_forensics(lua_State *L, task *t); /* pushes what t's processes do; 0: none */
 
 /* invoker.c */
