@@ -624,8 +624,12 @@ static int batch_add(sink *s, int64_t seq, const char *line, size_t n) {
 /* The line's seq: `{"seq":N,` as orchlua writes it; a line without one
  * (an older report) counts on from the one before. */
 static int64_t line_seq(const char *line, size_t n, int64_t prev) {
-  if (n > 8 && memcmp(line, "{\"seq\":", 7) == 0) return strtoll(line + 7, NULL, 10);
-  return prev + 1;
+  int64_t v = 0;
+  size_t i;
+  if (n <= 8 || memcmp(line, "{\"seq\":", 7) != 0) return prev + 1;
+  /* the digits within the line: it is not NUL-terminated (strtoll would read on) */
+  for (i = 7; i < n && i < 7 + 18 && line[i] >= '0' && line[i] <= '9'; i++) v = v * 10 + (line[i] - '0');
+  return v;
 }
 
 static void take_run_id(sink *s, const char *line, size_t n) {
