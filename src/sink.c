@@ -323,12 +323,21 @@ static int resume_point(sink *s) {
   return 0;
 }
 
+/* The decimal at p, read within its n bytes: the buffers are not
+ * NUL-terminated (strtoll would read on past them). */
+static int64_t seq_at(const char *p, size_t n) {
+  int64_t v = 0;
+  size_t i;
+  for (i = 0; i < n && i < 18 && p[i] >= '0' && p[i] <= '9'; i++) v = v * 10 + (p[i] - '0');
+  return v;
+}
+
 /* Drops the batch's lines up to skip_to (stored meanwhile by another
  * process: a ship while the sink was away).  Lines are "seq\tjson\n". */
 static void batch_trim(sink *s) {
   size_t off = 0;
   while (off < s->batch.len && s->batch_lines > 0) {
-    int64_t seq = strtoll(s->batch.data + off, NULL, 10);
+    int64_t seq = seq_at(s->batch.data + off, s->batch.len - off);
     char *nl;
     if (seq > s->skip_to) break;
     nl = memchr(s->batch.data + off, '\n', s->batch.len - off);
@@ -624,12 +633,8 @@ static int batch_add(sink *s, int64_t seq, const char *line, size_t n) {
 /* The line's seq: `{"seq":N,` as orchlua writes it; a line without one
  * (an older report) counts on from the one before. */
 static int64_t line_seq(const char *line, size_t n, int64_t prev) {
-  int64_t v = 0;
-  size_t i;
   if (n <= 8 || memcmp(line, "{\"seq\":", 7) != 0) return prev + 1;
-  /* the digits within the line: it is not NUL-terminated (strtoll would read on) */
-  for (i = 7; i < n && i < 7 + 18 && line[i] >= '0' && line[i] <= '9'; i++) v = v * 10 + (line[i] - '0');
-  return v;
+  return seq_at(line + 7, n - 7);
 }
 
 static void take_run_id(sink *s, const char *line, size_t n) {
