@@ -643,8 +643,27 @@ end
 -- ---- the run -------------------------------------------------------------
 
 -- opts: desc, events (bound), hours, scale, grace, jsonl, console, junit,
--- fail_fast.  Returns the exit status.
+-- fail_fast.  Returns the exit status and the run.  Each step below is a
+-- Run method; the order is the contract (each needs what the ones before
+-- it made).
 function M.run(opts)
+  local run = Run.new(opts)
+  run:make_invokers()
+  run:make_queue()
+  run:attach_checks_and_live()
+  run:make_builtins()
+  run:plan_firings()
+  run:start_clock()
+  run:attach_health_and_console()
+  run:start_reporter()
+  run:start_setup()
+  core.run()
+  return run:finish()
+end
+
+-- The run's table, before anything is made for it; the collector and the
+-- grace period set for the run.
+function Run.new(opts)
   local desc = opts.desc
   local run = setmetatable({
     opts = opts, desc = desc, events = opts.events, scale = opts.scale or 1,
@@ -668,6 +687,13 @@ function M.run(opts)
   collectgarbage("generational")
   desc.index = nil   -- positions were for error messages; the run needs none
   core.set_grace(run.grace)
+  return run
+end
+
+-- run.per_event[id]: one invoker per event (counts, statistics, the fast
+-- path: invoker.c), sharing one fire/done/progress callback set.
+function Run:make_invokers()
+  local run = self
   local function progress() run:progress() end
   -- what an invoker calls back, with its tag first: one function for
   -- every event, not two closures per event
@@ -685,8 +711,7 @@ function M.run(opts)
     if run.order then run.order:mark_ready(info.id) end
   end } }
   for _, ev in ipairs(run.events) do
-    -- per event: counts, statistics and the fast path (invoker.c).  The
-    -- tag (what core.current() gives inside the event) also holds the
+    -- the tag (what core.current() gives inside the event) also holds the
     -- invoker's other fields: st.ev, and st.errors once one failed
     local st = core.invoker({
       fn = ev.fn, event = ev.name, id = ev.id, interval = ev.interval, timeout = ev.timeout,
@@ -696,151 +721,202 @@ function M.run(opts)
     })
     run.per_event[ev.id] = st
   end
-  run.queue = core.queue()
-  if run.jsonl then
-    run.queue:set_writer(run.jsonl.w, function(rec) run:write_report(rec, "result") end)
+end
+
+-- run.queue: the results' queue, writing into the --report file.
+function Run:make_queue()
+  self.queue = core.queue()
+  if self.jsonl then
+    self.queue:set_writer(self.jsonl.w, function(rec) self:write_report(rec, "result") end)
   end
-  run.checks = require("orch.checks").new(run)   -- nil without checks
-  if opts.live then opts.live:attach(run) end   -- --listen (orch.live), before t0
+end
+
+-- run.checks (nil without checks) and --listen's live view, before t0.
+function Run:attach_checks_and_live()
+  self.checks = require("orch.checks").new(self)
+  if self.opts.live then self.opts.live:attach(self) end   -- --listen (orch.live)
+end
+
+-- The kill switches and `after` order, the built-ins, orch.log's sink and
+-- the signal handler.
+function Run:make_builtins()
+  local run = self
   run.kill_switch = setmetatable({ flag = core.flag(), run = run }, KillSwitch)
   run.order = order.new(run, function() return setmetatable({ flag = core.flag(), run = run }, KillSwitch) end)
   run.builtins.kill_switch = run.kill_switch
   run.builtins.report_queue = run.queue
   run.builtins.log = make_log(run)
-  run.builtins.description = desc
-  require("orch")._log_sink = function(level, msg) run.console:log(level, run:current_name(), msg) end
+  run.builtins.description = run.desc
+  require("orch").set_log_sink(function(level, msg) run.console:log(level, run:current_name(), msg) end)
   core.on_signal(function(signum, count) run:on_signal(signum, count) end)
+end
+
+-- Before t0: the fast path's arguments, the startup list, under --resume
+-- the grid's first k per event, and the tickers when no setup comes first.
+function Run:plan_firings()
   -- events that need no fixture set up first go to their invokers now,
   -- not in the startup firings' time
-  run.startup_list = {}   -- the invokers of the startup events, in order
-  for _, ev in ipairs(run.events) do
-    run:try_fast(ev)
-    if ev.at_startup then run.startup_list[#run.startup_list + 1] = run.per_event[ev.id] end
+  self.startup_list = {}   -- the invokers of the startup events, in order
+  for _, ev in ipairs(self.events) do
+    self:try_fast(ev)
+    if ev.at_startup then self.startup_list[#self.startup_list + 1] = self.per_event[ev.id] end
   end
-  local resume = opts.resume
+  local resume = self.opts.resume
   if resume then
     -- the same t0 and T: where the grid stands now, and what it missed
-    run.resume_t = math.max(0, (core.wall() - resume.start.t0_unix) * run.scale)
-    run.first_k = {}
-    for _, ev in ipairs(run.events) do
-      if ev.interval then run.first_k[ev.id] = plan.last_k(ev.interval, run.resume_t) + 1 end
+    self.resume_t = math.max(0, (core.wall() - resume.start.t0_unix) * self.scale)
+    self.first_k = {}
+    for _, ev in ipairs(self.events) do
+      if ev.interval then self.first_k[ev.id] = plan.last_k(ev.interval, self.resume_t) + 1 end
     end
   end
-  if #(desc.unref_setup_fixtures or {}) == 0 then run:make_tickers() end
+  if #(self.desc.unref_setup_fixtures or {}) == 0 then self:make_tickers() end
+end
+
+-- t0 (the resumed run's under --resume), checks' clock, run_start (or the
+-- resume's records) on disk, and T.
+function Run:start_clock()
+  local opts, desc, resume = self.opts, self.desc, self.opts.resume
   -- all that is old from here on: the collector's young passes over the
   -- firings' short-lived objects need not look at it again
   collectgarbage("collect")
-  run.t0_wall = core.start_clock(run.scale, resume and resume.start.t0_unix)
-  run.t0_ns = core.hrtime()
-  if run.checks then run.checks:start() end
+  self.t0_wall = core.start_clock(self.scale, resume and resume.start.t0_unix)
+  self.t0_ns = core.hrtime()
+  if self.checks then self.checks:start() end
 
   if resume then
-    run:resumed(resume)
+    self:resumed(resume)
   else
-  run:emit({ type = "run_start", t = 0, test_name = desc.test_name, file = desc.file,
-             total_hours = run.total / 3600, time_scale = run.scale, grace_sec = run.grace,
-             events = #run.events, version = opts.version, run_id = run.run_id, labels = run.labels,
-             params = require("orch.fleet").params_in_force(run.events),
-             t0_unix = run.t0_wall, description_hash = opts.description_hash })
+    self:emit({ type = "run_start", t = 0, test_name = desc.test_name, file = desc.file,
+                total_hours = self.total / 3600, time_scale = self.scale, grace_sec = self.grace,
+                events = #self.events, version = opts.version, run_id = self.run_id, labels = self.labels,
+                params = require("orch.fleet").params_in_force(self.events),
+                t0_unix = self.t0_wall, description_hash = opts.description_hash })
   end
   -- on disk before any event runs: a startup event that never yields, then
   -- a SIGKILL, still leaves a report that says which run it was
-  if run.jsonl then run.jsonl.w:flush() end
-  core.set_end(run.total)
-  run.health = require("orch.health").start(run, { self_metrics_sec = desc.self_metrics_sec,
-                                                   loop_lag_sec = opts.loop_lag_sec })
-  run.console:start(run)
+  if self.jsonl then self.jsonl.w:flush() end
+  core.set_end(self.total)
+end
 
-  -- the reporter task: resolve result_reporter (maybe a user fixture), then
-  -- monitor until the queue is closed and drained
+-- run.health (self-metrics, loop lag) and the console's progress.
+function Run:attach_health_and_console()
+  self.health = require("orch.health").start(self, { self_metrics_sec = self.desc.self_metrics_sec,
+                                                     loop_lag_sec = self.opts.loop_lag_sec })
+  self.console:start(self)
+end
+
+-- The reporter's hooks.deliver: a record that needs the engine, an error
+-- or one the --report file does not have yet.  run.queue counts what is
+-- taken from it (queue:counts, added up at the end); a reporter over a
+-- queue of its own delivers every value, so each is counted here.
+function Run:result_hook(own_queue)
+  local run = self
+  return function(r, written, err)
+    if not own_queue then run.results = run.results + 1 end
+    if not err and r.level == "error" then
+      -- put as a table rather than reported: queue:report flags its own
+      err = true
+      run.error_results = run.error_results + 1
+    end
+    if err then
+      -- errors count against the event that reported them (summary `errors`)
+      local st = r.event ~= nil and run.per_event[r.event]
+      if st then
+        st.error_results = (st.error_results or 0) + 1
+        local msgs = st.messages
+        if msgs == nil then msgs = {}; st.messages = msgs end
+        if #msgs < 100 then
+          local d = r.data
+          msgs[#msgs + 1] = "error result: " .. tostring(type(d) == "table" and (d.error or d.message) or d)
+        end
+      end
+      if run.checks then run.checks:error_result(r.event, r.t) end
+      if run.checks and run.checks:owns(r.event) then
+        run.owned_error_results = run.owned_error_results + 1
+      else
+        run.failed = true
+        if run.opts.fail_fast and not run.stopping then run:stop("fail-fast: error result") end
+      end
+    end
+    -- the record itself, as on_result gets it: {event, level, t, ts, data};
+    -- queue:report wrote it already unless the encoder refused its data
+    if run.jsonl and not written then run:write_report(r, "result") end
+  end
+end
+
+-- The reporter task ended (status from core.go): nothing left to stop; a
+-- reporter that failed has what is left drained straight to the report.
+function Run:reporter_ended(status, err)
+  self.reporter_done = true
+  core.on_signal(nil)   -- nothing is left to stop: let the loop end
+  if self.checks then self.checks:stop_timer() end
+  if self.console.stop_timers then self.console:stop_timers() end
+  if status ~= "ok" then
+    self:internal_error("the reporter stopped: " .. tostring(err))
+    -- nothing may be lost: drain what is left straight to the report file
+    while true do
+      local r, written = self.queue:get_nowait()
+      if r == nil then break end
+      if self.jsonl and not written then
+        self.jsonl:write(type(r) == "table" and { type = "result", t = r.t, ts = r.ts,
+          event = r.event, level = r.level, data = r.data } or { type = "result", data = r })
+      end
+      self.console:result(type(r) == "table" and r or { level = "info", data = r })
+    end
+    if not self.stopping then self:stop("the reporter stopped") end
+  end
+end
+
+-- The reporter task: resolve result_reporter (maybe a user fixture), attach
+-- the engine's hooks (ResultReporter:attach), then monitor until the queue
+-- is closed and drained.
+function Run:start_reporter()
+  local run = self
   run.reporter_task = core.go(function()
     local reporter = run:value("result_reporter", nil)
     if type(reporter) ~= "table" or type(reporter.monitor) ~= "function" then
       error("the result_reporter fixture must return a ResultReporter (with monitor/on_result), got "
         .. type(reporter), 0)
     end
-    reporter._console = run.console
-    -- run.queue counts what is taken from it (queue:counts, added up at
-    -- the end), so the reporter calls _deliver only for a record that needs
-    -- the engine: an error, or one the --report file does not have yet.
-    -- A reporter over a queue of its own delivers every value.
     local own_queue = reporter.queue == run.queue
-    reporter._deliver = function(r, written, err)
-      if not own_queue then run.results = run.results + 1 end
-      if not err and r.level == "error" then
-        -- put as a table rather than reported: queue:report flags its own
-        err = true
-        run.error_results = run.error_results + 1
-      end
-      if err then
-        -- errors count against the event that reported them (summary `errors`)
-        local st = r.event ~= nil and run.per_event[r.event]
-        if st then
-          st.error_results = (st.error_results or 0) + 1
-          local msgs = st.messages
-          if msgs == nil then msgs = {}; st.messages = msgs end
-          if #msgs < 100 then
-            local d = r.data
-            msgs[#msgs + 1] = "error result: " .. tostring(type(d) == "table" and (d.error or d.message) or d)
-          end
-        end
-        if run.checks then run.checks:error_result(r.event, r.t) end
-        if run.checks and run.checks:owns(r.event) then
-          run.owned_error_results = run.owned_error_results + 1
-        else
-          run.failed = true
-          if run.opts.fail_fast and not run.stopping then run:stop("fail-fast: error result") end
-        end
-      end
-      -- the record itself, as on_result gets it: {event, level, t, ts, data};
-      -- queue:report wrote it already unless the encoder refused its data
-      if run.jsonl and not written then run:write_report(r, "result") end
-    end
-    reporter._on_result_error = function(e)
-      run:internal_error("on_result failed: " .. tostring(e))
-    end
+    local attach = reporter.attach or require("orch.reporter").attach
+    attach(reporter, {
+      console = run.console,
+      deliver = run:result_hook(own_queue),
+      on_result_error = function(e) run:internal_error("on_result failed: " .. tostring(e)) end,
+    })
     reporter:monitor()
-  end, function(_, status, _, err)
-    run.reporter_done = true
-    core.on_signal(nil)   -- nothing is left to stop: let the loop end
-    if run.checks then run.checks:stop_timer() end
-    if run.console.stop_timers then run.console:stop_timers() end
-    if status ~= "ok" then
-      run:internal_error("the reporter stopped: " .. tostring(err))
-      -- nothing may be lost: drain what is left straight to the report file
-      while true do
-        local r, written = run.queue:get_nowait()
-        if r == nil then break end
-        if run.jsonl and not written then
-          run.jsonl:write(type(r) == "table" and { type = "result", t = r.t, ts = r.ts,
-            event = r.event, level = r.level, data = r.data } or { type = "result", data = r })
-        end
-        run.console:result(type(r) == "table" and r or { level = "info", data = r })
-      end
-      if not run.stopping then run:stop("the reporter stopped") end
-    end
-  end, { id = "reporter" })
+  end, function(_, status, _, err) run:reporter_ended(status, err) end, { id = "reporter" })
+end
 
-  -- step 1: unreferenced setup fixtures, then the schedule
-  if #(desc.unref_setup_fixtures or {}) > 0 then
-    run.unref_setup = true
-    run:background("unref_setup_fixtures", function()
-      for _, name in ipairs(desc.unref_setup_fixtures) do run:value(name, nil) end
+-- Step 1: the unreferenced setup fixtures in a background task, then the
+-- schedule (at once when there are none).
+function Run:start_setup()
+  local names = self.desc.unref_setup_fixtures
+  if #(names or {}) > 0 then
+    self.unref_setup = true
+    self:background("unref_setup_fixtures", function()
+      for _, name in ipairs(names) do self:value(name, nil) end
     end, function(status)
-      if status ~= "ok" then run:stop("unref_setup_fixtures failed") else run:start_schedule() end
+      if status ~= "ok" then self:stop("unref_setup_fixtures failed") else self:start_schedule() end
     end)
   else
-    run:start_schedule()
+    self:start_schedule()
   end
+end
 
-  core.run()
+-- After the loop: the final counts, checks' end, run_end and the summary.
+-- Returns the exit status and the run.
+function Run:finish()
+  local opts = self.opts
   core.on_signal(nil)
-  require("orch.health").close(run.health)
-  local taken, taken_errors = run.queue:counts()
-  run.results = run.results + taken
-  run.error_results = run.error_results + taken_errors
-  for _, st in pairs(run.per_event) do st:close() end
-  run.ended = true   -- the figures are final: count and summary_of keep them
+  require("orch.health").close(self.health)
+  local taken, taken_errors = self.queue:counts()
+  self.results = self.results + taken
+  self.error_results = self.error_results + taken_errors
+  for _, st in pairs(self.per_event) do st:close() end
+  self.ended = true   -- the figures are final: count and summary_of keep them
   if os.getenv("ORCHLUA_DEBUG_STATS") then
     -- what the run left alive; the specs assert all zero
     local s = core.stats()
@@ -848,15 +924,15 @@ function M.run(opts)
       :format(s.handles, s.tasks, s.refs, s.fast_lines, s.pooled, s.watch_looks))
   end
 
-  if run.checks then run.checks:finish() end
-  if opts.before_end then opts.before_end(run) end   -- outputs the status must count (cli: --junit)
+  if self.checks then self.checks:finish() end
+  if opts.before_end then opts.before_end(self) end   -- outputs the status must count (cli: --junit)
   local t_end = core.now()
-  run:emit({ type = "run_end", t = t_end, status = run:exit_status(), reason = run.stop_reason,
-             invocations = run:count("runs"), failures = run:count("failures"),
-             skipped = run:count("skipped"), results = run.results, error_results = run.error_results })
-  local status = run:exit_status()
-  run.console:summary(run, status)
-  return status, run
+  self:emit({ type = "run_end", t = t_end, status = self:exit_status(), reason = self.stop_reason,
+              invocations = self:count("runs"), failures = self:count("failures"),
+              skipped = self:count("skipped"), results = self.results, error_results = self.error_results })
+  local status = self:exit_status()
+  self.console:summary(self, status)
+  return status, self
 end
 
 -- An event's figures at the end of the run (invoker:summary(), taken once).

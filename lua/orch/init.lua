@@ -39,7 +39,18 @@ function M.time_scale()
   return host("time_scale").time_scale()
 end
 
--- orch.log: console lines tagged with the calling event.
+-- orch.log: console lines tagged with the calling event, through the sink
+-- the host sets for the run (orch.set_log_sink); stderr without one.
+local log_sink = nil
+
+-- orch.set_log_sink(fn): fn(level, msg) takes orch.log's lines (nil: stderr).
+function M.set_log_sink(fn)
+  if fn ~= nil and type(fn) ~= "function" then
+    error("orch.set_log_sink: a function or nil expected, got " .. type(fn), 2)
+  end
+  log_sink = fn
+end
+
 M.log = {}
 for _, level in ipairs({ "debug", "info", "warn", "error" }) do
   M.log[level] = function(...)
@@ -47,8 +58,7 @@ for _, level in ipairs({ "debug", "info", "warn", "error" }) do
     local parts = {}
     for i = 1, n do parts[i] = tostring((select(i, ...))) end
     local msg = table.concat(parts, " ")
-    local sink = M._log_sink
-    if sink then return sink(level, msg) end
+    if log_sink then return log_sink(level, msg) end
     io.stderr:write(level, ": ", msg, "\n")
   end
 end

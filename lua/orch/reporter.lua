@@ -73,15 +73,25 @@ function ResultReporter:metric(name, value, fields)
   self:put("metric", { metric = name, value = value, fields = fields })
 end
 
+-- attach(hooks): the engine's hooks, kept as self.hooks, before monitor:
+-- hooks.console (what the default on_result prints on), hooks.deliver(r,
+-- written, err) (a record that needs the engine: an error, a line not yet
+-- in the --report file), hooks.on_result_error(e, r) (on_result raised).
+-- The engine calls ResultReporter.attach on a reporter without the method.
+function ResultReporter:attach(hooks)
+  self.hooks = hooks
+end
+
 -- Runs as the reporter task until the queue is closed and empty.
 function ResultReporter:monitor()
   need_host("ResultReporter:monitor")
-  local q, deliver = self.queue, self._deliver
+  local hooks = self.hooks or {}
+  local q, deliver, on_error = self.queue, hooks.deliver, hooks.on_result_error
   -- the host's queue hands the records that need nothing from the engine
   -- to on_result itself, in C (queue:deliver); get takes the others
   local in_c = type(q) == "userdata" and q.deliver ~= nil
   while true do
-    if in_c then q:deliver(self.on_result, self, self._on_result_error) end
+    if in_c then q:deliver(self.on_result, self, on_error) end
     -- written: the --report file has its line; err: an error record
     local r, written, err = q:get()
     if r == nil then return end
@@ -94,14 +104,16 @@ function ResultReporter:monitor()
       if deliver then deliver(r, written, err) end
     end
     local ok, e = pcall(self.on_result, self, r)
-    if not ok and self._on_result_error then self._on_result_error(e, r) end
+    if not ok and on_error then on_error(e, r) end
   end
 end
 
 -- The default on_result prints the record; the engine already wrote it to
 -- the --report file.
 function ResultReporter:on_result(result)
-  if self._console then self._console:result(result) end
+  local hooks = self.hooks
+  local console = hooks and hooks.console
+  if console then console:result(result) end
 end
 
 return ResultReporter

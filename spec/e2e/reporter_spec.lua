@@ -288,3 +288,60 @@ describe("a burst of results", function()
     assert.equal(63, last[#last].data.most)
   end)
 end)
+
+-- The engine's hooks reach a reporter through ResultReporter:attach (kept
+-- as rr.hooks): a subclass may override attach and still call the parent;
+-- a reporter of the user's own without attach gets them the same way.
+local ATTACH = [[
+local orch = require "orch"
+local M = {}
+local Seen = orch.ResultReporter:extend()
+local got = "none"
+function Seen:attach(hooks)
+  got = type(hooks.console) .. " " .. type(hooks.deliver) .. " " .. type(hooks.on_result_error)
+  orch.ResultReporter.attach(self, hooks)
+end
+local which = os.getenv("ATTACH_KIND")
+orch.fixture("result_reporter", function(report_queue)
+  if which == "subclass" then return Seen.new(report_queue) end
+  -- duck-typed: the default monitor and on_result, no attach of its own
+  return { queue = report_queue, monitor = orch.ResultReporter.monitor,
+           on_result = function(self, r)
+             if type(r.data) == "table" and r.data.refuse then error("refused here") end
+             return orch.ResultReporter.on_result(self, r)
+           end }
+end)
+function M.report(report_queue)
+  orch.sleep(0.05)   -- the reporter task has attached by then
+  local rr = orch.ResultReporter.new(report_queue)   -- the duck has no add_result
+  rr:info("hooked " .. got)
+  rr:error("an error result")
+  rr:add_result({ refuse = true })
+end
+return M
+]]
+
+describe("the reporter's hooks (ResultReporter:attach)", function()
+  local dir
+  after_each(function() h.rm(dir) end)
+
+  for _, kind in ipairs({ "subclass", "duck" }) do
+    it("reach a " .. kind .. " reporter: console, error counts, on_result's error", function()
+      dir = h.project({ ["events/ev.lua"] = ATTACH, ["descriptions/a.json"] =
+        '{"test_name":"a","total_hours":0.0001,"events":[{"name":"report","at_startup":true}]}' })
+      local code, out, err = h.run("run a --report r.jsonl", dir, "ATTACH_KIND=" .. kind)
+      assert.equal(1, code, err)   -- the error result fails the run
+      if kind == "subclass" then
+        assert.matches("hooked table function function", out, 1, true)
+      else
+        assert.matches("hooked none", out, 1, true)
+        assert.matches("on_result failed: [^\n]*refused here", out .. err)
+      end
+      local recs = h.jsonl(dir .. "/r.jsonl")
+      local run_end = recs[#recs]
+      assert.equal("run_end", run_end.type)
+      assert.equal(3, run_end.results)
+      assert.equal(1, run_end.error_results)
+    end)
+  end
+end)
