@@ -356,7 +356,10 @@ local cmd = {}
 function cmd.help(a)
   local topic = a.names[1]
   local help = require "orch.help"
-  if topic == nil then out(USAGE, "\n", help.topics({ "run", "list", "check", "plan", "report", "ship" }), "\n") return 0 end
+  if topic == nil then
+    out(USAGE, "\n", help.topics({ "run", "list", "check", "plan", "report", "ship" }), "\n")
+    return 0
+  end
   if HELP[topic] then
     out(HELP[topic], "\n")
     return 0
