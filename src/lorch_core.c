@@ -101,6 +101,17 @@ static int l_core_now(lua_State *L) {
   return 1;
 }
 
+/* core.fnv1a(s) -> 32-bit FNV-1a of s (a description's fingerprint: a
+ * loop over string.byte took tens of ms on a 1.5 MB description) */
+static int l_core_fnv1a(lua_State *L) {
+  size_t n, i;
+  const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
+  uint32_t h = 2166136261u;
+  for (i = 0; i < n; i++) h = (h ^ s[i]) * 16777619u;
+  lua_pushinteger(L, (lua_Integer)h);
+  return 1;
+}
+
 static int l_core_hrtime(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)uv_hrtime());
   return 1;
@@ -1030,7 +1041,7 @@ int luaopen_orch_core(lua_State *L) {
       {"start_clock", l_core_start_clock}, {"now", l_core_now},
       {"time_scale", l_core_time_scale},
       {"trim_threads", l_core_trim_threads},
-      {"hrtime", l_core_hrtime}, {"wall", l_core_wall},
+      {"hrtime", l_core_hrtime}, {"fnv1a", l_core_fnv1a}, {"wall", l_core_wall},
       {"iso8601", l_core_iso8601}, {"ts", l_core_ts}, {"stamp", l_core_stamp},
       {"run", l_core_run}, {"stop", l_core_stop},
       {"stats", l_core_stats}, {"on_signal", l_core_on_signal},

@@ -24,6 +24,9 @@
 #include "core.h"
 
 #define SERIES_MT "orch.Series"
+/* a series that never keeps a histogram owns no memory of its own: no
+ * __gc, so 20,000 of them are not on the collector's finalizer list */
+#define SERIES_PLAIN_MT "orch.Series.plain"
 #define SERIES_SLOPE_MIN 8 /* points a slope needs: 1/8 of the run, 8/20 of the window */
 
 /* ---- histogram: keys are the top bits of the double, monotone in v ---- */
@@ -307,9 +310,16 @@ static double slope(series *s, double now) {
 
 /* ---- Lua ---------------------------------------------------------------- */
 
-static series *check_series(lua_State *L, int i) { return luaL_checkudata(L, i, SERIES_MT); }
+series *series_test(lua_State *L, int i) {
+  series *s = luaL_testudata(L, i, SERIES_MT);
+  return s != NULL ? s : luaL_testudata(L, i, SERIES_PLAIN_MT);
+}
 
-series *series_test(lua_State *L, int i) { return luaL_testudata(L, i, SERIES_MT); }
+static series *check_series(lua_State *L, int i) {
+  series *s = series_test(L, i);
+  if (s == NULL) luaL_typeerror(L, i, SERIES_MT);
+  return s;
+}
 
 /* core.series{window = sec|nil, from = sec, kind = "value"|"duration"|
  *   "lateness"|"invocations"|"status", hist = bool, slope = bool,
@@ -341,7 +351,7 @@ static int l_core_series(lua_State *L) {
   size = sizeof *s + (size_t)nslots * sizeof(series_slot) + (slope ? SERIES_POINTS * sizeof(series_point) : 0);
   s = lua_newuserdatauv(L, size, 1);                     /* [spec s] */
   memset(s, 0, size);
-  luaL_setmetatable(L, SERIES_MT);
+  luaL_setmetatable(L, hist ? SERIES_MT : SERIES_PLAIN_MT);
   s->nslots = nslots;
   s->slots = (series_slot *)(s + 1);
   s->pts = slope ? (series_point *)(s->slots + nslots) : NULL;
@@ -491,9 +501,13 @@ void series_open(lua_State *L) {
     {"add", l_series_add}, {"invocation", l_series_invocation},
     {"error_result", l_series_error_result}, {"stat", l_series_stat}, {NULL, NULL}};
   luaL_newmetatable(L, SERIES_MT);
+  luaL_newmetatable(L, SERIES_PLAIN_MT);                /* [mt plain] */
   luaL_newlib(L, methods);
   lua_pushcclosure(L, l_series_index, 1);
-  lua_setfield(L, -2, "__index");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "__index");
+  lua_setfield(L, -3, "__index");
+  lua_pop(L, 1);
   lua_pushcfunction(L, l_series_gc);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);

@@ -65,9 +65,22 @@ end
 -- shared series a group g into others, and an event's checks and series
 -- are chains through them: 20,000 checks on 10,000 events are a few dozen
 -- tables, not 100,000 for the collector to walk at every cycle.
+local build
+
 function M.new(run)
   local defs = run.desc.checks
   if not defs or #defs == 0 then return nil end
+  -- what is built here lives as long as the run, and the engine collects
+  -- in full before t0: young passes meanwhile would only re-walk the
+  -- arrays growing here (each write to one an old table touched again)
+  collectgarbage("stop")
+  local ok, self = pcall(build, run, defs)
+  collectgarbage("restart")
+  if not ok then error(self, 0) end
+  return self
+end
+
+function build(run, defs)
   local n = #defs
   local self = setmetatable({ run = run, n = n, aborts = {}, windowed = {}, whole = {}, owned = {},
     -- per check: its definition's fields, then its state
@@ -119,7 +132,10 @@ function M.new(run)
   local series = self.series
   for g = 1, ng do
     local def = gdef[g]
-    spec.window, spec.from, spec.kind, spec.hist = def.window, def.after, def.kind, ghist[g]
+    -- what the invoker counts already is read there, not fed again (nor
+    -- kept in a histogram of the series' own)
+    local derived = def.event ~= nil and not def.window and (def.after or 0) == 0 and gderivable[g]
+    spec.window, spec.from, spec.kind, spec.hist = def.window, def.after, def.kind, ghist[g] and not derived
     spec.slope, spec.where = gslope[g], def.where
     local s = core.series(spec)
     if not self.stat_fn then
@@ -137,9 +153,7 @@ function M.new(run)
       taps[def.metric] = l
       l[#l + 1] = s
     else
-      -- what the invoker counts already is read there, not fed again
       local id = def.event
-      local derived = not def.window and (def.after or 0) == 0 and gderivable[g]
       run.per_event[id]:tap(s, derived)
       if not derived then
         if fed_last[id] then fed_next[fed_last[id]] = g else self.ev_fed[id] = g end
@@ -289,23 +303,32 @@ function Checks:finish()
   self:stop_timer()
   local now = core.now()
   local ts = core.ts(now)
-  local status, action = self.status, self.action
+  local status, action, value, sticky, breached, worst, series, stat, name, min, max, final, def =
+    self.status, self.action, self.value, self.sticky, self.breached, self.worst, self.series, self.stat,
+    self.name, self.min, self.max, self.final, self.def
+  local run = self.run
+  -- one record table for all (the writer encodes it at once): 20,000
+  -- tables here were garbage the collector then walked with the heap
+  local rec = { type = "check", final = true, t = now, ts = ts }
   for i = 1, self.n do
     self:judge(i, now)
     local st
-    if self.sticky[i] and self.breached[i] then
+    if sticky[i] and breached[i] then
       st = action[i] == "warn" and "warn" or "fail"
-      self.value[i] = self.worst[i]
+      value[i] = worst[i]
     elseif status[i] == "fail" or status[i] == "warn" then
       st = status[i]
-    elseif self.series[i].total == 0 and self.stat[i] ~= "silence_sec" and not self.def[i].allow_no_data then
+    elseif series[i].total == 0 and stat[i] ~= "silence_sec" and not def[i].allow_no_data then
       st = "no_data"
     else
       st = "pass"
     end
     status[i] = st
-    self.final[i] = true
-    self:record(i, now, true, ts)
+    final[i] = true
+    rec.name, rec.stat, rec.status, rec.action = name[i], stat[i], st, action[i]
+    rec.value, rec.min, rec.max = value[i] or nil, min[i] or nil, max[i] or nil
+    rec.t, rec.ts = now, ts
+    run:emit(rec)
   end
 end
 

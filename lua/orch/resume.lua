@@ -21,11 +21,7 @@ function M.fingerprint(path)
   if not f then return nil end
   local s = f:read("a")
   f:close()
-  local h = 2166136261
-  for i = 1, #s do
-    h = ((h ~ s:byte(i)) * 16777619) & 0xffffffff
-  end
-  return ("%08x"):format(h)
+  return ("%08x"):format(require("orch.core").fnv1a(s))
 end
 
 -- Reads path: nil, message (exit 2) or the report's state: { start =
