@@ -13,7 +13,13 @@ describe("the self-soak", function()
     local sanitized = os.getenv("ORCHLUA_BIN") ~= nil
     local code, _, err = h.run(("run self_soak_72h --hours %d --time-scale %d -q --report r.jsonl")
       :format(sanitized and 2 or 12, sanitized and 2000 or 10000), dir, "ORCHLUA_DEBUG_STATS=1")
-    assert.equal(0, code, err)
+    -- under the sanitizers RSS grows by design (ASan's quarantine keeps
+    -- freed memory): there the rss check fails and the run exits 1
+    local finals = {}
+    for _, r in ipairs(h.select(h.jsonl(dir .. "/r.jsonl"), "check")) do
+      if r.final then finals[r.name] = r end
+    end
+    assert.equal((sanitized and finals["orchlua rss flat"].status == "fail") and 1 or 0, code, err)
     assert.matches("handles=0 tasks=0 refs=0", err)
     local series = {}
     local cjson = require "cjson"
@@ -36,14 +42,13 @@ describe("the self-soak", function()
     local fds = series["orchlua.self.fds"]
     assert.is_true(fds[#fds] <= fds[7] + 4, ("fds %d then %d"):format(fds[7], fds[#fds]))
     -- the description's own verdicts: a slope_per_hour check on each figure
-    -- that could leak, every one judged and passing at the end
-    local finals = {}
-    for _, r in ipairs(h.select(h.jsonl(dir .. "/r.jsonl"), "check")) do
-      if r.final then finals[r.name] = r end
-    end
+    -- that could leak, every one judged and passing at the end (rss but
+    -- under the sanitizers, above)
     for _, name in ipairs({ "orchlua rss flat", "orchlua heap flat", "orchlua fds flat", "orchlua timers flat" }) do
       assert.is_table(finals[name], name)
-      assert.same({ "pass", "slope_per_hour" }, { finals[name].status, finals[name].stat }, name)
+      if not (sanitized and name == "orchlua rss flat") then
+        assert.same({ "pass", "slope_per_hour" }, { finals[name].status, finals[name].stat }, name)
+      end
     end
     h.rm(dir)
   end)
