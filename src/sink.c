@@ -198,18 +198,23 @@ static void sink_recovered(sink *s) {
   pthread_mutex_unlock(&s->mu);
 }
 
+/* ts: sec seconds from now, on the clock pthread_cond_timedwait reads. */
+static void deadline_in(struct timespec *ts, double sec) {
+  clock_gettime(CLOCK_REALTIME, ts);
+  ts->tv_sec += (time_t)sec;
+  ts->tv_nsec += (long)((sec - (double)(time_t)sec) * 1e9);
+  if (ts->tv_nsec >= 1000000000L) {
+    ts->tv_sec++;
+    ts->tv_nsec -= 1000000000L;
+  }
+}
+
 /* Waits sec seconds, or less when the run asks the sink to end or give up.
  * Returns 1 when it should give up. */
 static int sink_nap(sink *s, double sec, int wake_on_stop) {
   struct timespec ts;
   int give_up;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += (time_t)sec;
-  ts.tv_nsec += (long)((sec - (double)(time_t)sec) * 1e9);
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
+  deadline_in(&ts, sec);
   pthread_mutex_lock(&s->mu);
   while (!s->abandon && !(wake_on_stop && s->stop))
     if (pthread_cond_timedwait(&s->cv, &s->mu, &ts) != 0) break;
@@ -920,13 +925,7 @@ static int l_finish(lua_State *L) {
   sink *s = check_sink(L);
   double sec = luaL_optnumber(L, 2, 5);
   struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += (time_t)sec;
-  ts.tv_nsec += (long)((sec - (double)(time_t)sec) * 1e9);
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
+  deadline_in(&ts, sec);
   pthread_mutex_lock(&s->mu);
   s->stop = 1;
   pthread_cond_broadcast(&s->cv);
