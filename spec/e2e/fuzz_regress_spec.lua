@@ -117,6 +117,32 @@ return M
       assert.equal(#files(REGRESS .. "writer"), n)
     end)
 
+    it("write a record of many big fields whose cut, field by field, would still pass the cap", function()
+      -- (found by make fuzz: 64 fields of 128 KiB each, escaped 6 times, are
+      -- 48 MiB; the cut now shares one budget among them)
+      dir = h.project({ ["events/ev.lua"] = [[
+local jsonl = require "orch.output.jsonl"
+local M = {}
+function M.wide(result_reporter)
+  local w = assert(jsonl.open("wide.jsonl"))
+  local rec, c = { event = "wide", level = "info", t = 1.5 }, ("\1"):rep(200 * 1024)
+  for i = 1, 64 do rec["f" .. i] = c .. i end
+  local ok, err = w:write(rec, "result")
+  assert(w:close())
+  result_reporter:add_result({ ok = ok, err = err })
+end
+return M
+]], ["descriptions/w.json"] = '{"test_name":"w","total_hours":0.0001,"events":[{"name":"wide"}]}' })
+      local code, out, err = h.run("run w -q --report r.jsonl", dir)
+      assert.equal(0, code, out .. err)
+      local r = h.select(h.jsonl(dir .. "/r.jsonl"), "result")[1]
+      assert.is_true(r.data.ok, tostring(r.data.err))
+      local line = h.read(dir .. "/wide.jsonl")
+      assert.is_true(#line < 1024 * 1024)
+      local rec = require("cjson").decode(line)
+      assert.same({ "result", "wide", "info", 1.5 }, { rec.type, rec.event, rec.level, rec.t })
+    end)
+
     it("write a shared table met 2^44 times, a 20 MiB string and a quoted type in bounded time", function()
       dir = h.project({ ["events/ev.lua"] = [[
 local M = {}

@@ -15,6 +15,30 @@ function M.open(path, mode)
   return setmetatable({ w = w, path = path }, M)
 end
 
+-- A record still over the encoder's cap once sanitized: its envelope (up
+-- to 32 short scalar fields: event, level, t, ts ...) kept whole, every
+-- other field cut from one shared budget of 96 KiB, so that the line stays
+-- under 1 MiB of JSON however many big fields it has and however much
+-- escaping they take.
+local CUT_BUDGET = 96 * 1024
+function M.cut(rec)
+  if type(rec) ~= "table" then return json.sanitize(rec, CUT_BUDGET) end
+  local small, big, n = {}, {}, 0
+  for k, v in next, rec do
+    local tv = type(v)
+    if n < 32 and type(k) == "string" and #k <= 64
+        and (tv == "number" or tv == "boolean" or (tv == "string" and #v <= 256)) then
+      small[k] = v
+      n = n + 1
+    else
+      big[k] = v
+    end
+  end
+  local out = json.sanitize(big, CUT_BUDGET)
+  for k, v in next, small do out[k] = v end
+  return out
+end
+
 -- The C encoder writes the record; a record holding what JSON cannot say
 -- (a function, a cycle) goes through orch.output.json's placeholders.
 function M:write(rec, type_)
@@ -23,20 +47,7 @@ function M:write(rec, type_)
     -- placeholders for what JSON cannot say, then the same encoder (which
     -- also keeps every line valid UTF-8)
     ok, err = self.w:record(json.sanitize(rec), type_)
-    if ok == false then
-      -- still over the encoder's 16 MiB: its big fields (data, an error)
-      -- cut to 128 KiB each (under 1 MiB of JSON however much escaping it
-      -- takes); the envelope (event, level, t, ts ...) kept whole
-      local cut = {}
-      for k, v in pairs(rec) do
-        if type(v) == "table" or (type(v) == "string" and #v > 4096) then
-          cut[k] = json.sanitize({ v }, 128 * 1024)[1]
-        else
-          cut[k] = v
-        end
-      end
-      ok, err = self.w:record(json.sanitize(cut), type_)
-    end
+    if ok == false then ok, err = self.w:record(M.cut(rec), type_) end
   end
   if not ok and not self.err then self.err = err end
   return ok, err
