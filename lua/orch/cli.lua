@@ -490,10 +490,10 @@ end
 -- description, the sources).
 local function distinct_files(list, inputs)
   local seen = {}
-  local has_core, core = pcall(require, "orch.core")
+  local core = require("orch.host").core
   local function keys(path)
     local k = { abs_path(path) }
-    local id = has_core and core.file_id(path)
+    local id = core and core.file_id(path)
     if id then k[2] = "id:" .. id end
     return k
   end

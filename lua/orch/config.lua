@@ -19,8 +19,7 @@ local KEYS = { descriptions = "string or list", sources = "string or list",
                sinks = "string or list", listen = "string" }
 
 -- orch.core when in the host (no child process); plain Lua in the specs
-local has_core, core = pcall(require, "orch.core")
-if not has_core then core = nil end
+local core = require("orch.host").core
 
 local cached_cwd
 local function cwd()

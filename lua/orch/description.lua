@@ -14,8 +14,7 @@ local json = require "orch.json"
 local schema = require "orch.schema"
 local suggest = require "orch.suggest"
 -- orch.core when in the host: files listed without a child process
-local has_core, core = pcall(require, "orch.core")
-if not has_core then core = nil end
+local core = require("orch.host").core
 
 local description = {}
 

@@ -63,9 +63,9 @@ end
 --- Writes a page: through $PAGER (else less, when there is one) when
 -- stdout is a terminal the page does not fit, else straight to stdout.
 function M.show(text, out)
-  local ok, core = pcall(require, "orch.core")
+  local core = require("orch.host").core
   local tty, rows = false, 0
-  if ok and type(core) == "table" and core.terminal then tty, rows = core.terminal() end
+  if core and core.terminal then tty, rows = core.terminal() end
   local _, lines = text:gsub("\n", "")
   if tty and lines >= (rows > 0 and rows or 24) then
     local pager = os.getenv("PAGER")

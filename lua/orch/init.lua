@@ -7,8 +7,7 @@ local registry = require "orch.registry"
 
 local M = {}
 
-local has_core, core = pcall(require, "orch.core")
-if not has_core then core = nil end
+local core = require("orch.host").core
 
 local function host(name)
   if not core then

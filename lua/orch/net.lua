@@ -17,8 +17,8 @@
 --
 -- Outside the orchlua host (plain lua5.4, busted) the module loads, and
 -- each function that needs the loop says so when called.
-local ok_core, core = pcall(require, "orch.core")
-if not ok_core or type(core) ~= "table" or core.tcp_connect == nil then core = nil end
+local core = require("orch.host").core
+if core and core.tcp_connect == nil then core = nil end
 
 local M = {}
 

@@ -23,8 +23,7 @@
 -- that process (lines are still read, so the process never blocks on a
 -- full pipe), and the next p:wait() raises it, so the event that waits for
 -- the process fails with the callback's error and traceback.
-local ok_core, core = pcall(require, "orch.core")
-if not ok_core then core = nil end
+local core = require("orch.host").core
 
 local M = {}
 

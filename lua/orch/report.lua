@@ -18,7 +18,7 @@
 -- of the last file may be torn (a run killed mid-write): rep.torn says so.
 local cjson = require("cjson").new()
 local scan = require "orch.scan"
-local has_core, core = pcall(require, "orch.core")
+local core = require("orch.host").core
 
 local M = {}
 
@@ -500,7 +500,7 @@ end
 -- fixed(v, decimals, suffix): ("%.<decimals>f"):format(v) .. suffix; orch.core
 -- writes it without snprintf (src/columns.c), which the summary of 10,000
 -- events did 50,000 times
-local fixed = has_core and core.format_fixed or function(v, decimals, suffix)
+local fixed = core and core.format_fixed or function(v, decimals, suffix)
   return ("%." .. decimals .. "f"):format(v) .. suffix
 end
 
@@ -579,7 +579,7 @@ local BLANK = { [9] = true, [10] = true, [11] = true, [12] = true, [13] = true, 
 function M.table_lines(rows, opts)
   opts = opts or {}
   local indent, paint, left = opts.indent or "  ", opts.paint, opts.left
-  if has_core and not paint then return core.table_lines(rows, indent, left, opts.total) end
+  if core and not paint then return core.table_lines(rows, indent, left, opts.total) end
   local w = {}
   for _, r in ipairs(rows) do
     for i, c in ipairs(r) do

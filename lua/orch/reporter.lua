@@ -4,8 +4,7 @@
 -- before on_result (for the --report file and the counts), so a custom
 -- on_result cannot lose one.
 local class = require("orch.class").class
-local ok_core, core = pcall(require, "orch.core")
-if not ok_core then core = nil end
+local core = require("orch.host").core
 
 local ResultReporter = class()
 

@@ -4,8 +4,7 @@
 -- luaopen_<basename>.  Sources are searched in order, first match wins.
 local registry = require "orch.registry"
 -- orch.core when in the host: globs expanded without a shell
-local has_core, core = pcall(require, "orch.core")
-if not has_core then core = nil end
+local core = require("orch.host").core
 
 local M = {}
 

@@ -22,6 +22,7 @@ end
 describe("require \"orch\" outside the orchlua host", function()
   it("loads without orch.core", function()
     assert.is_false((pcall(require, "orch.core")))
+    assert.is_nil(require("orch.host").core)
     assert.is_string(orch.version)
     assert.is_function(orch.fixture)
     assert.is_table(orch.ResultReporter)
