@@ -18,7 +18,7 @@
  *     a prepare handle flushes before the loop blocks (src/writer.c);
  *   - flood: one "event" pushes N results {seq, t} into the queue; the
  *     "reporter" drains it from the idle pass, calls on_result (latency,
- *     count) and writes the JSON line (orch.reporter + output/jsonl);
+ *     count) and writes the JSON line (orch.result_reporter + output/jsonl);
  *   - spawn: N `sleep` processes in their own process group; at T each group
  *     gets SIGTERM and the run ends once all are reaped.
  *

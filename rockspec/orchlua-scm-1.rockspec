@@ -4,7 +4,7 @@
 -- it never needs this rock: its own copies of these modules are compiled in.
 --
 -- What works outside the host: require "orch", loading and validating
--- descriptions (orch.description, orch.json, orch.schema), plans
+-- descriptions (orch.description, orch.jsonc, orch.schema), plans
 -- (orch.plan), orch.fixture, orch.ResultReporter (add_result/info/error/
 -- metric on any queue), orch.config, orch.cli's parsing.  What does not:
 -- everything that waits on the loop.  orch.sleep, orch.now, orch.spawn,
@@ -64,7 +64,8 @@ build = {
     ["orch.help"] = "lua/orch/help.lua",
     ["orch.fleet"] = "lua/orch/fleet.lua",
     ["orch.health"] = "lua/orch/health.lua",
-    ["orch.json"] = "lua/orch/json.lua",
+    ["orch.host"] = "lua/orch/host.lua",
+    ["orch.jsonc"] = "lua/orch/jsonc.lua",
     ["orch.live"] = "lua/orch/live.lua",
     ["orch.net"] = "lua/orch/net.lua",
     ["orch.order"] = "lua/orch/order.lua",
@@ -82,8 +83,8 @@ build = {
     ["orch.registry"] = "lua/orch/registry.lua",
     ["orch.report"] = "lua/orch/report.lua",
     ["orch.report_args"] = "lua/orch/report_args.lua",
-    ["orch.reporter"] = "lua/orch/reporter.lua",
     ["orch.resolve"] = "lua/orch/resolve.lua",
+    ["orch.result_reporter"] = "lua/orch/result_reporter.lua",
     ["orch.resume"] = "lua/orch/resume.lua",
     ["orch.scan"] = "src/scan.c",   -- the report reader, C for plain Lua too
     ["orch.schema"] = "lua/orch/schema.lua",

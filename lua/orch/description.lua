@@ -1,16 +1,16 @@
 -- orch.description: find, load and validate description files.
 --
 -- A description is data, never code: it is read as JSON-with-comments
--- (orch.json) and checked against orch.schema. Validation reports every
+-- (orch.jsonc) and checked against orch.schema. Validation reports every
 -- problem of a file at once, each located by file, line, column and JSON path
--- (0-based array indices, as in orch.json), saying what was expected and what
+-- (0-based array indices, as in orch.jsonc), saying what was expected and what
 -- was found, so one `orchlua check` fixes a whole file.
 --
 -- Errors are records {file =, line =, col =, path =, message =}; line, col and
 -- path are nil when they do not apply (an unreadable file), path is "" for the
 -- root. format_error turns one into FILE:LINE:COL: PATH: MESSAGE.
 
-local json = require "orch.json"
+local json = require "orch.jsonc"
 local schema = require "orch.schema"
 local suggest = require "orch.suggest"
 -- orch.core when in the host: files listed without a child process

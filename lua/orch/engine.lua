@@ -880,7 +880,7 @@ function Run:start_reporter()
         .. type(reporter), 0)
     end
     local own_queue = reporter.queue == run.queue
-    local attach = reporter.attach or require("orch.reporter").attach
+    local attach = reporter.attach or require("orch.result_reporter").attach
     attach(reporter, {
       console = run.console,
       deliver = run:result_hook(own_queue),

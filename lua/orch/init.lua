@@ -17,7 +17,7 @@ local function host(name)
 end
 
 M.fixture = registry.fixture
-M.ResultReporter = require "orch.reporter"
+M.ResultReporter = require "orch.result_reporter"
 
 -- orch.sleep(sec): yields the calling event; description time.
 function M.sleep(sec)

@@ -71,7 +71,7 @@ M.builtin_fixtures = {
     name = "result_reporter", scope = "run", params = { "report_queue" },
     file = "(built-in)", line = 0,
     fn = function(report_queue)
-      return require("orch.reporter").new(report_queue)
+      return require("orch.result_reporter").new(report_queue)
     end,
   },
 }

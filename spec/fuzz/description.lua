@@ -12,7 +12,7 @@
 -- under busted, and the fuzzer (spec/fuzz/harness.c) in the real host.
 local description = require "orch.description"
 local plan = require "orch.plan"
-local json = require "orch.json"
+local json = require "orch.jsonc"
 
 local FILE = "fuzz.json"
 

@@ -26,7 +26,7 @@ csources() {
 
 modules() {
   case $1 in
-    description) echo lua/orch/description.lua lua/orch/json.lua lua/orch/schema.lua lua/orch/suggest.lua lua/orch/plan.lua ;;
+    description) echo lua/orch/description.lua lua/orch/jsonc.lua lua/orch/schema.lua lua/orch/suggest.lua lua/orch/plan.lua ;;
     writer) echo lua/orch/output/jsonl.lua lua/orch/output/json.lua lua/orch/output/junit.lua ;;
   esac
 }

@@ -58,7 +58,7 @@ end
 
 -- the descriptions' comments go as orchlua itself strips them
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
-local strip_comments = require("orch.json").strip_comments
+local strip_comments = require("orch.jsonc").strip_comments
 
 for i = 2, #arg do
   local f = assert(io.open(arg[i], "rb"))

@@ -1,6 +1,6 @@
 -- luacheck: max line length 220
 local description = require "orch.description"
-local json = require "orch.json"
+local json = require "orch.jsonc"
 local schema = require "orch.schema"
 
 local FIXTURES = "spec/fixtures/descriptions"

@@ -1,5 +1,5 @@
 -- luacheck: max line length 220
-local json = require "orch.json"
+local json = require "orch.jsonc"
 
 -- The decode error for `text`, as "LINE:COL: MESSAGE".
 local function decode_error(text)
@@ -8,7 +8,7 @@ local function decode_error(text)
   return ("%s:%s: %s"):format(err.line, err.col, err.message)
 end
 
-describe("orch.json", function()
+describe("orch.jsonc", function()
   describe("strip_comments", function()
     it("blanks a line comment up to, not including, the newline", function()
       assert.equal('{"a": 1} ' .. (" "):rep(12) .. "\n", json.strip_comments('{"a": 1} // a comment\n'))

@@ -1,4 +1,4 @@
--- orch.json: JSON with comments, decoded by lua-cjson, plus a position index.
+-- orch.jsonc: JSON with comments, decoded by lua-cjson, plus a position index.
 --
 -- Descriptions are JSON that may carry `//` and `/* */` comments (the seed's
 -- annotated example must load as printed). Comments are blanked out with

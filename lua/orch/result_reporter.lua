@@ -1,4 +1,4 @@
--- orch.reporter: ResultReporter, as in the seed.  Events report through
+-- orch.result_reporter: ResultReporter, as in the seed.  Events report through
 -- add_result/info/error/metric; monitor() runs as the reporter task and
 -- hands each queued record to on_result.  The engine sees every record
 -- before on_result (for the --report file and the counts), so a custom
