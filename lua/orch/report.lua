@@ -498,8 +498,7 @@ end
 -- ---- the summary table -------------------------------------------------
 
 -- fixed(v, decimals, suffix): ("%.<decimals>f"):format(v) .. suffix; orch.core
--- writes it without snprintf (src/columns.c), which the summary of 10,000
--- events did 50,000 times
+-- writes it without snprintf (src/columns.c): five per event in the summary
 local fixed = core and core.format_fixed or function(v, decimals, suffix)
   return ("%." .. decimals .. "f"):format(v) .. suffix
 end
@@ -571,9 +570,9 @@ end
 -- colour a cell (after padding).
 --
 -- Without paint the lines come from orch.core (src/columns.c), the same
--- lines as below (spec/e2e/report_spec.lua compares them): the summary of
--- 10,000 events took ~35 ms in Lua (BENCHMARKS.md).  This layout is for
--- paint and plain lua5.4.
+-- lines as below (spec/e2e/report_spec.lua compares them): a run's end
+-- pays it once per event (bench w1c).  This layout is for paint and plain
+-- lua5.4.
 local BLANK = { [9] = true, [10] = true, [11] = true, [12] = true, [13] = true, [32] = true }
 
 function M.table_lines(rows, opts)
