@@ -256,6 +256,13 @@ void ref_push(lua_State *L, int ref);
  * name at each call, a third of a cheap method's cost. */
 void *udata_with_mt(lua_State *L, int idx, int mt);
 
+/* pgroup.c: the process-group keeper, under the scheduler (which ends a
+ * cancelled task's groups) */
+void pgroup_task_cancelled(task *t); /* SIGTERM/SIGKILL the groups t spawned */
+void pgroup_shutdown(orch_core *c);  /* exit path: kill and reap every group */
+void pgroup_last_resort(void);       /* SIGTERM to every group, from any thread */
+int pgroup_forensics(lua_State *L, task *t); /* pushes what t's processes do; 0: none */
+
 /* sched.c */
 void sched_init(orch_core *c);
 void sched_ready(task *t);            /* wake: values already on t->co */
@@ -279,22 +286,25 @@ int sched_call(lua_State *L, int nargs, int nres); /* pcall with traceback */
 void sched_guard_begin(orch_core *c, lua_State *co); /* user code outside a task: bounded */
 void sched_guard_end(orch_core *c);
 
-/* lorch_core.c, queue.c, proc.c */
-task *orch_need_task(lua_State *L, const char *what);
-/* The ISO time core_stamp writes: "2026-11-25T12:00:00.123Z", always
- * TS_LEN characters and a NUL. */
+task *sched_need_task(lua_State *L, const char *what); /* the running task, or an error naming what needs one */
+void sched_set_context(lua_State *L);  /* pops the tag a callback outside any task acts for (nil: none) */
+int sched_push_context(lua_State *L);  /* pushes that tag, if any: returns 1 */
+
+/* clock.c: description time and ISO times.  The ISO time is
+ * "2026-11-25T12:00:00.123Z", always TS_LEN characters and a NUL. */
 #define TS_LEN 24
-double core_stamp(orch_core *c, char ts[32]); /* description now, and as ISO time */
+double clock_wall(void);                                    /* unix time now */
+void clock_iso8601(orch_core *c, double unix_t, char out[32]);
+double clock_stamp(orch_core *c, char ts[32]);             /* description now, and as ISO time */
+void clock_stamp_at(orch_core *c, double t, char ts[32]);  /* description time t as ISO time */
+
+/* The mechanisms' Lua faces, which lorch_core.c registers */
 int queue_open(lua_State *L);
 int queue_make_add_result(lua_State *L); /* core.queue_add_result */
 int proc_open(lua_State *L);
 int net_open(lua_State *L);  /* net.c: sets core.tcp_connect */
 void fs_open(lua_State *L);  /* fs.c: sets core.cwd, glob, find_files, terminal */
 void columns_open(lua_State *L); /* columns.c: sets core.table_lines, format_fixed */
-void proc_task_cancelled(task *t); /* pgroup.c: SIGTERM/SIGKILL the groups t spawned */
-void proc_shutdown(orch_core *c);  /* pgroup.c: exit path: kill and reap every group */
-void proc_last_resort(void);       /* pgroup.c: SIGTERM to every group, from any thread */
-int proc_forensics(lua_State *L, task *t); /* pushes what t's processes do; 0: none */
 
 /* invoker.c */
 typedef struct invoker invoker;
@@ -327,10 +337,6 @@ typedef struct body {
 body *body_push(lua_State *L); /* an empty one, in an orch.Body userdata on the stack */
 void body_release(body *b);
 
-/* lorch_core.c */
-writer *const *core_writer_slot(lua_State *L, int idx); /* a writer userdata's writer (NULL once closed) */
-void core_stamp_at(orch_core *c, double t, char ts[32]); /* description time t as ISO time */
-int core_push_context(lua_State *L); /* core.set_context's tag, if any: pushes it, returns 1 */
 
 /* handle.c: uv handles malloc'd apart and freed in their close callback */
 void *handle_new(orch_core *c, size_t size);
@@ -350,7 +356,13 @@ void handle_close(uv_handle_t *h); /* harmless on NULL or already closing */
 void handle_uv_failed(int rc, const char *call, const char *file, int line)
     __attribute__((noreturn));
 
-/* writer.c */
+/* writer.c; orch.Writer userdata (their methods: lorch_core.c) */
+#define WRITER_MT "orch.Writer"
+typedef struct lwriter {
+  writer *w;
+  jbuf buf; /* reused by record() */
+} lwriter;
+writer *const *writer_slot(lua_State *L, int idx); /* a writer userdata's writer (NULL once closed) */
 writer *writer_open(orch_core *c, const char *path, FILE *fp, char *err, size_t errlen);
 int writer_write(writer *w, const char *s, size_t n);
 int writer_line(writer *w, const char *s, size_t n, size_t total);

@@ -178,5 +178,6 @@ void host_free(orch_core *c) {
   lua_close(c->L);
   orch_alloc_free(c->alloc);
   sched_close(c);
+  invoker_pool_free(c); /* the firing tasks kept for reuse */
   free(c);
 }

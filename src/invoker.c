@@ -269,7 +269,7 @@ static void write_record(invoker *inv, ftask *ft, double t, double duration) {
   char ts[32];
   double scheduled = (double)ft->k * inv->interval;
   int r = 0;
-  core_stamp_at(c, t, ts);
+  clock_stamp_at(c, t, ts);
   b->len = 0;
   r |= jsonw_raw(b, c->line_head, WRITER_HEAD); /* room for the seq */
   r |= JSONW_LIT(b, "{\"type\":\"invocation\",\"t\":");
@@ -422,7 +422,7 @@ static int l_core_invoker(lua_State *L) {
   inv->concurrency = luaL_checkoption(L, -1, "forbid", conc);
   lua_pop(L, 1);
   if (lua_getfield(L, 1, "writer") != LUA_TNIL) {
-    inv->wslot = core_writer_slot(L, -1);
+    inv->wslot = writer_slot(L, -1);
     inv->writer_ref = ref_new(L);
   } else {
     lua_pop(L, 1);

@@ -31,16 +31,9 @@
 #define TIMER_MT "orch.Timer"
 #define TICKER_MT "orch.Ticker"
 #define FLAG_MT "orch.Flag"
-#define WRITER_MT "orch.Writer"
 
 
 /* ---- clock ------------------------------------------------------------ */
-
-static double wall_now(void) {
-  struct timeval tv;
-  gettimeofday(&tv, NULL);
-  return (double)tv.tv_sec + tv.tv_usec / 1e6;
-}
 
 static void tickers_arm(orch_core *c);
 
@@ -67,7 +60,7 @@ static int l_core_start_clock(lua_State *L) {
 #endif
   uv_update_time(&c->loop);
   c->t0_ns = uv_hrtime();
-  c->t0_wall = wall_now();
+  c->t0_wall = clock_wall();
   if (!lua_isnoneornil(L, 2)) {
     double t0 = luaL_checknumber(L, 2), back = c->t0_wall - t0;
     if (back < 0 || !isfinite(back)) back = 0;
@@ -118,37 +111,14 @@ static int l_core_hrtime(lua_State *L) {
 }
 
 static int l_core_wall(lua_State *L) {
-  lua_pushnumber(L, wall_now());
+  lua_pushnumber(L, clock_wall());
   return 1;
-}
-
-/* Formats unix time t as "2026-11-25T12:00:00.123Z".  Results come in
- * bursts within one second: the date part is formatted once per second. */
-static void iso8601(orch_core *c, double t, char out[32]) {
-  time_t sec = (time_t)floor(t);
-  int ms = (int)((t - floor(t)) * 1000.0);
-  if (ms > 999) ms = 999;
-  if (ms < 0) ms = 0;
-  if (c->iso_sec != sec || c->iso_head[0] == '\0') {
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    snprintf(c->iso_head, sizeof c->iso_head, "%04d-%02d-%02dT%02d:%02d:%02d.",
-             (tm.tm_year + 1900) % 10000, (tm.tm_mon + 1) % 100, tm.tm_mday % 100,
-             tm.tm_hour % 100, tm.tm_min % 100, tm.tm_sec % 100);
-    c->iso_sec = sec;
-  }
-  memcpy(out, c->iso_head, 20);
-  out[20] = (char)('0' + ms / 100);
-  out[21] = (char)('0' + ms / 10 % 10);
-  out[22] = (char)('0' + ms % 10);
-  out[23] = 'Z';
-  out[24] = '\0';
 }
 
 /* core.iso8601([unix_seconds]) -> "2026-11-25T12:00:00.123Z" */
 static int l_core_iso8601(lua_State *L) {
   char buf[32];
-  iso8601(core_get(L), luaL_opt(L, luaL_checknumber, 1, wall_now()), buf);
+  clock_iso8601(core_get(L), luaL_opt(L, luaL_checknumber, 1, clock_wall()), buf);
   lua_pushstring(L, buf);
   return 1;
 }
@@ -158,26 +128,15 @@ static int l_core_iso8601(lua_State *L) {
 static int l_core_ts(lua_State *L) {
   orch_core *c = core_get(L);
   char buf[32];
-  iso8601(c, c->t0_wall + luaL_checknumber(L, 1) / c->scale, buf);
+  clock_iso8601(c, c->t0_wall + luaL_checknumber(L, 1) / c->scale, buf);
   lua_pushstring(L, buf);
   return 1;
-}
-
-void core_stamp_at(orch_core *c, double t, char ts[32]) {
-  iso8601(c, c->t0_wall + t / c->scale, ts);
-}
-
-/* Now in description seconds since t0, and as ISO time. */
-double core_stamp(orch_core *c, char ts[32]) {
-  double t = (double)(uv_hrtime() - c->t0_ns) / 1e9 * c->scale;
-  iso8601(c, c->t0_wall + t / c->scale, ts);
-  return t;
 }
 
 /* core.stamp() -> t, ts */
 static int l_core_stamp(lua_State *L) {
   char buf[32];
-  lua_pushnumber(L, core_stamp(core_get(L), buf));
+  lua_pushnumber(L, clock_stamp(core_get(L), buf));
   lua_pushstring(L, buf);
   return 2;
 }
@@ -296,17 +255,6 @@ static task *check_task(lua_State *L, int i) {
   return luaL_checkudata(L, i, TASK_MT);
 }
 
-/* The running task, or an error naming the helper that needs one. */
-task *orch_need_task(lua_State *L, const char *what) {
-  task *t = sched_current(L);
-  if (t == NULL)
-    luaL_error(L, "%s must be called from an event, a fixture or the reporter "
-                  "(a task on orchlua's loop), not from %s",
-               what, core_get(L) && core_get(L)->running ? "a nested coroutine"
-                                                        : "outside any task");
-  return t;
-}
-
 /* core.go(fn, done, tag, ...) -> task.  The task starts from the ready
  * list, i.e. at the next idle callback, never inside the caller. */
 static int l_core_go(lua_State *L) {
@@ -359,27 +307,17 @@ static int l_core_current(lua_State *L) {
 
 /* core.set_context(tag | nil): the invocation a callback outside any task
  * acts for (a process's line callback, process.lua): results it reports
- * carry that invocation's event.  Kept in one registry slot, by key. */
-static const char CTX_KEY = 'c';
-
+ * carry that invocation's event. */
 static int l_core_set_context(lua_State *L) {
-  orch_core *c = core_get(L);
   lua_settop(L, 1);
-  c->ctx_set = !lua_isnil(L, 1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &CTX_KEY);
+  sched_set_context(L);
   return 0;
-}
-
-int core_push_context(lua_State *L) {
-  if (!core_get(L)->ctx_set) return 0;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &CTX_KEY);
-  return 1;
 }
 
 /* core.sleep(desc_sec): yields the running task. */
 static int l_core_sleep(lua_State *L) {
   double sec = luaL_checknumber(L, 1);
-  task *t = orch_need_task(L, "orch.sleep");
+  task *t = sched_need_task(L, "orch.sleep");
   luaL_argcheck(L, sec >= 0 && !isnan(sec), 1, "seconds must be >= 0");
   if (sec == 0) {
     sched_ready(t);
@@ -785,7 +723,7 @@ static int l_flag_wait(lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  t = orch_need_task(L, "kill_switch:wait");
+  t = sched_need_task(L, "kill_switch:wait");
   if (!lua_isnoneornil(L, 2)) {
     double sec = luaL_checknumber(L, 2);
     if (sec <= 0) {
@@ -802,11 +740,6 @@ static int l_flag_wait(lua_State *L) {
  * stack holds the flag as the `self` argument. */
 
 /* ---- writers ----------------------------------------------------------- */
-
-typedef struct lwriter {
-  writer *w;
-  jbuf buf; /* reused by record() */
-} lwriter;
 
 static int push_writer(lua_State *L, const char *path, FILE *fp) {
   char err[512];
@@ -854,11 +787,6 @@ static int l_core_writer(lua_State *L) {
 static int l_core_stdio(lua_State *L) {
   const char *which = luaL_checkstring(L, 1);
   return push_writer(L, which, strcmp(which, "stderr") == 0 ? stderr : stdout);
-}
-
-writer *const *core_writer_slot(lua_State *L, int idx) {
-  lwriter *lw = luaL_checkudata(L, idx, WRITER_MT);
-  return &lw->w;
 }
 
 static writer *check_writer(lua_State *L) {

@@ -150,7 +150,7 @@ static void push_cpu_delta(lua_State *L, const cpu_times *a, const cpu_times *b)
 /* Parks the running task for sec description seconds, then continues in k
  * with the stack as it is. */
 static int sys_sleep_k(lua_State *L, double sec, const char *what, lua_KFunction k) {
-  task *t = orch_need_task(L, what);
+  task *t = sched_need_task(L, what);
   sched_timer_wait(t, sched_real_ms(t->core, sec), 0);
   if (t->state == T_RUNNING) t->state = T_WAITING;
   return lua_yieldk(L, 0, 0, k);

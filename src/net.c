@@ -269,7 +269,7 @@ static int l_core_tcp_connect(lua_State *L) {
   task *t;
   int r;
   luaL_argcheck(L, port > 0 && port < 65536, 2, "port must be 1..65535");
-  t = orch_need_task(L, "orch.net.connect");
+  t = sched_need_task(L, "orch.net.connect");
   c = lua_newuserdatauv(L, sizeof *c, 0);               /* [host port to conn] */
   memset(c, 0, sizeof *c);
   c->core = t->core;
@@ -387,7 +387,7 @@ static int l_conn_read(lua_State *L) {
   }
   if (c->reader != NULL)
     return luaL_error(L, "conn:read: %s is already being read by another task", c->where);
-  t = orch_need_task(L, "conn:read");
+  t = sched_need_task(L, "conn:read");
   start_reading(c);
   if ((n = push_read_result(L, c)) > 0) return n;       /* read_start failed */
   if (timeout == 0) {
@@ -453,7 +453,7 @@ static int l_conn_write(lua_State *L) {
   }
   if (r < 0 && r != UV_EAGAIN) return push_uv_error(L, c->where, r);
   if (r < 0) r = 0;
-  t = orch_need_task(L, "conn:write");
+  t = sched_need_task(L, "conn:write");
   w = malloc(sizeof *w + (len - (size_t)r));
   if (w == NULL) return luaL_error(L, "not enough memory");
   w->len = len - (size_t)r;

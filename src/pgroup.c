@@ -8,14 +8,14 @@
  * it.  A kill is SIGTERM, then SIGKILL KILL_DELAY_MS later for any group
  * still alive.  Groups are killed:
  *   - when the task that spawned them is cancelled or times out
- *     (proc_task_cancelled, from sched.c task_finish), unless spawned with
+ *     (pgroup_task_cancelled, from sched.c task_finish), unless spawned with
  *     owner = "run";
  *   - by core.kill_processes (the engine's cancel_all: after grace, and on
  *     a second signal);
  *   - when the loop has nothing left to do but run processes nobody waits
  *     for (the keeper, below): the run is over, and core.run() returns only
  *     once they are gone, so a run ends with no handle or ref left;
- *   - on the exit path (proc_shutdown, from sched_close), synchronously;
+ *   - on the exit path (pgroup_shutdown, from sched_close), synchronously;
  *   - at exit() (os.exit in an event) and on a crash (SIGSEGV, abort ...),
  *     from a process-wide list of groups; and each child asks the kernel
  *     for SIGKILL when orchlua dies (PR_SET_PDEATHSIG, set in a fork
@@ -129,7 +129,7 @@ static void emerg_atexit(void) {
 
 /* The watchdog's last resort (sched.c), from its thread: SIGTERM to every
  * group; the guardian continues and ends them once orchlua is gone. */
-void proc_last_resort(void) {
+void pgroup_last_resort(void) {
   size_t i;
   for (i = 0; i < emerg_n; i++) killpg(emerg[i], SIGTERM);
 }
@@ -462,7 +462,7 @@ static void on_set_timer(uv_timer_t *h) {
   if (force) {
     s->force_at = 0;
     /* still listed: unkillable (uninterruptible sleep) or outside our
-     * reach; stop holding the loop, proc_shutdown reaps what it can */
+     * reach; stop holding the loop, pgroup_shutdown reaps what it can */
     if (s->keeper != NULL) uv_unref((uv_handle_t *)s->keeper);
   }
   pgroup_schedule(s);
@@ -493,7 +493,7 @@ static void on_chld(uv_signal_t *h, int signum) {
 
 /* A task was cancelled or timed out: its processes' groups get SIGTERM,
  * then SIGKILL. */
-void proc_task_cancelled(task *t) {
+void pgroup_task_cancelled(task *t) {
   proc_set *s = pgroup_set_of(t->core);
   orch_list *l;
   int any = 0;
@@ -592,7 +592,7 @@ static void sweep_all(void) {
 /* The exit path (sched_close): whatever is still listed is killed and
  * reaped here, synchronously, without running the loop (no user callback
  * runs, and no handle left open by an aborted run can hold it up). */
-void proc_shutdown(orch_core *c) {
+void pgroup_shutdown(orch_core *c) {
   proc_set *s = pgroup_set_of(c);
   orch_list *l, *next;
   if (s == NULL) return;
@@ -631,4 +631,82 @@ void proc_shutdown(orch_core *c) {
   }
   set_idle(s);
   sweep_all();
+}
+
+/* Appends the last lines of stream i (at most 3, from the ring) to b. */
+static void tail_lines(luaL_Buffer *b, proc *p, int i) {
+  char flat[TAIL_MAX];
+  size_t n = p->tail_n[i] < TAIL_MAX ? p->tail_n[i] : TAIL_MAX, at, k, start;
+  int lines = 0;
+  if (n == 0) return;
+  at = p->tail_n[i] % TAIL_MAX;
+  for (k = 0; k < n; k++) flat[k] = p->tail[i][(at + TAIL_MAX - n + k) % TAIL_MAX];
+  start = n;
+  while (start > 0) {
+    if (flat[start - 1] == '\n' && start != n && ++lines == 3) break;
+    start--;
+  }
+  luaL_addstring(b, i == 1 ? "\n      stdout: " : "\n      stderr: ");
+  for (k = start; k < n; k++) {
+    if (flat[k] == '\n') {
+      if (k + 1 < n) luaL_addstring(b, i == 1 ? "\n      stdout: " : "\n      stderr: ");
+    } else {
+      luaL_addchar(b, (unsigned char)flat[k] < 32 && flat[k] != '\t' ? '?' : flat[k]);
+    }
+  }
+}
+
+/* Pushes what the processes task t spawned are doing (pid, command, state,
+ * children, last output lines), for its timeout record; returns 0 and
+ * pushes nothing when it spawned none that still runs. */
+int pgroup_forensics(lua_State *L, task *t) {
+  proc_set *s = pgroup_set_of(t->core);
+  orch_list *l;
+  luaL_Buffer b;
+  int n = 0;
+  if (s == NULL) return 0;
+  for (l = s->procs.next; l != &s->procs; l = l->next) {
+    proc *p = list_entry(l, proc, node);
+    char path[64], buf[512];
+    FILE *f;
+    if (p->task_id != t->id || p->exited) continue;
+    if (n++ == 0) {
+      luaL_buffinit(L, &b);
+      luaL_addstring(&b, "processes it spawned, still running:");
+    }
+    snprintf(path, sizeof path, "/proc/%d/stat", p->pid);
+    f = fopen(path, "r");
+    if (f != NULL && fgets(buf, sizeof buf, f) != NULL) {
+      /* "pid (comm) S ..." : the command and the state letter */
+      char *open = strchr(buf, '('), *close = strrchr(buf, ')');
+      if (open && close && close[1] == ' ') {
+        *close = '\0';
+        lua_pushfstring(L, "\n    pid %d (%s) state %c", p->pid, open + 1, close[2]);
+      } else {
+        lua_pushfstring(L, "\n    pid %d", p->pid);
+      }
+    } else {
+      lua_pushfstring(L, "\n    pid %d (gone)", p->pid);
+    }
+    if (f != NULL) fclose(f);
+    luaL_addvalue(&b);
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", p->pid, p->pid);
+    f = fopen(path, "r");
+    if (f != NULL) {
+      if (fgets(buf, sizeof buf, f) != NULL && buf[0] != '\0') {
+        size_t bl = strlen(buf);
+        while (bl > 0 && (buf[bl - 1] == ' ' || buf[bl - 1] == '\n')) buf[--bl] = '\0';
+        if (bl > 0) {
+          luaL_addstring(&b, ", children ");
+          luaL_addstring(&b, buf);
+        }
+      }
+      fclose(f);
+    }
+    tail_lines(&b, p, 1);
+    tail_lines(&b, p, 2);
+  }
+  if (n == 0) return 0;
+  luaL_pushresult(&b);
+  return 1;
 }

@@ -1,8 +1,8 @@
 /*
  * pgroup.h - what proc.c calls of the process-group keeper (pgroup.c): a
- * listed process and its set, listing, signalling, unlisting.  sched.c's
- * entry points (proc_task_cancelled, proc_shutdown, proc_last_resort) stay
- * declared in core.h.
+ * listed process and its set, listing, signalling, unlisting.  The
+ * scheduler's entry points (pgroup_task_cancelled, pgroup_shutdown,
+ * pgroup_last_resort, pgroup_forensics) are declared in core.h.
  */
 #ifndef ORCH_PGROUP_H
 #define ORCH_PGROUP_H

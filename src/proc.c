@@ -92,10 +92,6 @@ static void deliver(lua_State *L, int cb, const char *s, size_t n, int partial) 
   sched_call(L, partial ? 2 : 1, 0);
 }
 
-/* Handles n bytes read from stream i (1 stdout, 2 stderr): appended to the
- * capture, and split into lines for the callback.  A line longer than
- * max_line is delivered in max_line pieces, each but the last with a
- * second argument true: long lines are never cut silently. */
 /* Keeps the last TAIL_MAX bytes of stream i: a copy of what was read. */
 static void tail_keep(proc *p, int i, const char *data, size_t n) {
   size_t at;
@@ -114,84 +110,10 @@ static void tail_keep(proc *p, int i, const char *data, size_t n) {
   p->tail_n[i] += n;
 }
 
-/* Appends the last lines of stream i (at most 3, from the ring) to b. */
-static void tail_lines(luaL_Buffer *b, proc *p, int i) {
-  char flat[TAIL_MAX];
-  size_t n = p->tail_n[i] < TAIL_MAX ? p->tail_n[i] : TAIL_MAX, at, k, start;
-  int lines = 0;
-  if (n == 0) return;
-  at = p->tail_n[i] % TAIL_MAX;
-  for (k = 0; k < n; k++) flat[k] = p->tail[i][(at + TAIL_MAX - n + k) % TAIL_MAX];
-  start = n;
-  while (start > 0) {
-    if (flat[start - 1] == '\n' && start != n && ++lines == 3) break;
-    start--;
-  }
-  luaL_addstring(b, i == 1 ? "\n      stdout: " : "\n      stderr: ");
-  for (k = start; k < n; k++) {
-    if (flat[k] == '\n') {
-      if (k + 1 < n) luaL_addstring(b, i == 1 ? "\n      stdout: " : "\n      stderr: ");
-    } else {
-      luaL_addchar(b, (unsigned char)flat[k] < 32 && flat[k] != '\t' ? '?' : flat[k]);
-    }
-  }
-}
-
-/* Pushes what the processes task t spawned are doing (pid, command, state,
- * children, last output lines), for its timeout record; returns 0 and
- * pushes nothing when it spawned none that still runs. */
-int proc_forensics(lua_State *L, task *t) {
-  proc_set *s = pgroup_set_of(t->core);
-  orch_list *l;
-  luaL_Buffer b;
-  int n = 0;
-  if (s == NULL) return 0;
-  for (l = s->procs.next; l != &s->procs; l = l->next) {
-    proc *p = list_entry(l, proc, node);
-    char path[64], buf[512];
-    FILE *f;
-    if (p->task_id != t->id || p->exited) continue;
-    if (n++ == 0) {
-      luaL_buffinit(L, &b);
-      luaL_addstring(&b, "processes it spawned, still running:");
-    }
-    snprintf(path, sizeof path, "/proc/%d/stat", p->pid);
-    f = fopen(path, "r");
-    if (f != NULL && fgets(buf, sizeof buf, f) != NULL) {
-      /* "pid (comm) S ..." : the command and the state letter */
-      char *open = strchr(buf, '('), *close = strrchr(buf, ')');
-      if (open && close && close[1] == ' ') {
-        *close = '\0';
-        lua_pushfstring(L, "\n    pid %d (%s) state %c", p->pid, open + 1, close[2]);
-      } else {
-        lua_pushfstring(L, "\n    pid %d", p->pid);
-      }
-    } else {
-      lua_pushfstring(L, "\n    pid %d (gone)", p->pid);
-    }
-    if (f != NULL) fclose(f);
-    luaL_addvalue(&b);
-    snprintf(path, sizeof path, "/proc/%d/task/%d/children", p->pid, p->pid);
-    f = fopen(path, "r");
-    if (f != NULL) {
-      if (fgets(buf, sizeof buf, f) != NULL && buf[0] != '\0') {
-        size_t bl = strlen(buf);
-        while (bl > 0 && (buf[bl - 1] == ' ' || buf[bl - 1] == '\n')) buf[--bl] = '\0';
-        if (bl > 0) {
-          luaL_addstring(&b, ", children ");
-          luaL_addstring(&b, buf);
-        }
-      }
-      fclose(f);
-    }
-    tail_lines(&b, p, 1);
-    tail_lines(&b, p, 2);
-  }
-  if (n == 0) return 0;
-  luaL_pushresult(&b);
-  return 1;
-}
-
+/* Handles n bytes read from stream i (1 stdout, 2 stderr): appended to the
+ * capture, and split into lines for the callback.  A line longer than
+ * max_line is delivered in max_line pieces, each but the last with a
+ * second argument true: long lines are never cut silently. */
 static void proc_feed(proc *p, int i, const char *data, size_t n) {
   lua_State *L = p->set->core->L;
   linebuf *lb = &p->lines[i];
@@ -820,7 +742,7 @@ static int l_proc_wait(lua_State *L) {
     push_status(L, p);
     return 2;
   }
-  t = orch_need_task(L, "process:wait");
+  t = sched_need_task(L, "process:wait");
   if (!lua_isnoneornil(L, 2)) {
     double sec = luaL_checknumber(L, 2);
     luaL_argcheck(L, sec == sec, 2, "timeout must be a number");

@@ -298,7 +298,7 @@ static void push_event(lua_State *L, lqueue *lq) {
   task *t = lq->core->running;
   if (t == NULL) {
     /* a process's line callback acting for its invocation (or nothing) */
-    if (!core_push_context(L)) {
+    if (!sched_push_context(L)) {
       lua_pushnil(L);
     } else if (lua_type(L, -1) == LUA_TTABLE) {
       lua_pushvalue(L, lua_upvalueindex(UV_ID));
@@ -521,7 +521,7 @@ static int report(lua_State *L, lqueue *lq, int level, int li, int di) {
   double t;
   int written, has_writer = lq->wslot != NULL && *lq->wslot != NULL;
   if (lq->closed) return luaL_error(L, "report_queue is closed (the run has ended)");
-  t = core_stamp(c, ts);
+  t = clock_stamp(c, ts);
   if (lq->ntaps > 0 && level == LV_OTHER) tap_metric(L, lq, li, di, t);
   push_event(L, lq);                                    /* [q l d event] */
   written = has_writer && write_result(L, lq, li, di, lua_isnil(L, R_EVENT) ? 0 : R_EVENT,
@@ -664,7 +664,7 @@ static int l_queue_get(lua_State *L) {
   if (lq->q->pending) queue_pull(L, lq, 1);
   if (queue_take(L, lq)) return 3;
   if (lq->closed) return 0;
-  t = orch_need_task(L, "report_queue:get");
+  t = sched_need_task(L, "report_queue:get");
   list_push(&lq->getters, &t->wait);
   return sched_wait(L, t);
 }
@@ -738,7 +738,7 @@ static int l_queue_deliver(lua_State *L) {
  * data. */
 static int l_queue_set_writer(lua_State *L) {
   lqueue *lq = check_queue(L, 1);
-  lq->wslot = core_writer_slot(L, 2);
+  lq->wslot = writer_slot(L, 2);
   luaL_checktype(L, 3, LUA_TFUNCTION);
   lua_settop(L, 3);
   lua_setiuservalue(L, 1, Q_FALLBACK);

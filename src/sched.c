@@ -51,6 +51,32 @@ task *sched_current(lua_State *L) {
                                                                   : NULL;
 }
 
+/* The running task, or an error naming the helper that needs one. */
+task *sched_need_task(lua_State *L, const char *what) {
+  task *t = sched_current(L);
+  if (t == NULL)
+    luaL_error(L, "%s must be called from an event, a fixture or the reporter "
+                  "(a task on orchlua's loop), not from %s",
+               what, core_get(L) && core_get(L)->running ? "a nested coroutine"
+                                                        : "outside any task");
+  return t;
+}
+
+/* The tag a callback outside any task acts for (core.set_context): kept
+ * in one registry slot, by key. */
+static const char CTX_KEY = 'c';
+
+void sched_set_context(lua_State *L) {
+  core_get(L)->ctx_set = !lua_isnil(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &CTX_KEY);
+}
+
+int sched_push_context(lua_State *L) {
+  if (!core_get(L)->ctx_set) return 0;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &CTX_KEY);
+  return 1;
+}
+
 uint64_t sched_real_ms(orch_core *c, double desc_sec) {
   double ms = desc_sec * 1000.0 / c->scale;
   if (ms <= 0) return 0;
@@ -375,11 +401,11 @@ static void task_finish(task *t, int st, const char *forced_err) {
   if (t->on_wait_cancel != NULL) t->on_wait_cancel(t);
   t->on_wait_cancel = NULL;
   /* a timeout explained: its processes' state before they are killed */
-  if (t->cancel == C_TIMEOUT && proc_forensics(L, t)) {
+  if (t->cancel == C_TIMEOUT && pgroup_forensics(L, t)) {
     t->forensics = strdup(lua_tostring(L, -1));
     lua_pop(L, 1);
   }
-  if (t->cancel != C_NONE) proc_task_cancelled(t);
+  if (t->cancel != C_NONE) pgroup_task_cancelled(t);
   handle_close((uv_handle_t *)t->timer);
   t->timer = NULL;
   handle_close((uv_handle_t *)t->deadline);
@@ -654,7 +680,7 @@ static void last_resort(orch_core *c) {
                             "exiting without the orderly end; the guardian ends what is left\n";
   ssize_t w = write(2, msg, sizeof msg - 1);
   (void)w;
-  proc_last_resort();
+  pgroup_last_resort();
   writer_flush_all(c);
   _exit(c->sig_count > 0 ? 128 + c->sig_last : 1);
 }
@@ -768,7 +794,7 @@ void sched_shutdown(orch_core *c) {
   uv_thread_join(&c->watch_thread);
   uv_cond_destroy(&c->watch_cv);
   uv_mutex_destroy(&c->watch_mu);
-  proc_shutdown(c); /* before the signals go back to their defaults */
+  pgroup_shutdown(c); /* before the signals go back to their defaults */
   sig_core = NULL;
   signal(SIGINT, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
@@ -791,5 +817,4 @@ void sched_close(orch_core *c) {
   uv_run(&c->loop, UV_RUN_DEFAULT);
   uv_loop_close(&c->loop);
   jbuf_free(&c->line);
-  invoker_pool_free(c);
 }

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lauxlib.h"
+
 #include "core.h"
 
 writer *writer_open(orch_core *c, const char *path, FILE *fp, char *err,
@@ -164,4 +166,11 @@ void writer_flush_all(orch_core *c) {
   orch_list *l;
   for (l = c->writers.next; l != &c->writers; l = l->next)
     writer_flush(list_entry(l, writer, node));
+}
+
+/* The writer behind an orch.Writer userdata (lorch_core.c makes them): a
+ * slot that reads NULL once the writer is closed. */
+writer *const *writer_slot(lua_State *L, int idx) {
+  lwriter *lw = luaL_checkudata(L, idx, WRITER_MT);
+  return &lw->w;
 }
