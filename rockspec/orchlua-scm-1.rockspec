@@ -89,7 +89,6 @@ build = {
     ["orch.scan"] = "src/scan.c",   -- the report reader, C for plain Lua too
     ["orch.schema"] = "lua/orch/schema.lua",
     ["orch.sources"] = "lua/orch/sources.lua",
-    ["orch.stats"] = "lua/orch/stats.lua",
     ["orch.suggest"] = "lua/orch/suggest.lua",
   },
 }

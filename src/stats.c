@@ -1,8 +1,7 @@
 /*
  * stats.c - orch.Stats: bounded-memory summaries (durations, lateness),
- * added to on every invocation, so in C.  The same rules as the pure-Lua
- * lua/orch/stats.lua, which `orchlua report` uses on JSONL files without
- * the host (spec/e2e/stats_spec checks the two agree): the first
+ * added to on every invocation, so in C, and only here (spec/c/test_stats.c
+ * holds it to exact percentiles): the first
  * STATS_EXACT samples are kept (percentiles exact), later ones counted in
  * log-spaced buckets 1% wide (percentiles within 1%); n, sum, min and max
  * are always exact.  Buckets are a sorted array of the ones in use: a run

@@ -8,7 +8,6 @@
 local orch = require "orch"
 local core = require "orch.core"
 local jsonl = require "orch.output.jsonl"
-local Stats = require "orch.stats"
 local cjson = require "cjson"
 
 local M = {}
@@ -49,7 +48,7 @@ function M.components(kill_switch)
   local w = assert(jsonl.open("/dev/null"))
   time("jsonl:write(rec)  (the --report writer, to /dev/null)", function() return w:write(rec, "invocation") end)
   w:close()
-  local st = Stats.new()
+  local st = core.new_stats()
   for i = 1, 5000 do st:add(i * 1e-6) end
   time("Stats:add(v)  (past the exact samples)", function(i) st:add(i * 1e-6) end)
   local q = core.queue()

@@ -26,19 +26,28 @@ function M.slow(seconds) orch.sleep(seconds) end
 function M.spin() while true do end end
 function M.stats_agree(result_reporter)
   local core = require "orch.core"
-  local Stats = require "orch.stats"
-  local c, l = core.new_stats(), Stats.new()
+  local c, seen = core.new_stats(), {}
   local seed = 7
   local function rnd() seed = (seed * 1103515245 + 12345) % 2147483648 return seed / 2147483648 end
-  local out = {}
+  -- nearest rank over what was added so far
+  local function exact(p)
+    local v = table.move(seen, 1, #seen, 1, {})
+    table.sort(v)
+    return v[math.max(1, math.ceil(p / 100 * #v))]
+  end
+  local function near(a, b, tol) return a == b or (b ~= 0 and math.abs(a - b) / b <= tol) end
+  local out, sum, max, min = {}, 0, nil, nil
   for i = 1, 5000 do
     local v = (i % 7 == 0) and 0 or rnd() ^ 3 * 10
-    c:add(v); l:add(v)
+    c:add(v)
+    seen[i], sum = v, sum + v
+    max, min = math.max(max or v, v), math.min(min or v, v)
     if i == 10 or i == 64 or i == 65 or i == 5000 then
-      out[#out + 1] = { i = i, n = c.n, same_n = c.n == l.n, same_sum = math.abs(c.sum - l.sum) < 1e-9,
-        same_max = c.max == l.max, same_min = c.min == l.min,
-        p50 = c:percentile(50) == l:percentile(50), p99 = c:percentile(99) == l:percentile(99),
-        p100 = c:percentile(100) == l:percentile(100), p1 = c:percentile(1) == l:percentile(1) }
+      local tol = i < 64 and 0 or 0.01   -- exact while fewer than STATS_EXACT (64), then 1 % buckets
+      out[#out + 1] = { i = i, n = c.n, same_n = c.n == i, same_sum = math.abs(c.sum - sum) < 1e-9,
+        same_max = c.max == max, same_min = c.min == min,
+        p50 = near(c:percentile(50), exact(50), tol), p99 = near(c:percentile(99), exact(99), tol),
+        p100 = near(c:percentile(100), exact(100), tol), p1 = near(c:percentile(1), exact(1), tol) }
     end
   end
   local e = core.new_stats()
@@ -241,7 +250,7 @@ describe("the invoker's fast path", function()
     assert.equal(3, #got[1])
   end)
 
-  it("keeps statistics that agree with orch.stats (exact, then buckets)", function()
+  it("keeps statistics, seen from Lua: exact, then within 1 % (spec/c/test_stats.c has the rest)", function()
     dir = project({ list = '[{"name":"stats_agree"}]', hours = "0.0001" })
     local code, out, err = h.run("run f --report r.jsonl -q", dir)
     assert.equal(0, code, out .. err)

@@ -32,7 +32,7 @@ local DESC = [[
 
 local FIX = h.root .. "/spec/fixtures/reports/"
 
--- nearest rank, as orch.stats while exact
+-- nearest rank, as orch.Stats (stats.c) while exact
 local function pct(list, p)
   local s = {}
   for i, v in ipairs(list) do s[i] = v end
