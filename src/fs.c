@@ -1,10 +1,10 @@
 /*
- * fs.c - what the engine asks the system at startup, without a child
- * process: the working directory, a glob, the files under a folder, the
- * terminal on stdout.  The Lua modules (config, description, sources,
- * output.progress) fall back to `pwd`, `find`, the shell and `stty` when
- * orch.core is not there (plain lua5.4 in the unit specs); with it, a start
- * costs no fork (forks were half of the seed example's startup, bench w4).
+ * fs.c - orch.fs: what the engine asks the file system and the terminal,
+ * without a child process (a fork per question was half of a small run's
+ * startup, bench w4): the working directory, a glob, the files under a
+ * folder, the terminal on stdout, what a path names and who owns it.  One
+ * implementation: orchlua preloads it, and plain lua5.4 (the unit specs,
+ * the rock) loads the same file as build/lua/orch/fs.so.
  */
 #include <errno.h>
 #include <fts.h>
@@ -18,13 +18,11 @@
 
 #include "lauxlib.h"
 
-#include "core.h"
-
 static int cmp_str(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* core.cwd() -> the working directory with symlinks resolved (pwd -P) | nil */
+/* fs.cwd() -> the working directory with symlinks resolved (pwd -P) | nil */
 static int l_cwd(lua_State *L) {
   char buf[PATH_MAX];
   if (getcwd(buf, sizeof buf) == NULL) return 0;
@@ -32,7 +30,7 @@ static int l_cwd(lua_State *L) {
   return 1;
 }
 
-/* core.glob(pattern) -> sorted paths that exist (strcmp order), as the
+/* fs.glob(pattern) -> sorted paths that exist (strcmp order), as the
  * shell's `for f in PATTERN` would list them; none: an empty table. */
 static int l_glob(lua_State *L) {
   const char *pattern = luaL_checkstring(L, 1);
@@ -56,7 +54,7 @@ static int l_glob(lua_State *L) {
   return 1;
 }
 
-/* core.find_files(dir, suffix) -> the regular files under dir (symlinks
+/* fs.find_files(dir, suffix) -> the regular files under dir (symlinks
  * followed, loops skipped) whose name ends in suffix, as
  * `find -L DIR -type f -name '*SUFFIX'` prints them, and the folders that
  * could not be read ("path: reason"), as find's errors. */
@@ -89,7 +87,7 @@ static int l_find_files(lua_State *L) {
   return 2;
 }
 
-/* core.terminal() -> stdout is a terminal, its rows, its columns (0, 0
+/* fs.terminal() -> stdout is a terminal, its rows, its columns (0, 0
  * when the size is unknown) */
 static int l_terminal(lua_State *L) {
   struct winsize ws;
@@ -102,7 +100,7 @@ static int l_terminal(lua_State *L) {
   return 3;
 }
 
-/* core.file_id(path) -> a string naming the file path resolves to (its
+/* fs.file_id(path) -> a string naming the file path resolves to (its
  * device and inode; for a file not there yet, its folder's real path and
  * its name), or nil when its folder does not exist: two paths name one
  * file when their ids are equal, links and all. */
@@ -147,7 +145,7 @@ static int l_file_id(lua_State *L) {
   return 1;
 }
 
-/* core.file_owner(path) -> owner uid, mode bits, our effective uid | nil */
+/* fs.file_owner(path) -> owner uid, mode bits, our effective uid | nil */
 static int l_file_owner(lua_State *L) {
   struct stat st;
   if (stat(luaL_checkstring(L, 1), &st) != 0) return 0;
@@ -157,7 +155,7 @@ static int l_file_owner(lua_State *L) {
   return 3;
 }
 
-/* core.file_kind(path) -> "file", "link", "dir" or "other" (a device, a
+/* fs.file_kind(path) -> "file", "link", "dir" or "other" (a device, a
  * fifo ...) as lstat sees it | nil when there is nothing there */
 static int l_file_kind(lua_State *L) {
   struct stat st;
@@ -167,19 +165,12 @@ static int l_file_kind(lua_State *L) {
   return 1;
 }
 
-void fs_open(lua_State *L) {
-  lua_pushcfunction(L, l_file_kind);
-  lua_setfield(L, -2, "file_kind");
-  lua_pushcfunction(L, l_file_owner);
-  lua_setfield(L, -2, "file_owner");
-  lua_pushcfunction(L, l_file_id);
-  lua_setfield(L, -2, "file_id");
-  lua_pushcfunction(L, l_terminal);
-  lua_setfield(L, -2, "terminal");
-  lua_pushcfunction(L, l_cwd);
-  lua_setfield(L, -2, "cwd");
-  lua_pushcfunction(L, l_glob);
-  lua_setfield(L, -2, "glob");
-  lua_pushcfunction(L, l_find_files);
-  lua_setfield(L, -2, "find_files");
+int luaopen_orch_fs(lua_State *L);
+int luaopen_orch_fs(lua_State *L) {
+  static const luaL_Reg fns[] = {{"cwd", l_cwd}, {"glob", l_glob}, {"find_files", l_find_files},
+                                 {"terminal", l_terminal}, {"file_id", l_file_id},
+                                 {"file_owner", l_file_owner}, {"file_kind", l_file_kind},
+                                 {NULL, NULL}};
+  luaL_newlib(L, fns);
+  return 1;
 }

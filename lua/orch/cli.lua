@@ -485,15 +485,15 @@ end
 
 -- Two outputs (or an output and an input) naming one file: the one written
 -- last would replace the other without a word.  list: { {flag, path}, ... }
--- Links count: the file a path resolves to (core.file_id) is compared too.
+-- Links count: the file a path resolves to (fs.file_id) is compared too.
 -- inputs: { {what, path}, ... } files no output may replace (the
 -- description, the sources).
 local function distinct_files(list, inputs)
   local seen = {}
-  local core = require("orch.host").core
+  local fs = require "orch.fs"
   local function keys(path)
     local k = { abs_path(path) }
-    local id = core and core.file_id(path)
+    local id = fs.file_id(path)
     if id then k[2] = "id:" .. id end
     return k
   end

@@ -18,20 +18,13 @@ local KEYS = { descriptions = "string or list", sources = "string or list",
                grace_sec = "number >= 0", loop_lag_sec = "number >= 0", lua_path = "list", lua_cpath = "list",
                sinks = "string or list", listen = "string" }
 
--- orch.core when in the host (no child process); plain Lua in the specs
-local core = require("orch.host").core
+local fs = require "orch.fs"
 
 local cached_cwd
 local function cwd()
   if cached_cwd then return cached_cwd end
-  local here = core and core.cwd()
+  local here = fs.cwd()
   if here then cached_cwd = here return here end
-  local h = io.popen("pwd -P 2>/dev/null")
-  if h then
-    local d = h:read("l")
-    h:close()
-    if d and d ~= "" then cached_cwd = d return d end
-  end
   return os.getenv("PWD") or "."
 end
 M.cwd = cwd
@@ -50,11 +43,10 @@ end
 -- ORCHLUA_SAFE_DIRECTORY (a folder, or "*") trusts it anyway; --config
 -- FILE names a file explicitly and is not checked.
 function M.unsafe(path, dir)
-  if not core or not core.file_owner then return nil end
   local safe = os.getenv("ORCHLUA_SAFE_DIRECTORY")
   if safe == "*" or safe == dir then return nil end
   local function bad(p, is_dir)
-    local uid, mode, me = core.file_owner(p)
+    local uid, mode, me = fs.file_owner(p)
     if not uid then return nil end
     if uid ~= me and uid ~= 0 then return ("%s is owned by uid %d, not by you (uid %d) or root"):format(p, uid, me) end
     local sticky = is_dir and mode & 512 ~= 0

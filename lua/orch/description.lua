@@ -13,8 +13,7 @@
 local json = require "orch.jsonc"
 local schema = require "orch.schema"
 local suggest = require "orch.suggest"
--- orch.core when in the host: files listed without a child process
-local core = require("orch.host").core
+local fs = require "orch.fs"
 
 local description = {}
 
@@ -582,13 +581,7 @@ function description.format_error(e)
 end
 
 -- ---------------------------------------------------------------------------
--- Finding descriptions on disk. Lua cannot list a directory and the binary
--- links no lfs, so find(1) does the walking; its output is split on NUL so
--- that no file name can confuse us.
-
-local function shell_quote(s)
-  return "'" .. s:gsub("'", [['\'']]) .. "'"
-end
+-- Finding descriptions on disk (orch.fs walks the folders).
 
 local function is_directory(path)
   local f = io.open(path, "rb")
@@ -614,18 +607,8 @@ local function scan(dirs)
     else
       -- a relative dir starting with '-' would read as an option to find
       local arg = dir:sub(1, 1) == "-" and "./" .. dir or dir
-      local listed
-      if core then
-        local bad
-        listed, bad = core.find_files(arg, ".json")
-        for _, b in ipairs(bad or {}) do unreadable[#unreadable + 1] = b end
-      else
-        listed = {}
-        local p = io.popen("find -L " .. shell_quote(arg)
-          .. " -type f -name '*.json' -print0 2>/dev/null")
-        for file in p:read("a"):gmatch("%Z+") do listed[#listed + 1] = file end
-        p:close()
-      end
+      local listed, bad = fs.find_files(arg, ".json")
+      for _, b in ipairs(bad or {}) do unreadable[#unreadable + 1] = b end
       for _, file in ipairs(listed) do
         files[#files + 1] = { name = basename(file):gsub("%.json$", ""), path = file }
       end

@@ -63,9 +63,7 @@ end
 --- Writes a page: through $PAGER (else less, when there is one) when
 -- stdout is a terminal the page does not fit, else straight to stdout.
 function M.show(text, out)
-  local core = require("orch.host").core
-  local tty, rows = false, 0
-  if core and core.terminal then tty, rows = core.terminal() end
+  local tty, rows = require("orch.fs").terminal()
   local _, lines = text:gsub("\n", "")
   if tty and lines >= (rows > 0 and rows or 24) then
     local pager = os.getenv("PAGER")

@@ -3,14 +3,9 @@
 -- fixtures with orch.fixture); a .so source is a C module opened through
 -- luaopen_<basename>.  Sources are searched in order, first match wins.
 local registry = require "orch.registry"
--- orch.core when in the host: globs expanded without a shell
-local core = require("orch.host").core
+local fs = require "orch.fs"
 
 local M = {}
-
-local function shell_quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
 
 local function is_glob(p) return p:find("[%*%?%[]") ~= nil end
 
@@ -30,20 +25,9 @@ function M.expand(pattern, root)
   end
   local dir, base = full:match("^(.*)/([^/]*)$")
   if not dir then dir, base = ".", full end
-  if core then
-    -- the folder taken as it is, as `cd` took it below
-    local out = core.glob((dir == "." and "" or dir:gsub("[%*%?%[\\]", "\\%0") .. "/")
-      .. base:gsub("\\", "\\\\"))
-    table.sort(out)
-    return out
-  end
-  -- the shell does the globbing; each match printed on its own line
-  local cmd = ("cd %s 2>/dev/null && for f in %s; do [ -e \"$f\" ] && printf '%%s\\n' \"$f\"; done")
-    :format(shell_quote(dir), base:gsub("[^%w%*%?%[%]%._%-]", "\\%0"))
-  local p = io.popen(cmd)
-  local out = {}
-  for line in p:lines() do out[#out + 1] = (dir == "." and "" or dir .. "/") .. line end
-  p:close()
+  -- the folder taken as it is: only the name is a pattern
+  local out = fs.glob((dir == "." and "" or dir:gsub("[%*%?%[\\]", "\\%0") .. "/")
+    .. base:gsub("\\", "\\\\"))
   table.sort(out)
   return out
 end

@@ -1,12 +1,13 @@
--- src/fs.c: what the engine asks the system at startup without a child
--- process (core.cwd, core.glob, core.find_files, core.terminal).  Each must
+-- src/fs.c (orch.fs): what the engine asks the system without a child
+-- process (fs.cwd, fs.glob, fs.find_files, fs.terminal), in orchlua and,
+-- the same file as build/lua/orch/fs.so, in plain lua5.4.  Each must
 -- answer what the shell commands it replaced (`pwd -P`, the shell's glob,
 -- `find -L`, `test -t 1`) answer, on a tree with symlinks, a symlink loop,
 -- nested folders and names with spaces and glob characters.
 local h = require "helper"
 
 local EVENTS = [[
-local core = require "orch.core"
+local fs = require "orch.fs"
 local M = {}
 
 local function lines(cmd)
@@ -19,16 +20,16 @@ local function lines(cmd)
 end
 
 function M.compare(result_reporter)
-  local found = core.find_files("tree", ".json")
+  local found = fs.find_files("tree", ".json")
   table.sort(found)
-  local globbed = core.glob("tree/*.json")
-  local odd = core.glob("tree/we rd \\[x\\]/*")   -- escaped: the folder's brackets are literal
-  local tty, rows, cols = core.terminal()
+  local globbed = fs.glob("tree/*.json")
+  local odd = fs.glob("tree/we rd \\[x\\]/*")   -- escaped: the folder's brackets are literal
+  local tty, rows, cols = fs.terminal()
   result_reporter:add_result({
-    cwd = core.cwd(), pwd = lines("pwd -P")[1],
+    cwd = fs.cwd(), pwd = lines("pwd -P")[1],
     found = found, find = lines("find -L tree -type f -name '*.json' 2>/dev/null"),
     globbed = globbed, shell_glob = lines("for f in tree/*.json; do [ -e \"$f\" ] && echo \"$f\"; done"),
-    odd = odd, none = core.glob("tree/*.nothing"),
+    odd = odd, none = fs.glob("tree/*.nothing"),
     tty = tty, rows = rows, cols = cols,
   })
 end

@@ -18,8 +18,7 @@ end
 -- Writes text to path; returns true or nil, message.  Only a regular file
 -- (or none yet) is replaced by a rename.
 function M.write(path, text)
-  local core = require("orch.host").core
-  local kind = core and core.file_kind and core.file_kind(path)
+  local kind = require("orch.fs").file_kind(path)
   if kind and kind ~= "file" then return direct(path, text) end
   local tmp = ("%s.%d.tmp"):format(path, math.random(1, 1e9))
   local f, e = io.open(tmp, "wb")

@@ -39,7 +39,7 @@ end
 -- rows}.  Asked once, before the run starts.
 function M.terminal(getenv, is_tty)
   getenv = getenv or os.getenv
-  local tty, rows, cols = core.terminal()
+  local tty, rows, cols = require("orch.fs").terminal()
   if is_tty ~= nil then tty = is_tty end
   local term = env_nonempty(getenv, "TERM")
   local dumb = term == nil or term == "dumb"
