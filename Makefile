@@ -36,7 +36,7 @@ else
 Q := @
 endif
 
-all: orchlua $(EVENT_SO) build/lua/orch/scan.so build/lua/orch/fs.so
+all: orchlua $(EVENT_SO) build/lua/orch/scan.so build/lua/orch/fs.so build/lua/orch/columns.so
 
 orchlua: $(OBJ)
 	@echo "  LD      $@"
@@ -93,8 +93,9 @@ $(DYGRAPHS_DIR)/%:
 build/embedded.o: build/embedded.c
 	$(Q)$(CC) -O0 -c -o $@ $<
 
-# orch.scan and orch.fs for plain lua5.4 too (the unit specs read reports
-# and find descriptions without the host), the same sources orchlua embeds
+# orch.scan, orch.fs and orch.columns for plain lua5.4 too (the unit specs
+# read reports, find descriptions and print tables without the host), the
+# same sources orchlua embeds
 build/lua/orch/%.so: src/%.c | build
 	@echo "  CC      $@"
 	$(Q)mkdir -p build/lua/orch

@@ -88,6 +88,7 @@ build = {
     ["orch.resume"] = "lua/orch/resume.lua",
     ["orch.scan"] = "src/scan.c",   -- the report reader, C for plain Lua too
     ["orch.fs"] = "src/fs.c",       -- files and the terminal, C for plain Lua too
+    ["orch.columns"] = "src/columns.c", -- tables as text, C for plain Lua too
     ["orch.schema"] = "lua/orch/schema.lua",
     ["orch.sources"] = "lua/orch/sources.lua",
     ["orch.suggest"] = "lua/orch/suggest.lua",

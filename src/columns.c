@@ -1,21 +1,16 @@
 /*
- * columns.c - the summary's text: core.table_lines lays out cells in
- * columns as report.table_lines (lua/orch/report.lua) does without colour,
- * and core.format_fixed writes a number as string.format's "%.1f" does.
- *
- * The run's summary has a row per event: in Lua, its layout and number
- * formatting were about half of what a large run spent after its loop
- * (bench w1c; bench/HISTORY.md).  report.lua
- * keeps the Lua layout for painted cells and for plain lua5.4, and
- * spec/e2e/report_spec.lua holds both to the same text.
+ * columns.c - orch.columns, the text of every table orchlua prints (the
+ * summary, the checks, `orchlua report`): table_lines lays out cells in
+ * columns, format_fixed writes a number as string.format's "%.1f" does.
+ * In C for the summary's row per event at the end of a large run (bench
+ * w1c); the one layout, preloaded in orchlua and built as
+ * build/lua/orch/columns.so for plain lua5.4.
  */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "lauxlib.h"
-
-#include "core.h"
 
 /* a growing scratch array owned by a userdata at stack index `at`, so an
  * error (a cell that is not a string) frees it with the state */
@@ -52,28 +47,34 @@ static const char *cell(lua_State *L, int row, lua_Integer ri, lua_Integer i, si
 
 static int blank(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
 
-/* core.table_lines(rows, indent, left, total) -> lines: the first column
- * and those with left[i] true left-aligned, the others right-aligned, two
- * blanks between columns, trailing blanks cut; a rule of dashes under the
- * first row and, with total, above the last. */
+/* columns.table_lines(rows, indent, left, total, paint) -> lines: the
+ * first column and those with left[i] true left-aligned, the others
+ * right-aligned, two blanks between columns, trailing blanks cut; a rule
+ * of dashes under the first row and, with total, above the last.
+ * paint(ri, ci, padded, cell), when given, returns the padded cell as it
+ * is to be written (coloured), or nil for as it is. */
+enum { A_ROWS = 1, A_INDENT, A_LEFT, A_TOTAL, A_PAINT, S_W, S_LINE, S_LEFT, S_RULE, S_OUT, S_ROW };
+
 static int l_table_lines(lua_State *L) {
   size_t ilen, *w = NULL, rlen, maxline;
   const char *indent;
   lua_Integer nrows, ncol = 0, ri, i;
   char *left, *line;
-  int has_left;
+  int has_left, paint;
 
-  luaL_checktype(L, 1, LUA_TTABLE);
-  indent = luaL_checklstring(L, 2, &ilen);
-  has_left = !lua_isnoneornil(L, 3);
-  if (has_left) luaL_checktype(L, 3, LUA_TTABLE);
-  lua_settop(L, 4);
-  lua_newuserdatauv(L, 0, 0); /* 5: widths */
-  lua_newuserdatauv(L, 0, 0); /* 6: the line being made */
+  luaL_checktype(L, A_ROWS, LUA_TTABLE);
+  indent = luaL_checklstring(L, A_INDENT, &ilen);
+  has_left = !lua_isnoneornil(L, A_LEFT);
+  if (has_left) luaL_checktype(L, A_LEFT, LUA_TTABLE);
+  paint = !lua_isnoneornil(L, A_PAINT);
+  if (paint) luaL_checktype(L, A_PAINT, LUA_TFUNCTION);
+  lua_settop(L, A_PAINT);
+  lua_newuserdatauv(L, 0, 0); /* S_W: widths */
+  lua_newuserdatauv(L, 0, 0); /* S_LINE: the line being made */
 
   /* the widths: over each row's cells up to its first nil, as ipairs */
   for (nrows = 0;; nrows++) {
-    int t = lua_rawgeti(L, 1, nrows + 1);
+    int t = lua_rawgeti(L, A_ROWS, nrows + 1);
     if (t == LUA_TNIL) {
       lua_pop(L, 1);
       break;
@@ -93,7 +94,7 @@ static int l_table_lines(lua_State *L) {
       len = lua_rawlen(L, -1);
       lua_pop(L, 1);
       if (i > ncol) {
-        w = scratch(L, 5, (size_t)i * sizeof *w);
+        w = scratch(L, S_W, (size_t)i * sizeof *w);
         w[i - 1] = len;
         ncol = i;
       } else if (len > w[i - 1]) {
@@ -102,21 +103,21 @@ static int l_table_lines(lua_State *L) {
     }
     lua_pop(L, 1);
   }
-  w = scratch(L, 5, (size_t)(ncol + 1) * sizeof *w);
-  left = lua_newuserdatauv(L, (size_t)ncol + 1, 0); /* 7 */
+  w = scratch(L, S_W, (size_t)(ncol + 1) * sizeof *w);
+  left = lua_newuserdatauv(L, (size_t)ncol + 1, 0); /* S_LEFT */
   maxline = ilen;
   for (i = 1; i <= ncol; i++) {
     left[i - 1] = i == 1;
     if (has_left && i > 1) {
-      lua_geti(L, 3, i);
+      lua_geti(L, A_LEFT, i);
       left[i - 1] = (char)lua_toboolean(L, -1);
       lua_pop(L, 1);
     }
     maxline += w[i - 1] + 2;
   }
-  line = scratch(L, 6, maxline + 1);
+  line = scratch(L, S_LINE, maxline + 1);
 
-  /* the rule: not cut, as the Lua layout */
+  /* the rule: not cut */
   memcpy(line, indent, ilen);
   rlen = ilen;
   for (i = 1; i <= ncol; i++) {
@@ -127,31 +128,31 @@ static int l_table_lines(lua_State *L) {
     memset(line + rlen, '-', w[i - 1]);
     rlen += w[i - 1];
   }
-  lua_pushlstring(L, line, rlen); /* 8: the rule */
+  lua_pushlstring(L, line, rlen); /* S_RULE */
 
-  lua_createtable(L, (int)(nrows + 2), 0); /* 9: the lines */
+  lua_createtable(L, (int)(nrows + 2), 0); /* S_OUT: the lines */
   {
     lua_Integer out = 0;
     for (ri = 1; ri <= nrows; ri++) {
       lua_Integer last = 0;
       size_t n;
-      lua_rawgeti(L, 1, ri); /* 10: the row */
+      lua_rawgeti(L, A_ROWS, ri); /* S_ROW */
       for (i = ncol; i >= 1 && last == 0; i--) {
         size_t len;
-        cell(L, 10, ri, i, &len);
+        cell(L, S_ROW, ri, i, &len);
         if (len > 0) last = i;
       }
       memcpy(line, indent, ilen);
       n = ilen;
       for (i = 1; i <= last; i++) {
         size_t len, pad;
-        const char *c = cell(L, 10, ri, i, &len);
+        const char *c = cell(L, S_ROW, ri, i, &len);
         /* a cell after a nil in its row was not measured: it may be wider
          * than its column, and is then written whole */
         pad = len < w[i - 1] ? w[i - 1] - len : 0;
         if (n + 2 + len + pad > maxline) {
           maxline = n + 2 + len + pad;
-          line = scratch(L, 6, maxline + 1);
+          line = scratch(L, S_LINE, maxline + 1);
         }
         if (i > 1) {
           memcpy(line + n, "  ", 2);
@@ -164,22 +165,45 @@ static int l_table_lines(lua_State *L) {
           memset(line + n, ' ', pad);
           memcpy(line + n + pad, c, len);
         }
-        n += len + pad;
+        if (paint) {
+          size_t pl;
+          const char *p;
+          lua_pushvalue(L, A_PAINT);
+          lua_pushinteger(L, ri);
+          lua_pushinteger(L, i);
+          lua_pushlstring(L, line + n, len + pad);
+          lua_pushlstring(L, c, len);
+          lua_call(L, 4, 1);
+          p = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &pl) : NULL;
+          if (p != NULL) {
+            if (n + pl > maxline) {
+              maxline = n + pl;
+              line = scratch(L, S_LINE, maxline + 1);
+            }
+            memcpy(line + n, p, pl);
+            n += pl;
+          } else {
+            n += len + pad;
+          }
+          lua_pop(L, 1);
+        } else {
+          n += len + pad;
+        }
       }
       while (n > 0 && blank(line[n - 1])) n--;
       lua_pop(L, 1);
       lua_pushlstring(L, line, n);
-      lua_rawseti(L, 9, ++out);
-      if (ri == 1 || (lua_toboolean(L, 4) && ri == nrows - 1)) {
-        lua_pushvalue(L, 8);
-        lua_rawseti(L, 9, ++out);
+      lua_rawseti(L, S_OUT, ++out);
+      if (ri == 1 || (lua_toboolean(L, A_TOTAL) && ri == nrows - 1)) {
+        lua_pushvalue(L, S_RULE);
+        lua_rawseti(L, S_OUT, ++out);
       }
     }
   }
   return 1;
 }
 
-/* core.format_fixed(v, decimals, suffix) -> string.format("%.<decimals>f", v)
+/* columns.format_fixed(v, decimals, suffix) -> string.format("%.<decimals>f", v)
  * .. suffix, for 0 <= decimals <= 3.  v times 10^decimals is exact in a long
  * double (53 + 10 bits of 64), so rintl rounds the exact value half to
  * even, as printf does; beyond 1e12 and for NaN and infinities, snprintf. */
@@ -213,8 +237,10 @@ static int l_format_fixed(lua_State *L) {
   return 1;
 }
 
-void columns_open(lua_State *L) {
+int luaopen_orch_columns(lua_State *L);
+int luaopen_orch_columns(lua_State *L) {
   static const luaL_Reg funcs[] = {
       {"table_lines", l_table_lines}, {"format_fixed", l_format_fixed}, {NULL, NULL}};
-  luaL_setfuncs(L, funcs, 0);
+  luaL_newlib(L, funcs);
+  return 1;
 }

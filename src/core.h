@@ -303,7 +303,6 @@ int queue_open(lua_State *L);
 int queue_make_add_result(lua_State *L); /* core.queue_add_result */
 int proc_open(lua_State *L);
 int net_open(lua_State *L);  /* net.c: sets core.tcp_connect */
-void columns_open(lua_State *L); /* columns.c: sets core.table_lines, format_fixed */
 
 /* invoker.c */
 typedef struct invoker invoker;

@@ -44,6 +44,7 @@ int luaopen_orch_sys(lua_State *L);
 int luaopen_orch_sink(lua_State *L);
 int luaopen_orch_scan(lua_State *L); /* scan.c: orchlua report's reader */
 int luaopen_orch_fs(lua_State *L);   /* fs.c: files and the terminal */
+int luaopen_orch_columns(lua_State *L); /* columns.c: tables as text */
 
 /* preload loader for an embedded module: upvalue 1 is its index */
 static int load_embedded(lua_State *L) {
@@ -76,6 +77,7 @@ static void install_modules(lua_State *L) {
   preload(L, "orch.sink", luaopen_orch_sink);
   preload(L, "orch.scan", luaopen_orch_scan);
   preload(L, "orch.fs", luaopen_orch_fs);
+  preload(L, "orch.columns", luaopen_orch_columns);
   if (dir != NULL && *dir != '\0') {
     /* [package] path = DIR/?.lua;DIR/?/init.lua;<old> */
     lua_getglobal(L, "package");

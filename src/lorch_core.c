@@ -995,7 +995,6 @@ int luaopen_orch_core(lua_State *L) {
   lua_setfield(L, -2, "queue_add_result");
   proc_open(L);
   net_open(L);
-  columns_open(L);
   guardian_open(L);
   invoker_open(L);
   series_open(L);

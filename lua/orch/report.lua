@@ -18,7 +18,7 @@
 -- of the last file may be torn (a run killed mid-write): rep.torn says so.
 local cjson = require("cjson").new()
 local scan = require "orch.scan"
-local core = require("orch.host").core
+local columns = require "orch.columns"
 
 local M = {}
 
@@ -497,11 +497,9 @@ end
 
 -- ---- the summary table -------------------------------------------------
 
--- fixed(v, decimals, suffix): ("%.<decimals>f"):format(v) .. suffix; orch.core
--- writes it without snprintf (src/columns.c): five per event in the summary
-local fixed = core and core.format_fixed or function(v, decimals, suffix)
-  return ("%." .. decimals .. "f"):format(v) .. suffix
-end
+-- fixed(v, decimals, suffix): ("%.<decimals>f"):format(v) .. suffix,
+-- without snprintf (src/columns.c): five per event in the summary
+local fixed = columns.format_fixed
 
 local function ms(v)
   if v == nil then return "-" end
@@ -567,47 +565,10 @@ end
 -- Text lines of a table: the first column left-aligned, the others right
 -- (and those in opts.left); a rule under the header and above the last row
 -- when opts.total; trailing blanks cut.  opts.paint(ri, ci, cell, text) may
--- colour a cell (after padding).
---
--- Without paint the lines come from orch.core (src/columns.c), the same
--- lines as below (spec/e2e/report_spec.lua compares them): a run's end
--- pays it once per event (bench w1c).  This layout is for paint and plain
--- lua5.4.
-local BLANK = { [9] = true, [10] = true, [11] = true, [12] = true, [13] = true, [32] = true }
-
+-- colour a cell (after padding).  Laid out by orch.columns (src/columns.c).
 function M.table_lines(rows, opts)
   opts = opts or {}
-  local indent, paint, left = opts.indent or "  ", opts.paint, opts.left
-  if core and not paint then return core.table_lines(rows, indent, left, opts.total) end
-  local w = {}
-  for _, r in ipairs(rows) do
-    for i, c in ipairs(r) do
-      if #c > (w[i] or -1) then w[i] = #c end
-    end
-  end
-  local lines = {}
-  local function rule()
-    local dash = {}
-    for i = 1, #w do dash[i] = ("-"):rep(w[i]) end
-    lines[#lines + 1] = indent .. table.concat(dash, "  ")
-  end
-  local cells = {}
-  for ri, r in ipairs(rows) do
-    local last = 0   -- the last cell with text: the blanks after it are cut
-    for i = 1, #w do
-      local c = r[i] or ""
-      local pad = (" "):rep(w[i] - #c)
-      local cell = (i == 1 or (left and left[i])) and (c .. pad) or (pad .. c)
-      cells[i] = paint and paint(ri, i, cell, c) or cell
-      if c ~= "" then last = i end
-    end
-    local line = indent .. table.concat(cells, "  ", 1, last)
-    local n = #line
-    while n > 0 and BLANK[line:byte(n)] do n = n - 1 end
-    lines[#lines + 1] = n < #line and line:sub(1, n) or line
-    if ri == 1 or (opts.total and ri == #rows - 1) then rule() end
-  end
-  return lines
+  return columns.table_lines(rows, opts.indent or "  ", opts.left, opts.total, opts.paint)
 end
 
 local SIGNALS = { [1] = "SIGHUP", [2] = "SIGINT", [3] = "SIGQUIT", [9] = "SIGKILL", [15] = "SIGTERM" }

@@ -32,10 +32,10 @@ local function files(dir)
 end
 
 -- A copy of what a clean clone holds for the rocks: rockspec/, lua/, helpers/
--- and the C modules built for plain Lua too (src/scan.c, src/fs.c).
+-- and the C modules built for plain Lua too (src/scan.c, src/fs.c, src/columns.c).
 local function clone()
   local d = h.tmpdir()
-  assert(os.execute(("cd %s && tar -cf - rockspec lua helpers src/scan.c src/fs.c | (cd %s && tar -xf -)")
+  assert(os.execute(("cd %s && tar -cf - rockspec lua helpers src/scan.c src/fs.c src/columns.c | (cd %s && tar -xf -)")
     :format(h.q(h.root), h.q(d))))
   return d
 end
@@ -69,7 +69,8 @@ describe("rockspecs", function()
     assert.equal("builtin", r.build.type)
     local want = expected_map("lua", "orch")
     want["orch.scan"] = "src/scan.c"   -- the C modules: orch.report reads through it,
-    want["orch.fs"] = "src/fs.c"       -- and the files are found through this one
+    want["orch.fs"] = "src/fs.c"       -- the files are found through this one,
+    want["orch.columns"] = "src/columns.c"   -- and tables laid out by this one
     assert.same(want, r.build.modules)
     assert.equal("busted", r.test.type)
     assert.same({ "lua >= 5.4, < 5.5" }, r.dependencies)
