@@ -80,6 +80,7 @@ build = {
     ["orch.output.status"] = "lua/orch/output/status.lua",
     ["orch.plan"] = "lua/orch/plan.lua",
     ["orch.process"] = "lua/orch/process.lua",
+    ["orch.records"] = "lua/orch/records.lua",
     ["orch.registry"] = "lua/orch/registry.lua",
     ["orch.report"] = "lua/orch/report.lua",
     ["orch.report_args"] = "lua/orch/report_args.lua",

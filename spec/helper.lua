@@ -62,6 +62,27 @@ function M.select(recs, ty, field, value)
   return out
 end
 
+-- nil when every record keeps to orch.records (lua/orch/records.lua): a
+-- type it defines, no field it does not define, every required field, each
+-- of its kind; else "record N (type): what is wrong".
+function M.nonconforming(recs)
+  local records = require "orch.records"
+  local null = require("cjson").null
+  for i, r in ipairs(recs) do
+    local function bad(fmt, ...) return ("record %d (%s): " .. fmt):format(i, tostring(r.type), ...) end
+    if not records.types[r.type] then return bad("a type orch.records does not define") end
+    for k, v in pairs(r) do
+      local def = records.field(r.type, k)
+      if not def then return bad('a field orch.records does not define: "%s"', tostring(k)) end
+      if v ~= null and not records.is(def.kind, v) then return bad('"%s" is not %s: %s', k, def.kind, tostring(v)) end
+    end
+    for _, k in ipairs(records.names[r.type]) do
+      if records.field(r.type, k).req and r[k] == nil then return bad('no "%s"', k) end
+    end
+  end
+  return nil
+end
+
 -- A project folder with .orchlua, descriptions and sources.
 function M.project(files)
   local d = M.tmpdir()

@@ -19,6 +19,7 @@
 local cjson = require("cjson").new()
 local scan = require "orch.scan"
 local columns = require "orch.columns"
+local records = require "orch.records"
 
 local M = {}
 
@@ -100,18 +101,6 @@ end
 
 -- The field types a reader relies on, per record type (null is always
 -- allowed; unknown types and fields are ignored).
-local SCHEMA = {
-  run_start = { test_name = "string", time_scale = "number", total_hours = "number", t = "number" },
-  run_end = { status = "number", t = "number", reason = "string" },
-  invocation = { id = "string", event = "string", status = "string", duration = "number", lateness = "number",
-                 started = "number", scheduled = "number", t = "number", iteration = "number", phase = "string" },
-  skipped = { id = "string", event = "string", t = "number", scheduled = "number", iteration = "number",
-              count = "number" },
-  result = { event = "string", level = "string", t = "number" },
-  check = { name = "string", status = "string", t = "number" },
-}
-M.SCHEMA = SCHEMA
-
 local function shown(v)
   local s = (type(v) == "table" or type(v) == "number") and M.value_text(v) or tostring(v)
   if #s > 40 then s = s:sub(1, 37) .. "..." end
@@ -122,12 +111,16 @@ end
 local function invalid(r)
   if type(r) ~= "table" or r[1] ~= nil then return "expected a JSON object, found " .. shown(r) end
   if type(r.type) ~= "string" then return 'expected a record with a string "type", found ' .. shown(r) end
-  local spec = SCHEMA[r.type]
-  if not spec then return nil end
-  for k, want in pairs(spec) do
+  local names = records.names[r.type]
+  if not names then return nil end   -- a type this orchlua does not write: ignored
+  for _, k in ipairs(names) do
     local v = r[k]
-    if v ~= nil and v ~= null and type(v) ~= want then
-      return ('%s record: "%s" should be a %s, found %s %s'):format(r.type, k, want, type(v), shown(v))
+    if v ~= nil and v ~= null then
+      local kind = records.field(r.type, k).kind
+      if not records.is(kind, v) then
+        return ('%s record: "%s" should be %s %s, found %s %s'):format(r.type, k,
+          (kind == "integer" or kind == "object") and "an" or "a", kind, type(v), shown(v))
+      end
     end
   end
   if r.type == "run_start" then
