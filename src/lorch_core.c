@@ -795,6 +795,17 @@ static writer *check_writer(lua_State *L) {
   return lw->w;
 }
 
+/* true, or nil and the writer's first error */
+static int push_status(lua_State *L, writer *w) {
+  if (w->err) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", w->path, strerror(w->err));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* writer:write(s...) -> true | nil, message (the first error met) */
 static int l_writer_write(lua_State *L) {
   writer *w = check_writer(L);
@@ -804,13 +815,7 @@ static int l_writer_write(lua_State *L) {
     const char *s = luaL_checklstring(L, i, &len);
     writer_write(w, s, len);
   }
-  if (w->err) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", w->path, strerror(w->err));
-    return 2;
-  }
-  lua_pushboolean(L, 1);
-  return 1;
+  return push_status(L, w);
 }
 
 /* writer:record(value, [type]) -> true | false | nil, message: value as
@@ -855,13 +860,7 @@ static int l_writer_record(lua_State *L) {
   }
   writer_write(w, "\n", 1);
   if (lw->buf.cap > (1u << 20)) jbuf_free(&lw->buf); /* do not keep a huge one */
-  if (w->err) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", w->path, strerror(w->err));
-    return 2;
-  }
-  lua_pushboolean(L, 1);
-  return 1;
+  return push_status(L, w);
 }
 
 /* writer:seq([n]) -> the last record line's seq; with n, the next line
@@ -890,13 +889,7 @@ static int l_writer_rotate(lua_State *L) {
 static int l_writer_flush(lua_State *L) {
   writer *w = check_writer(L);
   writer_flush(w);
-  if (w->err) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", w->path, strerror(w->err));
-    return 2;
-  }
-  lua_pushboolean(L, 1);
-  return 1;
+  return push_status(L, w);
 }
 
 /* writer:close() -> true | nil, message; a second close is harmless. */

@@ -8,13 +8,7 @@ local registry = require "orch.registry"
 local M = {}
 
 local core = require("orch.host").core
-
-local function host(name)
-  if not core then
-    error(("orch.%s needs the orchlua host's loop (run the event with orchlua)"):format(name), 3)
-  end
-  return core
-end
+local host = require("orch.host").need
 
 M.fixture = registry.fixture
 M.ResultReporter = require "orch.result_reporter"

@@ -24,15 +24,9 @@
 -- full pipe), and the next p:wait() raises it, so the event that waits for
 -- the process fails with the callback's error and traceback.
 local core = require("orch.host").core
+local host = require("orch.host").need
 
 local M = {}
-
-local function host(name)
-  if not core then
-    error(("orch.%s needs the orchlua host's loop (run the event with orchlua)"):format(name), 3)
-  end
-  return core
-end
 
 local function argerror(fname, msg, level)
   error(("bad argument #1 to '%s' (%s)"):format(fname, msg), level + 1)
