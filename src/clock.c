@@ -24,15 +24,15 @@ void clock_iso8601(orch_core *c, double t, char out[32]) {
   int ms = (int)((t - floor(t)) * 1000.0);
   if (ms > 999) ms = 999;
   if (ms < 0) ms = 0;
-  if (c->iso_sec != sec || c->iso_head[0] == '\0') {
+  if (c->clock.iso_sec != sec || c->clock.iso_head[0] == '\0') {
     struct tm tm;
     gmtime_r(&sec, &tm);
-    snprintf(c->iso_head, sizeof c->iso_head, "%04d-%02d-%02dT%02d:%02d:%02d.",
+    snprintf(c->clock.iso_head, sizeof c->clock.iso_head, "%04d-%02d-%02dT%02d:%02d:%02d.",
              (tm.tm_year + 1900) % 10000, (tm.tm_mon + 1) % 100, tm.tm_mday % 100,
              tm.tm_hour % 100, tm.tm_min % 100, tm.tm_sec % 100);
-    c->iso_sec = sec;
+    c->clock.iso_sec = sec;
   }
-  memcpy(out, c->iso_head, 20);
+  memcpy(out, c->clock.iso_head, 20);
   out[20] = (char)('0' + ms / 100);
   out[21] = (char)('0' + ms / 10 % 10);
   out[22] = (char)('0' + ms % 10);
@@ -41,11 +41,11 @@ void clock_iso8601(orch_core *c, double t, char out[32]) {
 }
 
 void clock_stamp_at(orch_core *c, double t, char ts[32]) {
-  clock_iso8601(c, c->t0_wall + t / c->scale, ts);
+  clock_iso8601(c, c->clock.t0_wall + t / c->clock.scale, ts);
 }
 
 double clock_stamp(orch_core *c, char ts[32]) {
-  double t = (double)(uv_hrtime() - c->t0_ns) / 1e9 * c->scale;
-  clock_iso8601(c, c->t0_wall + t / c->scale, ts);
+  double t = (double)(uv_hrtime() - c->clock.t0_ns) / 1e9 * c->clock.scale;
+  clock_iso8601(c, c->clock.t0_wall + t / c->clock.scale, ts);
   return t;
 }

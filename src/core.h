@@ -167,77 +167,93 @@ typedef struct writer {
 
 #define TICK_SLOTS 1024 /* hash buckets of the tick slots, by due ms */
 
+/* The host's state, by concern; each group says which file owns it. */
 struct orch_core {
   uv_loop_t loop;
-  lua_State *L;         /* main thread */
+  lua_State *L;             /* main thread */
   struct orch_alloc *alloc; /* L's allocator (alloc.c), or NULL: malloc's */
-  char line_head[WRITER_HEAD]; /* what a line starts with before its seq */
-  jbuf line;            /* the report line being built: one buffer for every
-                         * invoker and queue, so that it stays in cache */
-  double scale;         /* --time-scale: real = description / scale */
-  uint64_t t0_ns;       /* uv_hrtime() at t0 */
-  double t0_wall;       /* unix seconds at t0 */
-  int64_t iso_sec;      /* the second iso_head formats */
-  char iso_head[48];    /* "YYYY-MM-DDTHH:MM:SS." */
-  orch_list ready; /* tasks to resume */
-  orch_list deferred;   /* struct deferred, run after the ready tasks */
-  uv_idle_t ready_idle; /* keeps the loop from blocking while ready is non-empty */
+  struct {                  /* clock.c, lorch_core.c's core.start_clock */
+    double scale;           /* --time-scale: real = description / scale */
+    uint64_t t0_ns;         /* uv_hrtime() at t0 */
+    double t0_wall;         /* unix seconds at t0 */
+    int started;            /* t0 is set: tickers are armed as made */
+    int64_t iso_sec;        /* the second iso_head formats */
+    char iso_head[48];      /* "YYYY-MM-DDTHH:MM:SS." */
+  } clock;
+  /* the scheduler (sched.c) */
+  orch_list ready;          /* tasks to resume */
+  orch_list deferred;       /* struct deferred, run after the ready tasks */
+  uv_idle_t ready_idle;     /* keeps the loop from blocking while ready is non-empty */
   uv_prepare_t flush_prep;
-  uv_check_t wake_check; /* after the poll: the watchdog looks again */
-  uv_async_t sig_async;
-  int sig_cb_ref;       /* engine's on_signal(signum, count) */
-  volatile sig_atomic_t sig_count, sig_last;
-  int sig_seen;         /* signals already passed to the engine */
-  uint64_t sig_ns;      /* hrtime of the first signal */
-  uint64_t grace_ns;    /* after a signal, how long a CPU-bound task may run */
-  uint64_t hard_ns;     /* any task still running at this hrtime is cancelled */
-  uint64_t end_ns;      /* T: a task still running grace_ns after it is cancelled */
-  uint64_t last_ns;     /* past it, a loop turn that never ends exits orchlua (sched.c) */
-  int early;            /* no engine listens to signals yet: one ends orchlua */
-  int in_loop;          /* core.run is in uv_run */
-  uint64_t turn_ns;     /* watch_mu: when the loop last passed its poll */
-  lua_State *guard_co;  /* watch_mu: a thread running user code outside any task */
-  uint64_t guard_ns;    /* watch_mu: ... stopped by the hook past this hrtime */
-  int guard_hooked;
-  int ctx_set;          /* core.set_context holds a tag (lorch_core.c) */
-  /* the loop-lag watchdog: a task that holds the loop longer than lag_ns
-   * in one resume is reported through lag_cb_ref(tag, seconds) */
-  uint64_t lag_ns;      /* 0: off */
-  int lag_cb_ref;
-  uint64_t resume_serial; /* watch_mu: resumes so far */
-  uint64_t lag_serial, lag_since; /* watch_mu: the resume watched, since when */
-  int lag_flag;         /* watch_mu: that resume passed lag_ns */
-  task *running;        /* guarded by watch_mu for the watchdog thread */
-  uv_mutex_t watch_mu;
-  uv_cond_t watch_cv;   /* signalled to stop the watchdog, or to wake it from its sleep */
-  uv_thread_t watch_thread;
-  int watch_stop;
-  int loop_blocked;     /* watch_mu: the loop waits in its poll, so no task runs */
-  int watch_asleep;     /* watch_mu: the watchdog waits for the poll to end */
-  uint64_t watch_looks; /* watch_mu: times the watchdog looked (core.stats) */
-  /* finished coroutines kept for reuse: creating a thread and collecting
-   * it again costs more than a trivial invocation itself */
-  lua_State **pool;
-  int *pool_ref;
-  int pool_n, pool_cap; /* grows to POOL_MAX: 10,000 events fire together */
-  orch_list writers;
-  /* tickers due in the same millisecond share a timer (lorch_core.c) */
-  struct tick_slot *tick_slots[TICK_SLOTS];
-  orch_list unarmed;    /* tickers made before t0, armed by start_clock */
-  int clock_started;
+  uv_check_t wake_check;    /* after the poll: the watchdog looks again */
+  task *running;            /* guarded by watch.mu for the watchdog thread */
   uint64_t next_task_id;
-  int invoker_running;  /* invoker tasks alive (invoker.c) */
-  lua_Integer fast_lines; /* invocation lines invoker.c wrote (core.stats, for the specs) */
-  struct ftask *ftask_pool; /* invoker.c: spare firing tasks, last freed first */
-  int ftask_pool_n;
-  /* invoker.c: the `event` table's keys, then every invoker's arguments,
-   * name and id, and function, side by side in one Lua table (a registry
-   * ref, not counted: the core's own, for the state's life) */
-  int args_store;
-  lua_Integer args_next; /* its first unused slot; 0: not made yet */
-  /* counters the tests read to assert that nothing leaked */
-  int live_handles, live_tasks, live_refs;
+  int in_loop;              /* core.run is in uv_run */
+  int ctx_set;              /* core.set_context holds a tag */
   int shut, closed;
+  struct {                  /* signals (sched.c) */
+    uv_async_t async;
+    int cb_ref;             /* engine's on_signal(signum, count) */
+    volatile sig_atomic_t count, last;
+    int seen;               /* signals already passed to the engine */
+    uint64_t first_ns;      /* hrtime of the first signal */
+    int early;              /* no engine listens to signals yet: one ends orchlua */
+  } sig;
+  struct {                  /* how long work may go on (sched.c) */
+    uint64_t grace_ns;      /* after a signal, how long a CPU-bound task may run */
+    uint64_t hard_ns;       /* any task still running at this hrtime is cancelled */
+    uint64_t end_ns;        /* T: a task still running grace_ns after it is cancelled */
+    uint64_t last_ns;       /* past it, a loop turn that never ends exits orchlua */
+  } bound;
+  struct {                  /* the watchdog thread (sched.c); fields marked mu under mu */
+    uv_mutex_t mu;
+    uv_cond_t cv;           /* signalled to stop the watchdog, or to wake it from its sleep */
+    uv_thread_t thread;
+    int stop;
+    uint64_t turn_ns;       /* mu: when the loop last passed its poll */
+    lua_State *guard_co;    /* mu: a thread running user code outside any task */
+    uint64_t guard_ns;      /* mu: ... stopped by the hook past this hrtime */
+    int guard_hooked;
+    /* the loop-lag watchdog: a task that holds the loop longer than lag_ns
+     * in one resume is reported through lag_cb_ref(tag, seconds) */
+    uint64_t lag_ns;        /* 0: off */
+    int lag_cb_ref;
+    uint64_t resume_serial; /* mu: resumes so far */
+    uint64_t lag_serial, lag_since; /* mu: the resume watched, since when */
+    int lag_flag;           /* mu: that resume passed lag_ns */
+    int loop_blocked;       /* mu: the loop waits in its poll, so no task runs */
+    int asleep;             /* mu: the watchdog waits for the poll to end */
+    uint64_t looks;         /* mu: times the watchdog looked (core.stats) */
+  } watch;
+  struct {                  /* finished coroutines kept for reuse (sched.c): creating a
+                             * thread and collecting it costs more than a trivial invocation */
+    lua_State **co;
+    int *ref;
+    int n, cap;             /* grows to POOL_MAX: 10,000 events fire together */
+  } pool;
+  struct {                  /* tickers due in the same millisecond share a timer (lorch_core.c) */
+    struct tick_slot *slots[TICK_SLOTS];
+    orch_list unarmed;      /* tickers made before t0, armed by start_clock */
+  } tick;
+  struct {                  /* invoker.c */
+    int running;            /* invoker tasks alive */
+    lua_Integer fast_lines; /* invocation lines written (core.stats, for the specs) */
+    struct ftask *spare;    /* spare firing tasks, last freed first */
+    int nspare;
+    /* the `event` table's keys, then every invoker's arguments, name and
+     * id, and function, side by side in one Lua table (a registry ref, not
+     * counted: the core's own, for the state's life) */
+    int args_store;
+    lua_Integer args_next;  /* its first unused slot; 0: not made yet */
+  } inv;
+  /* the report line being built (invoker.c, queue.c): one buffer for every
+   * invoker and queue, so that it stays in cache */
+  char line_head[WRITER_HEAD]; /* what a line starts with before its seq */
+  jbuf line;
+  orch_list writers;        /* writer.c: flushed before the loop blocks */
+  struct {                  /* what the tests assert is back to zero at the end */
+    int handles, tasks, refs;
+  } live;
 };
 
 /* The core of the state L belongs to: host.c puts it in the main thread's

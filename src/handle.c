@@ -14,13 +14,13 @@
 void *handle_new(orch_core *c, size_t size) {
   uv_handle_t *h = calloc(1, size);
   if (h == NULL) abort();
-  c->live_handles++;
+  c->live.handles++;
   return h;
 }
 
 static void on_closed(uv_handle_t *h) {
   orch_core *c = h->loop->data;
-  c->live_handles--;
+  c->live.handles--;
   free(h);
 }
 

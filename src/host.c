@@ -166,7 +166,7 @@ orch_core *host_new(lua_State **out) {
   /* every thread copies the main thread's extra space: the core pointer */
   *(orch_core **)lua_getextraspace(L) = c;
   c->L = L;
-  c->scale = 1.0;
+  c->clock.scale = 1.0;
   UV_CHECK(uv_loop_init(&c->loop));
   c->loop.data = c;
   sched_init(c);

@@ -572,7 +572,7 @@ static void on_connection(uv_stream_t *ls, int status) {
   if (status < 0 || s->closed) return;
   cn = handle_new(s->core, sizeof *cn);
   if (uv_tcp_init(&s->core->loop, &cn->tcp) != 0) {
-    s->core->live_handles--;
+    s->core->live.handles--;
     free(cn);
     return;
   }
@@ -678,14 +678,14 @@ static int l_http_listen(lua_State *L) {
   s->write_ms = (uint64_t)(luaL_optnumber(L, -1, 30) * 1000);
   lua_pop(L, 1);
   if ((r = uv_tcp_init(&c->loop, &s->tcp)) != 0) {
-    c->live_handles--;
+    c->live.handles--;
     free(s);
     return push_uv_error(L, "listen", r);
   }
   ls->s = s; /* from here on, server_close (or __gc) frees it */
   s->sweep = handle_new(c, sizeof *s->sweep);
   if ((r = uv_timer_init(&c->loop, s->sweep)) != 0) {
-    c->live_handles--;
+    c->live.handles--;
     free(s->sweep);
     s->sweep = NULL;
     server_close(L, ls);
@@ -695,7 +695,7 @@ static int l_http_listen(lua_State *L) {
   uv_unref((uv_handle_t *)s->sweep);
   s->defer = handle_new(c, sizeof *s->defer);
   if ((r = uv_timer_init(&c->loop, s->defer)) != 0) {
-    c->live_handles--;
+    c->live.handles--;
     free(s->defer);
     s->defer = NULL;
     server_close(L, ls);
@@ -759,7 +759,7 @@ static int l_server_linger(lua_State *L) {
   if (s->linger == NULL) {
     s->linger = handle_new(s->core, sizeof *s->linger);
     if ((r = uv_timer_init(&s->core->loop, s->linger)) != 0) {
-      s->core->live_handles--;
+      s->core->live.handles--;
       free(s->linger);
       s->linger = NULL;
       return luaL_error(L, "linger: %s", uv_strerror(r));

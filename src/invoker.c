@@ -63,7 +63,7 @@ struct invoker {
 typedef struct ftask {
   task t; /* first: a task * is an ftask * */
   invoker *inv;
-  struct ftask *next_spare; /* on core->ftask_pool */
+  struct ftask *next_spare; /* on core->inv.spare */
   orch_list node; /* inv->running */
   int startup;
   lua_Integer k;
@@ -86,31 +86,31 @@ invoker *invoker_test(lua_State *L, int idx) {
 #define FTASK_POOL_MAX 256
 
 static ftask *ftask_new(orch_core *c) {
-  ftask *ft = c->ftask_pool;
+  ftask *ft = c->inv.spare;
   if (ft == NULL) return calloc(1, sizeof *ft);
-  c->ftask_pool = ft->next_spare;
-  c->ftask_pool_n--;
+  c->inv.spare = ft->next_spare;
+  c->inv.nspare--;
   memset(ft, 0, sizeof *ft);
   return ft;
 }
 
 static void ftask_free(orch_core *c, ftask *ft) {
-  if (c->closed || c->ftask_pool_n >= FTASK_POOL_MAX) {
+  if (c->closed || c->inv.nspare >= FTASK_POOL_MAX) {
     free(ft);
     return;
   }
-  ft->next_spare = c->ftask_pool;
-  c->ftask_pool = ft;
-  c->ftask_pool_n++;
+  ft->next_spare = c->inv.spare;
+  c->inv.spare = ft;
+  c->inv.nspare++;
 }
 
 void invoker_pool_free(orch_core *c) {
-  while (c->ftask_pool != NULL) {
-    ftask *ft = c->ftask_pool;
-    c->ftask_pool = ft->next_spare;
+  while (c->inv.spare != NULL) {
+    ftask *ft = c->inv.spare;
+    c->inv.spare = ft->next_spare;
     free(ft);
   }
-  c->ftask_pool_n = 0;
+  c->inv.nspare = 0;
 }
 
 static void slow_fire(invoker *inv, lua_Integer k, uint64_t late_ns) {
@@ -184,7 +184,7 @@ static inline __attribute__((always_inline)) void ftask_bind(task *t) {
   co = sched_thread(c->L, &t->co_ref);
   t->co = co;
   lua_checkstack(co, inv->nargs + 5); /* fn, the store, the event table, a key and a value */
-  lua_rawgeti(co, LUA_REGISTRYINDEX, c->args_store);
+  lua_rawgeti(co, LUA_REGISTRYINDEX, c->inv.args_store);
   lua_rawgeti(co, -1, inv->args_at + inv->fn_at);
   lua_insert(co, -2);                                    /* [fn store] */
   for (i = 0; i < inv->nargs; i++) {
@@ -228,13 +228,13 @@ static void fast_fire(invoker *inv, lua_Integer k, uint64_t now, uint64_t late_n
   if (from_loop) ftask_bind(t); else t->bind = ftask_bind;
   t->started_ns = now;
   ft->late_ns = late_ns;
-  ft->started = (double)(t->started_ns - c->t0_ns) / 1e9 * c->scale;
+  ft->started = (double)(t->started_ns - c->clock.t0_ns) / 1e9 * c->clock.scale;
   stats_prefetch(inv->duration, (uint64_t)inv->runs);
   stats_prefetch(inv->lateness, (uint64_t)inv->runs);
   list_push(&inv->running, &ft->node);
   inv->nrunning++;
-  c->invoker_running++;
-  c->live_tasks++;
+  c->inv.running++;
+  c->live.tasks++;
   if (inv->timeout_sec > 0) sched_set_timeout(t, sched_bound_ms(c, inv->timeout_sec));
   /* a firing from the loop runs at once; the others (the startup
    * firings, a flush at the end), started from the engine's Lua, wait for
@@ -253,7 +253,7 @@ static void args_drop(lua_State *L, invoker *inv) {
   orch_core *c = inv->core;
   int i;
   if (inv->args_at == 0) return;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, c->args_store);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->inv.args_store);
   for (i = 1; i <= inv->fn_at; i++) {
     lua_pushnil(L);
     lua_rawseti(L, -2, inv->args_at + i);
@@ -288,16 +288,16 @@ static void write_record(invoker *inv, ftask *ft, double t, double duration) {
   r |= jsonw_number(b, duration);
   /* under --time-scale, the wall clock's duration too (DESIGN: every
    * duration says its clock) */
-  if (c->scale != 1) {
+  if (c->clock.scale != 1) {
     r |= JSONW_LIT(b, ",\"duration_real\":");
-    r |= jsonw_number(b, duration / c->scale);
+    r |= jsonw_number(b, duration / c->clock.scale);
   }
   r |= JSONW_LIT(b, ",\"lateness\":");
-  r |= jsonw_number(b, (double)ft->late_ns / 1e9 * c->scale);
+  r |= jsonw_number(b, (double)ft->late_ns / 1e9 * c->clock.scale);
   r |= JSONW_LIT(b, ",\"status\":\"ok\"}\n");
   if (r == 0) {
     writer_line_at(*inv->wslot, b->data, b->len);
-    c->fast_lines++;
+    c->inv.fast_lines++;
   }
   if (r != 0 || (*inv->wslot)->err) {
     /* out of memory or a failing report file: the engine's own path says
@@ -313,7 +313,7 @@ static void ftask_finish(task *t, const char *status) {
   lua_State *L = c->L;
   list_remove(&ft->node);
   inv->nrunning--;
-  c->invoker_running--;
+  c->inv.running--;
   if (inv->closed) {
     /* the run is over (exit path): nobody to tell */
     lua_pop(L, 1);
@@ -325,7 +325,7 @@ static void ftask_finish(task *t, const char *status) {
     return;
   }
   if (strcmp(status, "ok") == 0) {
-    double now = (double)(uv_hrtime() - c->t0_ns) / 1e9 * c->scale;
+    double now = (double)(uv_hrtime() - c->clock.t0_ns) / 1e9 * c->clock.scale;
     double duration = now - ft->started;
     lua_pop(L, 1);
     inv->runs++;
@@ -476,7 +476,7 @@ static int l_set_args(lua_State *L) {
   {
     lua_Integer at;
     int i;
-    if (c->args_next == 0) {
+    if (c->inv.args_next == 0) {
       static const char *const keys[] = {"name", "id", "iteration", "phase", "scheduled",
                                          "startup", "interval"};
       lua_createtable(L, 1024, 0);
@@ -488,12 +488,12 @@ static int l_set_args(lua_State *L) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, inv->event_mt_ref); /* one for the whole run */
         lua_rawseti(L, -2, EV_MT);
       }
-      c->args_store = luaL_ref(L, LUA_REGISTRYINDEX);
-      c->args_next = EV_MT + 1; /* so args_at is never 0, "none" */
+      c->inv.args_store = luaL_ref(L, LUA_REGISTRYINDEX);
+      c->inv.args_next = EV_MT + 1; /* so args_at is never 0, "none" */
     }
     inv->fn_at = inv->nargs + (inv->nevent > 0 ? EV_VALUES : 0) + 1;
-    at = c->args_next - 1;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, c->args_store);
+    at = c->inv.args_next - 1;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->inv.args_store);
     for (i = 1; i <= inv->nargs; i++) {
       lua_rawgeti(L, 2, i);
       lua_rawseti(L, -2, at + i);
@@ -507,7 +507,7 @@ static int l_set_args(lua_State *L) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, inv->fn_ref);
     lua_rawseti(L, -2, at + inv->fn_at);
     lua_pop(L, 1);
-    c->args_next += inv->fn_at;
+    c->inv.args_next += inv->fn_at;
     inv->args_at = at;
   }
   return 0;
@@ -518,7 +518,7 @@ static int l_set_args(lua_State *L) {
  * lateness is taken here, at the moment it fires. */
 static int l_fire_startup(lua_State *L) {
   invoker *inv = check_invoker(L, 1);
-  uint64_t now = uv_hrtime(), t0 = inv->core->t0_ns;
+  uint64_t now = uv_hrtime(), t0 = inv->core->clock.t0_ns;
   if (!can_fire(inv)) {
     lua_pushboolean(L, 0);
     return 1;
@@ -773,7 +773,7 @@ int invoker_figures(lua_State *L, int idx, invoker_figs *f) {
 
 /* core.invoker_running() -> fast tasks alive, all events */
 static int l_core_invoker_running(lua_State *L) {
-  lua_pushinteger(L, core_get(L)->invoker_running);
+  lua_pushinteger(L, core_get(L)->inv.running);
   return 1;
 }
 

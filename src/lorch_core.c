@@ -45,7 +45,7 @@ static int l_core_start_clock(lua_State *L) {
   orch_core *c = core_get(L);
   double scale = luaL_optnumber(L, 1, 1.0);
   luaL_argcheck(L, scale > 0 && isfinite(scale), 1, "time scale must be > 0");
-  c->scale = scale;
+  c->clock.scale = scale;
   /* one-time costs that would otherwise land on the first firings: the
    * C library reading the time zone at
    * the first gmtime, and glibc merging the small blocks the collection
@@ -59,17 +59,17 @@ static int l_core_start_clock(lua_State *L) {
   malloc_trim(0);
 #endif
   uv_update_time(&c->loop);
-  c->t0_ns = uv_hrtime();
-  c->t0_wall = clock_wall();
+  c->clock.t0_ns = uv_hrtime();
+  c->clock.t0_wall = clock_wall();
   if (!lua_isnoneornil(L, 2)) {
-    double t0 = luaL_checknumber(L, 2), back = c->t0_wall - t0;
+    double t0 = luaL_checknumber(L, 2), back = c->clock.t0_wall - t0;
     if (back < 0 || !isfinite(back)) back = 0;
-    c->t0_ns -= (uint64_t)(back * 1e9);
-    c->t0_wall = t0;
+    c->clock.t0_ns -= (uint64_t)(back * 1e9);
+    c->clock.t0_wall = t0;
   }
-  c->clock_started = 1;
+  c->clock.started = 1;
   tickers_arm(c);
-  lua_pushnumber(L, c->t0_wall);
+  lua_pushnumber(L, c->clock.t0_wall);
   return 1;
 }
 
@@ -83,14 +83,14 @@ static int l_core_trim_threads(lua_State *L) {
 
 /* core.time_scale(): --time-scale (1 without it). */
 static int l_core_time_scale(lua_State *L) {
-  lua_pushnumber(L, core_get(L)->scale);
+  lua_pushnumber(L, core_get(L)->clock.scale);
   return 1;
 }
 
 /* core.now(): description seconds since t0. */
 static int l_core_now(lua_State *L) {
   orch_core *c = core_get(L);
-  lua_pushnumber(L, (double)(uv_hrtime() - c->t0_ns) / 1e9 * c->scale);
+  lua_pushnumber(L, (double)(uv_hrtime() - c->clock.t0_ns) / 1e9 * c->clock.scale);
   return 1;
 }
 
@@ -128,7 +128,7 @@ static int l_core_iso8601(lua_State *L) {
 static int l_core_ts(lua_State *L) {
   orch_core *c = core_get(L);
   char buf[32];
-  clock_iso8601(c, c->t0_wall + luaL_checknumber(L, 1) / c->scale, buf);
+  clock_iso8601(c, c->clock.t0_wall + luaL_checknumber(L, 1) / c->clock.scale, buf);
   lua_pushstring(L, buf);
   return 1;
 }
@@ -146,7 +146,7 @@ static int l_core_run(lua_State *L) {
   orch_core *c = core_get(L);
   luaL_argcheck(L, lua_pushthread(L), 1, "core.run must be called from the main thread");
   lua_pop(L, 1);
-  __atomic_store_n(&c->turn_ns, uv_hrtime(), __ATOMIC_RELAXED); /* its first turn starts */
+  __atomic_store_n(&c->watch.turn_ns, uv_hrtime(), __ATOMIC_RELAXED); /* its first turn starts */
   c->in_loop = 1;
   uv_run(&c->loop, UV_RUN_DEFAULT);
   c->in_loop = 0;
@@ -165,19 +165,19 @@ static int l_core_stop(lua_State *L) {
 static int l_core_stats(lua_State *L) {
   orch_core *c = core_get(L);
   uint64_t looks;
-  uv_mutex_lock(&c->watch_mu);
-  looks = c->watch_looks;
-  uv_mutex_unlock(&c->watch_mu);
+  uv_mutex_lock(&c->watch.mu);
+  looks = c->watch.looks;
+  uv_mutex_unlock(&c->watch.mu);
   lua_createtable(L, 0, 6);
-  lua_pushinteger(L, c->live_handles);
+  lua_pushinteger(L, c->live.handles);
   lua_setfield(L, -2, "handles");
-  lua_pushinteger(L, c->live_tasks);
+  lua_pushinteger(L, c->live.tasks);
   lua_setfield(L, -2, "tasks");
-  lua_pushinteger(L, c->live_refs - c->pool_n);  /* the pool's are not leaks */
+  lua_pushinteger(L, c->live.refs - c->pool.n);  /* the pool's are not leaks */
   lua_setfield(L, -2, "refs");
-  lua_pushinteger(L, c->fast_lines);
+  lua_pushinteger(L, c->inv.fast_lines);
   lua_setfield(L, -2, "fast_lines");
-  lua_pushinteger(L, c->pool_n);
+  lua_pushinteger(L, c->pool.n);
   lua_setfield(L, -2, "pooled");
   lua_pushinteger(L, (lua_Integer)looks);
   lua_setfield(L, -2, "watch_looks");
@@ -187,14 +187,14 @@ static int l_core_stats(lua_State *L) {
 /* core.on_signal(fn): fn(signum, count) for SIGINT/SIGTERM/SIGHUP. */
 static int l_core_on_signal(lua_State *L) {
   orch_core *c = core_get(L);
-  c->early = 0; /* an engine answers signals from now on */
-  ref_free(L, &c->sig_cb_ref);
+  c->sig.early = 0; /* an engine answers signals from now on */
+  ref_free(L, &c->sig.cb_ref);
   lua_settop(L, 1);
-  c->sig_cb_ref = ref_new(L);
-  if (c->sig_cb_ref != LUA_NOREF)
-    uv_ref((uv_handle_t *)&c->sig_async);
+  c->sig.cb_ref = ref_new(L);
+  if (c->sig.cb_ref != LUA_NOREF)
+    uv_ref((uv_handle_t *)&c->sig.async);
   else
-    uv_unref((uv_handle_t *)&c->sig_async);
+    uv_unref((uv_handle_t *)&c->sig.async);
   return 0;
 }
 
@@ -202,7 +202,7 @@ static int l_core_on_signal(lua_State *L) {
  * after the first signal is cancelled by the hook. */
 static int l_core_set_grace(lua_State *L) {
   orch_core *c = core_get(L);
-  c->grace_ns = sched_real_ms(c, luaL_checknumber(L, 1)) * 1000000u;
+  c->bound.grace_ns = sched_real_ms(c, luaL_checknumber(L, 1)) * 1000000u;
   return 0;
 }
 
@@ -210,9 +210,9 @@ static int l_core_set_grace(lua_State *L) {
 static int l_core_set_hard_deadline(lua_State *L) {
   orch_core *c = core_get(L);
   if (lua_isnoneornil(L, 1))
-    c->hard_ns = 0;
+    c->bound.hard_ns = 0;
   else
-    c->hard_ns = uv_hrtime() + sched_real_ms(c, luaL_checknumber(L, 1)) * 1000000u;
+    c->bound.hard_ns = uv_hrtime() + sched_real_ms(c, luaL_checknumber(L, 1)) * 1000000u;
   return 0;
 }
 
@@ -222,13 +222,13 @@ static int l_core_set_hard_deadline(lua_State *L) {
 static int l_core_on_loop_lag(lua_State *L) {
   orch_core *c = core_get(L);
   double sec = luaL_checknumber(L, 1);
-  ref_free(L, &c->lag_cb_ref);
-  c->lag_ns = 0;
+  ref_free(L, &c->watch.lag_cb_ref);
+  c->watch.lag_ns = 0;
   if (lua_isnoneornil(L, 2) || sec <= 0) return 0;
   luaL_checktype(L, 2, LUA_TFUNCTION);
   lua_settop(L, 2);
-  c->lag_cb_ref = ref_new(L);
-  c->lag_ns = (uint64_t)(sec * 1e9);
+  c->watch.lag_cb_ref = ref_new(L);
+  c->watch.lag_ns = (uint64_t)(sec * 1e9);
   return 0;
 }
 
@@ -240,11 +240,11 @@ static int l_core_on_loop_lag(lua_State *L) {
 static int l_core_set_end(lua_State *L) {
   orch_core *c = core_get(L);
   if (lua_isnoneornil(L, 1)) {
-    c->end_ns = 0;
+    c->bound.end_ns = 0;
   } else {
-    uint64_t t = c->t0_ns + sched_real_ms(c, luaL_checknumber(L, 1)) * 1000000u;
-    c->end_ns = t;
-    c->last_ns = t + 3 * c->grace_ns;
+    uint64_t t = c->clock.t0_ns + sched_real_ms(c, luaL_checknumber(L, 1)) * 1000000u;
+    c->bound.end_ns = t;
+    c->bound.last_ns = t + 3 * c->bound.grace_ns;
   }
   return 0;
 }
@@ -292,7 +292,7 @@ static int l_core_go(lua_State *L) {
   }
   t->nargs = nargs;
   t->started_ns = uv_hrtime();
-  c->live_tasks++;
+  c->live.tasks++;
   sched_ready(t);
   return 1;
 }
@@ -473,7 +473,7 @@ typedef struct tick_slot {
 } tick_slot;
 
 static tick_slot **slot_bucket(orch_core *c, uint64_t due_ms) {
-  return &c->tick_slots[due_ms % TICK_SLOTS];
+  return &c->tick.slots[due_ms % TICK_SLOTS];
 }
 
 static void slot_unhash(orch_core *c, tick_slot *s) {
@@ -484,7 +484,7 @@ static void slot_unhash(orch_core *c, tick_slot *s) {
 }
 
 static uint64_t ticker_due(ticker *t, lua_Integer k) {
-  return t->core->t0_ns + (uint64_t)llround((double)k * t->interval_ns);
+  return t->core->clock.t0_ns + (uint64_t)llround((double)k * t->interval_ns);
 }
 
 static void on_slot(uv_timer_t *h);
@@ -534,7 +534,7 @@ static void ticker_start(ticker *t) {
 
 /* The first arming, once the clock has started. */
 static void ticker_arm(ticker *t) {
-  t->interval_ns = t->interval * 1e9 / t->core->scale;
+  t->interval_ns = t->interval * 1e9 / t->core->clock.scale;
   ticker_start(t);
 }
 
@@ -609,10 +609,10 @@ static int l_core_ticker(lua_State *L) {
   list_init(&t->overdue.node);
   t->overdue.fn = on_overdue;
   if (t->k > t->last) return 1;
-  if (c->clock_started)
+  if (c->clock.started)
     ticker_arm(t);
   else
-    list_push(&c->unarmed, &t->wait);
+    list_push(&c->tick.unarmed, &t->wait);
   return 1;
 }
 
@@ -620,7 +620,7 @@ static int l_core_ticker(lua_State *L) {
  * the startup firings' time. */
 static void tickers_arm(orch_core *c) {
   orch_list batch;
-  list_take(&batch, &c->unarmed);
+  list_take(&batch, &c->tick.unarmed);
   while (!list_empty(&batch)) {
     ticker *t = list_entry(batch.next, ticker, wait);
     list_remove(&t->wait);
@@ -637,7 +637,7 @@ static int l_ticker_flush(lua_State *L) {
   ticker *t = luaL_checkudata(L, 1, TICKER_MT);
   lua_Integer max = luaL_optinteger(L, 2, LUA_MAXINTEGER), missed = 0, first = 0;
   uint64_t now = uv_hrtime();
-  if (t->core->clock_started) { /* nothing is due before t0 */
+  if (t->core->clock.started) { /* nothing is due before t0 */
     while (!t->closed && t->k <= t->last && ticker_due(t, t->k) <= now && max-- > 0) {
       list_remove(&t->overdue.node);
       ticker_unarm(t);

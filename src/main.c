@@ -85,7 +85,7 @@ int main(int argc, char **argv) {
   exit_status = status;
   signal(SIGALRM, on_exit_alarm);
   /* a run's grace (at least a second more); 10 s for the other commands */
-  alarm(c->grace_ns > 0 ? (unsigned)(c->grace_ns / 1000000000u) + 1 : 10);
+  alarm(c->bound.grace_ns > 0 ? (unsigned)(c->bound.grace_ns / 1000000000u) + 1 : 10);
   host_free(c);
   alarm(0);
   guardian_done();   /* ended in order: nothing for the guardian to undo */

@@ -13,13 +13,13 @@ int ref_new(lua_State *L) {
     lua_pop(L, 1);
     return LUA_NOREF;
   }
-  c->live_refs++;
+  c->live.refs++;
   return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 void ref_free(lua_State *L, int *ref) {
   if (*ref == LUA_NOREF || *ref == LUA_REFNIL) return;
-  core_get(L)->live_refs--;
+  core_get(L)->live.refs--;
   luaL_unref(L, LUA_REGISTRYINDEX, *ref);
   *ref = LUA_NOREF;
 }

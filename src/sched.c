@@ -78,7 +78,7 @@ int sched_push_context(lua_State *L) {
 }
 
 uint64_t sched_real_ms(orch_core *c, double desc_sec) {
-  double ms = desc_sec * 1000.0 / c->scale;
+  double ms = desc_sec * 1000.0 / c->clock.scale;
   if (ms <= 0) return 0;
   if (ms > 1e15) ms = 1e15;
   return (uint64_t)(ms + 0.5);
@@ -87,7 +87,7 @@ uint64_t sched_real_ms(orch_core *c, double desc_sec) {
 /* --time-scale compresses the schedule, never a bound on real work: a
  * rehearsal must not time out where the real run would pass. */
 uint64_t sched_bound_ms(orch_core *c, double desc_sec) {
-  double ms = desc_sec * 1000.0 / (c->scale < 1 ? c->scale : 1);
+  double ms = desc_sec * 1000.0 / (c->clock.scale < 1 ? c->clock.scale : 1);
   if (ms <= 0) return 0;
   if (ms > 1e15) ms = 1e15;
   return (uint64_t)(ms + 0.5);
@@ -101,7 +101,7 @@ static int msghandler(lua_State *L) {
   if (msg == NULL) {
     orch_core *c = core_get(L);
     if (luaL_getmetafield(L, 1, "__tostring") != LUA_TNIL) {
-      int st, guarded = c != NULL && c->guard_co == NULL;
+      int st, guarded = c != NULL && c->watch.guard_co == NULL;
       lua_pop(L, 1);
       /* user code: protected (the guard's hook raises), and bounded */
       lua_pushcfunction(L, safe_tostring);
@@ -172,23 +172,23 @@ static void guard_hook(lua_State *L, lua_Debug *ar) {
 /* User code about to run on co outside any task: the watchdog stops it
  * grace_ns from now (at once after a second signal). */
 void sched_guard_begin(orch_core *c, lua_State *co) {
-  uint64_t g = c->grace_ns > 10000000u ? c->grace_ns : 10000000u;
-  uv_mutex_lock(&c->watch_mu);
-  c->guard_co = co;
-  c->guard_ns = uv_hrtime() + g;
-  c->guard_hooked = 0;
-  uv_mutex_unlock(&c->watch_mu);
+  uint64_t g = c->bound.grace_ns > 10000000u ? c->bound.grace_ns : 10000000u;
+  uv_mutex_lock(&c->watch.mu);
+  c->watch.guard_co = co;
+  c->watch.guard_ns = uv_hrtime() + g;
+  c->watch.guard_hooked = 0;
+  uv_mutex_unlock(&c->watch.mu);
 }
 
 void sched_guard_end(orch_core *c) {
   int hooked;
   lua_State *co;
-  uv_mutex_lock(&c->watch_mu);
-  hooked = c->guard_hooked;
-  co = c->guard_co;
-  c->guard_co = NULL;
-  c->guard_hooked = 0;
-  uv_mutex_unlock(&c->watch_mu);
+  uv_mutex_lock(&c->watch.mu);
+  hooked = c->watch.guard_hooked;
+  co = c->watch.guard_co;
+  c->watch.guard_co = NULL;
+  c->watch.guard_hooked = 0;
+  uv_mutex_unlock(&c->watch.mu);
   if (hooked && co != NULL) lua_sethook(co, NULL, 0, 0);
 }
 
@@ -331,14 +331,14 @@ static void task_error(lua_State *L, task *t, int st, const char *forced_err) {
 }
 
 static void pool_grow(orch_core *c) {
-  if (c->pool_n == c->pool_cap && c->pool_cap < POOL_MAX) {
-    int cap = c->pool_cap ? c->pool_cap * 2 : 64;
-    lua_State **p = realloc(c->pool, (size_t)cap * sizeof *p);
-    int *r = p ? realloc(c->pool_ref, (size_t)cap * sizeof *r) : NULL;
-    if (p) c->pool = p;
+  if (c->pool.n == c->pool.cap && c->pool.cap < POOL_MAX) {
+    int cap = c->pool.cap ? c->pool.cap * 2 : 64;
+    lua_State **p = realloc(c->pool.co, (size_t)cap * sizeof *p);
+    int *r = p ? realloc(c->pool.ref, (size_t)cap * sizeof *r) : NULL;
+    if (p) c->pool.co = p;
     if (r) {
-      c->pool_ref = r;
-      c->pool_cap = cap;
+      c->pool.ref = r;
+      c->pool.cap = cap;
     }
   }
 }
@@ -348,9 +348,9 @@ static void pool_grow(orch_core *c) {
  * thread as done); released young, they are freed by the next one. */
 void sched_trim(lua_State *L, int keep) {
   orch_core *c = core_get(L);
-  while (c->pool_n > keep) {
-    c->pool_n--;
-    ref_free(L, &c->pool_ref[c->pool_n]);
+  while (c->pool.n > keep) {
+    c->pool.n--;
+    ref_free(L, &c->pool.ref[c->pool.n]);
   }
 }
 
@@ -371,10 +371,10 @@ static void task_release_co(orch_core *c, task *t) {
     reusable = lua_resetthread(t->co) == LUA_OK;
     sched_guard_end(c);
   }
-  if (reusable && c->pool_n < c->pool_cap) {
+  if (reusable && c->pool.n < c->pool.cap) {
     lua_settop(t->co, 0);
-    c->pool[c->pool_n] = t->co;
-    c->pool_ref[c->pool_n++] = t->co_ref;
+    c->pool.co[c->pool.n] = t->co;
+    c->pool.ref[c->pool.n++] = t->co_ref;
     t->co_ref = LUA_NOREF;
   }
   ref_free(c->L, &t->co_ref);
@@ -414,7 +414,7 @@ static void task_finish(task *t, int st, const char *forced_err) {
     /* an invoker's task: refs shared with its invoker, none of its own */
     task_error(L, t, st, forced_err);                    /* [err] */
     task_release_co(c, t);
-    c->live_tasks--;
+    c->live.tasks--;
     t->on_finish(t, status);                             /* pops err; may free t */
     return;
   }
@@ -424,7 +424,7 @@ static void task_finish(task *t, int st, const char *forced_err) {
   ref_push(L, t->tag_ref);                               /* [done task status tag] */
   task_error(L, t, st, forced_err);                      /* [done task status tag err] */
   task_release_co(c, t);
-  c->live_tasks--;
+  c->live.tasks--;
   if (lua_isnil(L, -5)) {
     lua_pop(L, 5);
   } else {
@@ -441,9 +441,9 @@ static void task_finish(task *t, int st, const char *forced_err) {
  * result of it). */
 static void report_lag(orch_core *c, task *t) {
   lua_State *L = c->L;
-  double held = (double)(uv_hrtime() - c->lag_since) / 1e9;
-  if (c->lag_cb_ref == LUA_NOREF || t->tag_ref == LUA_NOREF) return;
-  ref_push(L, c->lag_cb_ref);
+  double held = (double)(uv_hrtime() - c->watch.lag_since) / 1e9;
+  if (c->watch.lag_cb_ref == LUA_NOREF || t->tag_ref == LUA_NOREF) return;
+  ref_push(L, c->watch.lag_cb_ref);
   ref_push(L, t->tag_ref);
   lua_pushnumber(L, held);
   sched_call(L, 2, 0);
@@ -456,16 +456,16 @@ static void task_resume(orch_core *c, task *t) {
   nargs = t->nargs;
   t->nargs = 0;
   t->state = T_RUNNING;
-  uv_mutex_lock(&c->watch_mu);
+  uv_mutex_lock(&c->watch.mu);
   c->running = t;
-  c->resume_serial++;
-  uv_mutex_unlock(&c->watch_mu);
+  c->watch.resume_serial++;
+  uv_mutex_unlock(&c->watch.mu);
   st = lua_resume(t->co, c->L, nargs, &nres);
-  uv_mutex_lock(&c->watch_mu);
+  uv_mutex_lock(&c->watch.mu);
   c->running = NULL;
-  lagged = c->lag_flag;
-  c->lag_flag = 0;
-  uv_mutex_unlock(&c->watch_mu);
+  lagged = c->watch.lag_flag;
+  c->watch.lag_flag = 0;
+  uv_mutex_unlock(&c->watch.mu);
   if (lagged) report_lag(c, t);
   if (st == LUA_YIELD) {
     lua_pop(t->co, nres);
@@ -556,23 +556,23 @@ static void on_flush(uv_prepare_t *h) {
   uv_update_time(h->loop);
   /* the poll may block (uv_backend_timeout says 0 while libuv has new
    * descriptors to register, which it does in the poll itself) */
-  __atomic_store_n(&c->turn_ns, uv_hrtime(), __ATOMIC_RELAXED);
+  __atomic_store_n(&c->watch.turn_ns, uv_hrtime(), __ATOMIC_RELAXED);
   if (!uv_is_active((uv_handle_t *)&c->ready_idle)) {
-    uv_mutex_lock(&c->watch_mu);
-    c->loop_blocked = 1;
-    uv_mutex_unlock(&c->watch_mu);
+    uv_mutex_lock(&c->watch.mu);
+    c->watch.loop_blocked = 1;
+    uv_mutex_unlock(&c->watch.mu);
   }
 }
 
 /* Right after the poll: tasks may run again, the watchdog must look. */
 static void on_wake(uv_check_t *h) {
   orch_core *c = h->data;
-  if (!c->loop_blocked) return; /* only this thread sets it */
-  uv_mutex_lock(&c->watch_mu);
-  c->loop_blocked = 0;
-  __atomic_store_n(&c->turn_ns, uv_hrtime(), __ATOMIC_RELAXED);
-  if (c->watch_asleep) uv_cond_signal(&c->watch_cv);
-  uv_mutex_unlock(&c->watch_mu);
+  if (!c->watch.loop_blocked) return; /* only this thread sets it */
+  uv_mutex_lock(&c->watch.mu);
+  c->watch.loop_blocked = 0;
+  __atomic_store_n(&c->watch.turn_ns, uv_hrtime(), __ATOMIC_RELAXED);
+  if (c->watch.asleep) uv_cond_signal(&c->watch.cv);
+  uv_mutex_unlock(&c->watch.mu);
 }
 
 /* Signal handler: only counts, stamps and wakes the loop (uv_async_send is
@@ -585,7 +585,7 @@ static void on_signal_raw(int signum) {
   struct timespec ts;
   uint64_t now;
   if (c == NULL) return;
-  if (c->early) {
+  if (c->sig.early) {
     /* nothing runs yet that an orderly stop would wait for: a .orchlua or
      * a source whose top level loops, a long walk of the descriptions */
     static const char msg[] = "orchlua: stopped by a signal before the run started\n";
@@ -596,20 +596,20 @@ static void on_signal_raw(int signum) {
   }
   clock_gettime(CLOCK_MONOTONIC, &ts);
   now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-  if (c->sig_count == 0) c->sig_ns = now;
-  c->sig_last = signum;
-  c->sig_count++;
-  uv_async_send(&c->sig_async);
+  if (c->sig.count == 0) c->sig.first_ns = now;
+  c->sig.last = signum;
+  c->sig.count++;
+  uv_async_send(&c->sig.async);
 }
 
 static void on_sig_async(uv_async_t *h) {
   orch_core *c = h->data;
-  while (c->sig_seen < c->sig_count) {
-    c->sig_seen++;
-    if (c->sig_cb_ref == LUA_NOREF) continue;
-    ref_push(c->L, c->sig_cb_ref);
-    lua_pushinteger(c->L, c->sig_last);
-    lua_pushinteger(c->L, c->sig_seen);
+  while (c->sig.seen < c->sig.count) {
+    c->sig.seen++;
+    if (c->sig.cb_ref == LUA_NOREF) continue;
+    ref_push(c->L, c->sig.cb_ref);
+    lua_pushinteger(c->L, c->sig.last);
+    lua_pushinteger(c->L, c->sig.seen);
     sched_call(c->L, 2, 0);
   }
 }
@@ -619,7 +619,7 @@ void sched_init(orch_core *c) {
   list_init(&c->ready);
   list_init(&c->deferred);
   list_init(&c->writers);
-  list_init(&c->unarmed);
+  list_init(&c->tick.unarmed);
   UV_CHECK(uv_idle_init(&c->loop, &c->ready_idle));
   c->ready_idle.data = c;
   UV_CHECK(uv_prepare_init(&c->loop, &c->flush_prep));
@@ -630,15 +630,15 @@ void sched_init(orch_core *c) {
   c->wake_check.data = c;
   UV_CHECK(uv_check_start(&c->wake_check, on_wake));
   uv_unref((uv_handle_t *)&c->wake_check);
-  UV_CHECK(uv_async_init(&c->loop, &c->sig_async, on_sig_async));
-  c->sig_async.data = c;
-  uv_unref((uv_handle_t *)&c->sig_async);
-  c->sig_cb_ref = LUA_NOREF;
-  c->lag_cb_ref = LUA_NOREF;
-  c->early = 1;
-  UV_CHECK(uv_mutex_init(&c->watch_mu));
-  UV_CHECK(uv_cond_init(&c->watch_cv));
-  UV_CHECK(uv_thread_create(&c->watch_thread, watchdog, c));
+  UV_CHECK(uv_async_init(&c->loop, &c->sig.async, on_sig_async));
+  c->sig.async.data = c;
+  uv_unref((uv_handle_t *)&c->sig.async);
+  c->sig.cb_ref = LUA_NOREF;
+  c->watch.lag_cb_ref = LUA_NOREF;
+  c->sig.early = 1;
+  UV_CHECK(uv_mutex_init(&c->watch.mu));
+  UV_CHECK(uv_cond_init(&c->watch.cv));
+  UV_CHECK(uv_thread_create(&c->watch.thread, watchdog, c));
   /* one process, one host: the signal handler needs a global */
   sig_core = c;
   memset(&sa, 0, sizeof sa);
@@ -654,19 +654,19 @@ void sched_init(orch_core *c) {
 /* Whether the running task t must stop now (a deadline has passed). */
 static int must_stop(orch_core *c, task *t, uint64_t now) {
   return (t->deadline_ns != 0 && now >= t->deadline_ns) ||
-         (c->hard_ns != 0 && now >= c->hard_ns) || c->sig_count >= 2 ||
-         (c->end_ns != 0 && now >= c->end_ns + c->grace_ns) ||
-         (c->sig_count == 1 && c->grace_ns != 0 && now >= c->sig_ns + c->grace_ns);
+         (c->bound.hard_ns != 0 && now >= c->bound.hard_ns) || c->sig.count >= 2 ||
+         (c->bound.end_ns != 0 && now >= c->bound.end_ns + c->bound.grace_ns) ||
+         (c->sig.count == 1 && c->bound.grace_ns != 0 && now >= c->sig.first_ns + c->bound.grace_ns);
 }
 
 /* The instant past which a loop turn that has not ended is hopeless: T and
  * three graces (teardown, the kill switch's, the finalisers'); a signal's
  * two graces; a second signal's one; a third signal's none. */
 static uint64_t last_bound(orch_core *c) {
-  uint64_t b = c->last_ns, s;
-  int n = c->sig_count;
+  uint64_t b = c->bound.last_ns, s;
+  int n = c->sig.count;
   if (n >= 1) {
-    s = c->sig_ns + (n >= 3 ? 0 : (uint64_t)(n >= 2 ? 1 : 2) * c->grace_ns);
+    s = c->sig.first_ns + (n >= 3 ? 0 : (uint64_t)(n >= 2 ? 1 : 2) * c->bound.grace_ns);
     if (b == 0 || s < b) b = s;
   }
   return b == 0 ? 0 : b + (uint64_t)LAST_MS * 1000000u;
@@ -682,7 +682,7 @@ static void last_resort(orch_core *c) {
   (void)w;
   pgroup_last_resort();
   writer_flush_all(c);
-  _exit(c->sig_count > 0 ? 128 + c->sig_last : 1);
+  _exit(c->sig.count > 0 ? 128 + c->sig.last : 1);
 }
 
 static void watchdog(void *arg) {
@@ -690,19 +690,19 @@ static void watchdog(void *arg) {
   for (;;) {
     task *t;
     uint64_t now;
-    uv_mutex_lock(&c->watch_mu);
+    uv_mutex_lock(&c->watch.mu);
     /* a condition, not a sleep: the exit need not wait for the next look */
-    if (!c->watch_stop && c->loop_blocked) {
-      c->watch_asleep = 1;
-      while (!c->watch_stop && c->loop_blocked) uv_cond_wait(&c->watch_cv, &c->watch_mu);
-      c->watch_asleep = 0;
+    if (!c->watch.stop && c->watch.loop_blocked) {
+      c->watch.asleep = 1;
+      while (!c->watch.stop && c->watch.loop_blocked) uv_cond_wait(&c->watch.cv, &c->watch.mu);
+      c->watch.asleep = 0;
     }
-    if (!c->watch_stop) uv_cond_timedwait(&c->watch_cv, &c->watch_mu, (uint64_t)WATCH_MS * 1000000u);
-    if (c->watch_stop) {
-      uv_mutex_unlock(&c->watch_mu);
+    if (!c->watch.stop) uv_cond_timedwait(&c->watch.cv, &c->watch.mu, (uint64_t)WATCH_MS * 1000000u);
+    if (c->watch.stop) {
+      uv_mutex_unlock(&c->watch.mu);
       return;
     }
-    c->watch_looks++;
+    c->watch.looks++;
     t = c->running;
     now = uv_hrtime();
     if (t != NULL && !t->hooked && must_stop(c, t, now)) {
@@ -710,24 +710,24 @@ static void watchdog(void *arg) {
       t->hooked = 1;
       lua_sethook(t->co, task_hook, LUA_MASKCOUNT, 1);
     }
-    if (t != NULL && c->lag_ns != 0 && !c->lag_flag) {
+    if (t != NULL && c->watch.lag_ns != 0 && !c->watch.lag_flag) {
       /* the same resume as at the last look: it has held the loop since */
-      if (c->lag_serial != c->resume_serial) {
-        c->lag_serial = c->resume_serial;
-        c->lag_since = now;
-      } else if (now - c->lag_since >= c->lag_ns) {
-        c->lag_flag = 1;
+      if (c->watch.lag_serial != c->watch.resume_serial) {
+        c->watch.lag_serial = c->watch.resume_serial;
+        c->watch.lag_since = now;
+      } else if (now - c->watch.lag_since >= c->watch.lag_ns) {
+        c->watch.lag_flag = 1;
       }
     }
-    if (c->guard_co != NULL && !c->guard_hooked && (now >= c->guard_ns || c->sig_count >= 2)) {
-      c->guard_hooked = 1;
-      lua_sethook(c->guard_co, guard_hook, LUA_MASKCOUNT, 1);
+    if (c->watch.guard_co != NULL && !c->watch.guard_hooked && (now >= c->watch.guard_ns || c->sig.count >= 2)) {
+      c->watch.guard_hooked = 1;
+      lua_sethook(c->watch.guard_co, guard_hook, LUA_MASKCOUNT, 1);
     }
-    if (c->in_loop && !c->loop_blocked) {
-      uint64_t b = last_bound(c), turn = __atomic_load_n(&c->turn_ns, __ATOMIC_RELAXED);
+    if (c->in_loop && !c->watch.loop_blocked) {
+      uint64_t b = last_bound(c), turn = __atomic_load_n(&c->watch.turn_ns, __ATOMIC_RELAXED);
       if (b != 0 && turn != 0 && now >= b && now >= turn + (uint64_t)LAST_MS * 1000000u) last_resort(c);
     }
-    uv_mutex_unlock(&c->watch_mu);
+    uv_mutex_unlock(&c->watch.mu);
   }
 }
 
@@ -741,10 +741,10 @@ void sched_hook(lua_State *co) {
 lua_State *sched_thread(lua_State *L, int *ref) {
   orch_core *c = core_get(L);
   lua_State *co;
-  if (c->pool_n > 0) {
-    c->pool_n--;
-    *ref = c->pool_ref[c->pool_n];
-    co = c->pool[c->pool_n];
+  if (c->pool.n > 0) {
+    c->pool.n--;
+    *ref = c->pool.ref[c->pool.n];
+    co = c->pool.co[c->pool.n];
   } else {
     co = lua_newthread(L);                              /* [co] */
     *ref = ref_new(L);                                  /* [] */
@@ -754,15 +754,15 @@ lua_State *sched_thread(lua_State *L, int *ref) {
 }
 
 static void pool_free(orch_core *c) {
-  while (c->pool_n > 0) {
-    c->pool_n--;
-    ref_free(c->L, &c->pool_ref[c->pool_n]);
+  while (c->pool.n > 0) {
+    c->pool.n--;
+    ref_free(c->L, &c->pool.ref[c->pool.n]);
   }
-  free(c->pool);
-  free(c->pool_ref);
-  c->pool = NULL;
-  c->pool_ref = NULL;
-  c->pool_cap = 0;
+  free(c->pool.co);
+  free(c->pool.ref);
+  c->pool.co = NULL;
+  c->pool.ref = NULL;
+  c->pool.cap = 0;
 }
 
 static void on_walk_close(uv_handle_t *h, void *arg) {
@@ -787,13 +787,13 @@ void sched_shutdown(orch_core *c) {
   if (c->shut) return;
   c->shut = 1;
   pool_free(c);
-  uv_mutex_lock(&c->watch_mu);
-  c->watch_stop = 1;
-  uv_cond_signal(&c->watch_cv);
-  uv_mutex_unlock(&c->watch_mu);
-  uv_thread_join(&c->watch_thread);
-  uv_cond_destroy(&c->watch_cv);
-  uv_mutex_destroy(&c->watch_mu);
+  uv_mutex_lock(&c->watch.mu);
+  c->watch.stop = 1;
+  uv_cond_signal(&c->watch.cv);
+  uv_mutex_unlock(&c->watch.mu);
+  uv_thread_join(&c->watch.thread);
+  uv_cond_destroy(&c->watch.cv);
+  uv_mutex_destroy(&c->watch.mu);
   pgroup_shutdown(c); /* before the signals go back to their defaults */
   sig_core = NULL;
   signal(SIGINT, SIG_DFL);
@@ -812,7 +812,7 @@ void sched_close(orch_core *c) {
   uv_close((uv_handle_t *)&c->ready_idle, NULL);
   uv_close((uv_handle_t *)&c->flush_prep, NULL);
   uv_close((uv_handle_t *)&c->wake_check, NULL);
-  uv_close((uv_handle_t *)&c->sig_async, NULL);
+  uv_close((uv_handle_t *)&c->sig.async, NULL);
   uv_walk(&c->loop, on_walk_close, NULL);
   uv_run(&c->loop, UV_RUN_DEFAULT);
   uv_loop_close(&c->loop);
