@@ -519,8 +519,9 @@ M.errors_of = errors_of
 
 -- Rows of the summary: list of {id=, runs=, failures=, skipped=, timeouts=,
 -- duration = Stats, lateness = Stats}, or an invoker's summary() (its
--- percentiles already taken: summarised).  Returns rows of strings (header
--- first, totals last) and the totals.
+-- percentiles already taken: summarised); or a function giving them one
+-- at a time (nil at the end), so that they need not all be held at once.
+-- Returns rows of strings (header first, totals last) and the totals.
 function M.summary_rows(list)
   local rows = { M.SUMMARY_HEADER }
   local tot = { runs = 0, failures = 0, skipped = 0, timeouts = 0, errors = 0 }
@@ -533,7 +534,9 @@ function M.summary_rows(list)
     if t == nil then t = tostring(n); texts[n] = t end
     return t
   end
-  for _, st in ipairs(list) do
+  local i = 0
+  local next_st = type(list) == "function" and list or function() i = i + 1 return list[i] end
+  for st in next_st do
     local d50, d99, dmx, l99, lmx
     if st.summarised then
       d50, d99, dmx, l99, lmx = st.dur_p50, st.dur_p99, st.dur_max, st.late_p99, st.late_max

@@ -140,13 +140,21 @@ function M:summary(run, status)
     self.progress:finish()
     self.progress = nil
   end
-  local list = {}
-  for _, ev in ipairs(run.events) do
+  -- one event's figures at a time: only those with errors are kept (their
+  -- first messages, the errors checks own)
+  local list, i = {}, 0
+  local rows, tot = report.summary_rows(function()
+    i = i + 1
+    local ev = run.events[i]
+    if not ev then return nil end
     local st = words.real_durations(run:summary_of(ev.id), run.scale)
     st.id = ev.id
-    list[#list + 1] = st
-  end
-  local rows, tot = report.summary_rows(list)
+    if st.errors > 0 then list[#list + 1] = st end
+    -- the figures are garbage once in their row: collected as they come,
+    -- not left to pile up at the end of a large run (its peak RSS)
+    if i % 512 == 0 then collectgarbage("step") end
+    return st
+  end)
   -- on a terminal, within its width (no wrapped rows); a pipe keeps them whole
   if self.term.redraw then rows = words.fit_rows(rows, math.max(60, self.term.cols) - 1) end
   local now = core.now()
