@@ -9,6 +9,7 @@
  * --time-scale is applied here and nowhere else.
  */
 #include <errno.h>
+#include <fcntl.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "lauxlib.h"
 #include "lualib.h"
@@ -822,21 +824,39 @@ static int push_writer(lua_State *L, const char *path, FILE *fp) {
   return 1;
 }
 
-/* core.writer(path, ["a"]) -> writer | nil, message.  "a": appended to
- * (a resumed run's report), else replaced. */
+/* core.writer(path, ["a", segment, keep]) -> writer | nil, message.
+ * "a": appended to (a resumed run's report: its segment `segment`, cut to
+ * `keep` bytes first), else replaced. */
 static int l_core_writer(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   const char *mode = luaL_optstring(L, 2, "w");
+  int segment = (int)luaL_optinteger(L, 3, 0);
+  lua_Integer keep = luaL_optinteger(L, 4, -1);
+  char *seg;
   FILE *fp;
   lwriter *lw;
-  int r;
+  int r, fd;
   if (strcmp(mode, "a") != 0) return push_writer(L, path, NULL);
-  fp = fopen(path, "a");
+  luaL_argcheck(L, segment >= 0, 3, "a segment >= 0");
+  seg = writer_segment_path(path, segment);
+  if (seg == NULL) return luaL_error(L, "out of memory");
+  /* a resumed run: its last segment, cut after its last whole line (a
+   * torn one is what the kill left half written) */
+  fd = open(seg, O_WRONLY | O_APPEND | O_CLOEXEC);
+  fp = fd < 0 ? NULL : fdopen(fd, "a");
+  if (fp != NULL && keep >= 0 && ftruncate(fd, (off_t)keep) != 0) {
+    fclose(fp);
+    fp = NULL;
+  } else if (fp == NULL && fd >= 0) {
+    close(fd);
+  }
   if (fp == NULL) {
     lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", path, strerror(errno));
+    lua_pushfstring(L, "%s: %s", seg, strerror(errno));
+    free(seg);
     return 2;
   }
+  free(seg);
   r = push_writer(L, path, fp);
   if (r != 1) {
     fclose(fp);
@@ -847,6 +867,9 @@ static int l_core_writer(lua_State *L) {
   lw->w->owns_fp = 1;
   lw->w->buf = malloc(1 << 16);
   if (lw->w->buf != NULL) setvbuf(fp, lw->w->buf, _IOFBF, 1 << 16);
+  /* rotation goes on from here: the next segment, at the same size */
+  lw->w->segment = segment;
+  if (fseeko(fp, 0, SEEK_END) == 0 && ftello(fp) > 0) lw->w->bytes = (uint64_t)ftello(fp);
   return 1;
 }
 

@@ -555,6 +555,8 @@ function cmd.run(a)
   local fleet, fe = require("orch.fleet").run_options(o, desc, cfg)
   if not fleet then err("orchlua: ", fe, "\n") return 2 end
   if resume and type(resume.start.run_id) == "string" then fleet.run_id = resume.start.run_id end  -- one run
+  -- the rotation goes on at the size it had, unless --report-max-mb says another
+  if resume and not fleet.max_bytes then fleet.max_bytes = math.tointeger(resume.start.report_max_bytes) end
   local srcs = load_sources(cfg)
   if not srcs then return 2 end
   local events = bind(desc, srcs)
@@ -568,7 +570,8 @@ function cmd.run(a)
   local jsonl
   if o.report then
     local e2
-    jsonl, e2 = require("orch.output.jsonl").open(o.report, resume and "a")
+    jsonl, e2 = require("orch.output.jsonl").open(o.report, resume and "a", resume and resume.segment,
+      resume and resume.keep)
     if not jsonl then err("orchlua: --report ", e2, "\n") return 2 end
   end
   if o.junit then
@@ -599,6 +602,7 @@ function cmd.run(a)
     fail_fast = o.fail_fast, version = VERSION, report_path = o.report, junit_path = o.junit,
     html_path = o.html, labels = fleet.labels, run_id = fleet.run_id, live = live, loop_lag_sec = cfg.loop_lag_sec,
     resume = resume, description_hash = require("orch.resume").fingerprint(desc.file),
+    report_max_bytes = fleet.max_bytes,
     -- JUnit and HTML are written before run_end: a write that fails is in
     -- the run's status, its summary and its run_end alike
     before_end = (o.junit or o.html) and function(run)

@@ -409,7 +409,7 @@ end
 -- going on, and one gap record for what was missed while it was down.
 function Run:resumed(resume)
   self.jsonl.w:seq(resume.last_seq)
-  local seen = require("orch.resume").replay(self, resume.path)
+  local seen = require("orch.resume").replay(self, resume.files)
   local missed, any = {}, false
   for _, ev in ipairs(self.events) do
     if ev.interval then
@@ -424,7 +424,7 @@ function Run:resumed(resume)
     end
   end
   self:emit({ type = "gap", from = num(resume.last_t), to = num(self.resume_t), missed = missed,
-              firings_missed = any })
+              firings_missed = any, torn_bytes = resume.torn })
   self.console:phase(("resumed %s at %s (t0 %s): %d records before the gap"):format(resume.path,
     plan.clock(self.resume_t), core.iso8601(resume.start.t0_unix), resume.lines))
 end
@@ -791,7 +791,8 @@ function Run:start_clock()
                 total_hours = self.total / 3600, time_scale = self.scale, grace_sec = self.grace,
                 events = #self.events, version = opts.version, run_id = self.run_id, labels = self.labels,
                 params = require("orch.fleet").params_in_force(self.events),
-                t0_unix = self.t0_wall, description_hash = opts.description_hash })
+                t0_unix = self.t0_wall, description_hash = opts.description_hash,
+                report_max_bytes = opts.report_max_bytes })
   end
   -- on disk before any event runs: a startup event that never yields, then
   -- a SIGKILL, still leaves a report that says which run it was

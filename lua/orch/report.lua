@@ -81,10 +81,12 @@ function M.unit_of(name, unit)
   return nil
 end
 
--- The files of a run: path, then its rotated segments while they exist.
+-- The files of a run: path, then its rotated segments while they exist
+-- (named as the writer names them, writer_segment_path: FILE.n.jsonl,
+-- or PATH.n for a path not ending in .jsonl).
 function M.segments(path)
   local list = { path }
-  local base, ext = path:match("^(.*)(%.[^./]+)$")
+  local base, ext = path:match("^(.+)(%.jsonl)$")
   if not base then base, ext = path, "" end
   for i = 1, math.huge do
     local p = ("%s.%d%s"):format(base, i, ext)

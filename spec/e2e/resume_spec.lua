@@ -131,3 +131,77 @@ describe("orchlua report on a resumed run", function()
     h.rm(dir)
   end)
 end)
+
+-- --report-max-mb: the run's files are one report (FILE.jsonl, FILE.1.jsonl,
+-- ...); a resume reads them all and goes on in the newest, rotating on.
+describe("--resume of a rotated report", function()
+  local ROT_EVENTS = [[
+return {
+  tick = function(result_reporter) result_reporter:info(("x"):rep(300)) end,
+}
+]]
+  local ROT_DESC = '{"test_name":"rot","total_hours":0.002,"events":[{"name":"tick","interval_sec":0.1,"at_startup":false}]}'
+  local dir
+  after_each(function() h.rm(dir) end)
+
+  local function segments()
+    local list = { dir .. "/r.jsonl" }
+    for i = 1, 1000 do
+      local p = ("%s/r.%d.jsonl"):format(dir, i)
+      if not h.read(p) then break end
+      list[#list + 1] = p
+    end
+    return list
+  end
+  local function all_records()
+    local recs = {}
+    for _, p in ipairs(segments()) do
+      for _, r in ipairs(h.jsonl(p)) do recs[#recs + 1] = r end
+    end
+    return recs
+  end
+
+  it("reads every segment as one run, appends to the newest with seq going on and rotates on", function()
+    dir = h.project({ ["events/ev.lua"] = ROT_EVENTS, ["descriptions/rot.json"] = ROT_DESC })
+    os.execute(("cd %s && (%s run rot -q --report r.jsonl --report-max-mb 0.004 >out 2>err & echo $! > pid; "
+      .. "sleep 2; kill -9 $(cat pid))"):format(h.q(dir), h.q(h.bin)))
+    os.execute("sleep 0.3")
+    local before = #segments()
+    assert.is_true(before >= 3, "segments before the kill: " .. before)
+    -- the kill may cut the newest line short: a torn tail, as a kill mid-write leaves
+    local last = segments()[before]
+    local f = assert(io.open(last, "ab")); f:write('{"seq":99999,"type":"invoc'); f:close()
+    -- without --report-max-mb: the run's own size (run_start) goes on
+    local code, _, err = h.run("run rot -q --resume r.jsonl", dir)
+    assert.equal(0, code, err)
+    local after = segments()
+    assert.is_true(#after > before, ("segments: %d before, %d after"):format(before, #after))
+    for _, p in ipairs(after) do
+      local size = #h.read(p)
+      assert.is_true(size <= 4194 + 1024, p .. ": " .. size .. " bytes")
+    end
+    local recs = all_records()   -- every line valid JSON: the torn tail was cut
+    for i, r in ipairs(recs) do assert.equal(i, r.seq) end
+    assert.equal(1, #h.select(recs, "run_start"))
+    assert.equal("run_end", recs[#recs].type)
+    local gaps = h.select(recs, "gap")
+    assert.equal(1, #gaps)
+    assert.equal(#'{"seq":99999,"type":"invoc', gaps[1].torn_bytes)
+    -- the summary counts the whole run: every firing of the grid once, run or missed
+    local ks, runs = {}, 0
+    for _, r in ipairs(h.select(recs, "invocation", "id", "tick")) do
+      assert.is_nil(ks[r.iteration], "iteration " .. r.iteration .. " twice")
+      ks[r.iteration] = true
+      runs = runs + 1
+    end
+    local run_end = recs[#recs]
+    assert.equal(runs, run_end.invocations)
+    assert.equal(plan.last_k(0.1, 7.2), run_end.invocations + run_end.skipped)
+    assert.equal(runs, run_end.results)
+    -- and orchlua report reads the same set as one run
+    local out
+    code, out = h.run("report r.jsonl", dir)
+    assert.equal(0, code, out)
+    assert.matches("\n%s*tick%s+" .. runs .. "%s", out)
+  end)
+end)
