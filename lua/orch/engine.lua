@@ -409,7 +409,8 @@ end
 -- going on, and one gap record for what was missed while it was down.
 function Run:resumed(resume)
   self.jsonl.w:seq(resume.last_seq)
-  local seen = require("orch.resume").replay(self, resume.files)
+  local seen, stop = require("orch.resume").replay(self, resume.files, resume.last_t)
+  self.resume_stop = stop   -- an abort check that had failed: start_schedule stops
   local missed, any = {}, false
   for _, ev in ipairs(self.events) do
     if ev.interval then
@@ -473,6 +474,7 @@ function Run:start_schedule()
     if not self.end_timer and not self.stopping then self:make_tickers() end
   end)
   if self.resume_t and self.resume_t >= self.total then self:stop("end of run (resumed after it)") end
+  if self.resume_stop then self:stop(self.resume_stop) end
   self:progress()
 end
 

@@ -89,12 +89,26 @@ function M.check(path, desc, opts)
   return st
 end
 
--- One record of the report added to the run's figures.
+-- One record of the report added to the run's figures, and fed to its
+-- checks as the live run feeds them (engine.lua: Run:done, result_hook).
 local function replay_record(run, r, ty, seen)
   local st = r.id and run.per_event[r.id]
+  local checks = run.checks
+  if checks then checks:replay_to(r.t) end
   if ty == "result" then
     run.results = run.results + 1
-    if r.level == "error" then run.error_results = run.error_results + 1; run.failed = true end
+    if checks and type(r.t) == "number" then run.queue:tap(r.level, r.data, r.t) end
+    if r.level == "error" then
+      run.error_results = run.error_results + 1
+      local est = r.event ~= nil and run.per_event[r.event]
+      if est then est.error_results = (est.error_results or 0) + 1 end
+      if checks and type(r.t) == "number" then checks:error_result(r.event, r.t) end
+      if checks and checks:owns(r.event) then
+        run.owned_error_results = run.owned_error_results + 1
+      else
+        run.failed = true
+      end
+    end
   elseif st then
     local k = math.tointeger(r.last_iteration or r.iteration)
     if k and r.phase == "interval" and (seen[r.id] or 0) < k then seen[r.id] = k end
@@ -102,11 +116,14 @@ local function replay_record(run, r, ty, seen)
       st.skipped = st.skipped + (math.tointeger(r.count) or 1)
     else
       st.runs = st.runs + 1
+      local duration = type(r.duration) == "number" and r.duration or 0
+      local late_s = type(r.lateness) == "number" and r.lateness / run.scale or 0
       if type(r.duration) == "number" then st.duration:add(r.duration) end
-      if type(r.lateness) == "number" then st.lateness:add(r.lateness / run.scale * 1000) end
+      if type(r.lateness) == "number" then st.lateness:add(late_s * 1000) end
+      if r.status ~= "ok" then st.failures = st.failures + 1 end
+      if checks and type(r.t) == "number" then checks:invocation(r.id, r.t, duration, late_s, r.status == "ok") end
       if r.status ~= "ok" then
-        st.failures = st.failures + 1
-        run.failed = true
+        if not (checks and checks:owns(r.id)) then run.failed = true end
         if r.status == "timeout" then st.timeouts = st.timeouts + 1 end
         local errors = st.errors or {}
         st.errors = errors
@@ -117,10 +134,13 @@ local function replay_record(run, r, ty, seen)
 end
 
 -- Adds the records of the report (every segment, in order) to the run's
--- figures (the invokers' counts and statistics, results, errors); returns
--- the highest interval iteration seen per event id.
-function M.replay(run, files)
+-- figures (the invokers' counts and statistics, results, errors) and its
+-- checks (Checks:replay_begin); returns the highest interval iteration
+-- seen per event id, and the reason to stop at once (an abort check that
+-- had failed) or nil.
+function M.replay(run, files, upto)
   local seen = {}
+  if run.checks then run.checks:replay_begin() end
   for _, path in ipairs(files) do
     for line in io.lines(path) do
       local ty = line:match('"type":"(%a+)"')
@@ -130,7 +150,7 @@ function M.replay(run, files)
       end
     end
   end
-  return seen
+  return seen, run.checks and run.checks:replay_end(upto)
 end
 
 return M

@@ -19,9 +19,9 @@ return {
 local DESC = '{"test_name":"r","total_hours":0.002,"unref_setup_fixtures":["conn"],'
   .. '"events":[{"name":"hello","at_startup":true},{"name":"tick","interval_sec":0.5,"at_startup":false}]}'
 
-local function start_and_kill(dir, after)
-  os.execute(("cd %s && (%s run r -q --report r.jsonl >out 2>err & echo $! > pid; sleep %s; kill -9 $(cat pid)) ")
-    :format(h.q(dir), h.q(h.bin), after))
+local function start_and_kill(dir, after, name)
+  os.execute(("cd %s && (%s run %s -q --report r.jsonl >out 2>err & echo $! > pid; sleep %s; kill -9 $(cat pid)) ")
+    :format(h.q(dir), h.q(h.bin), name or "r", after))
   os.execute("sleep 0.3")
 end
 
@@ -203,5 +203,70 @@ return {
     code, out = h.run("report r.jsonl", dir)
     assert.equal(0, code, out)
     assert.matches("\n%s*tick%s+" .. runs .. "%s", out)
+  end)
+end)
+
+-- Checks count the whole run: the report's records replayed into them
+-- before the resumed run's loop starts.
+describe("--resume and checks", function()
+  local CK_EVENTS = [[
+local orch = require "orch"
+return {
+  -- 900 at t = 0.5 s only, then 100
+  mem = function(result_reporter) result_reporter:metric("mem", orch.now() < 0.8 and 900 or 100) end,
+}
+]]
+  local CK_DESC = [[
+{ "test_name": "ck", "total_hours": 0.002,
+  "events": [ { "name": "mem", "interval_sec": 0.5, "at_startup": false } ],
+  "checks": [ { "name": "peak", "metric": "mem", "stat": "max", "max": 500 },
+              { "name": "window", "metric": "mem", "stat": "max", "max": 500, "window_sec": 1 },
+              { "name": "calm", "metric": "mem", "stat": "max", "max": 1000 } ] }
+]]
+  local dir
+  after_each(function() h.rm(dir) end)
+
+  it("fail at the end for a breach before the kill: whole-run and windowed, recovered or not", function()
+    dir = h.project({ ["events/ev.lua"] = CK_EVENTS, ["descriptions/ck.json"] = CK_DESC })
+    start_and_kill(dir, 2.6, "ck")
+    local recs = h.jsonl(dir .. "/r.jsonl")
+    -- before the kill: the window breached at its first tick, then recovered
+    local states = {}
+    for _, r in ipairs(h.select(recs, "check", "name", "window")) do states[#states + 1] = r.status end
+    assert.same({ "fail", "pass" }, states)
+    local before = #recs
+    local code, out, err = h.run("run ck -q --resume r.jsonl", dir)
+    assert.equal(1, code, out .. err)
+    recs = h.jsonl(dir .. "/r.jsonl")
+    for i, r in ipairs(recs) do assert.equal(i, r.seq) end
+    local finals, after = {}, {}
+    for i, r in ipairs(recs) do
+      if r.type == "check" and r.final then finals[r.name] = r end
+      if r.type == "check" and r.name == "window" and not r.final and i > before then after[#after + 1] = r end
+    end
+    -- nothing breached after the resume: only the replay knows of the 900
+    assert.equal("fail", finals.peak.status)
+    assert.equal(900, finals.peak.value)
+    assert.equal("fail", finals.window.status)
+    assert.equal(900, finals.window.value)   -- the worst value judged, before the kill
+    assert.equal("pass", finals.calm.status)
+    -- the replay wrote no check record (the report has them), and the
+    -- window, recovered before the kill, stayed so
+    assert.same({}, after)
+    assert.truthy(out:find("2 failed checks", 1, true), out)
+  end)
+
+  it("pass at the end when nothing breached, before the kill or after", function()
+    dir = h.project({ ["events/ev.lua"] = CK_EVENTS:gsub("900", "400"), ["descriptions/ck.json"] = CK_DESC })
+    start_and_kill(dir, 2, "ck")
+    local code, out, err = h.run("run ck -q --resume r.jsonl", dir)
+    assert.equal(0, code, out .. err)
+    local finals = {}
+    for _, r in ipairs(h.select(h.jsonl(dir .. "/r.jsonl"), "check")) do
+      if r.final then finals[r.name] = r end
+    end
+    assert.equal("pass", finals.peak.status)
+    assert.equal(400, finals.peak.value)
+    assert.equal("pass", finals.window.status)
   end)
 end)
