@@ -241,6 +241,16 @@ static int l_core_on_signal(lua_State *L) {
   return 0;
 }
 
+/* core.signals() -> count, signum: the SIGINT/SIGTERM/SIGHUP received so
+ * far and the last one; what polls for them once no loop delivers them
+ * (the final writes, after the loop). */
+static int l_core_signals(lua_State *L) {
+  orch_core *c = core_get(L);
+  lua_pushinteger(L, c->sig_count);
+  lua_pushinteger(L, c->sig_last);
+  return 2;
+}
+
 /* core.set_grace(desc_sec): a CPU-bound task still running that long
  * after the first signal is cancelled by the hook. */
 static int l_core_set_grace(lua_State *L) {
@@ -1068,6 +1078,7 @@ int luaopen_orch_core(lua_State *L) {
       {"iso8601", l_core_iso8601}, {"ts", l_core_ts}, {"stamp", l_core_stamp},
       {"run", l_core_run}, {"stop", l_core_stop},
       {"stats", l_core_stats}, {"on_signal", l_core_on_signal},
+      {"signals", l_core_signals},
       {"set_grace", l_core_set_grace},
       {"set_hard_deadline", l_core_set_hard_deadline},
       {"set_end", l_core_set_end}, {"on_loop_lag", l_core_on_loop_lag},

@@ -605,16 +605,31 @@ function cmd.run(a)
     report_max_bytes = fleet.max_bytes,
     -- JUnit and HTML are written before run_end: a write that fails is in
     -- the run's status, its summary and its run_end alike
+    -- A signal meanwhile stops them (Run:interrupted): said, no file.
     before_end = (o.junit or o.html) and function(run)
+      local function stop() return run:interrupted() ~= nil end
       if o.junit then
-        local ok, e5 = require("orch.output.junit").write(o.junit, run)
-        if not ok then run:output_failed("--junit " .. tostring(e5)) end
+        if stop() then
+          run:output_interrupted("--junit", o.junit)
+        else
+          local ok, e5 = require("orch.output.junit").write(o.junit, run)
+          if not ok then run:output_failed("--junit " .. tostring(e5)) end
+        end
       end
       if o.html then   -- from the records on disk, and the run_end to come
+        local hint = o.report and (" (`orchlua report %s --html %s` makes it)"):format(o.report, o.html)
+        if stop() then return run:output_interrupted("--html", o.html, hint) end
         jsonl.w:flush()
-        local ok, e8 = require("orch.output.html").from_report(html_src, o.html, o.report,
-          { type = "run_end", t = require("orch.core").now(), status = run:exit_status(), reason = run.stop_reason })
-        if not ok then run:output_failed("--html " .. tostring(e8)) end
+        local html = require("orch.output.html")
+        html.announce(run.console, html_src)
+        local ok, e8 = html.from_report(html_src, o.html, o.report,
+          { type = "run_end", t = require("orch.core").now(), status = run:exit_status(), reason = run.stop_reason },
+          stop)
+        if not ok and stop() then
+          run:output_interrupted("--html", o.html, hint)
+        elseif not ok then
+          run:output_failed("--html " .. tostring(e8))
+        end
       end
     end,
   })

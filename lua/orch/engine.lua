@@ -618,8 +618,12 @@ function Run:progress()
   end
 end
 
+local function signal_name(signum)
+  return ({ [2] = "SIGINT", [15] = "SIGTERM", [1] = "SIGHUP" })[signum] or ("signal " .. signum)
+end
+
 function Run:on_signal(signum, count)
-  local name = ({ [2] = "SIGINT", [15] = "SIGTERM", [1] = "SIGHUP" })[signum] or ("signal " .. signum)
+  local name = signal_name(signum)
   self.signal = self.signal or signum
   if count == 1 then
     self.console:phase(("%s: send it again to skip the teardown and the grace period"):format(name))
@@ -914,6 +918,7 @@ end
 function Run:finish()
   local opts = self.opts
   core.on_signal(nil)
+  self.signals_at_end = core.signals()   -- more from here: Run:interrupted
   require("orch.health").close(self.health)
   local taken, taken_errors = self.queue:counts()
   self.results = self.results + taken
@@ -929,6 +934,7 @@ function Run:finish()
 
   if self.checks then self.checks:finish() end
   if opts.before_end then opts.before_end(self) end   -- outputs the status must count (cli: --junit)
+  self:interrupted()   -- a signal during them: the exit status says so
   local t_end = core.now()
   self:emit({ type = "run_end", t = t_end, status = self:exit_status(), reason = self.stop_reason,
               invocations = self:count("runs"), failures = self:count("failures"),
@@ -936,6 +942,31 @@ function Run:finish()
   local status = self:exit_status()
   self.console:summary(self, status)
   return status, self
+end
+
+-- A signal since the loop ended, during the final writes (JUnit, HTML),
+-- polled: no loop delivers it now.  Its number or nil; the first one is
+-- said once and makes the exit status, as a signal during the run does.
+-- The writes ask before each output and now and then during the HTML's
+-- reading: the one running stops (no file: they are written whole or not
+-- at all), those after it are skipped, run_end and the summary follow.
+function Run:interrupted()
+  local n, signum = core.signals()
+  if not self.signals_at_end or n <= self.signals_at_end then return nil end
+  if not self.final_signal then
+    self.final_signal = signum
+    if not self.signal then self.signal, self.signal_at_end = signum, true end
+    self.console:phase(signal_name(signum) .. " during the final writes: stopping them")
+  end
+  return signum
+end
+
+-- An output the final writes left out for a signal (Run:interrupted):
+-- flag ("--junit", "--html") and path; the summary does not list it.
+function Run:output_interrupted(flag, path, hint)
+  self.unwritten = self.unwritten or {}
+  self.unwritten[flag] = true
+  self.console:phase(("%s %s not written%s"):format(flag, path, hint or ""))
 end
 
 -- An event's figures at the end of the run (invoker:summary(), taken once).

@@ -383,9 +383,17 @@ local function read_file(rep, path, last)
   local series_add = scan.add
   local next_record = rd.next
   local hot, hot_n = rep.hot_metrics, 0
+  local stop, n = rep.stop, 0
   while true do
     local kind, a, b, c, d, e, f, g, _, i, j = next_record(rd)
     if kind == nil then break end
+    if stop then   -- asked every 4096 lines whether to give up (a signal)
+      n = n + 1
+      if n & 4095 == 0 and stop() then
+        rd:close()
+        return nil, M.STOPPED
+      end
+    end
     if pending then return fail(pending[1], pending[2]) end
     if kind == "i" then
       -- an ok invocation with plain fields: the hot path
@@ -446,11 +454,16 @@ local function read_file(rep, path, last)
   return true
 end
 
+-- What load returns when opts.stop said to give up.
+M.STOPPED = "stopped"
+
 -- Reads a JSONL report (and its rotated segments).  opts.ignore_labels:
--- label names left out of the metric series' keys.
+-- label names left out of the metric series' keys; opts.stop: a function
+-- asked now and then, true to give up (nil, M.STOPPED).
 function M.load(path, opts)
   opts = opts or {}
   local rep = new_rep(path, opts)
+  rep.stop = opts.stop
   rep.end_t = 0
   rep.errors_by_event = {}
   local files = M.segments(path)
