@@ -300,15 +300,22 @@ end
 -- live run feeds (the queue's taps, invocation, error_result), and before
 -- each one replay_to(t) judges the abort and windowed checks on the
 -- ticks' grid up to t, as the run did (a stretch without records: its
--- first tick and its last), writing no record and stopping nothing.
-function Checks:replay_begin()
-  self.replay = { next_tick = self.period or 1 }
+-- first tick and its last), writing no record and stopping nothing.  upto:
+-- the report's last t.  At most about REPLAY_JUDGED judgements in all: a
+-- long run with many checks is judged on a coarser grid (a multiple of the
+-- period), where a breach shorter than its step may pass unseen.
+local REPLAY_JUDGED = 2e6
+function Checks:replay_begin(upto)
+  local period = self.period or 1
+  local passes = math.max(100, REPLAY_JUDGED // math.max(1, #self.aborts + #self.windowed))
+  local step = math.max(1, math.ceil((upto or 0) / passes / period)) * period
+  self.replay = { next_tick = step, step = step }
 end
 
 function Checks:replay_to(t)
   local r = self.replay
   if type(t) ~= "number" or t < r.next_tick then return end
-  local period = self.period or 1
+  local period = r.step
   local last = r.next_tick + (t - r.next_tick) // period * period
   local at = r.next_tick
   while true do

@@ -140,7 +140,7 @@ end
 -- had failed) or nil.
 function M.replay(run, files, upto)
   local seen = {}
-  if run.checks then run.checks:replay_begin() end
+  if run.checks then run.checks:replay_begin(upto) end
   for _, path in ipairs(files) do
     for line in io.lines(path) do
       local ty = line:match('"type":"(%a+)"')
