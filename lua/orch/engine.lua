@@ -803,7 +803,10 @@ function Run:start_clock()
   -- on disk before any event runs: a startup event that never yields, then
   -- a SIGKILL, still leaves a report that says which run it was
   if self.jsonl then self.jsonl.w:flush() end
-  core.set_end(self.total)
+  -- resumed after T: the run ends now (the replay done), its grace from
+  -- now, not from a T long past (which would cancel the reporter draining
+  -- the last results)
+  core.set_end(resume and math.max(self.total, core.now()) or self.total)
 end
 
 -- run.health (self-metrics, loop lag) and the console's progress.
