@@ -845,7 +845,7 @@ static int l_core_writer(lua_State *L) {
   char *seg;
   FILE *fp;
   lwriter *lw;
-  int r, fd;
+  int r, fd, e;
   if (strcmp(mode, "a") != 0) return push_writer(L, path, NULL);
   luaL_argcheck(L, segment >= 0, 3, "a segment >= 0");
   seg = writer_segment_path(path, segment);
@@ -854,7 +854,9 @@ static int l_core_writer(lua_State *L) {
    * torn one is what the kill left half written) */
   fd = open(seg, O_WRONLY | O_APPEND | O_CLOEXEC);
   fp = fd < 0 ? NULL : fdopen(fd, "a");
+  e = errno;
   if (fp != NULL && keep >= 0 && ftruncate(fd, (off_t)keep) != 0) {
+    e = errno;
     fclose(fp);
     fp = NULL;
   } else if (fp == NULL && fd >= 0) {
@@ -862,7 +864,7 @@ static int l_core_writer(lua_State *L) {
   }
   if (fp == NULL) {
     lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", seg, strerror(errno));
+    lua_pushfstring(L, "%s: %s", seg, strerror(e));
     free(seg);
     return 2;
   }
