@@ -420,10 +420,12 @@ function M.render(rep)
   return table.concat(parts, "\n")
 end
 
--- Writes the page of a loaded report to path.
-function M.write(path, rep)
+-- Writes the page of a loaded report to path; stop (optional): asked once
+-- the page is made, true gives up (nil, report.STOPPED) writing nothing.
+function M.write(path, rep, stop)
   local page, err = M.render(rep)
   if not page then return nil, err end
+  if stop and stop() then return nil, report.STOPPED end
   return require("orch.output.atomic").write(path, page)  -- whole or not at all
 end
 
@@ -455,10 +457,7 @@ function M.from_report(jsonl_path, path, shown, run_end, stop)
   if not rep then return nil, err end
   if stop and stop() then return nil, report.STOPPED end
   rep.path = shown or "(no --report file)"
-  local page, e = M.render(rep)
-  if not page then return nil, e end
-  if stop and stop() then return nil, report.STOPPED end
-  return require("orch.output.atomic").write(path, page)  -- whole or not at all
+  return M.write(path, rep, stop)
 end
 
 return M
