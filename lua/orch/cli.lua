@@ -567,6 +567,16 @@ function cmd.run(a)
   distinct_files({ { "--report", o.report }, { "--junit", o.junit }, { "--html", o.html } }, inputs)
   local live, e10 = require("orch.live").open_for(o, cfg, scale or 1, grace or cfg.grace_sec)
   if e10 then err("orchlua: ", e10, "\n") return 2 end
+  -- --junit and --html checked before the report is opened: a refusal
+  -- leaves it as it was (a resumed one's torn tail too)
+  if o.junit then
+    local ok, e3 = require("orch.output.junit").check(o.junit)
+    if not ok then err("orchlua: --junit ", e3, "\n") return 2 end
+  end
+  if o.html then
+    local ok, e6 = require("orch.output.html").check(o.html)
+    if not ok then err("orchlua: --html ", e6, "\n") return 2 end
+  end
   local jsonl
   if o.report then
     local e2
@@ -574,16 +584,10 @@ function cmd.run(a)
       resume and resume.keep)
     if not jsonl then err("orchlua: --report ", e2, "\n") return 2 end
   end
-  if o.junit then
-    local ok, e3 = require("orch.output.junit").check(o.junit)
-    if not ok then err("orchlua: --junit ", e3, "\n") return 2 end
-  end
   -- --html is made from the records: without --report they go to a
   -- temporary file
   local html_src = o.report
   if o.html then
-    local ok, e6 = require("orch.output.html").check(o.html)
-    if not ok then err("orchlua: --html ", e6, "\n") return 2 end
     if not jsonl then
       html_src = os.tmpname()
       local e7

@@ -171,6 +171,11 @@ return {
     -- the kill may cut the newest line short: a torn tail, as a kill mid-write leaves
     local last = segments()[before]
     local f = assert(io.open(last, "ab")); f:write('{"seq":99999,"type":"invoc'); f:close()
+    -- a resume refused (here: --junit into a missing folder) leaves it all as it was
+    local kept = h.read(last)
+    local refused, _, rerr = h.run("run rot -q --resume r.jsonl --junit nowhere/j.xml", dir)
+    assert.equal(2, refused, rerr)
+    assert.equal(kept, h.read(last))
     -- without --report-max-mb: the run's own size (run_start) goes on
     local code, _, err = h.run("run rot -q --resume r.jsonl", dir)
     assert.equal(0, code, err)
@@ -254,6 +259,28 @@ return {
     -- window, recovered before the kill, stayed so
     assert.same({}, after)
     assert.truthy(out:find("2 failed checks", 1, true), out)
+  end)
+
+  it("stop at once when an abort check had failed before the kill (killed during the teardown)", function()
+    local events = CK_EVENTS:gsub("return {", 'return {\n  slow = function() orch.sleep(3) end,', 1)
+    local desc = CK_DESC:gsub('"total_hours": 0.002', '"total_hours": 0.01', 1)
+      :gsub('"at_startup": false } ]', '"at_startup": false }, '
+      .. '{ "name": "slow", "at_startup": false, "at_teardown": true } ]', 1)
+      :gsub('"max": 500 },', '"max": 500, "action": "abort" },', 1)
+    dir = h.project({ ["events/ev.lua"] = events, ["descriptions/ck.json"] = desc,
+                      [".orchlua"] = 'return { sources = { "events/*.lua" }, grace_sec = 60 }\n' })
+    start_and_kill(dir, 2.5, "ck")
+    local recs = h.jsonl(dir .. "/r.jsonl")
+    assert.equal(1, #h.select(recs, "check", "name", "peak"))   -- failed, then the teardown waited
+    assert.equal(0, #h.select(recs, "run_end"))
+    local code, out, err = h.run("run ck -q --resume r.jsonl --grace 1", dir)
+    assert.equal(1, code, out .. err)
+    assert.truthy(out:find('stopping: check "peak" failed (max 900, limit <= 500)', 1, true), out)
+    recs = h.jsonl(dir .. "/r.jsonl")
+    local run_end = recs[#recs]
+    assert.equal("run_end", run_end.type)
+    assert.equal('check "peak" failed (max 900, limit <= 500)', run_end.reason)
+    assert.is_true(run_end.t < 20, "ended at " .. run_end.t)   -- not at T (36 s)
   end)
 
   it("pass at the end when nothing breached, before the kill or after", function()
