@@ -9,6 +9,7 @@
  * --time-scale is applied here and nowhere else.
  */
 #include <errno.h>
+#include <fcntl.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "lauxlib.h"
 #include "lualib.h"
@@ -196,6 +198,16 @@ static int l_core_on_signal(lua_State *L) {
   else
     uv_unref((uv_handle_t *)&c->sig.async);
   return 0;
+}
+
+/* core.signals() -> count, signum: the SIGINT/SIGTERM/SIGHUP received so
+ * far and the last one; what polls for them once no loop delivers them
+ * (the final writes, after the loop). */
+static int l_core_signals(lua_State *L) {
+  orch_core *c = core_get(L);
+  lua_pushinteger(L, c->sig.count);
+  lua_pushinteger(L, c->sig.last);
+  return 2;
 }
 
 /* core.set_grace(desc_sec): a CPU-bound task still running that long
@@ -755,21 +767,41 @@ static int push_writer(lua_State *L, const char *path, FILE *fp) {
   return 1;
 }
 
-/* core.writer(path, ["a"]) -> writer | nil, message.  "a": appended to
- * (a resumed run's report), else replaced. */
+/* core.writer(path, ["a", segment, keep]) -> writer | nil, message.
+ * "a": appended to (a resumed run's report: its segment `segment`, cut to
+ * `keep` bytes first), else replaced. */
 static int l_core_writer(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   const char *mode = luaL_optstring(L, 2, "w");
+  int segment = (int)luaL_optinteger(L, 3, 0);
+  lua_Integer keep = luaL_optinteger(L, 4, -1);
+  char *seg;
   FILE *fp;
   lwriter *lw;
-  int r;
+  int r, fd, e;
   if (strcmp(mode, "a") != 0) return push_writer(L, path, NULL);
-  fp = fopen(path, "a");
+  luaL_argcheck(L, segment >= 0, 3, "a segment >= 0");
+  seg = writer_segment_path(path, segment);
+  if (seg == NULL) return luaL_error(L, "out of memory");
+  /* a resumed run: its last segment, cut after its last whole line (a
+   * torn one is what the kill left half written) */
+  fd = open(seg, O_WRONLY | O_APPEND | O_CLOEXEC);
+  fp = fd < 0 ? NULL : fdopen(fd, "a");
+  e = errno;
+  if (fp != NULL && keep >= 0 && ftruncate(fd, (off_t)keep) != 0) {
+    e = errno;
+    fclose(fp);
+    fp = NULL;
+  } else if (fp == NULL && fd >= 0) {
+    close(fd);
+  }
   if (fp == NULL) {
     lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", path, strerror(errno));
+    lua_pushfstring(L, "%s: %s", seg, strerror(e));
+    free(seg);
     return 2;
   }
+  free(seg);
   r = push_writer(L, path, fp);
   if (r != 1) {
     fclose(fp);
@@ -780,6 +812,9 @@ static int l_core_writer(lua_State *L) {
   lw->w->owns_fp = 1;
   lw->w->buf = malloc(1 << 16);
   if (lw->w->buf != NULL) setvbuf(fp, lw->w->buf, _IOFBF, 1 << 16);
+  /* rotation goes on from here: the next segment, at the same size */
+  lw->w->segment = segment;
+  if (fseeko(fp, 0, SEEK_END) == 0 && ftello(fp) > 0) lw->w->bytes = (uint64_t)ftello(fp);
   return 1;
 }
 
@@ -966,6 +1001,7 @@ int luaopen_orch_core(lua_State *L) {
       {"iso8601", l_core_iso8601}, {"ts", l_core_ts}, {"stamp", l_core_stamp},
       {"run", l_core_run}, {"stop", l_core_stop},
       {"stats", l_core_stats}, {"on_signal", l_core_on_signal},
+      {"signals", l_core_signals},
       {"set_grace", l_core_set_grace},
       {"set_hard_deadline", l_core_set_hard_deadline},
       {"set_end", l_core_set_end}, {"on_loop_lag", l_core_on_loop_lag},

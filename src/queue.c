@@ -446,6 +446,16 @@ static void tap_metric(lua_State *L, lqueue *lq, int li, int di, double t) {
   lua_pop(L, 2);
 }
 
+/* queue:tap(level, data, t): what report() gives the checks' series for
+ * a result at description time t, without queueing it (a resumed run's
+ * records, replayed into its checks). */
+static int l_queue_tap(lua_State *L) {
+  lqueue *lq = check_queue(L, 1);
+  double t = luaL_checknumber(L, 4);
+  if (lq->ntaps > 0) tap_metric(L, lq, 2, 3, t);
+  return 0;
+}
+
 static void taps_free(lqueue *lq) {
   int i;
   for (i = 0; i < lq->ntaps; i++) free(lq->tapv[i].s);
@@ -833,6 +843,7 @@ int queue_open(lua_State *L) {
                                {"handle", l_queue_handle},
                                {"set_writer", l_queue_set_writer},
                                {"set_taps", l_queue_set_taps},
+                               {"tap", l_queue_tap},
                                {"set_tally", l_queue_set_tally},
                                {NULL, NULL}};
   luaL_newmetatable(L, QUEUE_MT);                       /* [mt] */

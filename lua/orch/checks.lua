@@ -225,10 +225,12 @@ function Checks:judge(i, now)
     -- worth a record: 20,000 checks would write 20,000 lines at once
     local first = old == false and (status == "pass" or status == "no_data")
     self.status[i] = status
-    if not first then self:record(i, now) end
+    -- replaying a resumed run's report: its records are there already
+    if not first and not self.replay then self:record(i, now) end
     if status == "fail" and action == "abort" then
-      self.run:stop(("check %q failed (%s %s, limit %s)"):format(self.name[i], self.stat[i], M.number(v),
-        M.limit({ min = min or nil, max = max or nil })))
+      local why = ("check %q failed (%s %s, limit %s)"):format(self.name[i], self.stat[i], M.number(v),
+        M.limit({ min = min or nil, max = max or nil }))
+      if self.replay then self.replay.stop = self.replay.stop or why else self.run:stop(why) end
     end
   end
 end
@@ -291,6 +293,47 @@ function Checks:error_result(id, t)
     self:judge(i, t)
     i = self.ev_next[i]
   end
+end
+
+--- A resumed run's report is replayed before its loop starts
+-- (orch.resume): its records feed the series through the entry points the
+-- live run feeds (the queue's taps, invocation, error_result), and before
+-- each one replay_to(t) judges the abort and windowed checks on the
+-- ticks' grid up to t, as the run did (a stretch without records: its
+-- first tick and its last), writing no record and stopping nothing.  upto:
+-- the report's last t.  At most about REPLAY_JUDGED judgements in all: a
+-- long run with many checks is judged on a coarser grid (a multiple of the
+-- period), where a breach shorter than its step may pass unseen.
+local REPLAY_JUDGED = 2e6
+function Checks:replay_begin(upto)
+  local period = self.period or 1
+  local passes = math.max(100, REPLAY_JUDGED // math.max(1, #self.aborts + #self.windowed))
+  local step = math.max(1, math.ceil((upto or 0) / passes / period)) * period
+  self.replay = { next_tick = step, step = step }
+end
+
+function Checks:replay_to(t)
+  local r = self.replay
+  if type(t) ~= "number" or t < r.next_tick then return end
+  local period = r.step
+  local last = r.next_tick + (t - r.next_tick) // period * period
+  local at = r.next_tick
+  while true do
+    for _, i in ipairs(self.aborts) do self:judge(i, at) end
+    for _, i in ipairs(self.windowed) do self:judge(i, at) end
+    if at >= last then break end
+    at = last
+  end
+  r.next_tick = last + period
+end
+
+--- The replay is over: the reason to stop at once when an abort check
+-- had failed before the gap, or nil.
+function Checks:replay_end(t)
+  self:replay_to(t)
+  local why = self.replay.stop
+  self.replay = nil
+  return why
 end
 
 --- No more ticks (the reporter is done: the loop may end).

@@ -555,6 +555,8 @@ function cmd.run(a)
   local fleet, fe = require("orch.fleet").run_options(o, desc, cfg)
   if not fleet then err("orchlua: ", fe, "\n") return 2 end
   if resume and type(resume.start.run_id) == "string" then fleet.run_id = resume.start.run_id end  -- one run
+  -- the rotation goes on at the size it had, unless --report-max-mb says another
+  if resume and not fleet.max_bytes then fleet.max_bytes = math.tointeger(resume.start.report_max_bytes) end
   local srcs = load_sources(cfg)
   if not srcs then return 2 end
   local events = bind(desc, srcs)
@@ -565,22 +567,27 @@ function cmd.run(a)
   distinct_files({ { "--report", o.report }, { "--junit", o.junit }, { "--html", o.html } }, inputs)
   local live, e10 = require("orch.live").open_for(o, cfg, scale or 1, grace or cfg.grace_sec)
   if e10 then err("orchlua: ", e10, "\n") return 2 end
-  local jsonl
-  if o.report then
-    local e2
-    jsonl, e2 = require("orch.output.jsonl").open(o.report, resume and "a")
-    if not jsonl then err("orchlua: --report ", e2, "\n") return 2 end
-  end
+  -- --junit and --html checked before the report is opened: a refusal
+  -- leaves it as it was (a resumed one's torn tail too)
   if o.junit then
     local ok, e3 = require("orch.output.junit").check(o.junit)
     if not ok then err("orchlua: --junit ", e3, "\n") return 2 end
+  end
+  if o.html then
+    local ok, e6 = require("orch.output.html").check(o.html)
+    if not ok then err("orchlua: --html ", e6, "\n") return 2 end
+  end
+  local jsonl
+  if o.report then
+    local e2
+    jsonl, e2 = require("orch.output.jsonl").open(o.report, resume and "a", resume and resume.segment,
+      resume and resume.keep)
+    if not jsonl then err("orchlua: --report ", e2, "\n") return 2 end
   end
   -- --html is made from the records: without --report they go to a
   -- temporary file
   local html_src = o.report
   if o.html then
-    local ok, e6 = require("orch.output.html").check(o.html)
-    if not ok then err("orchlua: --html ", e6, "\n") return 2 end
     if not jsonl then
       html_src = os.tmpname()
       local e7
@@ -599,18 +606,34 @@ function cmd.run(a)
     fail_fast = o.fail_fast, version = VERSION, report_path = o.report, junit_path = o.junit,
     html_path = o.html, labels = fleet.labels, run_id = fleet.run_id, live = live, loop_lag_sec = cfg.loop_lag_sec,
     resume = resume, description_hash = require("orch.resume").fingerprint(desc.file),
+    report_max_bytes = fleet.max_bytes,
     -- JUnit and HTML are written before run_end: a write that fails is in
     -- the run's status, its summary and its run_end alike
+    -- A signal meanwhile stops them (Run:interrupted): said, no file.
     before_end = (o.junit or o.html) and function(run)
+      local function stop() return run:interrupted() ~= nil end
       if o.junit then
-        local ok, e5 = require("orch.output.junit").write(o.junit, run)
-        if not ok then run:output_failed("--junit " .. tostring(e5)) end
+        if stop() then
+          run:output_interrupted("--junit", o.junit)
+        else
+          local ok, e5 = require("orch.output.junit").write(o.junit, run)
+          if not ok then run:output_failed("--junit " .. tostring(e5)) end
+        end
       end
       if o.html then   -- from the records on disk, and the run_end to come
+        local hint = o.report and (" (`orchlua report %s --html %s` makes it)"):format(o.report, o.html)
+        if stop() then return run:output_interrupted("--html", o.html, hint) end
         jsonl.w:flush()
-        local ok, e8 = require("orch.output.html").from_report(html_src, o.html, o.report,
-          { type = "run_end", t = require("orch.core").now(), status = run:exit_status(), reason = run.stop_reason })
-        if not ok then run:output_failed("--html " .. tostring(e8)) end
+        local html = require("orch.output.html")
+        html.announce(run.console, html_src)
+        local ok, e8 = html.from_report(html_src, o.html, o.report,
+          { type = "run_end", t = require("orch.core").now(), status = run:exit_status(), reason = run.stop_reason },
+          stop)
+        if not ok and stop() then
+          run:output_interrupted("--html", o.html, hint)
+        elseif not ok then
+          run:output_failed("--html " .. tostring(e8))
+        end
       end
     end,
   })

@@ -409,7 +409,8 @@ end
 -- going on, and one gap record for what was missed while it was down.
 function Run:resumed(resume)
   self.jsonl.w:seq(resume.last_seq)
-  local seen = require("orch.resume").replay(self, resume.path)
+  local seen, stop = require("orch.resume").replay(self, resume.files, resume.last_t)
+  self.resume_stop = stop   -- an abort check that had failed: start_schedule stops
   local missed, any = {}, false
   for _, ev in ipairs(self.events) do
     if ev.interval then
@@ -424,7 +425,7 @@ function Run:resumed(resume)
     end
   end
   self:emit({ type = "gap", from = num(resume.last_t), to = num(self.resume_t), missed = missed,
-              firings_missed = any })
+              firings_missed = any, torn_bytes = resume.torn })
   self.console:phase(("resumed %s at %s (t0 %s): %d records before the gap"):format(resume.path,
     plan.clock(self.resume_t), core.iso8601(resume.start.t0_unix), resume.lines))
 end
@@ -473,6 +474,7 @@ function Run:start_schedule()
     if not self.end_timer and not self.stopping then self:make_tickers() end
   end)
   if self.resume_t and self.resume_t >= self.total then self:stop("end of run (resumed after it)") end
+  if self.resume_stop then self:stop(self.resume_stop) end
   self:progress()
 end
 
@@ -616,8 +618,12 @@ function Run:progress()
   end
 end
 
+local function signal_name(signum)
+  return ({ [2] = "SIGINT", [15] = "SIGTERM", [1] = "SIGHUP" })[signum] or ("signal " .. signum)
+end
+
 function Run:on_signal(signum, count)
-  local name = ({ [2] = "SIGINT", [15] = "SIGTERM", [1] = "SIGHUP" })[signum] or ("signal " .. signum)
+  local name = signal_name(signum)
   self.signal = self.signal or signum
   if count == 1 then
     self.console:phase(("%s: send it again to skip the teardown and the grace period"):format(name))
@@ -791,12 +797,16 @@ function Run:start_clock()
                 total_hours = self.total / 3600, time_scale = self.scale, grace_sec = self.grace,
                 events = #self.events, version = opts.version, run_id = self.run_id, labels = self.labels,
                 params = require("orch.fleet").params_in_force(self.events),
-                t0_unix = self.t0_wall, description_hash = opts.description_hash })
+                t0_unix = self.t0_wall, description_hash = opts.description_hash,
+                report_max_bytes = opts.report_max_bytes })
   end
   -- on disk before any event runs: a startup event that never yields, then
   -- a SIGKILL, still leaves a report that says which run it was
   if self.jsonl then self.jsonl.w:flush() end
-  core.set_end(self.total)
+  -- resumed after T: the run ends now (the replay done), its grace from
+  -- now, not from a T long past (which would cancel the reporter draining
+  -- the last results)
+  core.set_end(resume and math.max(self.total, core.now()) or self.total)
 end
 
 -- run.health (self-metrics, loop lag) and the console's progress.
@@ -911,6 +921,7 @@ end
 function Run:finish()
   local opts = self.opts
   core.on_signal(nil)
+  self.signals_at_end = core.signals()   -- more from here: Run:interrupted
   require("orch.health").close(self.health)
   local taken, taken_errors = self.queue:counts()
   self.results = self.results + taken
@@ -926,6 +937,7 @@ function Run:finish()
 
   if self.checks then self.checks:finish() end
   if opts.before_end then opts.before_end(self) end   -- outputs the status must count (cli: --junit)
+  self:interrupted()   -- a signal during them: the exit status says so
   local t_end = core.now()
   self:emit({ type = "run_end", t = t_end, status = self:exit_status(), reason = self.stop_reason,
               invocations = self:count("runs"), failures = self:count("failures"),
@@ -933,6 +945,31 @@ function Run:finish()
   local status = self:exit_status()
   self.console:summary(self, status)
   return status, self
+end
+
+-- A signal since the loop ended, during the final writes (JUnit, HTML),
+-- polled: no loop delivers it now.  Its number or nil; the first one is
+-- said once and makes the exit status, as a signal during the run does.
+-- The writes ask before each output and now and then during the HTML's
+-- reading: the one running stops (no file: they are written whole or not
+-- at all), those after it are skipped, run_end and the summary follow.
+function Run:interrupted()
+  local n, signum = core.signals()
+  if not self.signals_at_end or n <= self.signals_at_end then return nil end
+  if not self.final_signal then
+    self.final_signal = signum
+    if not self.signal then self.signal, self.signal_at_end = signum, true end
+    self.console:phase(signal_name(signum) .. " during the final writes: stopping them")
+  end
+  return signum
+end
+
+-- An output the final writes left out for a signal (Run:interrupted):
+-- flag ("--junit", "--html") and path; the summary does not list it.
+function Run:output_interrupted(flag, path, hint)
+  self.unwritten = self.unwritten or {}
+  self.unwritten[flag] = true
+  self.console:phase(("%s %s not written%s"):format(flag, path, hint or ""))
 end
 
 -- An event's figures at the end of the run (invoker:summary()): made for

@@ -29,6 +29,7 @@ M.types = {
     params = f("object", true, "the params in force, per event id"),
     t0_unix = f("number", true, "t0 as unix seconds"),
     description_hash = f("string", true, "the description's fingerprint (--resume compares it)"),
+    report_max_bytes = f("integer", false, "--report-max-mb's size in bytes, when the report rotates"),
   },
   invocation = {
     event = f("string", true, "the function's name"), id = f("string", true),
@@ -63,6 +64,7 @@ M.types = {
     from = f("number", true, "the last record's t before the gap"), to = f("number", true, "where the run resumed"),
     missed = f("object", true, "interval firings missed, per event id"),
     firings_missed = f("boolean", true, "whether any was"),
+    torn_bytes = f("integer", false, "the bytes of a line the kill left half written, cut before appending"),
   },
   clock_step = {
     step = f("number", true, "seconds the wall clock jumped (negative: back)"),

@@ -82,10 +82,12 @@ function M.unit_of(name, unit)
   return nil
 end
 
--- The files of a run: path, then its rotated segments while they exist.
+-- The files of a run: path, then its rotated segments while they exist
+-- (named as the writer names them, writer_segment_path: FILE.n.jsonl,
+-- or PATH.n for a path not ending in .jsonl).
 function M.segments(path)
   local list = { path }
-  local base, ext = path:match("^(.*)(%.[^./]+)$")
+  local base, ext = path:match("^(.+)(%.jsonl)$")
   if not base then base, ext = path, "" end
   for i = 1, math.huge do
     local p = ("%s.%d%s"):format(base, i, ext)
@@ -374,9 +376,17 @@ local function read_file(rep, path, last)
   local series_add = scan.add
   local next_record = rd.next
   local hot, hot_n = rep.hot_metrics, 0
+  local stop, n = rep.stop, 0
   while true do
     local kind, a, b, c, d, e, f, g, _, i, j = next_record(rd)
     if kind == nil then break end
+    if stop then   -- asked every 4096 lines whether to give up (a signal)
+      n = n + 1
+      if n & 4095 == 0 and stop() then
+        rd:close()
+        return nil, M.STOPPED
+      end
+    end
     if pending then return fail(pending[1], pending[2]) end
     if kind == "i" then
       -- an ok invocation with plain fields: the hot path
@@ -437,11 +447,16 @@ local function read_file(rep, path, last)
   return true
 end
 
+-- What load returns when opts.stop said to give up.
+M.STOPPED = "stopped"
+
 -- Reads a JSONL report (and its rotated segments).  opts.ignore_labels:
--- label names left out of the metric series' keys.
+-- label names left out of the metric series' keys; opts.stop: a function
+-- asked now and then, true to give up (nil, M.STOPPED).
 function M.load(path, opts)
   opts = opts or {}
   local rep = new_rep(path, opts)
+  rep.stop = opts.stop
   rep.end_t = 0
   rep.errors_by_event = {}
   local files = M.segments(path)

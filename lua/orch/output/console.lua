@@ -193,8 +193,9 @@ function M:summary(run, status)
   end
   local o = run.opts
   if o.report_path then self:line("report: " .. o.report_path) end
-  if o.junit_path then self:line("junit: " .. o.junit_path) end
-  if o.html_path then self:line("html: " .. o.html_path) end
+  local unwritten = run.unwritten or {}   -- left out for a signal (Run:interrupted)
+  if o.junit_path and not unwritten["--junit"] then self:line("junit: " .. o.junit_path) end
+  if o.html_path and not unwritten["--html"] then self:line("html: " .. o.html_path) end
   -- error results a check owns are judged by it, not counted as a cause
   local why = report.exit_reason(status, { failures = tot.failures,
                                            error_results = run.error_results - (run.owned_error_results or 0),
@@ -202,7 +203,8 @@ function M:summary(run, status)
                                            owned_errors = owned_errors })
   if status > 128 then
     local twice = tostring(run.cancelled_reason or ""):find("twice", 1, true)
-    why = why .. (twice and "; a second signal skipped the teardown and the grace period"
+    why = why .. (run.signal_at_end and "; it came during the final writes, after the run had ended"
+      or twice and "; a second signal skipped the teardown and the grace period"
       or "; stopped in order: teardown, kill switch, grace")
   end
   self:line(self:paint(status == 0 and "boldgreen" or "boldred", ("exit %d: %s"):format(status, why)))

@@ -420,22 +420,44 @@ function M.render(rep)
   return table.concat(parts, "\n")
 end
 
--- Writes the page of a loaded report to path.
-function M.write(path, rep)
+-- Writes the page of a loaded report to path; stop (optional): asked once
+-- the page is made, true gives up (nil, report.STOPPED) writing nothing.
+function M.write(path, rep, stop)
   local page, err = M.render(rep)
   if not page then return nil, err end
+  if stop and stop() then return nil, report.STOPPED end
   return require("orch.output.atomic").write(path, page)  -- whole or not at all
+end
+
+-- A page made from a big report takes seconds: said first, so that a run
+-- that has not exited yet says why and how to stop it.
+local SLOW_BYTES = 16 * 1048576
+function M.announce(console, jsonl_path)
+  local bytes = 0
+  for _, p in ipairs(report.segments(jsonl_path)) do
+    local f = io.open(p, "rb")
+    if f then
+      bytes = bytes + (f:seek("end") or 0)
+      f:close()
+    end
+  end
+  if bytes >= SLOW_BYTES then
+    console:phase(("writing the HTML page from %d MiB of records (a signal stops it)"):format(bytes // 1048576))
+    console.out:flush()   -- no loop flushes it now
+  end
 end
 
 -- From a JSONL file (the run's own records) to path; shown: the report
 -- file's name on the page (nil: a temporary file, not kept); run_end: the
 -- record the run is about to write (the page is made before it, so that a
--- page that cannot be written is in the run's status).
-function M.from_report(jsonl_path, path, shown, run_end)
-  local rep, err = report.load(jsonl_path, { run_end = run_end })
+-- page that cannot be written is in the run's status); stop: asked now and
+-- then, true gives up (nil, report.STOPPED) before anything is written.
+function M.from_report(jsonl_path, path, shown, run_end, stop)
+  local rep, err = report.load(jsonl_path, { run_end = run_end, stop = stop })
   if not rep then return nil, err end
+  if stop and stop() then return nil, report.STOPPED end
   rep.path = shown or "(no --report file)"
-  return M.write(path, rep)
+  return M.write(path, rep, stop)
 end
 
 return M

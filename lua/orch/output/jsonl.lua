@@ -7,10 +7,11 @@ local json = require "orch.output.json"
 local M = {}
 M.__index = M
 
--- Opens path for writing (mode "a": appending, for a resumed run);
+-- Opens path for writing (mode "a": appending, for a resumed run, to
+-- its segment `segment` cut to `keep` bytes: orch.resume's check);
 -- returns the writer or nil, message.
-function M.open(path, mode)
-  local w, err = core.writer(path, mode)
+function M.open(path, mode, segment, keep)
+  local w, err = core.writer(path, mode, segment, keep)
   if not w then return nil, err end
   return setmetatable({ w = w, path = path }, M)
 end
