@@ -200,8 +200,8 @@ local function invoke(run, inv)
 end
 
 function Run:skip(ev, phase, k, scheduled, reason)
-  local st = self.per_event[ev.id]
-  st.skipped = st.skipped + 1
+  local invoker = self.per_event[ev.id]
+  invoker.skipped = invoker.skipped + 1
   self:emit({ type = "skipped", event = ev.name, id = ev.id, iteration = k, phase = phase,
               scheduled = scheduled, reason = reason })
   self.console:skipped(ev, k, phase, scheduled, reason)
@@ -210,8 +210,8 @@ end
 -- Firings first .. first+count-1 of ev passed over at the end of the run
 -- (the loop was behind): one record with `count`.
 function Run:skip_missed(ev, first, count)
-  local st = self.per_event[ev.id]
-  st.skipped = st.skipped + count
+  local invoker = self.per_event[ev.id]
+  invoker.skipped = invoker.skipped + count
   local reason = "overdue at the end of the run (the loop was behind)"
   self:emit({ type = "skipped", event = ev.name, id = ev.id, iteration = first, phase = "interval",
               scheduled = num(first * ev.interval), count = count, last_iteration = first + count - 1,
@@ -225,13 +225,13 @@ function Run:fire(ev, phase, k, scheduled, late_ns)
   if self.order and not self.order:may_fire(ev, phase, k, scheduled) then return end
   local running = ev.running   -- tasks of the engine's: made at the first
   if running == nil then running = {}; ev.running = running end
-  local st = self.per_event[ev.id]
-  if next(running) ~= nil or st.running_fast > 0 then
+  local invoker = self.per_event[ev.id]
+  if next(running) ~= nil or invoker.running_fast > 0 then
     if ev.concurrency == "forbid" then
       return self:skip(ev, phase, k, scheduled, "previous invocation still running")
     elseif ev.concurrency == "replace" then
       for task in pairs(running) do task:cancel("cancelled") end
-      st:cancel_all()
+      invoker:cancel_all()
     end
   end
   local inv = {
@@ -241,7 +241,7 @@ function Run:fire(ev, phase, k, scheduled, late_ns)
   local task = core.go(invoke, self.on_done, inv, self, inv)
   running[task] = inv
   self.nrunning = self.nrunning + 1
-  st.lua_running = st.lua_running + 1
+  invoker.lua_running = invoker.lua_running + 1
   if ev.timeout then task:set_timeout(ev.timeout) end
   return task
 end
@@ -288,17 +288,17 @@ end
 -- invoker's own task (it ended in error: invoker.c does the rest).
 function Run:done(task, status, inv, err)
   local ev = inv.ev
-  local st = self.per_event[ev.id]
+  local invoker = self.per_event[ev.id]
   if task then
     ev.running[task] = nil
     self.nrunning = self.nrunning - 1
-    st.lua_running = st.lua_running - 1
+    invoker.lua_running = invoker.lua_running - 1
   end
   local t = core.now()
   local duration = t - inv.started
-  st.runs = st.runs + 1
-  st.duration:add(duration)
-  st.lateness:add(inv.late_ns / 1e6)             -- real milliseconds
+  invoker.runs = invoker.runs + 1
+  invoker.duration:add(duration)
+  invoker.lateness:add(inv.late_ns / 1e6)             -- real milliseconds
   if inv.fixtures then self:finalise_invocation(inv) end
   if status == "ok" then
     if self.checks then self.checks:invocation(ev.id, t, duration, inv.late_ns / 1e9, true) end
@@ -316,21 +316,21 @@ function Run:done(task, status, inv, err)
     if self.stopping then self:progress() end
     return
   end
-  st.failures = st.failures + 1
+  invoker.failures = invoker.failures + 1
   -- after the counts: a check judges the failure at once
   if self.checks then self.checks:invocation(ev.id, t, duration, inv.late_ns / 1e9, false) end
   -- a check on the event's errors owns them: its verdict decides
   if not (self.checks and self.checks:owns(ev.id)) then self.failed = true end
   local trace = tostring(err or ""):match("\n.*$") or ""
   if status == "timeout" then
-    st.timeouts = st.timeouts + 1
+    invoker.timeouts = invoker.timeouts + 1
     err = ("timed out after %gs (timeout_sec%s)%s"):format(ev.timeout or 0,
       self.scale > 1 and ", real time: --time-scale does not shorten it" or "", trace)
   elseif status == "cancelled" then
     err = ("cancelled (%s)%s"):format(self:cancel_reason_for(ev), trace)
   end
-  local errors = st.messages   -- made at the first failure
-  if errors == nil then errors = {}; st.messages = errors end
+  local errors = invoker.messages   -- made at the first failure
+  if errors == nil then errors = {}; invoker.messages = errors end
   if #errors < 100 then errors[#errors + 1] = err end
   local rec = { type = "invocation", t = t, event = ev.name, id = ev.id, iteration = inv.iteration,
                 phase = inv.phase, scheduled = inv.scheduled, started = inv.started,
@@ -419,8 +419,8 @@ function Run:resumed(resume)
       if n > 0 then
         missed[ev.id] = n
         any = true
-        local st = self.per_event[ev.id]
-        st.skipped = st.skipped + n
+        local invoker = self.per_event[ev.id]
+        invoker.skipped = invoker.skipped + n
       end
     end
   end
@@ -458,11 +458,11 @@ function Run:start_schedule()
   local list = self.startup_list
   local fire_startup = list[1] and list[1].fire_startup
   for i = 1, #list do
-    local st = list[i]
+    local invoker = list[i]
     if self.resume_t then   -- a resumed run: startup again, at the resume
-      self:fire(st.ev, "startup", 0, num(self.resume_t), 0)
-    elseif not fire_startup(st) then
-      self:fire(st.ev, "startup", 0, 0, core.hrtime() - self.t0_ns)
+      self:fire(invoker.ev, "startup", 0, num(self.resume_t), 0)
+    elseif not fire_startup(invoker) then
+      self:fire(invoker.ev, "startup", 0, 0, core.hrtime() - self.t0_ns)
     end
   end
   -- after the startup invocations, which are ready before it: their
@@ -515,7 +515,7 @@ function Run:stop(reason)
   self.stopping = true
   self.stop_reason = reason
   if self.order then self.order:on_stop() end
-  for _, st in pairs(self.per_event) do st:set_notify(true) end
+  for _, invoker in pairs(self.per_event) do invoker:set_notify(true) end
   self.console:phase("stopping: " .. reason)
   require("orch.health").stop(self.health)
   for _, t in ipairs(self.tickers) do t:close() end
@@ -635,7 +635,7 @@ function Run:on_signal(signum, count)
   else
     self.console:phase(name .. " again: cancelling everything, draining the report queue")
     self.stopping = true
-    for _, st in pairs(self.per_event) do st:set_notify(true) end
+    for _, invoker in pairs(self.per_event) do invoker:set_notify(true) end
     self.killed = true
     self.kill_switch.flag:set()
     for _, t in ipairs(self.tickers) do t:close() end
@@ -718,14 +718,14 @@ function Run:make_invokers()
   end } }
   for _, ev in ipairs(run.events) do
     -- the tag (what core.current() gives inside the event) also holds the
-    -- invoker's other fields: st.ev, and st.errors once one failed
-    local st = core.invoker({
+    -- invoker's other fields: invoker.ev, and invoker.errors once one failed
+    local invoker = core.invoker({
       fn = ev.fn, event = ev.name, id = ev.id, interval = ev.interval, timeout = ev.timeout,
       concurrency = ev.concurrency, writer = run.jsonl and run.jsonl.w or nil,
       tag = { id = ev.id, ev = ev }, fire = fire, done = done, progress = progress,
       event_mt = run.event_mt,
     })
-    run.per_event[ev.id] = st
+    run.per_event[ev.id] = invoker
   end
 end
 
@@ -831,11 +831,11 @@ function Run:result_hook(own_queue)
     end
     if err then
       -- errors count against the event that reported them (summary `errors`)
-      local st = r.event ~= nil and run.per_event[r.event]
-      if st then
-        st.error_results = (st.error_results or 0) + 1
-        local msgs = st.messages
-        if msgs == nil then msgs = {}; st.messages = msgs end
+      local invoker = r.event ~= nil and run.per_event[r.event]
+      if invoker then
+        invoker.error_results = (invoker.error_results or 0) + 1
+        local msgs = invoker.messages
+        if msgs == nil then msgs = {}; invoker.messages = msgs end
         if #msgs < 100 then
           local d = r.data
           msgs[#msgs + 1] = "error result: " .. tostring(type(d) == "table" and (d.error or d.message) or d)
@@ -926,7 +926,7 @@ function Run:finish()
   local taken, taken_errors = self.queue:counts()
   self.results = self.results + taken
   self.error_results = self.error_results + taken_errors
-  for _, st in pairs(self.per_event) do st:close() end
+  for _, invoker in pairs(self.per_event) do invoker:close() end
   self.ended = true   -- the figures are final: count keeps its totals
   if os.getenv("ORCHLUA_DEBUG_STATS") then
     -- what the run left alive; the specs assert all zero
@@ -985,16 +985,16 @@ function Run:count(field)
   if self.ended then
     if not self.totals then
       local t = { runs = 0, failures = 0, skipped = 0, timeouts = 0 }
-      for _, st in pairs(self.per_event) do
-        t.runs, t.failures = t.runs + st.runs, t.failures + st.failures
-        t.skipped, t.timeouts = t.skipped + st.skipped, t.timeouts + st.timeouts
+      for _, invoker in pairs(self.per_event) do
+        t.runs, t.failures = t.runs + invoker.runs, t.failures + invoker.failures
+        t.skipped, t.timeouts = t.skipped + invoker.skipped, t.timeouts + invoker.timeouts
       end
       self.totals = t
     end
     return self.totals[field]
   end
   local n = 0
-  for _, st in pairs(self.per_event) do n = n + st[field] end
+  for _, invoker in pairs(self.per_event) do n = n + invoker[field] end
   return n
 end
 
