@@ -3,7 +3,8 @@
  * truth) shipped into PostgreSQL, from a thread of its own that tails the
  * file, so that a slow or absent database never slows the run's loop.
  *
- * Exactly once: a batch of lines goes in one transaction (COPY into a
+ * Exactly once: a batch of lines goes in one transaction (COPY, binary,
+ * into orchlua_records; when another process stored part of it, into a
  * session's temporary table, then INSERT ... ON CONFLICT DO NOTHING on
  * (run_id, seq)); a batch whose commit is in doubt is sent again as it
  * was, and on every (re)connection the database's max(seq) for the run is
@@ -17,6 +18,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,10 +151,11 @@ typedef struct sink {
   int fd, segment;
   char *rbuf;
   size_t rlen, roff; /* bytes in rbuf, first not yet consumed */
-  jbuf batch;        /* COPY text of the lines read, not yet committed */
+  jbuf batch;        /* COPY binary rows of the lines read, not yet committed */
   int64_t batch_first, batch_last;
   int batch_lines, batch_marks; /* marks: the batch has a run_start/run_end */
   char run_id[40];
+  unsigned char uuid[16]; /* run_id as COPY sends it */
   int64_t skip_to; /* lines up to this seq are stored already */
   int resume_known;
   int staged;      /* the next batch goes through the temporary table */
@@ -337,16 +340,34 @@ static int64_t seq_at(const char *p, size_t n) {
   return v;
 }
 
+/* binary: the server parses only the record's JSON, not the seq, run_id,
+ * t and ts of every row as text */
+static const char COLS[] = " (seq, run_id, type, event, t, ts, record) FROM STDIN (FORMAT binary)";
+#define NCOLS 7
+static const char COPY_HEAD[19] = "PGCOPY\n\377\r\n\0"; /* then flags and extension length: 0 */
+static const char COPY_TAIL[2] = "\377\377";
+
+static uint32_t get32(const char *p) {
+  const unsigned char *u = (const unsigned char *)p;
+  return (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
+}
+
 /* Drops the batch's lines up to skip_to (stored meanwhile by another
- * process: a ship while the sink was away).  Lines are "seq\tjson\n". */
+ * process: a ship while the sink was away).  A row is a field count, then
+ * each field's length (-1: NULL) and bytes; seq comes first. */
 static void batch_trim(sink *s) {
   size_t off = 0;
   while (off < s->batch.len && s->batch_lines > 0) {
-    int64_t seq = seq_at(s->batch.data + off, s->batch.len - off);
-    char *nl;
+    const char *row = s->batch.data + off;
+    int64_t seq = (int64_t)((uint64_t)get32(row + 6) << 32 | get32(row + 10));
+    size_t end = off + 2;
+    int i;
     if (seq > s->skip_to) break;
-    nl = memchr(s->batch.data + off, '\n', s->batch.len - off);
-    off = nl ? (size_t)(nl - s->batch.data) + 1 : s->batch.len;
+    for (i = 0; i < NCOLS; i++) {
+      int32_t n = (int32_t)get32(s->batch.data + end);
+      end += 4 + (n > 0 ? (size_t)n : 0);
+    }
+    off = end;
     s->batch_lines--;
   }
   if (off > 0) {
@@ -355,7 +376,6 @@ static void batch_trim(sink *s) {
   }
 }
 
-static const char COLS[] = " (seq, run_id, type, event, t, ts, record) FROM STDIN";
 static const char INSERT[] =
     "INSERT INTO orchlua_records SELECT * FROM orchlua_stage ORDER BY seq ON CONFLICT (run_id, seq) DO NOTHING";
 /* the run's row, from its run_start and run_end records in the batch's range */
@@ -400,7 +420,9 @@ static int batch_send(sink *s) {
     sink_error(s, "COPY", pq.errorMessage(s->conn));
     return -1;
   }
-  if (pq.putCopyData(s->conn, s->batch.data, (int)s->batch.len) != 1 || pq.putCopyEnd(s->conn, NULL) != 1) {
+  if (pq.putCopyData(s->conn, COPY_HEAD, sizeof COPY_HEAD) != 1 ||
+      pq.putCopyData(s->conn, s->batch.data, (int)s->batch.len) != 1 ||
+      pq.putCopyData(s->conn, COPY_TAIL, sizeof COPY_TAIL) != 1 || pq.putCopyEnd(s->conn, NULL) != 1) {
     sink_error(s, "COPY", pq.errorMessage(s->conn));
     return -1;
   }
@@ -486,15 +508,14 @@ static int segment_exists(sink *s, int n) {
   return ok;
 }
 
-/* Appends n bytes as COPY text: JSON has no raw tab or newline; its
- * backslashes are doubled for COPY, and \u0000 (which jsonb refuses)
- * becomes U+FFFD. */
-static void copy_text(jbuf *b, const char *line, size_t n) {
+/* Appends n bytes of JSON as jsonb takes them: \u0000 (which jsonb
+ * refuses) becomes U+FFFD; a raw tab or newline (none in JSON orchlua
+ * writes) a space.  Same length: the row's room is reserved before. */
+static void json_text(jbuf *b, const char *line, size_t n) {
   size_t i;
   for (i = 0; i < n; i++) {
     char c = line[i];
     if (c == '\\') {
-      b->data[b->len++] = '\\';
       b->data[b->len++] = '\\';
       if (i + 1 < n) {
         if (i + 5 < n && memcmp(line + i + 1, "u0000", 5) == 0) {
@@ -502,13 +523,7 @@ static void copy_text(jbuf *b, const char *line, size_t n) {
           b->len += 5;
           i += 5;
         } else {
-          char d = line[++i];
-          if (d == '\\') {
-            b->data[b->len++] = '\\';
-            b->data[b->len++] = '\\';
-          } else {
-            b->data[b->len++] = d;
-          }
+          b->data[b->len++] = line[++i];
         }
       }
     } else if (c == '\t' || c == '\r' || c == '\n') {
@@ -571,33 +586,66 @@ static void top_members(const char *line, size_t n, span out[4]) {
   }
 }
 
-static int is_number(span v) {
-  size_t i;
-  if (v.n == 0 || v.n > 40) return 0;
-  for (i = 0; i < v.n; i++)
-    if (strchr("0123456789.eE+-", v.p[i]) == NULL) return 0;
-  return 1;
+/* t as a double, when it is a finite JSON number. */
+static int number_of(span v, double *d) {
+  char buf[48], *end;
+  if (v.p == NULL || v.n == 0 || v.n >= sizeof buf) return 0;
+  memcpy(buf, v.p, v.n);
+  buf[v.n] = '\0';
+  if (strspn(buf, "0123456789.eE+-") != v.n) return 0;
+  *d = strtod(buf, &end);
+  return *end == '\0' && isfinite(*d);
 }
 
-/* A UTC timestamp as orchlua writes it: 2026-12-07T00:31:27.529Z */
-static int is_ts(span v) {
-  size_t i;
-  if (v.n < 22 || v.n > 34 || v.p[0] != '"' || v.p[v.n - 2] != 'Z' || v.p[11] != 'T') return 0;
-  for (i = 1; i < v.n - 2; i++)
-    if (strchr("0123456789-:T.", v.p[i]) == NULL) return 0;
-  return 1;
-}
-
-/* A string's inside (raw, escapes kept), or the value's JSON text. */
-static void put_member(jbuf *b, span v) {
-  if (v.p == NULL || (v.n == 4 && memcmp(v.p, "null", 4) == 0)) {
-    memcpy(b->data + b->len, "\\N", 2);
-    b->len += 2;
-  } else if (v.p[0] == '"' && v.n >= 2) {
-    copy_text(b, v.p + 1, v.n - 2);
-  } else {
-    copy_text(b, v.p, v.n);
+static int digits(const char *p, int n) {
+  int v = 0, i;
+  for (i = 0; i < n; i++) {
+    if (p[i] < '0' || p[i] > '9') return -1;
+    v = v * 10 + (p[i] - '0');
   }
+  return v;
+}
+
+/* Days from 1970-01-01 to the civil date y-m-d (proleptic Gregorian). */
+static int64_t days_from_civil(int64_t y, int m, int d) {
+  int64_t era, yoe, doy, doe;
+  y -= m <= 2;
+  era = (y >= 0 ? y : y - 399) / 400;
+  yoe = y - era * 400;
+  doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+/* A UTC timestamp as orchlua writes it ("2026-12-07T00:31:27.529Z", the
+ * quotes included) as timestamptz's binary value: microseconds since
+ * 2000-01-01 UTC.  0 when it is not one (the column is then NULL). */
+static int ts_of(span v, int64_t *us) {
+  static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const char *p = v.p;
+  int y, mo, d, h, mi, sec, i;
+  int64_t frac = 0, scale = 1000000;
+  if (p == NULL || v.n < 22 || v.n > 40 || p[0] != '"' || p[v.n - 1] != '"' || p[v.n - 2] != 'Z') return 0;
+  p++;
+  if (p[4] != '-' || p[7] != '-' || p[10] != 'T' || p[13] != ':' || p[16] != ':') return 0;
+  y = digits(p, 4), mo = digits(p + 5, 2), d = digits(p + 8, 2);
+  h = digits(p + 11, 2), mi = digits(p + 14, 2), sec = digits(p + 17, 2);
+  if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h < 0 || h > 23 || mi < 0 || mi > 59 ||
+      sec < 0 || sec > 60)
+    return 0;
+  if (mo == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))) return 0;
+  p += 19;
+  if (*p == '.') {
+    /* microseconds, rounded as the server rounds the text */
+    for (i = 1, p++; *p >= '0' && *p <= '9'; p++, i++) {
+      if (i <= 6) frac += (*p - '0') * (scale /= 10);
+      else if (i == 7 && *p >= '5') frac++;
+    }
+    if (i == 1) return 0;
+  }
+  if (*p != 'Z') return 0;
+  *us = (((days_from_civil(y, mo, d) - 10957) * 24 + h) * 60 + mi) * 60 * 1000000LL + sec * 1000000LL + frac;
+  return 1;
 }
 
 static int reserve(jbuf *b, size_t more) {
@@ -611,27 +659,84 @@ static int reserve(jbuf *b, size_t more) {
   return 0;
 }
 
+/* COPY binary is big-endian; room is reserved by the caller. */
+static void put32(jbuf *b, uint32_t v) {
+  unsigned char *u = (unsigned char *)b->data + b->len;
+  u[0] = (unsigned char)(v >> 24), u[1] = (unsigned char)(v >> 16), u[2] = (unsigned char)(v >> 8);
+  u[3] = (unsigned char)v;
+  b->len += 4;
+}
+
+static void put64(jbuf *b, uint64_t v) {
+  put32(b, (uint32_t)(v >> 32));
+  put32(b, (uint32_t)v);
+}
+
+/* A field of n bytes whose length is set once written: the offset of its
+ * length word. */
+static size_t field_open(jbuf *b) {
+  b->len += 4;
+  return b->len - 4;
+}
+
+static void field_close(jbuf *b, size_t at) {
+  size_t end = b->len;
+  b->len = at;
+  put32(b, (uint32_t)(end - at - 4));
+  b->len = end;
+}
+
+/* A text column: a string's inside (raw, escapes kept), or the value's
+ * JSON text; NULL for none or null. */
+static void put_text(jbuf *b, span v) {
+  size_t at;
+  if (v.p == NULL || (v.n == 4 && memcmp(v.p, "null", 4) == 0)) {
+    put32(b, 0xffffffffu);
+    return;
+  }
+  at = field_open(b);
+  if (v.p[0] == '"' && v.n >= 2) json_text(b, v.p + 1, v.n - 2);
+  else json_text(b, v.p, v.n);
+  field_close(b, at);
+}
+
 /* One line as a COPY row: seq, run_id, type, event, t, ts, record. */
 static int batch_add(sink *s, int64_t seq, const char *line, size_t n) {
   jbuf *b = &s->batch;
   span m[4];
-  int k;
-  if (reserve(b, 4 * n + 128) != 0) return -1;
-  k = snprintf(b->data + b->len, 80, "%lld\t%s\t", (long long)seq, s->run_id);
-  b->len += (size_t)k;
+  double t;
+  int64_t us;
+  size_t at;
+  /* type and event are within the line: the row is at most twice it */
+  if (reserve(b, 2 * n + 128) != 0) return -1;
+  b->data[b->len++] = 0;
+  b->data[b->len++] = NCOLS;
+  put32(b, 8);
+  put64(b, (uint64_t)seq);
+  put32(b, 16);
+  memcpy(b->data + b->len, s->uuid, 16);
+  b->len += 16;
   top_members(line, n, m);
-  put_member(b, m[0]);
-  b->data[b->len++] = '\t';
-  put_member(b, m[1]);
-  b->data[b->len++] = '\t';
-  if (!is_number(m[2])) m[2].p = NULL;
-  put_member(b, m[2]);
-  b->data[b->len++] = '\t';
-  if (!is_ts(m[3])) m[3].p = NULL;
-  put_member(b, m[3]);
-  b->data[b->len++] = '\t';
-  copy_text(b, line, n);
-  b->data[b->len++] = '\n';
+  put_text(b, m[0]);
+  put_text(b, m[1]);
+  if (number_of(m[2], &t)) {
+    uint64_t bits;
+    memcpy(&bits, &t, 8);
+    put32(b, 8);
+    put64(b, bits);
+  } else {
+    put32(b, 0xffffffffu);
+  }
+  if (ts_of(m[3], &us)) {
+    put32(b, 8);
+    put64(b, (uint64_t)us);
+  } else {
+    put32(b, 0xffffffffu);
+  }
+  at = field_open(b);
+  b->data[b->len++] = 1; /* jsonb's binary form: version 1, then the text */
+  json_text(b, line, n);
+  field_close(b, at);
   return 0;
 }
 
@@ -642,13 +747,27 @@ static int64_t line_seq(const char *line, size_t n, int64_t prev) {
   return seq_at(line + 7, n - 7);
 }
 
+/* The run_id of the first line, when it is a UUID. */
 static void take_run_id(sink *s, const char *line, size_t n) {
   static const char key[] = "\"run_id\":\"";
   const char *p = memmem(line, n, key, sizeof key - 1);
-  if (p != NULL && (size_t)(line + n - p) > sizeof key + 36) {
-    memcpy(s->run_id, p + sizeof key - 1, 36);
-    s->run_id[36] = '\0';
+  int i, k = 0;
+  if (p == NULL || (size_t)(line + n - p) <= sizeof key + 36) return;
+  p += sizeof key - 1;
+  for (i = 0; i < 36; i++) {
+    int c = (unsigned char)p[i], v;
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (c != '-') return;
+      continue;
+    }
+    v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    if (v < 0) return;
+    s->uuid[k / 2] = (unsigned char)(k % 2 ? s->uuid[k / 2] | v : v << 4);
+    k++;
   }
+  if (p[36] != '"') return;
+  memcpy(s->run_id, p, 36);
+  s->run_id[36] = '\0';
 }
 
 enum { R_LINE, R_NONE, R_END, R_ERR };
@@ -766,7 +885,7 @@ static void *sink_main(void *arg) {
     if (s->batch_lines < BATCH_LINES && s->batch.len < BATCH_BYTES && !end) {
       r = fill_batch(s, stop);
       if (r == R_ERR) {
-        sink_error(s, s->path, s->run_id[0] ? "out of memory" : "the first line has no run_id: not an orchlua report");
+        sink_error(s, s->path, s->run_id[0] ? "out of memory" : "the first line has no run_id (a UUID): not an orchlua report");
         pthread_mutex_lock(&s->mu);
         s->fatal = 1;
         pthread_mutex_unlock(&s->mu);
