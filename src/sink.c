@@ -156,6 +156,7 @@ typedef struct sink {
   int batch_lines, batch_marks; /* marks: the batch has a run_start/run_end */
   char run_id[40];
   unsigned char uuid[16]; /* run_id as COPY sends it */
+  jbuf labels;            /* the run_start's labels as a COPY field */
   int64_t skip_to; /* lines up to this seq are stored already */
   int resume_known;
   int staged;      /* the next batch goes through the temporary table */
@@ -239,7 +240,10 @@ static const char SCHEMA[] =
     " exit_status integer);"
     "CREATE TABLE IF NOT EXISTS orchlua_records ("
     " run_id uuid NOT NULL, seq bigint NOT NULL, type text, event text,"
-    " t double precision, ts timestamptz, record jsonb NOT NULL, UNIQUE (run_id, seq));"
+    " t double precision, ts timestamptz, record jsonb NOT NULL, labels jsonb NOT NULL DEFAULT '{}',"
+    " UNIQUE (run_id, seq));"
+    /* a table made by an orchlua before labels were in every row */
+    "ALTER TABLE orchlua_records ADD COLUMN IF NOT EXISTS labels jsonb NOT NULL DEFAULT '{}';"
     /* the fleet's queries go from runs (by label) to their records by
      * run_id, the unique key's prefix; checks are few, found by theirs */
     "CREATE INDEX IF NOT EXISTS orchlua_records_checks ON orchlua_records (run_id) WHERE type = 'check';"
@@ -280,13 +284,14 @@ static int connect_db(sink *s) {
     return -1;
   }
   pq.setNoticeProcessor(s->conn, quiet_notice, NULL);
-  /* tables there already: no CREATE right is needed */
+  /* tables there already, with every column: no CREATE right is needed */
   r = pq.exec(s->conn,
-              "SELECT to_regclass('orchlua_records') IS NOT NULL AND to_regclass('orchlua_runs') IS NOT NULL");
+              "SELECT to_regclass('orchlua_runs') IS NOT NULL AND EXISTS (SELECT 1 FROM pg_attribute"
+              " WHERE attrelid = to_regclass('orchlua_records') AND attname = 'labels' AND NOT attisdropped)");
   have = pq.resultStatus(r) == PGRES_TUPLES_OK && pq.ntuples(r) == 1 && pq.getvalue(r, 0, 0)[0] == 't';
   pq.clear(r);
   if ((!have && (exec_ok(s, "BEGIN", "creating the tables") != 0 ||
-                 exec_ok(s, SCHEMA, "creating the tables orchlua_runs and orchlua_records") != 0 ||
+                 exec_ok(s, SCHEMA, "creating the tables orchlua_runs and orchlua_records (or adding orchlua_records.labels)") != 0 ||
                  exec_ok(s, "COMMIT", "creating the tables") != 0)) ||
       exec_ok(s, "CREATE TEMP TABLE IF NOT EXISTS orchlua_stage (LIKE orchlua_records) ON COMMIT DELETE ROWS",
               "creating a temporary table") != 0) {
@@ -342,8 +347,8 @@ static int64_t seq_at(const char *p, size_t n) {
 
 /* binary: the server parses only the record's JSON, not the seq, run_id,
  * t and ts of every row as text */
-static const char COLS[] = " (seq, run_id, type, event, t, ts, record) FROM STDIN (FORMAT binary)";
-#define NCOLS 7
+static const char COLS[] = " (seq, run_id, type, event, t, ts, record, labels) FROM STDIN (FORMAT binary)";
+#define NCOLS 8
 static const char COPY_HEAD[19] = "PGCOPY\n\377\r\n\0"; /* then flags and extension length: 0 */
 static const char COPY_TAIL[2] = "\377\377";
 
@@ -377,7 +382,9 @@ static void batch_trim(sink *s) {
 }
 
 static const char INSERT[] =
-    "INSERT INTO orchlua_records SELECT * FROM orchlua_stage ORDER BY seq ON CONFLICT (run_id, seq) DO NOTHING";
+    "INSERT INTO orchlua_records (run_id, seq, type, event, t, ts, record, labels)"
+    " SELECT run_id, seq, type, event, t, ts, record, labels FROM orchlua_stage ORDER BY seq"
+    " ON CONFLICT (run_id, seq) DO NOTHING";
 /* the run's row, from its run_start and run_end records in the batch's range */
 static const char RUNS[] =
     "INSERT INTO orchlua_runs (run_id, test_name, labels, params, started)"
@@ -563,11 +570,12 @@ typedef struct span {
   size_t n;
 } span;
 
-/* The top-level members type, event, t and ts of a record line. */
-static void top_members(const char *line, size_t n, span out[4]) {
-  static const char *const keys[4] = {"type", "event", "t", "ts"};
+/* The top-level members type, event, t, ts and labels of a record line. */
+enum { M_TYPE, M_EVENT, M_T, M_TS, M_LABELS, M_N };
+static void top_members(const char *line, size_t n, span out[M_N]) {
+  static const char *const keys[M_N] = {"type", "event", "t", "ts", "labels"};
   const char *p = line + 1, *e = line + n;
-  memset(out, 0, 4 * sizeof *out);
+  memset(out, 0, M_N * sizeof *out);
   while (p < e && *p == '"') {
     const char *k = p + 1, *v;
     size_t kl;
@@ -577,7 +585,7 @@ static void top_members(const char *line, size_t n, span out[4]) {
     if (p >= e || *p != ':') return;
     v = ++p;
     p = skip_value(p, e);
-    for (i = 0; i < 4; i++)
+    for (i = 0; i < M_N; i++)
       if (strlen(keys[i]) == kl && memcmp(keys[i], k, kl) == 0) {
         out[i].p = v;
         out[i].n = (size_t)(p - v);
@@ -700,15 +708,16 @@ static void put_text(jbuf *b, span v) {
   field_close(b, at);
 }
 
-/* One line as a COPY row: seq, run_id, type, event, t, ts, record. */
+/* One line as a COPY row: seq, run_id, type, event, t, ts, record,
+ * labels. */
 static int batch_add(sink *s, int64_t seq, const char *line, size_t n) {
   jbuf *b = &s->batch;
-  span m[4];
+  span m[M_N];
   double t;
   int64_t us;
   size_t at;
   /* type and event are within the line: the row is at most twice it */
-  if (reserve(b, 2 * n + 128) != 0) return -1;
+  if (reserve(b, 2 * n + s->labels.len + 128) != 0) return -1;
   b->data[b->len++] = 0;
   b->data[b->len++] = NCOLS;
   put32(b, 8);
@@ -717,9 +726,9 @@ static int batch_add(sink *s, int64_t seq, const char *line, size_t n) {
   memcpy(b->data + b->len, s->uuid, 16);
   b->len += 16;
   top_members(line, n, m);
-  put_text(b, m[0]);
-  put_text(b, m[1]);
-  if (number_of(m[2], &t)) {
+  put_text(b, m[M_TYPE]);
+  put_text(b, m[M_EVENT]);
+  if (number_of(m[M_T], &t)) {
     uint64_t bits;
     memcpy(&bits, &t, 8);
     put32(b, 8);
@@ -727,7 +736,7 @@ static int batch_add(sink *s, int64_t seq, const char *line, size_t n) {
   } else {
     put32(b, 0xffffffffu);
   }
-  if (ts_of(m[3], &us)) {
+  if (ts_of(m[M_TS], &us)) {
     put32(b, 8);
     put64(b, (uint64_t)us);
   } else {
@@ -737,6 +746,8 @@ static int batch_add(sink *s, int64_t seq, const char *line, size_t n) {
   b->data[b->len++] = 1; /* jsonb's binary form: version 1, then the text */
   json_text(b, line, n);
   field_close(b, at);
+  memcpy(b->data + b->len, s->labels.data, s->labels.len);
+  b->len += s->labels.len;
   return 0;
 }
 
@@ -770,6 +781,27 @@ static void take_run_id(sink *s, const char *line, size_t n) {
   s->run_id[36] = '\0';
 }
 
+/* The run_start's labels as every row's last field, made once: each row
+ * carries them (a label filter needs no join), and sending them costs the
+ * server less than writing every row twice through a table that would
+ * add them.  A report without labels: {}. */
+static int take_labels(sink *s, const char *line, size_t n) {
+  span m[M_N];
+  size_t at;
+  top_members(line, n, m);
+  if (m[M_LABELS].p == NULL || m[M_LABELS].p[0] != '{') {
+    m[M_LABELS].p = "{}";
+    m[M_LABELS].n = 2;
+  }
+  s->labels.len = 0;
+  if (reserve(&s->labels, m[M_LABELS].n + 8) != 0) return -1;
+  at = field_open(&s->labels);
+  s->labels.data[s->labels.len++] = 1;
+  json_text(&s->labels, m[M_LABELS].p, m[M_LABELS].n);
+  field_close(&s->labels, at);
+  return 0;
+}
+
 enum { R_LINE, R_NONE, R_END, R_ERR };
 
 /* Adds the complete lines at hand to the batch.  R_NONE: nothing new for
@@ -785,8 +817,10 @@ static int fill_batch(sink *s, int stop) {
       s->roff += n + 1;
       if (n == 0) continue;
       s->read_seq = seq;
-      if (s->run_id[0] == '\0') take_run_id(s, line, n);
-      if (s->run_id[0] == '\0') return R_ERR;
+      if (s->run_id[0] == '\0') {
+        take_run_id(s, line, n);
+        if (s->run_id[0] == '\0' || take_labels(s, line, n) != 0) return R_ERR;
+      }
       if (seq <= s->skip_to) continue;
       if (batch_add(s, seq, line, n) != 0) return R_ERR;
       if (s->batch_lines++ == 0) s->batch_first = seq;
@@ -1122,6 +1156,7 @@ static int l_gc(lua_State *L) {
   free(s->path);
   free(s->rbuf);
   free(s->batch.data);
+  free(s->labels.data);
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->cv);
   free(s);

@@ -3,7 +3,7 @@
 -- ship twice stores nothing twice, a rotated report ships as one run, and
 -- what goes wrong at run time (a server away at the start, a role that
 -- cannot log in, a schema it may not write) is said once and harms
--- neither the run nor the report.
+-- neither the run nor the report.  Every row carries its run's labels.
 local h = require "helper"
 local pg = require "pg"
 
@@ -68,11 +68,49 @@ describe("postgresql sink", function()
     local r = pg.query(db, ("SELECT seq, type, event, t, ts = (record->>'ts')::timestamptz FROM orchlua_records"
       .. " WHERE run_id = '%s' AND seq = %d"):format(id, #recs))
     assert.matches("^" .. #recs .. "|run_end||[%d.]+|t$", r[1])
+    -- every row: t and ts as the record says them, the run's labels
+    assert.are.same({ "0" }, pg.query(db, ("SELECT count(*) FROM orchlua_records WHERE run_id = '%s' AND"
+      .. " (t IS DISTINCT FROM (record->>'t')::float8 OR ts IS DISTINCT FROM (record->>'ts')::timestamptz"
+      .. " OR labels <> '{\"device\": \"d1\"}')"):format(id)))
     -- ship afterwards: nothing new, nothing twice
     local code2, out = h.run(("ship a.jsonl --sink %s"):format(h.q(db.url)), dir)
     assert.are.equal(0, code2)
     assert.matches("0 records stored now", out)
     assert.are.equal(#recs, rows(id))
+  end)
+
+  it("every row carries the run's labels, also in a table an older orchlua made without the column", function()
+    pg.query(db, "CREATE DATABASE olddb")
+    local old = { url = (db.url:gsub("/postgres%?", "/olddb?")) }
+    -- the tables as orchlua made them before labels were in every row, a row in them
+    local gone = "5e1f4a3b-1111-4222-8333-444455556666"
+    pg.query(old, "CREATE TABLE orchlua_runs (run_id uuid PRIMARY KEY, test_name text,"
+      .. " labels jsonb NOT NULL DEFAULT '{}', params jsonb NOT NULL DEFAULT '{}', started timestamptz,"
+      .. " ended timestamptz, exit_status integer);"
+      .. " CREATE TABLE orchlua_records (run_id uuid NOT NULL, seq bigint NOT NULL, type text, event text,"
+      .. " t double precision, ts timestamptz, record jsonb NOT NULL, UNIQUE (run_id, seq));"
+      .. (" INSERT INTO orchlua_records VALUES ('%s', 1, 'run_start', NULL, 0, now(), '{}')"):format(gone))
+    local code, _, err = h.run(("run s -q --time-scale 3 --report lab.jsonl --label device=d7 --label site=lab-3"
+      .. " --sink %s"):format(h.q(old.url)), dir)
+    assert.are.equal(1, code, err)
+    assert.matches("all %d+ records stored", err)
+    local function labelled(id, labels)
+      return tonumber(pg.value(old, ("SELECT count(*) FROM orchlua_records WHERE run_id = '%s' AND labels = '%s'")
+        :format(id, labels)))
+    end
+    local recs = h.jsonl(dir .. "/lab.jsonl")
+    assert.are.equal(#recs, labelled(recs[1].run_id, '{"device": "d7", "site": "lab-3"}'))
+    assert.are.equal(1, labelled(gone, "{}"))   -- rows stored before: {}
+    -- a role that may insert but not create: the column is there, it ships
+    pg.query(old, "CREATE ROLE inserter LOGIN; GRANT SELECT, INSERT ON orchlua_records TO inserter;"
+      .. " GRANT SELECT, INSERT, UPDATE ON orchlua_runs TO inserter")
+    code, _, err = h.run("run s -q --time-scale 3 --report lab2.jsonl --label device=d8", dir)
+    assert.are.equal(1, code, err)
+    local c, out, e = h.run(("ship lab2.jsonl --sink %s"):format(h.q(old.url:gsub("user=orch", "user=inserter"))), dir)
+    assert.are.equal(0, c, e)
+    local recs2 = h.jsonl(dir .. "/lab2.jsonl")
+    assert.matches(#recs2 .. " records stored now", out)
+    assert.are.equal(#recs2, labelled(recs2[1].run_id, '{"device": "d8"}'))
   end)
 
   it("ship uploads a run made without a sink, twice gives the same rows; a rotated report is one run", function()
