@@ -570,27 +570,65 @@ typedef struct span {
   size_t n;
 } span;
 
-/* The top-level members type, event, t, ts and labels of a record line. */
-enum { M_TYPE, M_EVENT, M_T, M_TS, M_LABELS, M_N };
-static void top_members(const char *line, size_t n, span out[M_N]) {
-  static const char *const keys[M_N] = {"type", "event", "t", "ts", "labels"};
+typedef struct member {
+  const char *k, *v; /* the key's quote, the value */
+  size_t kn, vn;     /* the key's length within its quotes, the value's */
+} member;
+
+#define MAX_MEMBERS 128
+
+/* The top-level members of a record line, in order, as far as they can
+ * be walked: their count; *whole: the walk ended at the closing brace. */
+static int members_of(const char *line, size_t n, member *m, int *whole) {
   const char *p = line + 1, *e = line + n;
-  memset(out, 0, M_N * sizeof *out);
-  while (p < e && *p == '"') {
-    const char *k = p + 1, *v;
-    size_t kl;
-    int i;
+  int c = 0;
+  *whole = 0;
+  while (p < e && *p == '"' && c < MAX_MEMBERS) {
+    const char *k = p;
     p = skip_value(p, e);
-    kl = (size_t)(p - k) - 1;
-    if (p >= e || *p != ':') return;
-    v = ++p;
+    if (p >= e || *p != ':') return c;
+    m[c].k = k;
+    m[c].kn = (size_t)(p - k) - 2;
+    m[c].v = ++p;
     p = skip_value(p, e);
-    for (i = 0; i < M_N; i++)
-      if (strlen(keys[i]) == kl && memcmp(keys[i], k, kl) == 0) {
-        out[i].p = v;
-        out[i].n = (size_t)(p - v);
-      }
+    m[c].vn = (size_t)(p - m[c].v);
+    c++;
     if (p < e && *p == ',') p++;
+    else break;
+  }
+  *whole = n >= 2 && line[0] == '{' && p == e - 1 && *p == '}';
+  return c;
+}
+
+/* The members type, event, t, ts and labels among them. */
+enum { M_TYPE, M_EVENT, M_T, M_TS, M_LABELS, M_N };
+static void top_members(const member *m, int c, span out[M_N]) {
+  static const char *const keys[M_N] = {"type", "event", "t", "ts", "labels"};
+  int i, j;
+  memset(out, 0, M_N * sizeof *out);
+  for (j = 0; j < c; j++)
+    for (i = 0; i < M_N; i++)
+      if (strlen(keys[i]) == m[j].kn && memcmp(keys[i], m[j].k + 1, m[j].kn) == 0) {
+        out[i].p = m[j].v;
+        out[i].n = m[j].vn;
+      }
+}
+
+/* jsonb keeps an object's keys sorted by length, then bytes, and sorts
+ * every object it parses: sent in that order, the server's sort finds
+ * them sorted (a fifth of its work per record otherwise).  Stable: of
+ * two equal keys the last still wins. */
+static int key_before(const member *a, const member *b) {
+  if (a->kn != b->kn) return a->kn < b->kn;
+  return memcmp(a->k + 1, b->k + 1, a->kn) < 0;
+}
+
+static void members_sort(member *m, int c) {
+  int i, j;
+  for (i = 1; i < c; i++) {
+    member x = m[i];
+    for (j = i; j > 0 && key_before(&x, &m[j - 1]); j--) m[j] = m[j - 1];
+    m[j] = x;
   }
 }
 
@@ -712,7 +750,9 @@ static void put_text(jbuf *b, span v) {
  * labels. */
 static int batch_add(sink *s, int64_t seq, const char *line, size_t n) {
   jbuf *b = &s->batch;
+  member mem[MAX_MEMBERS];
   span m[M_N];
+  int c, whole, i;
   double t;
   int64_t us;
   size_t at;
@@ -725,7 +765,8 @@ static int batch_add(sink *s, int64_t seq, const char *line, size_t n) {
   put32(b, 16);
   memcpy(b->data + b->len, s->uuid, 16);
   b->len += 16;
-  top_members(line, n, m);
+  c = members_of(line, n, mem, &whole);
+  top_members(mem, c, m);
   put_text(b, m[M_TYPE]);
   put_text(b, m[M_EVENT]);
   if (number_of(m[M_T], &t)) {
@@ -744,7 +785,18 @@ static int batch_add(sink *s, int64_t seq, const char *line, size_t n) {
   }
   at = field_open(b);
   b->data[b->len++] = 1; /* jsonb's binary form: version 1, then the text */
-  json_text(b, line, n);
+  if (whole && c > 1) {
+    /* the same members and bytes, keys in jsonb's order */
+    members_sort(mem, c);
+    b->data[b->len++] = '{';
+    for (i = 0; i < c; i++) {
+      if (i > 0) b->data[b->len++] = ',';
+      json_text(b, mem[i].k, (size_t)(mem[i].v + mem[i].vn - mem[i].k));
+    }
+    b->data[b->len++] = '}';
+  } else {
+    json_text(b, line, n);
+  }
   field_close(b, at);
   memcpy(b->data + b->len, s->labels.data, s->labels.len);
   b->len += s->labels.len;
@@ -786,9 +838,11 @@ static void take_run_id(sink *s, const char *line, size_t n) {
  * server less than writing every row twice through a table that would
  * add them.  A report without labels: {}. */
 static int take_labels(sink *s, const char *line, size_t n) {
+  member mem[MAX_MEMBERS];
   span m[M_N];
   size_t at;
-  top_members(line, n, m);
+  int whole;
+  top_members(mem, members_of(line, n, mem, &whole), m);
   if (m[M_LABELS].p == NULL || m[M_LABELS].p[0] != '{') {
     m[M_LABELS].p = "{}";
     m[M_LABELS].n = 2;
