@@ -57,6 +57,7 @@ static struct {
   void (*clear)(PGresult *);
   int (*ntuples)(const PGresult *);
   char *(*getvalue)(const PGresult *, int, int);
+  char *(*cmdTuples)(PGresult *);
   int (*putCopyData)(PGconn *, const char *, int);
   int (*putCopyEnd)(PGconn *, const char *);
   PGresult *(*getResult)(PGconn *);
@@ -110,6 +111,7 @@ static int pq_load(char *err, size_t errlen) {
   SYM(clear, "PQclear");
   SYM(ntuples, "PQntuples");
   SYM(getvalue, "PQgetvalue");
+  SYM(cmdTuples, "PQcmdTuples");
   SYM(putCopyData, "PQputCopyData");
   SYM(putCopyEnd, "PQputCopyEnd");
   SYM(getResult, "PQgetResult");
@@ -160,6 +162,7 @@ typedef struct sink {
   int64_t skip_to; /* lines up to this seq are stored already */
   int resume_known;
   int staged;      /* the next batch goes through the temporary table */
+  int64_t refill_to; /* ... and every batch up to this seq (the database has holes) */
   off_t last_size;   /* run_bursting: the segment's size when last seen */
   double size_at, defer_from;
   int bursting;
@@ -305,7 +308,8 @@ static int connect_db(sink *s) {
  * report is to be read again from its start. */
 static int resume_point(sink *s) {
   const char *p[1] = {s->run_id};
-  PGresult *r = pq.execParams(s->conn, "SELECT coalesce(max(seq), 0) FROM orchlua_records WHERE run_id = $1",
+  int64_t count;
+  PGresult *r = pq.execParams(s->conn, "SELECT coalesce(max(seq), 0), count(*) FROM orchlua_records WHERE run_id = $1",
                               1, NULL, p, NULL, NULL, 0);
   if (pq.resultStatus(r) != PGRES_TUPLES_OK || pq.ntuples(r) != 1) {
     sink_error(s, "reading where the run stands", pq.resultErrorMessage(r));
@@ -313,8 +317,17 @@ static int resume_point(sink *s) {
     return -1;
   }
   s->skip_to = strtoll(pq.getvalue(r, 0, 0), NULL, 10);
+  count = strtoll(pq.getvalue(r, 0, 1), NULL, 10);
   pq.clear(r);
   s->resume_known = 1;
+  if (count < s->skip_to) {
+    /* seqs are 1, 2, ...: some below the max are missing (rows deleted,
+     * a backup restored while this sink went on): every line up to the
+     * max goes again, through the temporary table that skips the rows
+     * there */
+    s->refill_to = s->skip_to;
+    s->skip_to = 0;
+  }
   pthread_mutex_lock(&s->mu);
   if (s->batch_lines > 0 && s->skip_to < s->batch_first - 1) {
     /* the database lacks lines before the batch (restored from a backup,
@@ -367,7 +380,10 @@ static void batch_trim(sink *s) {
     int64_t seq = (int64_t)((uint64_t)get32(row + 6) << 32 | get32(row + 10));
     size_t end = off + 2;
     int i;
-    if (seq > s->skip_to) break;
+    if (seq > s->skip_to) {
+      s->batch_first = seq;
+      break;
+    }
     for (i = 0; i < NCOLS; i++) {
       int32_t n = (int32_t)get32(s->batch.data + end);
       end += 4 + (n > 0 ? (size_t)n : 0);
@@ -398,13 +414,15 @@ static const char ENDS[] =
     " FROM orchlua_records r WHERE o.run_id = $1::uuid AND r.run_id = $1::uuid"
     " AND r.seq BETWEEN $2 AND $3 AND r.type = 'run_end'";
 
-static int exec_param(sink *s, const char *sql, const char *what) {
+/* rows: where to say how many rows the command wrote, or NULL */
+static int exec_param(sink *s, const char *sql, const char *what, int64_t *rows) {
   char first[24], last[24];
   const char *p[3] = {s->run_id, first, last};
   PGresult *r;
   snprintf(first, sizeof first, "%lld", (long long)s->batch_first);
   snprintf(last, sizeof last, "%lld", (long long)s->batch_last);
   r = pq.execParams(s->conn, sql, strstr(sql, "$3") ? 3 : strstr(sql, "$1") ? 1 : 0, NULL, p, NULL, NULL, 0);
+  if (rows != NULL && pq.resultStatus(r) == PGRES_COMMAND_OK) *rows = strtoll(pq.cmdTuples(r), NULL, 10);
   return result_ok(s, r, what);
 }
 
@@ -412,10 +430,12 @@ static int exec_param(sink *s, const char *sql, const char *what) {
  * straight into orchlua_records: after the resume point nothing of the
  * batch is there, unless another process (a ship) stored it meanwhile;
  * then COPY fails on the unique key and the batch goes again through the
- * temporary table, skipping what is there. */
+ * temporary table, skipping what is there.  So do the batches up to
+ * refill_to, when the database has holes below its max(seq). */
 static int batch_send(sink *s) {
   PGresult *r;
-  int st, staged = s->staged;
+  int st, staged = s->staged || s->batch_first <= s->refill_to;
+  int64_t added = s->batch_lines;
   char copy[160];
   double t0 = mono();
   if (exec_ok(s, "BEGIN", "starting a transaction") != 0) return -1;
@@ -454,14 +474,16 @@ static int batch_send(sink *s) {
     }
     return -1;
   }
-  if (staged && exec_param(s, INSERT, "storing records") != 0) return -1;
-  if (s->batch_marks && (exec_param(s, RUNS, "storing the run") != 0 || exec_param(s, ENDS, "storing the run's end") != 0))
+  /* through the stage, the rows there already are not this sink's */
+  if (staged && exec_param(s, INSERT, "storing records", &added) != 0) return -1;
+  if (s->batch_marks &&
+      (exec_param(s, RUNS, "storing the run", NULL) != 0 || exec_param(s, ENDS, "storing the run's end", NULL) != 0))
     return -1;
   if (exec_ok(s, "COMMIT", "committing") != 0) return -1;
   s->staged = 0;
   pthread_mutex_lock(&s->mu);
   if (s->batch_last > s->stored) s->stored = s->batch_last;
-  s->records += s->batch_lines;
+  s->records += added;
   s->busy += mono() - t0;
   pthread_mutex_unlock(&s->mu);
   s->batch.len = 0;

@@ -138,6 +138,13 @@ describe("postgresql sink", function()
     assert.are.equal(0, c)
     assert.matches("5 records stored now", out)
     assert.are.equal(total, rows(id))
+    -- holes below the max (rows deleted, a backup restored): ship fills them
+    pg.query(db, ("DELETE FROM orchlua_records WHERE run_id = '%s' AND seq BETWEEN 10 AND 20"):format(id))
+    c, out = h.run(("ship b.jsonl --sink %s"):format(h.q(db.url)), dir)
+    assert.are.equal(0, c)
+    assert.matches("11 records stored now", out)
+    assert.are.equal(total, rows(id))
+    assert.are.equal(0, dups())
   end)
 
   it("follows a rotating report from segment to segment while the run goes on", function()
@@ -200,9 +207,11 @@ describe("postgresql sink", function()
 
   it("a database that lost the run's rows (restored from a backup) gets them again when the sink reconnects", function()
     -- 2 s into the run: its rows deleted and the sink's session ended
-    local sql = "DELETE FROM orchlua_records WHERE run_id IN (SELECT run_id FROM orchlua_runs WHERE test_name = 'lost');"
-      .. " SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'orchlua'"
-    os.execute(("(sleep 2; psql -X -q %s -c %s) >/dev/null 2>&1 &"):format(h.q(db.url), h.q(sql)))
+    -- (two commands: the deletion committed before the session ends; the
+    -- sink may store a batch between them, leaving a hole below its max)
+    local del = "DELETE FROM orchlua_records WHERE run_id IN (SELECT run_id FROM orchlua_runs WHERE test_name = 'lost')"
+    local term = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'orchlua'"
+    os.execute(("(sleep 2; psql -X -q %s -c %s -c %s) >/dev/null 2>&1 &"):format(h.q(db.url), h.q(del), h.q(term)))
     h.write(dir .. "/descriptions/lost.json", (DESC:gsub('"s"', '"lost"'):gsub("0.0016667", "0.0033333")))
     local code, _, err = h.run(("run lost -q --time-scale 3 --report l.jsonl --sink %s"):format(h.q(db.url)), dir,
       "ORCHLUA_SINK_WAIT=30")
