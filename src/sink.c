@@ -540,10 +540,18 @@ static int segment_exists(sink *s, int n) {
 /* Appends n bytes of JSON as jsonb takes them: \u0000 (which jsonb
  * refuses) becomes U+FFFD; a raw tab or newline (none in JSON orchlua
  * writes) a space.  Same length: the row's room is reserved before. */
+static const unsigned char json_special[256] = {['\\'] = 1, ['\t'] = 1, ['\r'] = 1, ['\n'] = 1};
+
 static void json_text(jbuf *b, const char *line, size_t n) {
   size_t i;
   for (i = 0; i < n; i++) {
-    char c = line[i];
+    char c;
+    size_t j = i;
+    while (j < n && !json_special[(unsigned char)line[j]]) j++;
+    memcpy(b->data + b->len, line + i, j - i);
+    b->len += j - i;
+    if ((i = j) == n) break;
+    c = line[i];
     if (c == '\\') {
       b->data[b->len++] = '\\';
       if (i + 1 < n) {
@@ -555,23 +563,31 @@ static void json_text(jbuf *b, const char *line, size_t n) {
           b->data[b->len++] = line[++i];
         }
       }
-    } else if (c == '\t' || c == '\r' || c == '\n') {
-      b->data[b->len++] = ' ';
     } else {
-      b->data[b->len++] = c;
+      b->data[b->len++] = ' ';
     }
   }
 }
 
 /* Skips the JSON value at p (ends before e); returns its end. */
+/* The closing quote of the string whose inside starts at p, or e. */
+static const char *string_end(const char *p, const char *e) {
+  for (;;) {
+    const char *q = memchr(p, '"', (size_t)(e - p)), *k;
+    if (q == NULL) return e;
+    for (k = q; k > p && k[-1] == '\\'; k--) continue;
+    if ((q - k) % 2 == 0) return q; /* not escaped */
+    p = q + 1;
+  }
+}
+
 static const char *skip_value(const char *p, const char *e) {
   int depth = 0;
   while (p < e) {
     char c = *p;
     if (c == '"') {
-      for (p++; p < e && *p != '"'; p++)
-        if (*p == '\\') p++;
-      p++;
+      p = string_end(p + 1, e);
+      if (p < e) p++;
       if (depth == 0) return p;
       continue;
     }
@@ -626,11 +642,12 @@ static int members_of(const char *line, size_t n, member *m, int *whole) {
 enum { M_TYPE, M_EVENT, M_T, M_TS, M_LABELS, M_N };
 static void top_members(const member *m, int c, span out[M_N]) {
   static const char *const keys[M_N] = {"type", "event", "t", "ts", "labels"};
+  static const size_t lens[M_N] = {4, 5, 1, 2, 6};
   int i, j;
   memset(out, 0, M_N * sizeof *out);
   for (j = 0; j < c; j++)
     for (i = 0; i < M_N; i++)
-      if (strlen(keys[i]) == m[j].kn && memcmp(keys[i], m[j].k + 1, m[j].kn) == 0) {
+      if (lens[i] == m[j].kn && memcmp(keys[i], m[j].k + 1, m[j].kn) == 0) {
         out[i].p = m[j].v;
         out[i].n = m[j].vn;
       }
@@ -789,6 +806,7 @@ static int batch_add(sink *s, int64_t seq, const char *line, size_t n) {
   b->len += 16;
   c = members_of(line, n, mem, &whole);
   top_members(mem, c, m);
+  if (m[M_TYPE].n > 5 && memcmp(m[M_TYPE].p, "\"run_", 5) == 0) s->batch_marks = 1;
   put_text(b, m[M_TYPE]);
   put_text(b, m[M_EVENT]);
   if (number_of(m[M_T], &t)) {
@@ -901,7 +919,6 @@ static int fill_batch(sink *s, int stop) {
       if (batch_add(s, seq, line, n) != 0) return R_ERR;
       if (s->batch_lines++ == 0) s->batch_first = seq;
       s->batch_last = seq;
-      if (memmem(line, n, "\"type\":\"run_", 12) != NULL) s->batch_marks = 1;
       added = 1;
       if (s->batch_lines >= BATCH_LINES || s->batch.len >= BATCH_BYTES) return R_LINE;
     }
