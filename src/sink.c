@@ -744,6 +744,23 @@ static int reserve(jbuf *b, size_t more) {
   return 0;
 }
 
+/* An object's JSON (m: its c members, whole when they are all of it)
+ * with the same members and bytes, keys in jsonb's order. */
+static void put_object(jbuf *b, const char *obj, size_t n, member *m, int c, int whole) {
+  int i;
+  if (!whole || c < 2) {
+    json_text(b, obj, n);
+    return;
+  }
+  members_sort(m, c);
+  b->data[b->len++] = '{';
+  for (i = 0; i < c; i++) {
+    if (i > 0) b->data[b->len++] = ',';
+    json_text(b, m[i].k, (size_t)(m[i].v + m[i].vn - m[i].k));
+  }
+  b->data[b->len++] = '}';
+}
+
 /* COPY binary is big-endian; room is reserved by the caller. */
 static void put32(jbuf *b, uint32_t v) {
   unsigned char *u = (unsigned char *)b->data + b->len;
@@ -791,7 +808,7 @@ static int batch_add(sink *s, int64_t seq, const char *line, size_t n) {
   jbuf *b = &s->batch;
   member mem[MAX_MEMBERS];
   span m[M_N];
-  int c, whole, i;
+  int c, whole;
   double t;
   int64_t us;
   size_t at;
@@ -825,18 +842,7 @@ static int batch_add(sink *s, int64_t seq, const char *line, size_t n) {
   }
   at = field_open(b);
   b->data[b->len++] = 1; /* jsonb's binary form: version 1, then the text */
-  if (whole && c > 1) {
-    /* the same members and bytes, keys in jsonb's order */
-    members_sort(mem, c);
-    b->data[b->len++] = '{';
-    for (i = 0; i < c; i++) {
-      if (i > 0) b->data[b->len++] = ',';
-      json_text(b, mem[i].k, (size_t)(mem[i].v + mem[i].vn - mem[i].k));
-    }
-    b->data[b->len++] = '}';
-  } else {
-    json_text(b, line, n);
-  }
+  put_object(b, line, n, mem, c, whole);
   field_close(b, at);
   memcpy(b->data + b->len, s->labels.data, s->labels.len);
   b->len += s->labels.len;
@@ -881,7 +887,7 @@ static int take_labels(sink *s, const char *line, size_t n) {
   member mem[MAX_MEMBERS];
   span m[M_N];
   size_t at;
-  int whole;
+  int c, whole;
   top_members(mem, members_of(line, n, mem, &whole), m);
   if (m[M_LABELS].p == NULL || m[M_LABELS].p[0] != '{') {
     m[M_LABELS].p = "{}";
@@ -891,7 +897,8 @@ static int take_labels(sink *s, const char *line, size_t n) {
   if (reserve(&s->labels, m[M_LABELS].n + 8) != 0) return -1;
   at = field_open(&s->labels);
   s->labels.data[s->labels.len++] = 1;
-  json_text(&s->labels, m[M_LABELS].p, m[M_LABELS].n);
+  c = members_of(m[M_LABELS].p, m[M_LABELS].n, mem, &whole);
+  put_object(&s->labels, m[M_LABELS].p, m[M_LABELS].n, mem, c, whole);
   field_close(&s->labels, at);
   return 0;
 }
