@@ -721,12 +721,20 @@ static int ts_of(span v, int64_t *us) {
   if (mo == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))) return 0;
   p += 19;
   if (*p == '.') {
-    /* microseconds, rounded as the server rounds the text */
-    for (i = 1, p++; *p >= '0' && *p <= '9'; p++, i++) {
+    const char *f = p;
+    for (i = 1, p++; *p >= '0' && *p <= '9'; p++, i++)
       if (i <= 6) frac += (*p - '0') * (scale /= 10);
-      else if (i == 7 && *p >= '5') frac++;
-    }
     if (i == 1) return 0;
+    if (i > 7) {
+      /* past microseconds: rounded as the server rounds the text */
+      char buf[40];
+      size_t k = (size_t)(p - f);
+      if (k >= sizeof buf - 1) return 0;
+      buf[0] = '0';
+      memcpy(buf + 1, f, k);
+      buf[k + 1] = '\0';
+      frac = (int64_t)rint(strtod(buf, NULL) * 1000000);
+    }
   }
   if (*p != 'Z') return 0;
   *us = (((days_from_civil(y, mo, d) - 10957) * 24 + h) * 60 + mi) * 60 * 1000000LL + sec * 1000000LL + frac;

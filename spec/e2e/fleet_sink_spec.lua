@@ -162,26 +162,37 @@ describe("postgresql sink", function()
     assert.are.equal(total, rows(h.jsonl(dir .. "/r.jsonl")[1].run_id))
   end)
 
-  it("stores odd records whole: escapes, a NUL escape, a nested type, no ts", function()
+  it("stores odd records whole: escapes, a NUL escape, a nested type, no ts, odd times", function()
     h.write(dir .. "/odd.jsonl", table.concat({
       '{"seq":1,"type":"run_start","run_id":"6f0e2f1c-1111-4222-8333-444455556666","t":0,'
         .. '"ts":"2026-12-07T00:00:00.000Z","labels":{},"params":{}}',
       [==[{"seq":2,"t":1.5,"data":{"type":"fake","s":"tab\t quote\" back\\ nul\u0000"},"type":"result",]==]
         .. [==["event":"e\"x","ts":"2026-12-07T00:00:01.500Z"}]==],
       '{"seq":3,"type":"result","t":null,"ts":"yesterday","event":{"id":"x"}}',
-      '{"seq":4,"type":"run_end","status":0,"t":2,"ts":"2026-12-07T00:00:02.000Z"}',
-      '{"seq":5,"type":"resu',
+      '{"seq":4,"type":"result","t":1e999,"ts":"2028-02-29T23:59:59.99999951Z"}',
+      '{"seq":5,"type":"result","t":-2.5e-3,"ts":"2026-02-30T00:00:00.000Z"}',
+      '{"seq":6,"type":"result","t":3,"ts":"2026-12-07T00:00:01.123456Z","type":"metric"}',
+      '{"seq":7,"type":"run_end","status":0,"t":2,"ts":"2026-12-07T00:00:02.000Z"}',
+      '{"seq":8,"type":"resu',
     }, "\n"))
     local code, out, err = h.run(("ship odd.jsonl --sink %s"):format(h.q(db.url)), dir)
     assert.are.equal(0, code, err)
-    assert.matches("complete up to seq 4 %(an unfinished last line", out)
+    assert.matches("complete up to seq 7 %(an unfinished last line", out)
     local got = pg.query(db, "SELECT seq, type, coalesce(event, '-'), coalesce(t::text, '-'), ts IS NULL,"
       .. " record->'data'->>'s' FROM orchlua_records WHERE run_id = '6f0e2f1c-1111-4222-8333-444455556666'"
       .. " ORDER BY seq")
     assert.are.equal('1|run_start|-|0|f|', got[1])
     assert.are.equal('2|result|e\\"x|1.5|f|tab\t quote" back\\ nul\u{FFFD}', got[2])
     assert.are.equal('3|result|{"id":"x"}|-|t|', got[3])
-    assert.are.equal(4, #got)
+    assert.are.equal(7, #got)
+    -- t out of a double's range: none; ts as the server reads it (rounded
+    -- to microseconds, a leap day), none for a day no month has; of two
+    -- equal keys the last, in the column as in the record
+    local times = pg.query(db, "SELECT seq, type, coalesce(t::text, '-'), ts IS NULL,"
+      .. " CASE WHEN seq = 5 THEN ts IS NULL ELSE ts = (record->>'ts')::timestamptz END, record->>'type'"
+      .. " FROM orchlua_records WHERE run_id = '6f0e2f1c-1111-4222-8333-444455556666' AND seq BETWEEN 4 AND 6"
+      .. " ORDER BY seq")
+    assert.are.same({ "4|result|-|f|t|result", "5|result|-0.0025|t|t|result", "6|metric|3|f|t|metric" }, times)
     assert.are.same({ "0" }, pg.query(db, "SELECT exit_status FROM orchlua_runs"
       .. " WHERE run_id = '6f0e2f1c-1111-4222-8333-444455556666'"))
   end)
