@@ -1,12 +1,13 @@
 -- Duration p50/p99/max (seconds) of each event's invocations, per device.
-SELECT r.labels->>'device' AS device,
-       rec.event,
+-- One build only, add AND labels @> '{"build": "1.4.2"}' (every row
+-- carries its run's labels).
+SELECT labels->>'device' AS device,
+       event,
        count(*) AS invocations,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY (rec.record->>'duration')::float8) AS p50_sec,
-       percentile_cont(0.99) WITHIN GROUP (ORDER BY (rec.record->>'duration')::float8) AS p99_sec,
-       max((rec.record->>'duration')::float8) AS max_sec
-FROM orchlua_runs r
-JOIN orchlua_records rec ON rec.run_id = r.run_id
-WHERE rec.type = 'invocation'
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY (record->>'duration')::float8) AS p50_sec,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY (record->>'duration')::float8) AS p99_sec,
+       max((record->>'duration')::float8) AS max_sec
+FROM orchlua_records
+WHERE type = 'invocation'
 GROUP BY 1, 2
 ORDER BY 1, 2;

@@ -3,7 +3,7 @@
 -- ship twice stores nothing twice, a rotated report ships as one run, and
 -- what goes wrong at run time (a server away at the start, a role that
 -- cannot log in, a schema it may not write) is said once and harms
--- neither the run nor the report.
+-- neither the run nor the report.  Every row carries its run's labels.
 local h = require "helper"
 local pg = require "pg"
 
@@ -68,11 +68,49 @@ describe("postgresql sink", function()
     local r = pg.query(db, ("SELECT seq, type, event, t, ts = (record->>'ts')::timestamptz FROM orchlua_records"
       .. " WHERE run_id = '%s' AND seq = %d"):format(id, #recs))
     assert.matches("^" .. #recs .. "|run_end||[%d.]+|t$", r[1])
+    -- every row: t and ts as the record says them, the run's labels
+    assert.are.same({ "0" }, pg.query(db, ("SELECT count(*) FROM orchlua_records WHERE run_id = '%s' AND"
+      .. " (t IS DISTINCT FROM (record->>'t')::float8 OR ts IS DISTINCT FROM (record->>'ts')::timestamptz"
+      .. " OR labels <> '{\"device\": \"d1\"}')"):format(id)))
     -- ship afterwards: nothing new, nothing twice
     local code2, out = h.run(("ship a.jsonl --sink %s"):format(h.q(db.url)), dir)
     assert.are.equal(0, code2)
     assert.matches("0 records stored now", out)
     assert.are.equal(#recs, rows(id))
+  end)
+
+  it("every row carries the run's labels, also in a table an older orchlua made without the column", function()
+    pg.query(db, "CREATE DATABASE olddb")
+    local old = { url = (db.url:gsub("/postgres%?", "/olddb?")) }
+    -- the tables as orchlua made them before labels were in every row, a row in them
+    local gone = "5e1f4a3b-1111-4222-8333-444455556666"
+    pg.query(old, "CREATE TABLE orchlua_runs (run_id uuid PRIMARY KEY, test_name text,"
+      .. " labels jsonb NOT NULL DEFAULT '{}', params jsonb NOT NULL DEFAULT '{}', started timestamptz,"
+      .. " ended timestamptz, exit_status integer);"
+      .. " CREATE TABLE orchlua_records (run_id uuid NOT NULL, seq bigint NOT NULL, type text, event text,"
+      .. " t double precision, ts timestamptz, record jsonb NOT NULL, UNIQUE (run_id, seq));"
+      .. (" INSERT INTO orchlua_records VALUES ('%s', 1, 'run_start', NULL, 0, now(), '{}')"):format(gone))
+    local code, _, err = h.run(("run s -q --time-scale 3 --report lab.jsonl --label device=d7 --label site=lab-3"
+      .. " --sink %s"):format(h.q(old.url)), dir)
+    assert.are.equal(1, code, err)
+    assert.matches("all %d+ records stored", err)
+    local function labelled(id, labels)
+      return tonumber(pg.value(old, ("SELECT count(*) FROM orchlua_records WHERE run_id = '%s' AND labels = '%s'")
+        :format(id, labels)))
+    end
+    local recs = h.jsonl(dir .. "/lab.jsonl")
+    assert.are.equal(#recs, labelled(recs[1].run_id, '{"device": "d7", "site": "lab-3"}'))
+    assert.are.equal(1, labelled(gone, "{}"))   -- rows stored before: {}
+    -- a role that may insert but not create: the column is there, it ships
+    pg.query(old, "CREATE ROLE inserter LOGIN; GRANT SELECT, INSERT ON orchlua_records TO inserter;"
+      .. " GRANT SELECT, INSERT, UPDATE ON orchlua_runs TO inserter")
+    code, _, err = h.run("run s -q --time-scale 3 --report lab2.jsonl --label device=d8", dir)
+    assert.are.equal(1, code, err)
+    local c, out, e = h.run(("ship lab2.jsonl --sink %s"):format(h.q(old.url:gsub("user=orch", "user=inserter"))), dir)
+    assert.are.equal(0, c, e)
+    local recs2 = h.jsonl(dir .. "/lab2.jsonl")
+    assert.matches(#recs2 .. " records stored now", out)
+    assert.are.equal(#recs2, labelled(recs2[1].run_id, '{"device": "d8"}'))
   end)
 
   it("ship uploads a run made without a sink, twice gives the same rows; a rotated report is one run", function()
@@ -100,6 +138,13 @@ describe("postgresql sink", function()
     assert.are.equal(0, c)
     assert.matches("5 records stored now", out)
     assert.are.equal(total, rows(id))
+    -- holes below the max (rows deleted, a backup restored): ship fills them
+    pg.query(db, ("DELETE FROM orchlua_records WHERE run_id = '%s' AND seq BETWEEN 10 AND 20"):format(id))
+    c, out = h.run(("ship b.jsonl --sink %s"):format(h.q(db.url)), dir)
+    assert.are.equal(0, c)
+    assert.matches("11 records stored now", out)
+    assert.are.equal(total, rows(id))
+    assert.are.equal(0, dups())
   end)
 
   it("follows a rotating report from segment to segment while the run goes on", function()
@@ -117,26 +162,37 @@ describe("postgresql sink", function()
     assert.are.equal(total, rows(h.jsonl(dir .. "/r.jsonl")[1].run_id))
   end)
 
-  it("stores odd records whole: escapes, a NUL escape, a nested type, no ts", function()
+  it("stores odd records whole: escapes, a NUL escape, a nested type, no ts, odd times", function()
     h.write(dir .. "/odd.jsonl", table.concat({
       '{"seq":1,"type":"run_start","run_id":"6f0e2f1c-1111-4222-8333-444455556666","t":0,'
         .. '"ts":"2026-12-07T00:00:00.000Z","labels":{},"params":{}}',
       [==[{"seq":2,"t":1.5,"data":{"type":"fake","s":"tab\t quote\" back\\ nul\u0000"},"type":"result",]==]
         .. [==["event":"e\"x","ts":"2026-12-07T00:00:01.500Z"}]==],
       '{"seq":3,"type":"result","t":null,"ts":"yesterday","event":{"id":"x"}}',
-      '{"seq":4,"type":"run_end","status":0,"t":2,"ts":"2026-12-07T00:00:02.000Z"}',
-      '{"seq":5,"type":"resu',
+      '{"seq":4,"type":"result","t":1e999,"ts":"2028-02-29T23:59:59.99999951Z"}',
+      '{"seq":5,"type":"result","t":-2.5e-3,"ts":"2026-02-30T00:00:00.000Z"}',
+      '{"seq":6,"type":"result","t":3,"ts":"2026-12-07T00:00:01.123456Z","type":"metric"}',
+      '{"seq":7,"type":"run_end","status":0,"t":2,"ts":"2026-12-07T00:00:02.000Z"}',
+      '{"seq":8,"type":"resu',
     }, "\n"))
     local code, out, err = h.run(("ship odd.jsonl --sink %s"):format(h.q(db.url)), dir)
     assert.are.equal(0, code, err)
-    assert.matches("complete up to seq 4 %(an unfinished last line", out)
+    assert.matches("complete up to seq 7 %(an unfinished last line", out)
     local got = pg.query(db, "SELECT seq, type, coalesce(event, '-'), coalesce(t::text, '-'), ts IS NULL,"
       .. " record->'data'->>'s' FROM orchlua_records WHERE run_id = '6f0e2f1c-1111-4222-8333-444455556666'"
       .. " ORDER BY seq")
     assert.are.equal('1|run_start|-|0|f|', got[1])
     assert.are.equal('2|result|e\\"x|1.5|f|tab\t quote" back\\ nul\u{FFFD}', got[2])
     assert.are.equal('3|result|{"id":"x"}|-|t|', got[3])
-    assert.are.equal(4, #got)
+    assert.are.equal(7, #got)
+    -- t out of a double's range: none; ts as the server reads it (rounded
+    -- to microseconds, a leap day), none for a day no month has; of two
+    -- equal keys the last, in the column as in the record
+    local times = pg.query(db, "SELECT seq, type, coalesce(t::text, '-'), ts IS NULL,"
+      .. " CASE WHEN seq = 5 THEN ts IS NULL ELSE ts = (record->>'ts')::timestamptz END, record->>'type'"
+      .. " FROM orchlua_records WHERE run_id = '6f0e2f1c-1111-4222-8333-444455556666' AND seq BETWEEN 4 AND 6"
+      .. " ORDER BY seq")
+    assert.are.same({ "4|result|-|f|t|result", "5|result|-0.0025|t|t|result", "6|metric|3|f|t|metric" }, times)
     assert.are.same({ "0" }, pg.query(db, "SELECT exit_status FROM orchlua_runs"
       .. " WHERE run_id = '6f0e2f1c-1111-4222-8333-444455556666'"))
   end)
@@ -162,9 +218,11 @@ describe("postgresql sink", function()
 
   it("a database that lost the run's rows (restored from a backup) gets them again when the sink reconnects", function()
     -- 2 s into the run: its rows deleted and the sink's session ended
-    local sql = "DELETE FROM orchlua_records WHERE run_id IN (SELECT run_id FROM orchlua_runs WHERE test_name = 'lost');"
-      .. " SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'orchlua'"
-    os.execute(("(sleep 2; psql -X -q %s -c %s) >/dev/null 2>&1 &"):format(h.q(db.url), h.q(sql)))
+    -- (two commands: the deletion committed before the session ends; the
+    -- sink may store a batch between them, leaving a hole below its max)
+    local del = "DELETE FROM orchlua_records WHERE run_id IN (SELECT run_id FROM orchlua_runs WHERE test_name = 'lost')"
+    local term = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'orchlua'"
+    os.execute(("(sleep 2; psql -X -q %s -c %s -c %s) >/dev/null 2>&1 &"):format(h.q(db.url), h.q(del), h.q(term)))
     h.write(dir .. "/descriptions/lost.json", (DESC:gsub('"s"', '"lost"'):gsub("0.0016667", "0.0033333")))
     local code, _, err = h.run(("run lost -q --time-scale 3 --report l.jsonl --sink %s"):format(h.q(db.url)), dir,
       "ORCHLUA_SINK_WAIT=30")
