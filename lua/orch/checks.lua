@@ -355,6 +355,36 @@ function Checks:snapshot()
   return out
 end
 
+--- The summary's checks: every one when there are no more than max, else
+-- the first max not passing, as snapshot() tables; and how many are not
+-- passing, and how many fail the run.
+function Checks:listing(max)
+  local status, def, n = self.status, self.def, self.n
+  local listed, failing, failed = {}, 0, 0
+  for i = 1, n do
+    local st = status[i] or "no_data"
+    local bad = st ~= "pass"
+    if bad then failing = failing + 1 end
+    if def[i].action ~= "warn" and (st == "fail" or st == "no_data") then failed = failed + 1 end
+    if n <= max or (bad and #listed < max) then listed[#listed + 1] = self:view(i) end
+  end
+  return listed, failing, failed
+end
+
+--- The checks failing now (fail or warn): how many, and the first max of
+-- them as snapshot() tables.
+function Checks:failing(max)
+  local status, out, count = self.status, {}, 0
+  for i = 1, self.n do
+    local st = status[i]
+    if st == "fail" or st == "warn" then
+      count = count + 1
+      if count <= max then out[count] = self:view(i) end
+    end
+  end
+  return count, out
+end
+
 -- The outputs' words for values and limits (orch.report's, one policy).
 M.number = report.check_number
 M.limit = report.check_limit
