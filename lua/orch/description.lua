@@ -100,6 +100,27 @@ local function is_identifier(s)
   return s:match("^[A-Za-z_][A-Za-z0-9_]*$") ~= nil and not LUA_KEYWORDS[s]
 end
 
+-- schema.percentile of a stat name, worked out once per name (20,000
+-- checks name a handful of stats)
+local pct_of = setmetatable({}, { __index = function(t, stat)
+  local p = schema.percentile(stat) or false
+  t[stat] = p
+  return p
+end })
+
+-- The stat names as a set, and each list of allowed values as one.
+local stat_names
+local value_sets = setmetatable({}, { __mode = "k" })
+local function value_set(typ)
+  local set = value_sets[typ]
+  if not set then
+    set = {}
+    for _, v in ipairs(typ.values) do set[v] = true end
+    value_sets[typ] = set
+  end
+  return set
+end
+
 local check   -- forward: check and check_object call each other
 
 -- Per key list, what check_object reads for every object: its key -> entry
@@ -239,10 +260,13 @@ function check(ctx, value, typ, path)
       return nil
     end
     if typ.stat then
-      for _, st in ipairs(schema.stats) do
-        if value == st.name and st.name ~= "pNN" then return value end
+      if not stat_names then
+        stat_names = {}
+        for _, st in ipairs(schema.stats) do
+          if st.name ~= "pNN" then stat_names[st.name] = true end
+        end
       end
-      if schema.percentile(value) then return value end
+      if stat_names[value] or pct_of[value] then return value end
       if value:match("^p[%d.]+$") then
         mismatch(ctx, path, value, typ, " (a percentile pNN needs 0 < NN < 100)")
         return nil
@@ -254,9 +278,7 @@ function check(ctx, value, typ, path)
       return nil
     end
     if typ.values then
-      for _, allowed in ipairs(typ.values) do
-        if value == allowed then return value end
-      end
+      if value_set(typ)[value] then return value end
       mismatch(ctx, path, value, typ, suggest.hint(value, typ.values))
       return nil
     end
@@ -333,16 +355,17 @@ local function check_checks(ctx, checks, count, events)
   local suits = {}
   for _, st in ipairs(schema.stats) do suits[st.name] = st.on end
   local names = {}
+  local path, at
+  local function err(key, message)
+    local kpath = key and json.join(path, key) or path
+    local where = ctx.index[kpath]
+    if where and key then where = { line = where.key_line or where.line, col = where.key_col or where.col } end
+    add_error(ctx, kpath, where or at, message)
+  end
   for i = 1, count do
     local c = checks[i]
-    local path = json.element("checks", i - 1)
-    local at = ctx.index[path]
-    local function err(key, message)
-      local kpath = key and json.join(path, key) or path
-      local where = ctx.index[kpath]
-      if where and key then where = { line = where.key_line or where.line, col = where.key_col or where.col } end
-      add_error(ctx, kpath, where or at, message)
-    end
+    path = json.element("checks", i - 1)
+    at = ctx.index[path]
     if c then
       c.index, c.path = i, path
       if c.metric == nil and c.event == nil and not ctx.index[json.join(path, "metric")]
@@ -361,7 +384,8 @@ local function check_checks(ctx, checks, count, events)
       end
       if c.metric then c.kind = "value"
       elseif c.event then c.kind = c.series or "status" end
-      local stat = c.stat and (schema.percentile(c.stat) and "pNN" or c.stat)
+      local p = c.stat and pct_of[c.stat] or nil
+      local stat = c.stat and (p and "pNN" or c.stat)
       if stat and c.kind and not suits[stat][(c.kind == "duration" or c.kind == "lateness") and "value" or c.kind] then
         local want
         if suits[stat].status then want = 'an "event" without "series"'
@@ -371,7 +395,7 @@ local function check_checks(ctx, checks, count, events)
           or ('an "event" with "series": %s'):format(json.quote(c.kind))
         err("stat", ("stat %s needs %s, found %s"):format(json.quote(c.stat), want, on))
       end
-      c.p = c.stat and schema.percentile(c.stat)
+      c.p = p
       if c.max == nil and c.min == nil and ctx.index[json.join(path, "max")] == nil
           and ctx.index[json.join(path, "min")] == nil then
         err(nil, 'expected "max" or "min" (the limit the check holds to), found neither')
