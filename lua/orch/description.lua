@@ -124,27 +124,125 @@ end
 local check   -- forward: check and check_object call each other
 
 -- Per key list, what check_object reads for every object: its key -> entry
--- map, its entries with a default_from, and a maker of the normalized
--- table sized for every field at once (a table grown a field at a time is
--- rehashed four times over).
+-- map, its entries with a default_from, a maker of the normalized table
+-- sized for every field at once (a table grown a field at a time is
+-- rehashed four times over), and for the fast pass a maker that also holds
+-- the scalar defaults (each field's first in key order) and the entries
+-- an absent key still matters for (required, a table default).
 local plans = setmetatable({}, { __mode = "k" })
 local function plan_of(keys)
   local plan = plans[keys]
   if plan then return plan end
-  local by_key, default_from, fields = {}, {}, {}
+  local by_key, default_from, fields, absent, defaults = {}, {}, {}, {}, {}
   for _, entry in ipairs(keys) do
     by_key[entry.key] = entry
     if entry.default_from then default_from[#default_from + 1] = entry end
-    fields[entry.to or entry.key] = true
+    local field = entry.to or entry.key
+    fields[field] = true
     if entry.group then fields[entry.group .. "_key"] = true end
+    if entry.required or type(entry.default) == "table" then
+      absent[#absent + 1] = entry
+    elseif entry.default ~= nil and defaults[field] == nil then
+      defaults[field] = entry.default
+    end
   end
-  local slots = {}
-  for _ in pairs(fields) do slots[#slots + 1] = ("_%d = nil"):format(#slots + 1) end
+  local slots, filled, args = {}, {}, {}
+  for field in pairs(fields) do
+    slots[#slots + 1] = ("_%d = nil"):format(#slots + 1)
+    if defaults[field] ~= nil then
+      local i = #args / 2 + 1
+      filled[#filled + 1] = ("[k%d] = v%d"):format(i, i)
+      args[#args + 1], args[#args + 2] = field, defaults[field]
+    else
+      filled[#filled + 1] = ("_%d = nil"):format(#filled + 1)
+    end
+  end
   -- a constructor's fields size the table; nil values are not stored
   local new = load("return function() return { " .. table.concat(slots, ", ") .. " } end")()
-  plan = { by_key = by_key, default_from = default_from, new = new }
+  local names = {}
+  for i = 1, #args / 2 do names[i] = ("k%d, v%d"):format(i, i) end
+  local new_defaults = load((#names > 0 and "local " .. table.concat(names, ", ") .. " = ...\n" or "")
+    .. "return function() return { " .. table.concat(filled, ", ") .. " } end")(table.unpack(args))
+  plan = { by_key = by_key, default_from = default_from, new = new, new_defaults = new_defaults, absent = absent }
   plans[keys] = plan
   return plan
+end
+
+-- A group's field naming the key given ("interval" -> "interval_key").
+local group_key = setmetatable({}, { __index = function(t, group)
+  t[group] = group .. "_key"
+  return t[group]
+end })
+
+-- One member given, at kpath: checked, scaled to seconds, stored in out
+-- under its field (and its group's key); nothing stored when bad.
+local function check_member(ctx, out, entry, v, kpath)
+  local nv = check(ctx, v, entry.type, kpath)
+  if nv ~= nil and (entry.scale or entry.unit) then
+    local sec = nv * (entry.scale or entry.unit)
+    if sec == math.huge then   -- finite in hours, not in seconds
+      mismatch(ctx, kpath, v, entry.type, " (too large once in seconds)")
+      nv = nil
+    elseif entry.min_sec and sec < entry.min_sec then
+      add_error(ctx, kpath, ctx.index[kpath], ("expected at least %s, found %s")
+        :format(entry.min_why, found(ctx, v, kpath)))
+      nv = nil
+    elseif entry.max_sec and sec > entry.max_sec then
+      add_error(ctx, kpath, ctx.index[kpath], ("expected at most %s, found %s")
+        :format(entry.max_why, found(ctx, v, kpath)))
+      nv = nil
+    elseif entry.scale then
+      nv = sec
+    end
+  end
+  if nv ~= nil then
+    if entry.basename and ctx.basename and nv ~= ctx.basename then
+      add_error(ctx, kpath, ctx.index[kpath],
+        ("expected %s (the file is %s), found %s"):format(
+          json.quote(ctx.basename), ctx.filename, json.quote(nv)))
+    end
+    out[entry.to or entry.key] = nv
+    if entry.group then out[group_key[entry.group]] = entry.key end
+  end
+end
+
+-- check_object in the fast pass (no paths, no positions): the members
+-- given are walked, not the schema's keys, and the defaults come with the
+-- table.  The same result for a valid object; any problem is only counted
+-- (the second pass says it).
+local function check_object_fast(ctx, value, plan)
+  local out = plan.new_defaults()
+  local by_key, groups = plan.by_key, nil
+  for key, v in next, value do
+    local entry = by_key[key]
+    if not entry then
+      add_error(ctx, false, nil, "unknown key")
+    else
+      local group = entry.group
+      if group then
+        groups = groups or {}
+        if groups[group] then add_error(ctx, false, nil, "a group's second key") end
+        groups[group] = true
+      end
+      check_member(ctx, out, entry, v, false)
+    end
+  end
+  for _, entry in ipairs(plan.absent) do
+    if value[entry.key] == nil then
+      if entry.required then
+        add_error(ctx, false, nil, "a required key missing")
+      else
+        local field = entry.to or entry.key
+        out[field] = out[field] or {}   -- a fresh table: callers may fill it
+      end
+    end
+  end
+  for _, entry in ipairs(plan.default_from) do
+    if out[entry.to or entry.key] == nil then
+      out[entry.to or entry.key] = out[entry.default_from]
+    end
+  end
+  return out
 end
 
 -- Checks the members of an object against a key list; returns the normalized
@@ -152,6 +250,7 @@ end
 -- that later checks (duplicate ids) still see what was good.
 local function check_object(ctx, value, keys, path)
   local plan = plan_of(keys)
+  if ctx.fast then return check_object_fast(ctx, value, plan) end
   local out = plan.new()
   -- unknown keys (load sorts all errors by position, so pairs order is fine)
   local by_key = plan.by_key
@@ -184,33 +283,7 @@ local function check_object(ctx, value, keys, path)
         groups[entry.group] = g
         g[#g + 1] = { entry = entry, at = ctx.index[kpath] }
       end
-      local nv = check(ctx, v, entry.type, kpath)
-      if nv ~= nil and (entry.scale or entry.unit) then
-        local sec = nv * (entry.scale or entry.unit)
-        if sec == math.huge then   -- finite in hours, not in seconds
-          mismatch(ctx, kpath, v, entry.type, " (too large once in seconds)")
-          nv = nil
-        elseif entry.min_sec and sec < entry.min_sec then
-          add_error(ctx, kpath, ctx.index[kpath], ("expected at least %s, found %s")
-            :format(entry.min_why, found(ctx, v, kpath)))
-          nv = nil
-        elseif entry.max_sec and sec > entry.max_sec then
-          add_error(ctx, kpath, ctx.index[kpath], ("expected at most %s, found %s")
-            :format(entry.max_why, found(ctx, v, kpath)))
-          nv = nil
-        elseif entry.scale then
-          nv = sec
-        end
-      end
-      if nv ~= nil then
-        if entry.basename and ctx.basename and nv ~= ctx.basename then
-          add_error(ctx, kpath, ctx.index[kpath],
-            ("expected %s (the file is %s), found %s"):format(
-              json.quote(ctx.basename), ctx.filename, json.quote(nv)))
-        end
-        out[field] = nv
-        if entry.group then out[entry.group .. "_key"] = entry.key end
-      end
+      check_member(ctx, out, entry, v, kpath)
     end
   end
   for name, given in pairs(groups or NO_INDEX) do
