@@ -71,12 +71,15 @@ function M.new(run)
   local defs = run.desc.checks
   if not defs or #defs == 0 then return nil end
   -- what is built here lives as long as the run, and the engine collects
-  -- in full before t0: young passes meanwhile would only re-walk the
-  -- arrays growing here (each write to one an old table touched again)
+  -- in full just before t0 (Run:start_clock, then start() here): until
+  -- then the collector stays stopped, or the heap grown here would be
+  -- walked whole twice, by a major pass on the way and by that one
   collectgarbage("stop")
   local ok, self = pcall(build, run, defs)
-  collectgarbage("restart")
-  if not ok then error(self, 0) end
+  if not ok then
+    collectgarbage("restart")
+    error(self, 0)
+  end
   return self
 end
 
@@ -259,6 +262,7 @@ end
 -- makes a tick late, never the next ones): every second of description
 -- time, at most ten times a real second, until stop_timer.
 function Checks:start()
+  collectgarbage("restart")   -- stopped since M.new
   local period = math.max(1, 0.1 * (self.run.scale or 1))
   self.period = period
   self.next_windowed = 0
