@@ -11,8 +11,10 @@
  *     (user and system CPU in microseconds, peak RSS in KB; wait4 counts the
  *     child's own waited-for children, e.g. the shells popen starts);
  *   - with -w FILE: the first write to FILE (inotify IN_MODIFY; FILE is
- *     created empty first, and fopen "w" keeps the inode), and the child's
- *     on-CPU time at that instant from /proc/PID/schedstat (nanoseconds);
+ *     created empty first, and fopen "w" keeps the inode: its truncation
+ *     is the first), and the child's on-CPU time at that instant from
+ *     /proc/PID/schedstat (nanoseconds); the same for the second write
+ *     (orchlua's run_start, flushed at t0);
  *   - every SAMPLE_MS (default 100): RSS from /proc/PID/statm and on-CPU
  *     time from /proc/PID/schedstat, as [ms, rss_kb, cpu_us] triples.
  *
@@ -85,8 +87,8 @@ int main(int argc, char **argv) {
   double timeout_s = 0;
   int i, ifd = -1, wd = -1, pidfd, status = 0, timed_out = 0;
   pid_t pid;
-  uint64_t t_start, t_first_write = 0, t_exit, next_sample;
-  int64_t cpu_first_write = -1, cpu_exit = -1;
+  uint64_t t_start, t_first_write = 0, t_second_write = 0, t_exit, next_sample;
+  int64_t cpu_first_write = -1, cpu_second_write = -1, cpu_exit = -1;
   long rss_first_write = -1;
   struct rusage ru;
   sample *samples = NULL;
@@ -141,13 +143,20 @@ int main(int argc, char **argv) {
     if (poll(p, n, timeout) < 0 && errno != EINTR) { perror("poll"); break; }
     now = now_ns();
     if (n == 2 && (p[1].revents & POLLIN)) {
-      /* the first write: stamp it, then stop watching */
-      t_first_write = now;
-      cpu_first_write = read_schedstat(pid);
-      rss_first_write = read_rss_kb(pid);
-      inotify_rm_watch(ifd, wd);
-      close(ifd);
-      ifd = -1;
+      /* the first two writes: stamp them, then stop watching */
+      char ev[4096];
+      while (read(ifd, ev, sizeof ev) > 0) {}
+      if (t_first_write == 0) {
+        t_first_write = now;
+        cpu_first_write = read_schedstat(pid);
+        rss_first_write = read_rss_kb(pid);
+      } else {
+        t_second_write = now;
+        cpu_second_write = read_schedstat(pid);
+        inotify_rm_watch(ifd, wd);
+        close(ifd);
+        ifd = -1;
+      }
     }
     if (p[0].revents & POLLIN) {
       /* exited, not yet reaped: its schedstat is still readable */
@@ -192,6 +201,9 @@ int main(int argc, char **argv) {
     fprintf(out, "\"first_write_ms\":%.3f,\"first_write_cpu_us\":%.1f,\"first_write_rss_kb\":%ld,",
             (double)(t_first_write - t_start) / 1e6, (double)cpu_first_write / 1e3,
             rss_first_write);
+  if (t_second_write)
+    fprintf(out, "\"second_write_ms\":%.3f,\"second_write_cpu_us\":%.1f,",
+            (double)(t_second_write - t_start) / 1e6, (double)cpu_second_write / 1e3);
   fprintf(out, "\"samples\":[");
   for (size_t k = 0; k < nsamples; k++)
     fprintf(out, "%s[%.1f,%ld,%.0f]", k ? "," : "", samples[k].ms, samples[k].rss_kb,

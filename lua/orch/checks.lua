@@ -51,85 +51,90 @@ local function where_key(where)
   return table.concat(keys, "\0")
 end
 
--- The series' stat name and argument for a check's stat.
-local function stat_of(def)
-  if def.p then return "pct", def.p end
-  return def.stat, nil
+-- Whether check def keeps its worst state: a window, silence or abort.
+local function sticky(def)
+  return def.window ~= nil or def.stat == "silence_sec" or def.action == "abort"
 end
 
 --- The judge of run's checks, or nil when the description has none.  The
 -- run gives: desc.checks, per_event (the invokers), queue, total (s),
 -- scale, and emit(rec) / stop(reason).
 --
--- A check is an index i into arrays of fields (self.name[i], ...), a
--- shared series a group g into others, and an event's checks and series
--- are chains through them: 20,000 checks on 10,000 events are a few dozen
--- tables, not 100,000 for the collector to walk at every cycle.
+-- A check is an index i into desc.checks (self.def[i], read as validated)
+-- and into arrays of its state (self.status[i], ...: nil until first
+-- judged), a shared series a group g into others, and an event's checks
+-- and series are chains through them: 20,000 checks on 10,000 events add
+-- a few dozen tables, not 100,000 for the collector to walk at every cycle.
 local build
 
 function M.new(run)
   local defs = run.desc.checks
   if not defs or #defs == 0 then return nil end
   -- what is built here lives as long as the run, and the engine collects
-  -- in full before t0: young passes meanwhile would only re-walk the
-  -- arrays growing here (each write to one an old table touched again)
+  -- in full just before t0 (Run:start_clock, then start() here): until
+  -- then the collector stays stopped, or the heap grown here would be
+  -- walked whole twice, by a major pass on the way and by that one
   collectgarbage("stop")
   local ok, self = pcall(build, run, defs)
-  collectgarbage("restart")
-  if not ok then error(self, 0) end
+  if not ok then
+    collectgarbage("restart")
+    error(self, 0)
+  end
   return self
 end
 
 function build(run, defs)
   local n = #defs
-  local self = setmetatable({ run = run, n = n, aborts = {}, windowed = {}, whole = {}, owned = {},
-    -- per check: its definition's fields, then its state
-    def = {}, name = {}, stat = {}, sname = {}, p = {}, min = {}, max = {}, action = {}, after = {},
-    sticky = {}, series = {}, status = {}, value = {}, worst = {}, breached = {}, final = {},
+  local self = setmetatable({ run = run, n = n, def = defs, aborts = {}, windowed = {}, whole = {}, owned = {},
+    -- per check: its series, then its state
+    series = {}, status = {}, value = {}, worst = {}, breached = {},
     ev_next = {},     -- the next check of the same event, in judging order
     -- per event id: the first of its checks, of its series fed by the
     -- engine (not derived) and of its status series; gseries[g] the
     -- series, fed_next / status_next the event's next group
     ev_check = {}, ev_fed = {}, ev_status = {}, gseries = {}, fed_next = {}, status_next = {},
   }, Checks)
-  -- groups: checks on the same source, window and warm-up share a series
-  local shared, gdef, ghist, gslope, gderivable, gfirst, glast, gnext = {}, {}, {}, {}, {}, {}, {}, {}
+  -- groups: checks on the same source, window, warm-up and filter share a
+  -- series; a source's groups are a chain (gsame) from by_src[source]
+  local by_src, gsame, gdef, gwhere, ghist, gslope, gderivable, gfirst, glast, gnext =
+    {}, {}, {}, {}, {}, {}, {}, {}, {}, {}
   local ng = 0
-  local name, stat, sname, pp, min, max, action, after, sticky, def_of = self.name, self.stat, self.sname,
-    self.p, self.min, self.max, self.action, self.after, self.sticky, self.def
-  local status, value, worst, breached, final, ev_next = self.status, self.value, self.worst, self.breached,
-    self.final, self.ev_next
-  for i, def in ipairs(defs) do
-    local key = def.kind .. "\1" .. (def.metric or def.event) .. "\1" .. where_key(def.where) .. "\1"
-      .. tostring(def.window or "") .. "\1" .. tostring(def.after)
-    local g = shared[key]
+  local aborts, windowed, whole, owned, ev_next = self.aborts, self.windowed, self.whole, self.owned, self.ev_next
+  for i = 1, n do
+    local def = defs[i]
+    local src, kind, window, after = def.metric or def.event, def.kind, def.window, def.after
+    local wk = def.where and where_key(def.where) or ""
+    local g = by_src[src]
+    while g do
+      local d = gdef[g]
+      if d.kind == kind and d.window == window and d.after == after and gwhere[g] == wk then break end
+      g = gsame[g]
+    end
     if not g then
       ng = ng + 1
       g = ng
-      shared[key] = g
-      gdef[g], ghist[g], gslope[g], gderivable[g] = def, false, false, true
+      gsame[g], by_src[src] = by_src[src] or false, g
+      gdef[g], gwhere[g], ghist[g], gslope[g], gderivable[g], gfirst[g] = def, wk, false, false, true, i
     else
       gnext[glast[g]] = i
     end
-    if not gfirst[g] then gfirst[g] = i end
     glast[g] = i
-    ghist[g] = ghist[g] or def.p ~= nil
-    gslope[g] = gslope[g] or def.stat == "slope_per_hour"
-    local d = DERIVABLE[def.kind]
-    gderivable[g] = gderivable[g] ~= false and d ~= nil and (d[def.stat] or (def.p ~= nil and d.pNN)) or false
-    local st, p = stat_of(def)
-    def_of[i], name[i], stat[i], sname[i], pp[i] = def, def.name, def.stat, st, p or false
-    min[i], max[i], action[i], after[i] = def.min or false, def.max or false, def.action, def.after or 0
-    sticky[i] = def.window ~= nil or def.stat == "silence_sec" or def.action == "abort"
-    status[i], value[i], worst[i], breached[i], final[i], ev_next[i] = false, false, false, false, false, false
-    local list = def.action == "abort" and self.aborts or sticky[i] and self.windowed or self.whole
+    if def.p then ghist[g] = true end
+    if def.stat == "slope_per_hour" then gslope[g] = true end
+    if gderivable[g] then
+      local d = DERIVABLE[kind]
+      gderivable[g] = d ~= nil and (d[def.stat] or (def.p ~= nil and d.pNN)) or false
+    end
+    ev_next[i] = false
+    local list = def.action == "abort" and aborts or sticky(def) and windowed or whole
     list[#list + 1] = i
-    if def.event and (def.stat == "errors" or def.stat == "error_rate") then self.owned[def.event] = true end
+    if def.event and (def.stat == "errors" or def.stat == "error_rate") then owned[def.event] = true end
   end
   local taps, ev_last, fed_last, status_last = {}, {}, {}, {}
   local gseries, fed_next, status_next = self.gseries, self.fed_next, self.status_next
   local spec = { span = run.total }   -- one table for every series: core.series reads it then
-  local series = self.series
+  local series, per_event = self.series, run.per_event
+  local tap
   for g = 1, ng do
     local def = gdef[g]
     -- what the invoker counts already is read there, not fed again (nor
@@ -154,7 +159,9 @@ function build(run, defs)
       l[#l + 1] = s
     else
       local id = def.event
-      run.per_event[id]:tap(s, derived)
+      local inv = per_event[id]
+      tap = tap or inv.tap
+      tap(inv, s, derived)
       if not derived then
         if fed_last[id] then fed_next[fed_last[id]] = g else self.ev_fed[id] = g end
         fed_last[id] = g
@@ -183,17 +190,17 @@ end
 
 -- Check i as a table (the snapshot's fields).
 function Checks:view(i)
-  local st = self.status[i]
-  return { name = self.name[i], stat = self.stat[i], status = st or "no_data", value = self.value[i] or nil,
-           min = self.min[i] or nil, max = self.max[i] or nil, action = self.action[i] }
+  local def = self.def[i]
+  return { name = def.name, stat = def.stat, status = self.status[i] or "no_data", value = self.value[i],
+           min = def.min, max = def.max, action = def.action }
 end
 
 -- A check record as DESIGN.md "Checks" says, and the console's line.
 function Checks:record(i, t, final, ts)
-  local st = self.status[i]
-  self.run:emit({ type = "check", name = self.name[i], stat = self.stat[i], status = st,
-                  value = self.value[i] or nil, min = self.min[i] or nil, max = self.max[i] or nil,
-                  action = self.action[i], final = final or nil, t = t, ts = ts })
+  local st, def = self.status[i], self.def[i]
+  self.run:emit({ type = "check", name = def.name, stat = def.stat, status = st,
+                  value = self.value[i], min = def.min, max = def.max,
+                  action = def.action, final = final or nil, t = t, ts = ts })
   if not final and st ~= "pass" and st ~= "no_data" and self.run.console.check then
     self.run.console:check(self:view(i))
   end
@@ -201,9 +208,11 @@ end
 
 -- Judges check i at description time now.
 function Checks:judge(i, now)
-  if now < self.after[i] then return end
-  local v = self.stat_fn(self.series[i], self.sname[i], now, self.p[i] or nil)
-  local max, min, action = self.max[i], self.min[i], self.action[i]
+  local def = self.def[i]
+  if def.after and now < def.after then return end
+  local p = def.p
+  local v = self.stat_fn(self.series[i], p and "pct" or def.stat, now, p)
+  local max, min, action = def.max, def.min, def.action
   local status
   if v == nil then
     status = "no_data"
@@ -211,25 +220,25 @@ function Checks:judge(i, now)
     status = action == "warn" and "warn" or "fail"
     -- the worst value judged: what the summary shows for a breach
     local worst = self.worst[i]
-    if worst == false or (max and v > max and v > worst) or (min and v < min and v < worst) then
+    if worst == nil or (max and v > max and v > worst) or (min and v < min and v < worst) then
       self.worst[i] = v
     end
     self.breached[i] = true
   else
     status = "pass"
   end
-  self.value[i] = v or false
+  self.value[i] = v
   local old = self.status[i]
   if status ~= old then
     -- the first judgement passing (or finding nothing yet) changes nothing
     -- worth a record: 20,000 checks would write 20,000 lines at once
-    local first = old == false and (status == "pass" or status == "no_data")
+    local first = old == nil and (status == "pass" or status == "no_data")
     self.status[i] = status
     -- replaying a resumed run's report: its records are there already
     if not first and not self.replay then self:record(i, now) end
     if status == "fail" and action == "abort" then
-      local why = ("check %q failed (%s %s, limit %s)"):format(self.name[i], self.stat[i], M.number(v),
-        M.limit({ min = min or nil, max = max or nil }))
+      local why = ("check %q failed (%s %s, limit %s)"):format(def.name, def.stat, M.number(v),
+        M.limit({ min = min, max = max }))
       if self.replay then self.replay.stop = self.replay.stop or why else self.run:stop(why) end
     end
   end
@@ -255,6 +264,7 @@ end
 -- makes a tick late, never the next ones): every second of description
 -- time, at most ten times a real second, until stop_timer.
 function Checks:start()
+  collectgarbage("restart")   -- stopped since M.new
   local period = math.max(1, 0.1 * (self.run.scale or 1))
   self.period = period
   self.next_windowed = 0
@@ -346,41 +356,38 @@ function Checks:finish()
   self:stop_timer()
   local now = core.now()
   local ts = core.ts(now)
-  local status, action, value, sticky, breached, worst, series, stat, name, min, max, final, def =
-    self.status, self.action, self.value, self.sticky, self.breached, self.worst, self.series, self.stat,
-    self.name, self.min, self.max, self.final, self.def
+  local status, value, breached, worst, series, def = self.status, self.value, self.breached, self.worst,
+    self.series, self.def
   local run = self.run
   -- one record table for all (the writer encodes it at once): 20,000
   -- tables here were garbage the collector then walked with the heap
   local rec = { type = "check", final = true, t = now, ts = ts }
   for i = 1, self.n do
     self:judge(i, now)
-    local st
-    if sticky[i] and breached[i] then
-      st = action[i] == "warn" and "warn" or "fail"
+    local d = def[i]
+    local st = status[i]
+    if breached[i] and sticky(d) then
+      st = d.action == "warn" and "warn" or "fail"
       value[i] = worst[i]
-    elseif status[i] == "fail" or status[i] == "warn" then
-      st = status[i]
-    elseif series[i].total == 0 and stat[i] ~= "silence_sec" and not def[i].allow_no_data then
-      st = "no_data"
-    else
-      st = "pass"
+    elseif st ~= "fail" and st ~= "warn" then
+      st = series[i].total == 0 and d.stat ~= "silence_sec" and not d.allow_no_data and "no_data" or "pass"
     end
     status[i] = st
-    final[i] = true
-    rec.name, rec.stat, rec.status, rec.action = name[i], stat[i], st, action[i]
-    rec.value, rec.min, rec.max = value[i] or nil, min[i] or nil, max[i] or nil
+    rec.name, rec.stat, rec.status, rec.action = d.name, d.stat, st, d.action
+    rec.value, rec.min, rec.max = value[i], d.min, d.max
     rec.t, rec.ts = now, ts
     run:emit(rec)
   end
+  self.finished = true
 end
 
 --- Whether a check failed the run: fail or abort out of its limits, or
 -- no data where some was required.
 function Checks:failed()
-  local status, final = self.status, self.final
+  local status, def, final = self.status, self.def, self.finished
   for i = 1, self.n do
-    if self.action[i] ~= "warn" and (status[i] == "fail" or (final[i] and status[i] == "no_data")) then
+    local st = status[i]
+    if def[i].action ~= "warn" and (st == "fail" or (final and st == "no_data")) then
       return true
     end
   end
@@ -393,6 +400,36 @@ function Checks:snapshot()
   local out = {}
   for i = 1, self.n do out[i] = self:view(i) end
   return out
+end
+
+--- The summary's checks: every one when there are no more than max, else
+-- the first max not passing, as snapshot() tables; and how many are not
+-- passing, and how many fail the run.
+function Checks:listing(max)
+  local status, def, n = self.status, self.def, self.n
+  local listed, failing, failed = {}, 0, 0
+  for i = 1, n do
+    local st = status[i] or "no_data"
+    local bad = st ~= "pass"
+    if bad then failing = failing + 1 end
+    if def[i].action ~= "warn" and (st == "fail" or st == "no_data") then failed = failed + 1 end
+    if n <= max or (bad and #listed < max) then listed[#listed + 1] = self:view(i) end
+  end
+  return listed, failing, failed
+end
+
+--- The checks failing now (fail or warn): how many, and the first max of
+-- them as snapshot() tables.
+function Checks:failing(max)
+  local status, out, count = self.status, {}, 0
+  for i = 1, self.n do
+    local st = status[i]
+    if st == "fail" or st == "warn" then
+      count = count + 1
+      if count <= max then out[count] = self:view(i) end
+    end
+  end
+  return count, out
 end
 
 -- The outputs' words for values and limits (orch.report's, one policy).

@@ -98,30 +98,149 @@ local function is_identifier(s)
   return s:match("^[A-Za-z_][A-Za-z0-9_]*$") ~= nil and not LUA_KEYWORDS[s]
 end
 
+-- schema.percentile of a stat name, worked out once per name (20,000
+-- checks name a handful of stats)
+local pct_of = setmetatable({}, { __index = function(t, stat)
+  local p = schema.percentile(stat) or false
+  t[stat] = p
+  return p
+end })
+
+-- The stat names as a set, and each list of allowed values as one.
+local stat_names
+local value_sets = setmetatable({}, { __mode = "k" })
+local function value_set(typ)
+  local set = value_sets[typ]
+  if not set then
+    set = {}
+    for _, v in ipairs(typ.values) do set[v] = true end
+    value_sets[typ] = set
+  end
+  return set
+end
+
 local check   -- forward: check and check_object call each other
 
 -- Per key list, what check_object reads for every object: its key -> entry
--- map, its entries with a default_from, and a maker of the normalized
--- table sized for every field at once (a table grown a field at a time is
--- rehashed four times over).
+-- map, its entries with a default_from, a maker of the normalized table
+-- sized for every field at once (a table grown a field at a time is
+-- rehashed four times over), and for the fast pass a maker that also holds
+-- the scalar defaults (each field's first in key order) and the entries
+-- an absent key still matters for (required, a table default).
 local plans = setmetatable({}, { __mode = "k" })
 local function plan_of(keys)
   local plan = plans[keys]
   if plan then return plan end
-  local by_key, default_from, fields = {}, {}, {}
+  local by_key, default_from, fields, absent, defaults = {}, {}, {}, {}, {}
   for _, entry in ipairs(keys) do
     by_key[entry.key] = entry
     if entry.default_from then default_from[#default_from + 1] = entry end
-    fields[entry.to or entry.key] = true
+    local field = entry.to or entry.key
+    fields[field] = true
     if entry.group then fields[entry.group .. "_key"] = true end
+    if entry.required or type(entry.default) == "table" then
+      absent[#absent + 1] = entry
+    elseif entry.default ~= nil and defaults[field] == nil then
+      defaults[field] = entry.default
+    end
   end
-  local slots = {}
-  for _ in pairs(fields) do slots[#slots + 1] = ("_%d = nil"):format(#slots + 1) end
+  local slots, filled, args = {}, {}, {}
+  for field in pairs(fields) do
+    slots[#slots + 1] = ("_%d = nil"):format(#slots + 1)
+    if defaults[field] ~= nil then
+      local i = #args / 2 + 1
+      filled[#filled + 1] = ("[k%d] = v%d"):format(i, i)
+      args[#args + 1], args[#args + 2] = field, defaults[field]
+    else
+      filled[#filled + 1] = ("_%d = nil"):format(#filled + 1)
+    end
+  end
   -- a constructor's fields size the table; nil values are not stored
   local new = load("return function() return { " .. table.concat(slots, ", ") .. " } end")()
-  plan = { by_key = by_key, default_from = default_from, new = new }
+  local names = {}
+  for i = 1, #args / 2 do names[i] = ("k%d, v%d"):format(i, i) end
+  local new_defaults = load((#names > 0 and "local " .. table.concat(names, ", ") .. " = ...\n" or "")
+    .. "return function() return { " .. table.concat(filled, ", ") .. " } end")(table.unpack(args))
+  plan = { by_key = by_key, default_from = default_from, new = new, new_defaults = new_defaults, absent = absent }
   plans[keys] = plan
   return plan
+end
+
+-- A group's field naming the key given ("interval" -> "interval_key").
+local group_key = setmetatable({}, { __index = function(t, group)
+  t[group] = group .. "_key"
+  return t[group]
+end })
+
+-- One member given, at kpath: checked, scaled to seconds, stored in out
+-- under its field (and its group's key); nothing stored when bad.
+local function check_member(ctx, out, entry, v, kpath)
+  local nv = check(ctx, v, entry.type, kpath)
+  if nv ~= nil and (entry.scale or entry.unit) then
+    local sec = nv * (entry.scale or entry.unit)
+    if sec == math.huge then   -- finite in hours, not in seconds
+      mismatch(ctx, kpath, v, entry.type, " (too large once in seconds)")
+      nv = nil
+    elseif entry.min_sec and sec < entry.min_sec then
+      add_error(ctx, kpath, ctx.index[kpath], ("expected at least %s, found %s")
+        :format(entry.min_why, found(ctx, v, kpath)))
+      nv = nil
+    elseif entry.max_sec and sec > entry.max_sec then
+      add_error(ctx, kpath, ctx.index[kpath], ("expected at most %s, found %s")
+        :format(entry.max_why, found(ctx, v, kpath)))
+      nv = nil
+    elseif entry.scale then
+      nv = sec
+    end
+  end
+  if nv ~= nil then
+    if entry.basename and ctx.basename and nv ~= ctx.basename then
+      add_error(ctx, kpath, ctx.index[kpath],
+        ("expected %s (the file is %s), found %s"):format(
+          json.quote(ctx.basename), ctx.filename, json.quote(nv)))
+    end
+    out[entry.to or entry.key] = nv
+    if entry.group then out[group_key[entry.group]] = entry.key end
+  end
+end
+
+-- check_object in the fast pass (no paths, no positions): the members
+-- given are walked, not the schema's keys, and the defaults come with the
+-- table.  The same result for a valid object; any problem is only counted
+-- (the second pass says it).
+local function check_object_fast(ctx, value, plan)
+  local out = plan.new_defaults()
+  local by_key, groups = plan.by_key, nil
+  for key, v in next, value do
+    local entry = by_key[key]
+    if not entry then
+      add_error(ctx, false, nil, "unknown key")
+    else
+      local group = entry.group
+      if group then
+        groups = groups or {}
+        if groups[group] then add_error(ctx, false, nil, "a group's second key") end
+        groups[group] = true
+      end
+      check_member(ctx, out, entry, v, false)
+    end
+  end
+  for _, entry in ipairs(plan.absent) do
+    if value[entry.key] == nil then
+      if entry.required then
+        add_error(ctx, false, nil, "a required key missing")
+      else
+        local field = entry.to or entry.key
+        out[field] = out[field] or {}   -- a fresh table: callers may fill it
+      end
+    end
+  end
+  for _, entry in ipairs(plan.default_from) do
+    if out[entry.to or entry.key] == nil then
+      out[entry.to or entry.key] = out[entry.default_from]
+    end
+  end
+  return out
 end
 
 -- Checks the members of an object against a key list; returns the normalized
@@ -129,6 +248,7 @@ end
 -- that later checks (duplicate ids) still see what was good.
 local function check_object(ctx, value, keys, path)
   local plan = plan_of(keys)
+  if ctx.fast then return check_object_fast(ctx, value, plan) end
   local out = plan.new()
   -- unknown keys (load sorts all errors by position, so pairs order is fine)
   local by_key = plan.by_key
@@ -161,33 +281,7 @@ local function check_object(ctx, value, keys, path)
         groups[entry.group] = g
         g[#g + 1] = { entry = entry, at = ctx.index[kpath] }
       end
-      local nv = check(ctx, v, entry.type, kpath)
-      if nv ~= nil and (entry.scale or entry.unit) then
-        local sec = nv * (entry.scale or entry.unit)
-        if sec == math.huge then   -- finite in hours, not in seconds
-          mismatch(ctx, kpath, v, entry.type, " (too large once in seconds)")
-          nv = nil
-        elseif entry.min_sec and sec < entry.min_sec then
-          add_error(ctx, kpath, ctx.index[kpath], ("expected at least %s, found %s")
-            :format(entry.min_why, found(ctx, v, kpath)))
-          nv = nil
-        elseif entry.max_sec and sec > entry.max_sec then
-          add_error(ctx, kpath, ctx.index[kpath], ("expected at most %s, found %s")
-            :format(entry.max_why, found(ctx, v, kpath)))
-          nv = nil
-        elseif entry.scale then
-          nv = sec
-        end
-      end
-      if nv ~= nil then
-        if entry.basename and ctx.basename and nv ~= ctx.basename then
-          add_error(ctx, kpath, ctx.index[kpath],
-            ("expected %s (the file is %s), found %s"):format(
-              json.quote(ctx.basename), ctx.filename, json.quote(nv)))
-        end
-        out[field] = nv
-        if entry.group then out[entry.group .. "_key"] = entry.key end
-      end
+      check_member(ctx, out, entry, v, kpath)
     end
   end
   for name, given in pairs(groups or NO_INDEX) do
@@ -237,10 +331,13 @@ function check(ctx, value, typ, path)
       return nil
     end
     if typ.stat then
-      for _, st in ipairs(schema.stats) do
-        if value == st.name and st.name ~= "pNN" then return value end
+      if not stat_names then
+        stat_names = {}
+        for _, st in ipairs(schema.stats) do
+          if st.name ~= "pNN" then stat_names[st.name] = true end
+        end
       end
-      if schema.percentile(value) then return value end
+      if stat_names[value] or pct_of[value] then return value end
       if value:match("^p[%d.]+$") then
         mismatch(ctx, path, value, typ, " (a percentile pNN needs 0 < NN < 100)")
         return nil
@@ -252,9 +349,7 @@ function check(ctx, value, typ, path)
       return nil
     end
     if typ.values then
-      for _, allowed in ipairs(typ.values) do
-        if value == allowed then return value end
-      end
+      if value_set(typ)[value] then return value end
       mismatch(ctx, path, value, typ, suggest.hint(value, typ.values))
       return nil
     end
@@ -331,16 +426,17 @@ local function check_checks(ctx, checks, count, events)
   local suits = {}
   for _, st in ipairs(schema.stats) do suits[st.name] = st.on end
   local names = {}
+  local path, at
+  local function err(key, message)
+    local kpath = key and json.join(path, key) or path
+    local where = ctx.index[kpath]
+    if where and key then where = { line = where.key_line or where.line, col = where.key_col or where.col } end
+    add_error(ctx, kpath, where or at, message)
+  end
   for i = 1, count do
     local c = checks[i]
-    local path = json.element("checks", i - 1)
-    local at = ctx.index[path]
-    local function err(key, message)
-      local kpath = key and json.join(path, key) or path
-      local where = ctx.index[kpath]
-      if where and key then where = { line = where.key_line or where.line, col = where.key_col or where.col } end
-      add_error(ctx, kpath, where or at, message)
-    end
+    path = json.element("checks", i - 1)
+    at = ctx.index[path]
     if c then
       c.index, c.path = i, path
       if c.metric == nil and c.event == nil and not ctx.index[json.join(path, "metric")]
@@ -359,7 +455,8 @@ local function check_checks(ctx, checks, count, events)
       end
       if c.metric then c.kind = "value"
       elseif c.event then c.kind = c.series or "status" end
-      local stat = c.stat and (schema.percentile(c.stat) and "pNN" or c.stat)
+      local p = c.stat and pct_of[c.stat] or nil
+      local stat = c.stat and (p and "pNN" or c.stat)
       if stat and c.kind and not suits[stat][(c.kind == "duration" or c.kind == "lateness") and "value" or c.kind] then
         local want
         if suits[stat].status then want = 'an "event" without "series"'
@@ -369,7 +466,7 @@ local function check_checks(ctx, checks, count, events)
           or ('an "event" with "series": %s'):format(json.quote(c.kind))
         err("stat", ("stat %s needs %s, found %s"):format(json.quote(c.stat), want, on))
       end
-      c.p = c.stat and schema.percentile(c.stat)
+      c.p = p
       if c.max == nil and c.min == nil and ctx.index[json.join(path, "max")] == nil
           and ctx.index[json.join(path, "min")] == nil then
         err(nil, 'expected "max" or "min" (the limit the check holds to), found neither')

@@ -466,19 +466,25 @@ local function integralize(value)
   if type(value) ~= "table" then return value, 0, 0 end
   local members, colons = 0, 0
   local todo, n = { value }, 1
+  -- a string's ':' counted once: keys and values repeat from object to object
+  local counted = setmetatable({}, { __index = function(c, s)
+    local k = colons_in(s)
+    c[s] = k
+    return k
+  end })
   while n > 0 do
     local t = todo[n]
     todo[n], n = nil, n - 1
     for k, v in pairs(t) do
       if type(k) == "string" then   -- cjson gives objects string keys only
         members = members + 1
-        colons = colons + colons_in(k)
+        colons = colons + counted[k]
       end
       local tv = type(v)
       if tv == "table" then
         n = n + 1; todo[n] = v
       elseif tv == "string" then
-        colons = colons + colons_in(v)
+        colons = colons + counted[v]
       elseif math.type(v) == "float" then
         local i = math.tointeger(v)
         if i then t[k] = i end
@@ -502,13 +508,7 @@ local function no_duplicates(text, members, colons)
     if c == 97 or c == 65 then return false end   -- a, A
     p = find(text, "\\u003", p + 5, true)
   end
-  local n = 0
-  p = find(text, ":", 1, true)
-  while p do
-    n = n + 1
-    p = find(text, ":", p + 1, true)
-  end
-  return n == members + colons
+  return colons_in(text) == members + colons
 end
 
 -- An index built at its first read: a description that validates reads

@@ -255,6 +255,33 @@ describe("checks", function()
     end)
   end)
 
+  describe("more checks than the summary lists", function()
+    it("list the ones not passing, with the count of them all", function()
+      local checks = {}
+      for i = 1, 58 do
+        checks[i] = ('{ "name": "ok%d", "event": "flaky", "stat": "error_rate", "max": 0.9 }'):format(i)
+      end
+      checks[59] = '{ "name": "streak", "event": "flaky", "stat": "consecutive_failures", "max": 2 }'
+      checks[60] = '{ "name": "runs", "event": "flaky", "series": "invocations", "stat": "count", "min": 100 }'
+      dir = project({ many = ([[
+{ "test_name": "many", "total_hours": 0.0028,
+  "events": [ { "name": "flaky", "interval_sec": 1 } ],
+  "checks": [ %s ] }
+]]):format(table.concat(checks, ",\n")) })
+      local code, out = h.run("run many -q --time-scale 10 --report r.jsonl", dir)
+      assert.equal(1, code, out)
+      assert.truthy(out:find("checks: 60, 2 not passing (2 shown)\n", 1, true), out)
+      assert.truthy(out:find("\n  streak  consecutive_failures      3    <= 2  fail\n", 1, true), out)
+      assert.truthy(out:find("\n  runs    count                    11  >= 100  fail\n", 1, true), out)
+      assert.falsy(out:find("ok1", 1, true), out)
+      local finals = 0
+      for _, r in ipairs(h.jsonl(dir .. "/r.jsonl")) do
+        if r.type == "check" and r.final then finals = finals + 1 end
+      end
+      assert.equal(60, finals)
+    end)
+  end)
+
   describe("a series that never had a sample", function()
     local function nodata(allow)
       return ([[

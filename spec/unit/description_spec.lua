@@ -258,6 +258,39 @@ describe("orch.description", function()
   end)
 
   describe("decode", function()
+    it("gives a valid description the same table from its fast pass as from its full one", function()
+      -- an empty array the fast pass cannot tell from {} sends it to the
+      -- full pass (paths, positions); unref_setup_fixtures' default is []
+      local body = [[
+  "total_hours": 2,
+  "events": [
+    { "name": "a", "interval_sec": 1.5, "timeout_sec": 2, "params": { "x": 1 }, "at_startup": true },
+    { "name": "b", "id": "b1", "interval_min": 2, "after": ["a"], "concurrency": "allow" },
+    { "name": "c", "interval_hour": 1, "at_teardown": true }
+  ],
+  "checks": [
+    { "event": "a", "series": "duration", "stat": "p99", "max": 1 },
+    { "event": "b1", "stat": "error_rate", "max": 0.01, "action": "warn", "window_sec": 600 },
+    { "name": "leak", "metric": "rss", "where": { "host": "h" }, "stat": "slope_per_hour", "max": 5,
+      "after_sec": 60, "allow_no_data": true },
+    { "event": "c", "series": "invocations", "stat": "count", "min": 1, "action": "abort" }
+  ]
+]]
+      local function decoded(extra)
+        local desc = assert(description.decode('{ "test_name": "t",' .. extra .. body .. "}", "t.json"))
+        desc.index, desc.file = nil, nil
+        for _, ev in ipairs(desc.events) do
+          setmetatable(ev, nil)
+          ev.line, ev.col = nil, nil   -- read through the index in the fast pass
+        end
+        return desc
+      end
+      local fast, full = decoded(""), decoded(' "unref_setup_fixtures": [],')
+      assert.same(full, fast)
+      assert.same({ 1.5, 120, 3600 }, { fast.events[1].interval, fast.events[2].interval, fast.events[3].interval })
+      assert.same({ "interval_min", "b1", 0 }, { fast.events[2].interval_key, fast.events[2].id, fast.checks[1].after })
+    end)
+
     it("needs an object at the top", function()
       assert.same({ "t.json:1:1: expected an object (a description), found an array" }, decode_errors("[1, 2]"))
       assert.same({ "t.json:1:1: expected an object (a description), found 42" }, decode_errors("42"))

@@ -189,7 +189,7 @@ function M:summary(run, status)
     for _, st in ipairs(list) do
       if run.checks:owns(st.id) then owned_errors = owned_errors + st.errors end
     end
-    failed_checks = self:checks_table(run.checks:snapshot())
+    failed_checks = self:checks_table(run.checks)
   end
   local o = run.opts
   if o.report_path then self:line("report: " .. o.report_path) end
@@ -213,14 +213,8 @@ end
 -- The summary's checks: every one up to MAX_CHECKS, else the failing ones
 -- and a count (one per event of 10,000).  Returns how many failed the run.
 function M:checks_table(checks)
-  local listed, failing, failed = {}, 0, 0
-  for _, c in ipairs(checks) do
-    local bad = c.status ~= "pass"
-    if bad then failing = failing + 1 end
-    if c.action ~= "warn" and (c.status == "fail" or c.status == "no_data") then failed = failed + 1 end
-    if #checks <= MAX_CHECKS or (bad and #listed < MAX_CHECKS) then listed[#listed + 1] = c end
-  end
-  self:line(#listed < #checks and ("checks: %d, %d not passing (%d shown)"):format(#checks, failing, #listed)
+  local listed, failing, failed = checks:listing(MAX_CHECKS)
+  self:line(#listed < checks.n and ("checks: %d, %d not passing (%d shown)"):format(checks.n, failing, #listed)
     or "checks:")
   if #listed == 0 then return failed end
   local paint = self.color and function(ri, ci, cell, c)

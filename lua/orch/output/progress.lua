@@ -441,15 +441,11 @@ function M:render()
     lines[#lines + 1] = self:line(totals)
   end
 
-  -- the checks failing now (run.checks:snapshot(), BRIEF's interface)
+  -- the checks failing now (the first three of them)
   if run.checks then
-    local failing, n = {}, 0
-    for _, c in ipairs(run.checks:snapshot()) do
-      if c.status == "fail" or c.status == "warn" then
-        n = n + 1
-        if n <= 3 then failing[#failing + 1] = ("%s %s %s"):format(c.name, c.status, report.check_number(c.value)) end
-      end
-    end
+    local n, listed = run.checks:failing(3)
+    local failing = {}
+    for i, c in ipairs(listed) do failing[i] = ("%s %s %s"):format(c.name, c.status, report.check_number(c.value)) end
     if n > 0 then
       lines[#lines + 1] = self:line({ { ("  checks failing (%d): "):format(n), "boldred" },
         { table.concat(failing, "; ") .. (n > 3 and "; ..." or ""), "red" } })
