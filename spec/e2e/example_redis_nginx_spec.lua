@@ -13,8 +13,12 @@ local EXAMPLE = h.root .. "/examples/redis-nginx"
 local CHECKS = h.read(EXAMPLE .. "/descriptions/redis_nginx.json"):match('\n%s*"checks"') ~= nil
 local DEATH = CHECKS and "error" or "info"
 
+-- the run's TMPDIR: its own folder, so that another run of the example
+-- on the machine (another checkout's suite) is none of this one's business
+local tmpdir
+
 local function list_workdirs()
-  local p = io.popen("ls -d /tmp/orchlua-redis-nginx.* 2>/dev/null")
+  local p = io.popen("ls -d " .. h.q(tmpdir) .. "/orchlua-redis-nginx.* 2>/dev/null")
   local set = {}
   for l in p:lines() do set[l] = true end
   p:close()
@@ -32,9 +36,11 @@ describe("examples/redis-nginx", function()
   local out_dir, code, out, err, recs, before
   setup(function()
     out_dir = h.tmpdir()
+    tmpdir = out_dir .. "/tmp"
+    os.execute("mkdir " .. h.q(tmpdir))
     before = list_workdirs()
     code, out, err = h.run(("run redis_nginx --hours 0.3 --time-scale 36 -q --report %s --html %s"):format(
-      h.q(out_dir .. "/r.jsonl"), h.q(out_dir .. "/r.html")), EXAMPLE, "ORCHLUA_DEBUG_STATS=1")
+      h.q(out_dir .. "/r.jsonl"), h.q(out_dir .. "/r.html")), EXAMPLE, "ORCHLUA_DEBUG_STATS=1 TMPDIR=" .. h.q(tmpdir))
     recs = h.jsonl(out_dir .. "/r.jsonl")
   end)
   teardown(function() h.rm(out_dir) end)
@@ -157,7 +163,14 @@ describe("examples/redis-nginx", function()
   end)
 
   it("leaves no server and no folder behind", function()
-    assert.equal(0, count("pgrep -f '[o]rchlua-redis-nginx'"))
+    -- its folder was made in the run's TMPDIR (the tails name the files they follow)
+    local made = false
+    for _, r in ipairs(results()) do
+      if type(r.data) == "table" and type(r.data.file) == "string"
+          and r.data.file:find(tmpdir .. "/orchlua-redis-nginx.", 1, true) == 1 then made = true end
+    end
+    assert.is_true(made)
+    assert.equal(0, count("pgrep -f " .. h.q(tmpdir .. "/[o]rchlua-redis-nginx")))
     for _, r in ipairs(messages("^redis up ")) do
       assert.equal(0, count(("ps -o pid= -p %d"):format(r.data.pid)))
     end

@@ -13,7 +13,8 @@ local M = {}
 -- ---- fixtures: a folder, two ports, two supervised servers ----------------
 
 orch.fixture("workdir", function()
-  local ok, _, out = orch.exec({ "mktemp", "-d", "/tmp/orchlua-redis-nginx.XXXXXX" })
+  -- in $TMPDIR (else /tmp)
+  local ok, _, out = orch.exec({ "mktemp", "-d", "-t", "orchlua-redis-nginx.XXXXXX" })
   assert(ok, "mktemp failed")
   local dir = out:gsub("%s+$", "")
   return dir, function() orch.exec({ "rm", "-rf", dir }) end
