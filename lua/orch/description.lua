@@ -204,6 +204,17 @@ local function check_member(ctx, out, entry, v, kpath)
   end
 end
 
+-- Keys whose default is another key's value (plan.default_from), once
+-- the members are in: both passes end with it.
+local function defaults_from(out, plan)
+  for _, entry in ipairs(plan.default_from) do
+    if out[entry.to or entry.key] == nil then
+      out[entry.to or entry.key] = out[entry.default_from]
+    end
+  end
+  return out
+end
+
 -- check_object in the fast pass (no paths, no positions): the members
 -- given are walked, not the schema's keys, and the defaults come with the
 -- table.  The same result for a valid object; any problem is only counted
@@ -235,12 +246,7 @@ local function check_object_fast(ctx, value, plan)
       end
     end
   end
-  for _, entry in ipairs(plan.default_from) do
-    if out[entry.to or entry.key] == nil then
-      out[entry.to or entry.key] = out[entry.default_from]
-    end
-  end
-  return out
+  return defaults_from(out, plan)
 end
 
 -- Checks the members of an object against a key list; returns the normalized
@@ -304,12 +310,7 @@ local function check_object(ctx, value, keys, path)
       end
     end
   end
-  for _, entry in ipairs(plan.default_from) do
-    if out[entry.to or entry.key] == nil then
-      out[entry.to or entry.key] = out[entry.default_from]
-    end
-  end
-  return out
+  return defaults_from(out, plan)
 end
 
 -- Checks `value` (at `path`) against type `typ`; returns the normalized value,
