@@ -9,15 +9,16 @@ local cjson = require "cjson"
 local EVENTS = [[
 local orch = require "orch"
 return {
-  flood = function(result_reporter)
+  flood = function(result_reporter, kill_switch)
     for i = 1, 1200000 do
       result_reporter:metric("m" .. (i % 50), i % 977, { k = i % 7 })
       if i % 1000 == 0 then orch.sleep(0) end
     end
+    kill_switch:set()   -- the run ends when the flood is in, however slow the machine
   end,
 }
 ]]
-local DESC = '{ "test_name": "big", "total_hours": 0.0003, "events": [ { "name": "flood" } ] }'
+local DESC = '{ "test_name": "big", "total_hours": 0.05, "events": [ { "name": "flood" } ] }'
 
 local function last_line(path)
   local f = assert(io.open(path, "rb"))
