@@ -11,6 +11,7 @@ local M = {}
 function M.ok() end
 function M.fails() error("on purpose") end
 function M.slow() orch.sleep(1) end
+function M.hang() orch.sleep(30) end   -- always past its timeout, at any --time-scale
 function M.reports(result_reporter)
   result_reporter:info("hello", { n = 1 })
   result_reporter:add_result({ plain = true })
@@ -23,7 +24,7 @@ return M
 local DESC = [[{"test_name":"r","total_hours":0.0004,"events":[
   {"name":"ok","interval_sec":0.25},
   {"name":"fails","interval_sec":0.5},
-  {"name":"slow","id":"hang","interval_sec":0.2,"timeout_sec":0.5},
+  {"name":"hang","interval_sec":0.2,"timeout_sec":0.5},
   {"name":"slow","id":"busy","interval_sec":0.3},
   {"name":"reports","interval_sec":0.5}],
  "checks":[{"name":"lat","metric":"latency_ms","stat":"max","max":10,"action":"warn"},
