@@ -10,11 +10,12 @@
  *     the child's own work only), and the child's rusage from wait4
  *     (user and system CPU in microseconds, peak RSS in KB; wait4 counts the
  *     child's own waited-for children, e.g. the shells popen starts);
- *   - with -w FILE: the first write to FILE (inotify IN_MODIFY; FILE is
- *     created empty first, and fopen "w" keeps the inode: its truncation
- *     is the first), and the child's on-CPU time at that instant from
- *     /proc/PID/schedstat (nanoseconds); the same for the second write
- *     (orchlua's run_start, flushed at t0);
+ *   - with -w FILE: the first write of bytes to FILE (inotify IN_MODIFY
+ *     with the file no longer empty; FILE is created empty first), the
+ *     child's on-CPU time and RSS at that instant; and apart, the open:
+ *     fopen "w" keeps the inode and its truncation is an IN_MODIFY too,
+ *     which is not a write of anything (orchlua opens its report before
+ *     it builds its events, and writes run_start at t0);
  *   - every SAMPLE_MS (default 100): RSS from /proc/PID/statm and on-CPU
  *     time from /proc/PID/schedstat, as [ms, rss_kb, cpu_us] triples.
  *
@@ -36,6 +37,7 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -87,8 +89,8 @@ int main(int argc, char **argv) {
   double timeout_s = 0;
   int i, ifd = -1, wd = -1, pidfd, status = 0, timed_out = 0;
   pid_t pid;
-  uint64_t t_start, t_first_write = 0, t_second_write = 0, t_exit, next_sample;
-  int64_t cpu_first_write = -1, cpu_second_write = -1, cpu_exit = -1;
+  uint64_t t_start, t_open = 0, t_first_write = 0, t_exit, next_sample;
+  int64_t cpu_open = -1, cpu_first_write = -1, cpu_exit = -1;
   long rss_first_write = -1;
   struct rusage ru;
   sample *samples = NULL;
@@ -143,19 +145,20 @@ int main(int argc, char **argv) {
     if (poll(p, n, timeout) < 0 && errno != EINTR) { perror("poll"); break; }
     now = now_ns();
     if (n == 2 && (p[1].revents & POLLIN)) {
-      /* the first two writes: stamp them, then stop watching */
+      /* the open (still empty), then the first bytes: stop watching */
       char ev[4096];
+      struct stat st;
       while (read(ifd, ev, sizeof ev) > 0) {}
-      if (t_first_write == 0) {
+      if (stat(watch_path, &st) == 0 && st.st_size > 0) {
         t_first_write = now;
         cpu_first_write = read_schedstat(pid);
         rss_first_write = read_rss_kb(pid);
-      } else {
-        t_second_write = now;
-        cpu_second_write = read_schedstat(pid);
         inotify_rm_watch(ifd, wd);
         close(ifd);
         ifd = -1;
+      } else if (t_open == 0) {
+        t_open = now;
+        cpu_open = read_schedstat(pid);
       }
     }
     if (p[0].revents & POLLIN) {
@@ -201,9 +204,9 @@ int main(int argc, char **argv) {
     fprintf(out, "\"first_write_ms\":%.3f,\"first_write_cpu_us\":%.1f,\"first_write_rss_kb\":%ld,",
             (double)(t_first_write - t_start) / 1e6, (double)cpu_first_write / 1e3,
             rss_first_write);
-  if (t_second_write)
-    fprintf(out, "\"second_write_ms\":%.3f,\"second_write_cpu_us\":%.1f,",
-            (double)(t_second_write - t_start) / 1e6, (double)cpu_second_write / 1e3);
+  if (t_open)
+    fprintf(out, "\"open_ms\":%.3f,\"open_cpu_us\":%.1f,", (double)(t_open - t_start) / 1e6,
+            (double)cpu_open / 1e3);
   fprintf(out, "\"samples\":[");
   for (size_t k = 0; k < nsamples; k++)
     fprintf(out, "%s[%.1f,%ld,%.0f]", k ? "," : "", samples[k].ms, samples[k].rss_kb,

@@ -507,9 +507,9 @@ local function fire(ev, phase, k, scheduled, late_ns)
   local task = go(invoke, done, inv)
   task.inv = inv
   if not run.first_fired then
-    -- a marker for the startup benchmark: the report's first write is the
-    -- first invocation's start (orchlua's first write is in the same loop
-    -- pass, right after it fires its startup events)
+    -- a marker for the startup benchmark: the report's first bytes are on
+    -- disk by the first invocation's start (orchlua flushes its run_start
+    -- at t0, just before the loop pass that fires its startup events)
     run.first_fired = true
     if report then report:flush() end
   end

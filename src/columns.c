@@ -6,6 +6,7 @@
  * w1c); the one layout, preloaded in orchlua and built as
  * build/lua/orch/columns.so for plain lua5.4.
  */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -47,34 +48,61 @@ static const char *cell(lua_State *L, int row, lua_Integer ri, lua_Integer i, si
 
 static int blank(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
 
-/* columns.table_lines(rows, indent, left, total, paint) -> lines: the
+/* columns.table_lines(rows, indent, left, total, paint, emit) -> lines: the
  * first column and those with left[i] true left-aligned, the others
  * right-aligned, two blanks between columns, trailing blanks cut; a rule
  * of dashes under the first row and, with total, above the last.
  * paint(ri, ci, padded, cell), when given, returns the padded cell as it
- * is to be written (coloured), or nil for as it is. */
-enum { A_ROWS = 1, A_INDENT, A_LEFT, A_TOTAL, A_PAINT, S_W, S_LINE, S_LEFT, S_RULE, S_OUT, S_ROW };
+ * is to be written (coloured), or nil for as it is.
+ * rows is a list, or a function rows(ri) -> row ri (nil after the last),
+ * asked twice for each row (widths, then text) and the same both times:
+ * a table of 10,000 rows need not exist.  With emit, each line goes to
+ * emit(line) as it is made and nothing is returned. */
+enum { A_ROWS = 1, A_INDENT, A_LEFT, A_TOTAL, A_PAINT, A_EMIT, S_W, S_LINE, S_LEFT, S_RULE, S_OUT, S_ROW };
+
+/* pushes row ri (or nil) */
+static int get_row(lua_State *L, lua_Integer ri) {
+  if (lua_type(L, A_ROWS) == LUA_TTABLE) return lua_rawgeti(L, A_ROWS, ri);
+  lua_pushvalue(L, A_ROWS);
+  lua_pushinteger(L, ri);
+  lua_call(L, 1, 1);
+  return lua_type(L, -1);
+}
+
+/* the line on top of the stack (popped): to emit, or into S_OUT */
+static void put_line(lua_State *L, int emit, lua_Integer *out) {
+  if (emit) {
+    lua_pushvalue(L, A_EMIT);
+    lua_insert(L, -2);
+    lua_call(L, 1, 0);
+  } else {
+    lua_rawseti(L, S_OUT, ++*out);
+  }
+}
 
 static int l_table_lines(lua_State *L) {
   size_t ilen, *w = NULL, rlen, maxline;
   const char *indent;
   lua_Integer nrows, ncol = 0, ri, i;
   char *left, *line;
-  int has_left, paint;
+  int has_left, paint, emit;
 
-  luaL_checktype(L, A_ROWS, LUA_TTABLE);
+  luaL_argexpected(L, lua_type(L, A_ROWS) == LUA_TTABLE || lua_type(L, A_ROWS) == LUA_TFUNCTION, A_ROWS,
+                   "table or function");
   indent = luaL_checklstring(L, A_INDENT, &ilen);
   has_left = !lua_isnoneornil(L, A_LEFT);
   if (has_left) luaL_checktype(L, A_LEFT, LUA_TTABLE);
   paint = !lua_isnoneornil(L, A_PAINT);
   if (paint) luaL_checktype(L, A_PAINT, LUA_TFUNCTION);
-  lua_settop(L, A_PAINT);
+  emit = !lua_isnoneornil(L, A_EMIT);
+  if (emit) luaL_checktype(L, A_EMIT, LUA_TFUNCTION);
+  lua_settop(L, A_EMIT);
   lua_newuserdatauv(L, 0, 0); /* S_W: widths */
   lua_newuserdatauv(L, 0, 0); /* S_LINE: the line being made */
 
   /* the widths: over each row's cells up to its first nil, as ipairs */
   for (nrows = 0;; nrows++) {
-    int t = lua_rawgeti(L, A_ROWS, nrows + 1);
+    int t = get_row(L, nrows + 1);
     if (t == LUA_TNIL) {
       lua_pop(L, 1);
       break;
@@ -130,13 +158,15 @@ static int l_table_lines(lua_State *L) {
   }
   lua_pushlstring(L, line, rlen); /* S_RULE */
 
-  lua_createtable(L, (int)(nrows + 2), 0); /* S_OUT: the lines */
+  if (emit) lua_pushnil(L); /* S_OUT: none */
+  else lua_createtable(L, nrows < INT_MAX - 2 ? (int)(nrows + 2) : 0, 0); /* S_OUT: the lines */
   {
     lua_Integer out = 0;
     for (ri = 1; ri <= nrows; ri++) {
       lua_Integer last = 0;
       size_t n;
-      lua_rawgeti(L, A_ROWS, ri); /* S_ROW */
+      if (get_row(L, ri) != LUA_TTABLE) /* S_ROW */
+        return luaL_error(L, "table_lines: row %I changed between the passes", ri);
       for (i = ncol; i >= 1 && last == 0; i--) {
         size_t len;
         cell(L, S_ROW, ri, i, &len);
@@ -193,14 +223,14 @@ static int l_table_lines(lua_State *L) {
       while (n > 0 && blank(line[n - 1])) n--;
       lua_pop(L, 1);
       lua_pushlstring(L, line, n);
-      lua_rawseti(L, S_OUT, ++out);
+      put_line(L, emit, &out);
       if (ri == 1 || (lua_toboolean(L, A_TOTAL) && ri == nrows - 1)) {
         lua_pushvalue(L, S_RULE);
-        lua_rawseti(L, S_OUT, ++out);
+        put_line(L, emit, &out);
       }
     }
   }
-  return 1;
+  return emit ? 0 : 1;
 }
 
 /* columns.format_fixed(v, decimals, suffix) -> string.format("%.<decimals>f", v)

@@ -93,6 +93,7 @@ static inline void stats_prefetch(const stats *s, uint64_t n) {
   if (n < (uint64_t)s->capexact) __builtin_prefetch(&s->exact[n], 1);
 }
 double stats_percentile(stats *s, double p);
+#define STATS_MT "orch.Stats"
 int stats_push_new(lua_State *L);
 stats *stats_check(lua_State *L, int idx);
 void stats_open(lua_State *L);

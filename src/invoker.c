@@ -18,6 +18,7 @@
  * skipped, timeouts, duration, lateness, and any other field) is this
  * userdata: counters are read and written as fields.
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,20 @@
 
 enum { ALLOW, FORBID, REPLACE };
 
+/* What every invoker of a run shares (core.invokers): the engine's
+ * callbacks and the report writer, held once for the run rather than once
+ * per event (10,000 events: 50,000 registry slots fewer). */
+typedef struct family {
+  int fire_ref;      /* engine: fire(tag, k, late_ns) */
+  int done_ref;      /* engine: done(tag, status, err, k, late_ns, started, phase) */
+  int progress_ref;  /* engine: progress(), after each fast end once notify is set */
+  int event_mt_ref;  /* the `event` table's metatable (event:ready()), or none */
+  int writer_ref;
+  writer *const *wslot; /* the report writer (NULL once closed), or NULL */
+} family;
+
+#define FAMILY_MT "orch.InvokerFamily"
+
 struct invoker {
   orch_core *core;
   int self_ref;      /* held until close(): tasks point here */
@@ -40,14 +55,8 @@ struct invoker {
   int nargs;
   int nevent;        /* positions (0-based) that get the `event` table */
   int event_at[8];
-  int name_ref, id_ref;
-  int slow_ref;      /* engine: fire(tag, k, late_ns) */
-  int done_ref;      /* engine: done(tag, status, err, k, late_ns, started, phase) */
-  int progress_ref;  /* engine: progress(), after each fast end once notify is set */
   int tag_ref;       /* what core.current() returns inside the event */
-  int event_mt_ref;  /* the `event` table's metatable (event:ready()), or none */
-  int writer_ref;
-  writer *const *wslot; /* the report writer (NULL once closed), or NULL */
+  const struct family *fam; /* uservalue 4: what every invoker of the run shares */
   char *mid;         /* ,"event":...,"id":...,"iteration": */
   size_t midlen;
   double interval;
@@ -56,7 +65,8 @@ struct invoker {
   int nrunning;      /* fast tasks alive */
   orch_list running;
   lua_Integer runs, failures, skipped, timeouts, lua_running;
-  stats *duration, *lateness; /* uservalues 1 and 2; 3: a table of other fields */
+  stats *duration, *lateness; /* uservalues 1 and 2; 3: the tag, which holds the
+                               * other fields; 4: the family */
   series *taps;      /* the checks' series fed at each fast end (tap()); NULL: none */
 };
 
@@ -115,7 +125,7 @@ void invoker_pool_free(orch_core *c) {
 
 static void slow_fire(invoker *inv, lua_Integer k, uint64_t late_ns) {
   lua_State *L = inv->core->L;
-  ref_push(L, inv->slow_ref);
+  ref_push(L, inv->fam->fire_ref);
   ref_push(L, inv->tag_ref);
   lua_pushinteger(L, k);
   lua_pushinteger(L, (lua_Integer)late_ns);
@@ -124,8 +134,14 @@ static void slow_fire(invoker *inv, lua_Integer k, uint64_t late_ns) {
 
 static void ftask_finish(task *t, const char *status);
 
+/* The report writer's slot; NULL without a report or once closed. */
+static writer *const *wslot_of(const invoker *inv) {
+  return inv->closed ? NULL : inv->fam->wslot;
+}
+
 static int ok_to_write(invoker *inv) {
-  return inv->wslot == NULL || *inv->wslot != NULL;
+  writer *const *ws = wslot_of(inv);
+  return ws == NULL || *ws != NULL;
 }
 
 static int can_fire(invoker *inv) {
@@ -167,7 +183,7 @@ static void push_event(lua_State *co, int store, invoker *inv, ftask *ft) {
   if (scheduled == (double)(lua_Integer)scheduled) lua_pushinteger(co, (lua_Integer)scheduled);
   else lua_pushnumber(co, scheduled);
   lua_rawset(co, -3);
-  if (inv->event_mt_ref != LUA_NOREF) {
+  if (inv->fam->event_mt_ref != LUA_NOREF) {
     lua_rawgeti(co, store, EV_MT); /* the store's head, in cache: not a registry slot per invoker */
     lua_setmetatable(co, -2);
   }
@@ -296,10 +312,10 @@ static void write_record(invoker *inv, ftask *ft, double t, double duration) {
   r |= jsonw_number(b, (double)ft->late_ns / 1e9 * c->clock.scale);
   r |= JSONW_LIT(b, ",\"status\":\"ok\"}\n");
   if (r == 0) {
-    writer_line_at(*inv->wslot, b->data, b->len);
+    writer_line_at(*wslot_of(inv), b->data, b->len);
     c->inv.fast_lines++;
   }
-  if (r != 0 || (*inv->wslot)->err) {
+  if (r != 0 || (*wslot_of(inv))->err) {
     /* out of memory or a failing report file: the engine's own path says
      * so and goes on with the console (the next firing is slow) */
     args_drop(c->L, inv);
@@ -331,7 +347,7 @@ static void ftask_finish(task *t, const char *status) {
     inv->runs++;
     stats_add(inv->duration, duration);
     stats_add(inv->lateness, (double)ft->late_ns / 1e6); /* real milliseconds */
-    if (inv->wslot != NULL && *inv->wslot != NULL) write_record(inv, ft, now, duration);
+    if (wslot_of(inv) != NULL && *wslot_of(inv) != NULL) write_record(inv, ft, now, duration);
     if (inv->taps != NULL) {
       series *s;
       for (s = inv->taps; s != NULL; s = s->next_tap)
@@ -339,13 +355,13 @@ static void ftask_finish(task *t, const char *status) {
     }
     ftask_free(c, ft);
     if (inv->notify) {
-      ref_push(L, inv->progress_ref);
+      ref_push(L, inv->fam->progress_ref);
       sched_call(L, 0, 0);
     }
     return;
   }
   /* [err] -> done(tag, status, err, k, late_ns, started, phase) */
-  ref_push(L, inv->done_ref);
+  ref_push(L, inv->fam->done_ref);
   ref_push(L, inv->tag_ref);
   lua_pushstring(L, status);
   lua_rotate(L, -4, 3);                                  /* [done tag status err] */
@@ -359,92 +375,141 @@ static void ftask_finish(task *t, const char *status) {
 
 /* ---- Lua ---------------------------------------------------------------- */
 
-static int opt_ref(lua_State *L, const char *field, int type) {
-  int ty = lua_getfield(L, 1, field);
+/* ref of t[field] (t at idx), of the type given, or LUA_NOREF when nil */
+static int opt_ref(lua_State *L, int idx, const char *field, int type) {
+  int ty = lua_getfield(L, idx, field);
   if (ty == LUA_TNIL) {
     lua_pop(L, 1);
     return LUA_NOREF;
   }
-  if (ty != type) luaL_error(L, "core.invoker: %s must be a %s", field, lua_typename(L, type));
+  if (ty != type) luaL_error(L, "core.invokers: %s must be a %s", field, lua_typename(L, type));
   return ref_new(L);
 }
 
-static double opt_num(lua_State *L, const char *field, double dflt) {
+static double opt_num(lua_State *L, int idx, const char *field, double dflt) {
   double v = dflt;
-  if (lua_getfield(L, 1, field) != LUA_TNIL) v = luaL_checknumber(L, -1);
+  if (lua_getfield(L, idx, field) != LUA_TNIL) v = luaL_checknumber(L, -1);
   lua_pop(L, 1);
   return v;
 }
 
-/* core.invoker{fn, event, id, interval, timeout, concurrency,
- *   writer, fire, done, progress, tag, event_mt} -> invoker */
-static int l_core_invoker(lua_State *L) {
+static int l_family_gc(lua_State *L) {
+  family *f = luaL_checkudata(L, 1, FAMILY_MT);
+  ref_free(L, &f->fire_ref);
+  ref_free(L, &f->done_ref);
+  ref_free(L, &f->progress_ref);
+  ref_free(L, &f->event_mt_ref);
+  ref_free(L, &f->writer_ref);
+  f->wslot = NULL;
+  return 0;
+}
+
+/* The invoker of the event at evi, of the family at fi; its metatable and
+ * the stats' at mti and smti.  Pushes it. */
+static void invoker_new(lua_State *L, orch_core *c, int evi, int fi, int mti, int smti) {
   static const char *const conc[] = {"allow", "forbid", "replace", NULL};
-  orch_core *c = core_get(L);
   invoker *inv;
+  stats *st;
   jbuf mid = {0};
   const char *s;
   size_t n;
-  luaL_checktype(L, 1, LUA_TTABLE);
-  lua_settop(L, 1);
-  inv = lua_newuserdatauv(L, sizeof *inv, 3);            /* [spec inv] */
+  int i;
+  inv = lua_newuserdatauv(L, sizeof *inv, 4);            /* [inv] */
   memset(inv, 0, sizeof *inv);
   inv->core = c;
-  inv->self_ref = inv->fn_ref = inv->slow_ref = inv->done_ref = LUA_NOREF;
-  inv->progress_ref = inv->tag_ref = inv->writer_ref = LUA_NOREF;
-  inv->name_ref = inv->id_ref = inv->event_mt_ref = LUA_NOREF;
+  inv->self_ref = inv->fn_ref = inv->tag_ref = LUA_NOREF;
+  inv->fam = lua_touserdata(L, fi);
   list_init(&inv->running);
-  luaL_setmetatable(L, INVOKER_MT);
-  stats_push_new(L);
-  inv->duration = lua_touserdata(L, -1);
-  lua_setiuservalue(L, 2, 1);
-  stats_push_new(L);
-  inv->lateness = lua_touserdata(L, -1);
-  lua_setiuservalue(L, 2, 2);
-  /* the other fields live in the tag: one table per event, not two */
-  if (lua_getfield(L, 1, "tag") != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
+  lua_pushvalue(L, mti);
+  lua_setmetatable(L, -2);
+  for (i = 1; i <= 2; i++) {
+    st = lua_newuserdatauv(L, sizeof *st, 0);
+    memset(st, 0, sizeof *st);
+    st->allocf = lua_getallocf(L, &st->allocud);
+    lua_pushvalue(L, smti);
+    lua_setmetatable(L, -2);
+    if (i == 1) inv->duration = st; else inv->lateness = st;
+    lua_setiuservalue(L, -2, i);
   }
-  lua_setiuservalue(L, 2, 3);
-  lua_pushvalue(L, 2);
+  /* the tag: what core.current() gives inside the event, and the
+   * invoker's other fields (invoker.ev, invoker.errors once one failed) */
+  lua_createtable(L, 0, 2);
+  lua_getfield(L, evi, "id");
+  lua_setfield(L, -2, "id");
+  lua_pushvalue(L, evi);
+  lua_setfield(L, -2, "ev");
+  lua_pushvalue(L, -1);
+  inv->tag_ref = ref_new(L);
+  lua_setiuservalue(L, -2, 3);
+  lua_pushvalue(L, fi);
+  lua_setiuservalue(L, -2, 4);
+  lua_pushvalue(L, -1);
   inv->self_ref = ref_new(L);
 
-  inv->fn_ref = opt_ref(L, "fn", LUA_TFUNCTION);
-  inv->slow_ref = opt_ref(L, "fire", LUA_TFUNCTION);
-  inv->done_ref = opt_ref(L, "done", LUA_TFUNCTION);
-  inv->progress_ref = opt_ref(L, "progress", LUA_TFUNCTION);
-  inv->tag_ref = opt_ref(L, "tag", LUA_TTABLE);
-  inv->event_mt_ref = opt_ref(L, "event_mt", LUA_TTABLE);
-  inv->interval = opt_num(L, "interval", 0);
-  inv->timeout_sec = opt_num(L, "timeout", 0);
-  lua_getfield(L, 1, "concurrency");
+  inv->fn_ref = opt_ref(L, evi, "fn", LUA_TFUNCTION);
+  inv->interval = opt_num(L, evi, "interval", 0);
+  inv->timeout_sec = opt_num(L, evi, "timeout", 0);
+  lua_getfield(L, evi, "concurrency");
   inv->concurrency = luaL_checkoption(L, -1, "forbid", conc);
   lua_pop(L, 1);
-  if (lua_getfield(L, 1, "writer") != LUA_TNIL) {
-    inv->wslot = writer_slot(L, -1);
-    inv->writer_ref = ref_new(L);
-  } else {
-    lua_pop(L, 1);
-  }
   /* ,"event":<name>,"id":<id>,"iteration": once for all lines */
-  lua_getfield(L, 1, "event");
+  lua_getfield(L, evi, "name");
   s = luaL_checklstring(L, -1, &n);
   JSONW_LIT(&mid, ",\"event\":");
   jsonw_string(&mid, s, n);
-  inv->name_ref = ref_new(L);
-  lua_getfield(L, 1, "id");
+  lua_getfield(L, evi, "id");
   s = luaL_checklstring(L, -1, &n);
   JSONW_LIT(&mid, ",\"id\":");
   jsonw_string(&mid, s, n);
-  inv->id_ref = ref_new(L);
-  if (JSONW_LIT(&mid, ",\"iteration\":") != 0) return luaL_error(L, "not enough memory");
+  lua_pop(L, 2);
+  if (JSONW_LIT(&mid, ",\"iteration\":") != 0) {
+    free(mid.data);
+    luaL_error(L, "not enough memory");
+  }
   { /* its exact size: one per event, kept for the whole run */
     char *p = realloc(mid.data, mid.len);
     if (p != NULL) mid.data = p;
   }
   inv->mid = mid.data;
   inv->midlen = mid.len;
+}
+
+/* core.invokers(shared, events) -> { invoker, ... }, one per event (in
+ * order): shared = {fire, done, progress, event_mt, writer}, what they all
+ * call back and write to; each event {fn, name, id, interval, timeout,
+ * concurrency}.  One call for the run: no spec table per event. */
+static int l_core_invokers(lua_State *L) {
+  orch_core *c = core_get(L);
+  family *f;
+  lua_Integer i, n;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  f = lua_newuserdatauv(L, sizeof *f, 0);                /* [shared events fam] */
+  f->fire_ref = f->done_ref = f->progress_ref = f->event_mt_ref = f->writer_ref = LUA_NOREF;
+  f->wslot = NULL;
+  luaL_setmetatable(L, FAMILY_MT);
+  f->fire_ref = opt_ref(L, 1, "fire", LUA_TFUNCTION);
+  f->done_ref = opt_ref(L, 1, "done", LUA_TFUNCTION);
+  f->progress_ref = opt_ref(L, 1, "progress", LUA_TFUNCTION);
+  f->event_mt_ref = opt_ref(L, 1, "event_mt", LUA_TTABLE);
+  if (lua_getfield(L, 1, "writer") != LUA_TNIL) {
+    f->wslot = writer_slot(L, -1);
+    f->writer_ref = ref_new(L);
+  } else {
+    lua_pop(L, 1);
+  }
+  luaL_getmetatable(L, INVOKER_MT);                      /* 4 */
+  luaL_getmetatable(L, STATS_MT);                        /* 5 */
+  n = luaL_len(L, 2);
+  lua_createtable(L, n > 0 && n < INT_MAX ? (int)n : 0, 0); /* 6: the list */
+  for (i = 1; i <= n; i++) {
+    if (lua_rawgeti(L, 2, i) != LUA_TTABLE)              /* 7: the event */
+      return luaL_error(L, "core.invokers: event %d is not a table", (int)i);
+    invoker_new(L, c, 7, 3, 4, 5);
+    lua_rawseti(L, 6, i);
+    lua_pop(L, 1);
+  }
   return 1;
 }
 
@@ -484,8 +549,8 @@ static int l_set_args(lua_State *L) {
         lua_pushstring(L, keys[i - EV_NAME]);
         lua_rawseti(L, -2, i);
       }
-      if (inv->event_mt_ref != LUA_NOREF) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, inv->event_mt_ref); /* one for the whole run */
+      if (inv->fam->event_mt_ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, inv->fam->event_mt_ref); /* one for the whole run */
         lua_rawseti(L, -2, EV_MT);
       }
       c->inv.args_store = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -498,11 +563,14 @@ static int l_set_args(lua_State *L) {
       lua_rawgeti(L, 2, i);
       lua_rawseti(L, -2, at + i);
     }
-    if (inv->nevent > 0) {
-      lua_rawgeti(L, LUA_REGISTRYINDEX, inv->name_ref);
-      lua_rawseti(L, -2, at + inv->nargs + EV_NAME_V);
-      lua_rawgeti(L, LUA_REGISTRYINDEX, inv->id_ref);
-      lua_rawseti(L, -2, at + inv->nargs + EV_ID_V);
+    if (inv->nevent > 0) { /* from the tag: {id =, ev = {name =, ...}} */
+      lua_getiuservalue(L, 1, 3);                        /* [store tag] */
+      lua_getfield(L, -1, "ev");
+      lua_getfield(L, -1, "name");                       /* [store tag ev name] */
+      lua_rawseti(L, -4, at + inv->nargs + EV_NAME_V);
+      lua_getfield(L, -2, "id");
+      lua_rawseti(L, -4, at + inv->nargs + EV_ID_V);
+      lua_pop(L, 2);
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, inv->fn_ref);
     lua_rawseti(L, -2, at + inv->fn_at);
@@ -602,14 +670,6 @@ static int l_close(lua_State *L) {
   inv->closed = 1;
   args_drop(L, inv);
   ref_free(L, &inv->fn_ref);
-  ref_free(L, &inv->slow_ref);
-  ref_free(L, &inv->done_ref);
-  ref_free(L, &inv->progress_ref);
-  ref_free(L, &inv->writer_ref);
-  ref_free(L, &inv->name_ref);
-  ref_free(L, &inv->id_ref);
-  ref_free(L, &inv->event_mt_ref);
-  inv->wslot = NULL;
   if (inv->nrunning == 0) {
     ref_free(L, &inv->tag_ref);
     ref_free(L, &inv->self_ref);
@@ -803,8 +863,12 @@ void invoker_open(lua_State *L) {
   lua_pushcfunction(L, l_gc);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
-  lua_pushcfunction(L, l_core_invoker);
-  lua_setfield(L, -2, "invoker");
+  luaL_newmetatable(L, FAMILY_MT);
+  lua_pushcfunction(L, l_family_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_core_invokers);
+  lua_setfield(L, -2, "invokers");
   lua_pushcfunction(L, l_core_invoker_running);
   lua_setfield(L, -2, "invoker_running");
   stats_open(L);

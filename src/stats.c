@@ -17,7 +17,6 @@
 
 #include "core.h"
 
-#define STATS_MT "orch.Stats"
 #define FLOOR 1e-6 /* values below a microsecond share bucket 0 */
 
 static int bucket_of(double v) {

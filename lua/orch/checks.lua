@@ -70,17 +70,8 @@ local build
 function M.new(run)
   local defs = run.desc.checks
   if not defs or #defs == 0 then return nil end
-  -- what is built here lives as long as the run, and the engine collects
-  -- in full just before t0 (Run:start_clock, then start() here): until
-  -- then the collector stays stopped, or the heap grown here would be
-  -- walked whole twice, by a major pass on the way and by that one
-  collectgarbage("stop")
-  local ok, self = pcall(build, run, defs)
-  if not ok then
-    collectgarbage("restart")
-    error(self, 0)
-  end
-  return self
+  -- built while the engine holds the collector (Run.new to t0)
+  return build(run, defs)
 end
 
 function build(run, defs)
@@ -264,7 +255,6 @@ end
 -- makes a tick late, never the next ones): every second of description
 -- time, at most ten times a real second, until stop_timer.
 function Checks:start()
-  collectgarbage("restart")   -- stopped since M.new
   local period = math.max(1, 0.1 * (self.run.scale or 1))
   self.period = period
   self.next_windowed = 0

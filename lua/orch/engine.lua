@@ -27,6 +27,10 @@ local THREADS_KEPT = 256
 -- overdue firings of an "allow" event fired at the end, at most
 local FLUSH_MAX = 1000
 
+-- the arguments (and `event` positions) of an event that takes none:
+-- shared, never written (invoker:set_args copies what it is given)
+local NO_ARGS = setmetatable({}, { __newindex = function() error("NO_ARGS is read-only", 2) end })
+
 -- 3.0 -> 3 in the records: description times read as they were written
 local function num(x) return math.tointeger(x) or x end
 
@@ -99,7 +103,8 @@ function Run:value(name, inv)
     end
     return info
   end
-  if name == "params" then return params or {} end
+  -- its own table: an event without params may still fill it
+  if name == "params" then return (params and next(params) ~= nil) and params or {} end
   error(("%q is not a param, a fixture or a built-in"):format(name), 0)
 end
 
@@ -252,6 +257,7 @@ end
 -- module (invoker.c).  Returns args, n, the positions of `event`.
 function Run:constant_args(ev)
   if not ev.names or not self.fast then return nil end
+  if #ev.names == 0 then return NO_ARGS, 0, NO_ARGS end
   local params = ev.params
   local event_at = {}
   for i, name in ipairs(ev.names) do
@@ -482,14 +488,15 @@ end
 -- up first (the core arms them at t0): they are not made in the startup
 -- firings' time.
 function Run:make_tickers()
+  local last_k = plan.last_k_of(self.total)
   for _, ev in ipairs(self.events) do
     if ev.interval then
-      local last = plan.last_k(ev.interval, self.total)
+      local last = last_k[ev.interval]
       local first = self.first_k and self.first_k[ev.id] or 1   -- a resumed run goes on on its grid
       if last >= first then
-        local t = core.ticker(ev.interval, first, last, self.per_event[ev.id])
-        self.tickers[#self.tickers + 1] = t
-        self.ticker_ev[t] = ev
+        local n = #self.tickers + 1
+        self.tickers[n] = core.ticker(ev.interval, first, last, self.per_event[ev.id])
+        self.ticker_events[n] = ev
       end
     end
   end
@@ -506,8 +513,8 @@ function Run:stop(reason)
     -- one loop turn at a time: a backlog of millions (a 1 ms interval
     -- rehearsed at 3600x) is one skipped record, not millions of firings
     -- (under forbid or replace all but one would be skipped anyway)
-    for _, t in ipairs(self.tickers) do
-      local ev = self.ticker_ev[t]
+    for i, t in ipairs(self.tickers) do
+      local ev = self.ticker_events[i]
       local missed, first = t:flush(ev.concurrency == "allow" and FLUSH_MAX or 1)
       if missed > 0 then self:skip_missed(ev, first, missed) end
     end
@@ -521,9 +528,10 @@ function Run:stop(reason)
   for _, t in ipairs(self.tickers) do t:close() end
   if self.end_timer then self.end_timer:close() end
   self.teardown_t = core.now()
+  local last_k = plan.last_k_of(self.total)
   for _, ev in ipairs(self.events) do
     if ev.at_teardown then
-      local last = ev.interval and plan.last_k(ev.interval, self.total) or 0
+      local last = ev.interval and last_k[ev.interval] or 0
       -- scheduled at the end, or at the stop when the run ends early
       local task = self:fire(ev, "teardown", last + 1, num(math.min(self.total, self.teardown_t)))
       if task then self.teardown[task] = true end
@@ -676,7 +684,7 @@ function Run.new(opts)
     total = (opts.hours or desc.total_hours) * 3600, grace = opts.grace or 60,
     jsonl = opts.jsonl, console = opts.console,
     per_event = {}, fixtures = {}, created = {}, builtins = {}, tickers = {}, fast_set = {},
-    ticker_ev = {},
+    ticker_events = {},   -- ticker_events[i]: the event of tickers[i]
     teardown = {}, errors = {}, nrunning = 0, nbackground = 0, error_results = 0, bg = {},
     results = 0, owned_error_results = 0,
     -- fleets (orch.fleet): the run's id and --label's, in run_start
@@ -687,10 +695,11 @@ function Run.new(opts)
   -- no invocation (-q, no progress area)
   run.fast = run.console.level < 1 and not run.console.progress
 
-  -- a big, stable heap (events, fixtures, stats) and many short-lived
-  -- objects (one invocation each): what generational collection is for;
-  -- incremental mode re-marked the whole heap over and over
-  collectgarbage("generational")
+  -- what is built from here to t0 (invokers, tickers, checks) lives as
+  -- long as the run and leaves little garbage: the collector waits for
+  -- t0 (Run:start_clock), where one full pass makes it all old, instead
+  -- of walking the growing heap on the way
+  collectgarbage("stop")
   desc.index = nil   -- positions were for error messages; the run needs none
   core.set_grace(run.grace)
   return run
@@ -716,17 +725,11 @@ function Run:make_invokers()
   run.event_mt = { __index = { ready = function(info)
     if run.order then run.order:mark_ready(info.id) end
   end } }
-  for _, ev in ipairs(run.events) do
-    -- the tag (what core.current() gives inside the event) also holds the
-    -- invoker's other fields: invoker.ev, and invoker.errors once one failed
-    local invoker = core.invoker({
-      fn = ev.fn, event = ev.name, id = ev.id, interval = ev.interval, timeout = ev.timeout,
-      concurrency = ev.concurrency, writer = run.jsonl and run.jsonl.w or nil,
-      tag = { id = ev.id, ev = ev }, fire = fire, done = done, progress = progress,
-      event_mt = run.event_mt,
-    })
-    run.per_event[ev.id] = invoker
-  end
+  -- one call for every event: the tag (what core.current() gives inside
+  -- the event: {id =, ev =}) also holds the invoker's other fields
+  local list = core.invokers({ fire = fire, done = done, progress = progress, event_mt = run.event_mt,
+                               writer = run.jsonl and run.jsonl.w or nil }, run.events)
+  for i, ev in ipairs(run.events) do run.per_event[ev.id] = list[i] end
 end
 
 -- run.queue: the results' queue, writing into the --report file.
@@ -772,8 +775,9 @@ function Run:plan_firings()
     -- the same t0 and T: where the grid stands now, and what it missed
     self.resume_t = math.max(0, (core.wall() - resume.start.t0_unix) * self.scale)
     self.first_k = {}
+    local last_k = plan.last_k_of(self.resume_t)
     for _, ev in ipairs(self.events) do
-      if ev.interval then self.first_k[ev.id] = plan.last_k(ev.interval, self.resume_t) + 1 end
+      if ev.interval then self.first_k[ev.id] = last_k[ev.interval] + 1 end
     end
   end
   if #(self.desc.unref_setup_fixtures or {}) == 0 then self:make_tickers() end
@@ -783,9 +787,13 @@ end
 -- resume's records) on disk, and T.
 function Run:start_clock()
   local opts, desc, resume = self.opts, self.desc, self.opts.resume
-  -- all that is old from here on: the collector's young passes over the
-  -- firings' short-lived objects need not look at it again
-  collectgarbage("collect")
+  -- a big, stable heap (events, fixtures, stats) and many short-lived
+  -- objects (one invocation each): what generational collection is for
+  -- (incremental mode re-marked the whole heap over and over).  Entering
+  -- it is one full pass, after which all that is here is old: the young
+  -- passes over the firings' objects need not look at it again.
+  collectgarbage("restart")   -- stopped since Run.new
+  if collectgarbage("generational") == "generational" then collectgarbage("collect") end
   self.t0_wall = core.start_clock(self.scale, resume and resume.start.t0_unix)
   self.t0_ns = core.hrtime()
   if self.checks then self.checks:start() end

@@ -22,12 +22,13 @@ M.__index = M
 -- run: the engine's Run; make_switch() -> a new KillSwitch.  Returns nil
 -- when no event has `after` (nothing to order).
 function M.new(run, make_switch)
-  local by_id, any = {}, false
+  local any = false
   for _, ev in ipairs(run.events) do
-    by_id[ev.id] = ev
-    if ev.after and #ev.after > 0 then any = true end
+    if ev.after and #ev.after > 0 then any = true break end
   end
   if not any then return nil end
+  local by_id = {}
+  for _, ev in ipairs(run.events) do by_id[ev.id] = ev end
   local self = setmetatable({ run = run, by_id = by_id, ready = {}, waiting = {}, dependents = {},
                               pending_startup = {}, switches = {} }, M)
   for _, ev in ipairs(run.events) do

@@ -532,15 +532,19 @@ local function errors_of(st)
 end
 M.errors_of = errors_of
 
--- Rows of the summary: list of {id=, runs=, failures=, skipped=, timeouts=,
--- duration = Stats, lateness = Stats}, or an invoker's summary() (its
--- percentiles already taken: summarised); or a function giving them one
--- at a time (nil at the end), so that they need not all be held at once.
--- Returns rows of strings (header first, totals last) and the totals.
-function M.summary_rows(list)
-  local rows = { M.SUMMARY_HEADER }
+-- The summary's rows, as columns.table_lines asks for them: returns
+-- rows(ri) -> row ri (the header first, then one row per event, the
+-- totals last, then nil), and the totals (complete once the totals row
+-- was asked).  figures(i) -> the i-th event's {id=, runs=, failures=,
+-- skipped=, timeouts=, duration = Stats, lateness = Stats}, or an
+-- invoker's summary() (its percentiles already taken: summarised), or nil
+-- after the last; the same each time it is asked (the layout asks twice).
+-- first(st), when given, is called once per event, in order.  No row is
+-- kept: 10,000 events' table need not exist at once.
+function M.summary_source(figures, first)
   local tot = { runs = 0, failures = 0, skipped = 0, timeouts = 0, errors = 0 }
   local dmax, lmax
+  local counted = 0   -- events added into tot
   -- the counts as text, each once: 10,000 rows hold a few distinct counts,
   -- and tostring makes each through snprintf
   local texts = {}
@@ -549,9 +553,15 @@ function M.summary_rows(list)
     if t == nil then t = tostring(n); texts[n] = t end
     return t
   end
-  local i = 0
-  local next_st = type(list) == "function" and list or function() i = i + 1 return list[i] end
-  for st in next_st do
+  local function rows(ri)
+    if ri == 1 then return M.SUMMARY_HEADER end
+    local i = ri - 1
+    local st = figures(i)
+    if st == nil then
+      if i ~= counted + 1 then return nil end
+      return { "all", tostring(tot.runs), tostring(tot.failures), tostring(tot.errors), tostring(tot.skipped),
+        tostring(tot.timeouts), "", "", dmax and sec(dmax) or "", "", lmax and ms(lmax) or "" }
+    end
     local d50, d99, dmx, l99, lmx
     if st.summarised then
       d50, d99, dmx, l99, lmx = st.dur_p50, st.dur_p99, st.dur_max, st.late_p99, st.late_max
@@ -560,16 +570,32 @@ function M.summary_rows(list)
       d50, d99, dmx, l99, lmx = d:percentile(50), d:percentile(99), d.max, l:percentile(99), l.max
     end
     local nerr = errors_of(st)
-    rows[#rows + 1] = { st.id, count(st.runs), count(st.failures), count(nerr), count(st.skipped),
+    if i == counted + 1 then
+      counted = i
+      tot.runs, tot.failures = tot.runs + st.runs, tot.failures + st.failures
+      tot.errors = tot.errors + nerr
+      tot.skipped, tot.timeouts = tot.skipped + st.skipped, tot.timeouts + st.timeouts
+      if dmx and (dmax == nil or dmx > dmax) then dmax = dmx end
+      if lmx and (lmax == nil or lmx > lmax) then lmax = lmx end
+      if first then first(st) end
+    end
+    return { st.id, count(st.runs), count(st.failures), count(nerr), count(st.skipped),
       count(st.timeouts), sec(d50), sec(d99), sec(dmx), ms(l99), ms(lmx) }
-    tot.runs, tot.failures = tot.runs + st.runs, tot.failures + st.failures
-    tot.errors = tot.errors + nerr
-    tot.skipped, tot.timeouts = tot.skipped + st.skipped, tot.timeouts + st.timeouts
-    if dmx and (dmax == nil or dmx > dmax) then dmax = dmx end
-    if lmx and (lmax == nil or lmx > lmax) then lmax = lmx end
   end
-  rows[#rows + 1] = { "all", tostring(tot.runs), tostring(tot.failures), tostring(tot.errors), tostring(tot.skipped),
-    tostring(tot.timeouts), "", "", dmax and sec(dmax) or "", "", lmax and ms(lmax) or "" }
+  return rows, tot
+end
+
+-- Rows of the summary as a list (header first, totals last) and the
+-- totals: list as summary_source's figures, a list or a function.
+function M.summary_rows(list)
+  local figures = type(list) == "function" and list or function(i) return list[i] end
+  local rows_of, tot = M.summary_source(figures)
+  local rows = {}
+  for ri = 1, math.huge do
+    local row = rows_of(ri)
+    if row == nil then break end
+    rows[ri] = row
+  end
   return rows, tot
 end
 
@@ -577,9 +603,11 @@ end
 -- (and those in opts.left); a rule under the header and above the last row
 -- when opts.total; trailing blanks cut.  opts.paint(ri, ci, cell, text) may
 -- colour a cell (after padding).  Laid out by orch.columns (src/columns.c).
+-- rows: a list, or a function rows(ri) -> row ri (summary_source).
+-- With opts.emit, each line goes to emit(line) and nothing is returned.
 function M.table_lines(rows, opts)
   opts = opts or {}
-  return columns.table_lines(rows, opts.indent or "  ", opts.left, opts.total, opts.paint)
+  return columns.table_lines(rows, opts.indent or "  ", opts.left, opts.total, opts.paint, opts.emit)
 end
 
 local SIGNALS = { [1] = "SIGHUP", [2] = "SIGINT", [3] = "SIGQUIT", [9] = "SIGKILL", [15] = "SIGTERM" }

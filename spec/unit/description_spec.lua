@@ -120,9 +120,14 @@ describe("orch.description", function()
       assert.equal("object", desc.index["events[0].params.nested"].kind)
     end)
 
-    it("gives each event a fresh params table", function()
+    it("gives events without params one shared table no one can write", function()
       local desc = assert(description.load(FIXTURES .. "/good/every_key.json"))
-      assert.are_not.equal(desc.events[2].params, desc.events[3].params)
+      local a, b = desc.events[2], desc.events[3]
+      assert.equal(description.EMPTY, a.params)
+      assert.equal(a.params, b.params)
+      assert.equal(a.after, b.after)
+      assert.has_error(function() a.params.x = 1 end)
+      assert.is_nil(next(b.params))
     end)
 
     it("keeps // and /* inside strings and drops real comments", function()
@@ -279,14 +284,19 @@ describe("orch.description", function()
       local function decoded(extra)
         local desc = assert(description.decode('{ "test_name": "t",' .. extra .. body .. "}", "t.json"))
         desc.index, desc.file = nil, nil
-        for _, ev in ipairs(desc.events) do
+        local paths = {}
+        for i, ev in ipairs(desc.events) do
+          paths[i] = ev.path
           setmetatable(ev, nil)
-          ev.line, ev.col = nil, nil   -- read through the index in the fast pass
+          ev.line, ev.col, ev.path = nil, nil, nil   -- made when read in the fast pass
         end
-        return desc
+        return desc, paths
       end
-      local fast, full = decoded(""), decoded(' "unref_setup_fixtures": [],')
+      local fast, fast_paths = decoded("")
+      local full, full_paths = decoded(' "unref_setup_fixtures": [],')
       assert.same(full, fast)
+      assert.same({ "events[0]", "events[1]", "events[2]" }, fast_paths)
+      assert.same(full_paths, fast_paths)
       assert.same({ 1.5, 120, 3600 }, { fast.events[1].interval, fast.events[2].interval, fast.events[3].interval })
       assert.same({ "interval_min", "b1", 0 }, { fast.events[2].interval_key, fast.events[2].id, fast.checks[1].after })
     end)

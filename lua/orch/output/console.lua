@@ -140,23 +140,34 @@ function M:summary(run, status)
     self.progress:finish()
     self.progress = nil
   end
-  -- one event's figures at a time: only those with errors are kept (their
-  -- first messages, the errors checks own)
-  local list, i = {}, 0
-  local rows, tot = report.summary_rows(function()
-    i = i + 1
+  -- one event's figures at a time, made as the layout asks for its row
+  -- (twice: widths, then text), the line written as soon as it is made:
+  -- at the end of a large run no table of its rows exists (its peak RSS).
+  -- Only the figures of events with errors are kept (their first
+  -- messages, the errors checks own).
+  local list = {}
+  local function figures(i)
     local ev = run.events[i]
     if not ev then return nil end
     local st = words.real_durations(run:summary_of(ev.id), run.scale)
     st.id = ev.id
-    if st.errors > 0 then list[#list + 1] = st end
-    -- the figures are garbage once in their row: collected as they come,
-    -- not left to pile up at the end of a large run (its peak RSS)
-    if i % 512 == 0 then collectgarbage("step") end
+    if i % 512 == 0 then collectgarbage("step") end   -- the figures are garbage once in their row
     return st
+  end
+  local rows, tot = report.summary_source(figures, function(st)
+    if st.errors > 0 then list[#list + 1] = st end
   end)
-  -- on a terminal, within its width (no wrapped rows); a pipe keeps them whole
-  if self.term.redraw then rows = words.fit_rows(rows, math.max(60, self.term.cols) - 1) end
+  -- on a terminal, within its width (no wrapped rows): fitted as a whole;
+  -- a pipe keeps them whole
+  if self.term.redraw then
+    local all = {}
+    for ri = 1, math.huge do
+      local row = rows(ri)
+      if not row then break end
+      all[ri] = row
+    end
+    rows = words.fit_rows(all, math.max(60, self.term.cols) - 1)
+  end
   local now = core.now()
   self:line("")
   self:line(self:paint("bold", ("summary of %s (%s after %s of %s):"):format(
@@ -165,12 +176,12 @@ function M:summary(run, status)
   self:line(run.scale ~= 1 and ("  times in real seconds (description time ran %gx faster)"):format(run.scale)
     or "  times in real seconds")
   -- without colour there is nothing to paint: no call per cell
-  local lines = report.table_lines(rows, { total = true, paint = self.color and function(ri, ci, cell, c)
+  report.table_lines(rows, { total = true, emit = function(l) self:line(l) end,
+                             paint = self.color and function(ri, ci, cell, c)
     if ri == 1 then return self:paint("bold", cell) end
     if (ci == 3 or ci == 4 or ci == 6) and c ~= "0" and c ~= "" then return self:paint("boldred", cell) end
     if ci == 5 and c ~= "0" and c ~= "" then return self:paint("yellow", cell) end
   end or nil })
-  for _, l in ipairs(lines) do self:line(l) end
   self:line(("results: %d (%s)"):format(run.results, plural(run.error_results, "error")))
   -- the first error of each failing event, and the run's own
   for _, st in ipairs(list) do
