@@ -41,6 +41,7 @@ typedef struct family {
   int event_mt_ref;  /* the `event` table's metatable (event:ready()), or none */
   int writer_ref;
   writer *const *wslot; /* the report writer (NULL once closed), or NULL */
+  lua_Integer open;  /* its invokers not closed: the refs go with the last */
 } family;
 
 #define FAMILY_MT "orch.InvokerFamily"
@@ -56,7 +57,7 @@ struct invoker {
   int nevent;        /* positions (0-based) that get the `event` table */
   int event_at[8];
   int tag_ref;       /* what core.current() returns inside the event */
-  const struct family *fam; /* uservalue 4: what every invoker of the run shares */
+  struct family *fam; /* uservalue 4: what every invoker of the run shares */
   char *mid;         /* ,"event":...,"id":...,"iteration": */
   size_t midlen;
   double interval;
@@ -393,14 +394,19 @@ static double opt_num(lua_State *L, int idx, const char *field, double dflt) {
   return v;
 }
 
-static int l_family_gc(lua_State *L) {
-  family *f = luaL_checkudata(L, 1, FAMILY_MT);
+/* Lets go of what the family holds: once its last invoker is closed
+ * (nothing calls back after close), or when it is collected. */
+static void family_release(lua_State *L, family *f) {
   ref_free(L, &f->fire_ref);
   ref_free(L, &f->done_ref);
   ref_free(L, &f->progress_ref);
   ref_free(L, &f->event_mt_ref);
   ref_free(L, &f->writer_ref);
   f->wslot = NULL;
+}
+
+static int l_family_gc(lua_State *L) {
+  family_release(L, luaL_checkudata(L, 1, FAMILY_MT));
   return 0;
 }
 
@@ -419,6 +425,7 @@ static void invoker_new(lua_State *L, orch_core *c, int evi, int fi, int mti, in
   inv->core = c;
   inv->self_ref = inv->fn_ref = inv->tag_ref = LUA_NOREF;
   inv->fam = lua_touserdata(L, fi);
+  inv->fam->open++;
   list_init(&inv->running);
   lua_pushvalue(L, mti);
   lua_setmetatable(L, -2);
@@ -474,9 +481,10 @@ static void invoker_new(lua_State *L, orch_core *c, int evi, int fi, int mti, in
   inv->midlen = mid.len;
 }
 
-/* core.invokers(shared, events) -> { invoker, ... }, one per event (in
- * order): shared = {fire, done, progress, event_mt, writer}, what they all
- * call back and write to; each event {fn, name, id, interval, timeout,
+/* core.invokers(shared, events) -> { [id] = invoker }: one per event (the
+ * map made at its size):
+ * shared = {fire, done, progress, event_mt, writer}, what they all call
+ * back and write to; each event {fn, name, id, interval, timeout,
  * concurrency}.  One call for the run: no spec table per event. */
 static int l_core_invokers(lua_State *L) {
   orch_core *c = core_get(L);
@@ -488,6 +496,7 @@ static int l_core_invokers(lua_State *L) {
   f = lua_newuserdatauv(L, sizeof *f, 0);                /* [shared events fam] */
   f->fire_ref = f->done_ref = f->progress_ref = f->event_mt_ref = f->writer_ref = LUA_NOREF;
   f->wslot = NULL;
+  f->open = 0;
   luaL_setmetatable(L, FAMILY_MT);
   f->fire_ref = opt_ref(L, 1, "fire", LUA_TFUNCTION);
   f->done_ref = opt_ref(L, 1, "done", LUA_TFUNCTION);
@@ -502,12 +511,13 @@ static int l_core_invokers(lua_State *L) {
   luaL_getmetatable(L, INVOKER_MT);                      /* 4 */
   luaL_getmetatable(L, STATS_MT);                        /* 5 */
   n = luaL_len(L, 2);
-  lua_createtable(L, n > 0 && n < INT_MAX ? (int)n : 0, 0); /* 6: the list */
+  lua_createtable(L, 0, n > 0 && n < INT_MAX ? (int)n : 0); /* 6: the map */
   for (i = 1; i <= n; i++) {
     if (lua_rawgeti(L, 2, i) != LUA_TTABLE)              /* 7: the event */
       return luaL_error(L, "core.invokers: event %d is not a table", (int)i);
-    invoker_new(L, c, 7, 3, 4, 5);
-    lua_rawseti(L, 6, i);
+    lua_getfield(L, 7, "id");                            /* 8 */
+    invoker_new(L, c, 7, 3, 4, 5);                       /* 9 */
+    lua_rawset(L, 6);
     lua_pop(L, 1);
   }
   return 1;
@@ -667,6 +677,7 @@ static int l_set_notify(lua_State *L) {
  * tasks are done. */
 static int l_close(lua_State *L) {
   invoker *inv = check_invoker(L, 1);
+  if (!inv->closed && --inv->fam->open == 0) family_release(L, inv->fam);
   inv->closed = 1;
   args_drop(L, inv);
   ref_free(L, &inv->fn_ref);

@@ -281,12 +281,12 @@ end
 
 -- Hands ev's constant arguments to its invoker, once they are known.
 function Run:try_fast(ev)
-  if self.fast_set[ev] then return end
+  if self.fast_set[ev.index] then return end
   if self.order and not self.order:fast_ok(ev) then return end
   local args, n, event_at = self:constant_args(ev)
   if args then
     self.per_event[ev.id]:set_args(args, n, event_at)
-    self.fast_set[ev] = true
+    self.fast_set[ev.index] = true
   end
 end
 
@@ -318,7 +318,7 @@ function Run:done(task, status, inv, err)
       self:emit(rec)
       self.console:invocation(rec)
     end
-    if not self.fast_set[ev] and not inv.fixtures then self:try_fast(ev) end
+    if not self.fast_set[ev.index] and not inv.fixtures then self:try_fast(ev) end
     if self.stopping then self:progress() end
     return
   end
@@ -683,7 +683,7 @@ function Run.new(opts)
     opts = opts, desc = desc, events = opts.events, scale = opts.scale or 1,
     total = (opts.hours or desc.total_hours) * 3600, grace = opts.grace or 60,
     jsonl = opts.jsonl, console = opts.console,
-    per_event = {}, fixtures = {}, created = {}, builtins = {}, tickers = {}, fast_set = {},
+    fixtures = {}, created = {}, builtins = {}, tickers = {}, fast_set = {},
     ticker_events = {},   -- ticker_events[i]: the event of tickers[i]
     teardown = {}, errors = {}, nrunning = 0, nbackground = 0, error_results = 0, bg = {},
     results = 0, owned_error_results = 0,
@@ -727,9 +727,8 @@ function Run:make_invokers()
   end } }
   -- one call for every event: the tag (what core.current() gives inside
   -- the event: {id =, ev =}) also holds the invoker's other fields
-  local list = core.invokers({ fire = fire, done = done, progress = progress, event_mt = run.event_mt,
-                               writer = run.jsonl and run.jsonl.w or nil }, run.events)
-  for i, ev in ipairs(run.events) do run.per_event[ev.id] = list[i] end
+  run.per_event = core.invokers({ fire = fire, done = done, progress = progress, event_mt = run.event_mt,
+                                  writer = run.jsonl and run.jsonl.w or nil }, run.events)
 end
 
 -- run.queue: the results' queue, writing into the --report file.

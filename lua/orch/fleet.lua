@@ -112,6 +112,7 @@ end
 -- environment also matches a param of another case (ORCHLUA_PARAM_VIDEO_PATH
 -- sets video_path).  Returns true or nil, message (with a did-you-mean).
 function M.apply_params(desc, overrides)
+  if #overrides == 0 then return true end
   local ids, names = {}, {}
   for _, ev in ipairs(desc.events) do
     ids[ev.id] = ev

@@ -451,56 +451,78 @@ function json.duplicates(index)
 end
 
 local function colons_in(s)
-  if not find(s, ":", 1, true) then return 0 end
-  return select(2, gsub(s, ":", ""))
+  -- plain finds: gsub would copy a whole description to count them
+  local n, p = 0, find(s, ":", 1, true)
+  while p do
+    n = n + 1
+    p = find(s, ":", p + 1, true)
+  end
+  return n
 end
 
 -- cjson hands every number back as a float; a Lua user expects `3`, not `3.0`,
 -- from `"total_hours": 3`. Walks iteratively: the value may be 1000 deep.
--- Also returns the members of the value's objects and the ':' in its
--- strings, which tell without a scan whether a key was repeated (see
--- no_duplicates).
+-- Also returns the members of the value's objects, which with the ':' in
+-- the text tell whether a key was repeated (see no_duplicates).
+local type, next, tointeger = type, next, math.tointeger
 local function integralize(value)
-  if type(value) == "number" then return math.tointeger(value) or value, 0, 0 end
-  if type(value) == "string" then return value, 0, colons_in(value) end
-  if type(value) ~= "table" then return value, 0, 0 end
-  local members, colons = 0, 0
+  if type(value) == "number" then return tointeger(value) or value, 0 end
+  if type(value) ~= "table" then return value, 0 end
+  local members = 0
   local todo, n = { value }, 1
-  -- a string's ':' counted once: keys and values repeat from object to object
-  local counted = setmetatable({}, { __index = function(c, s)
-    local k = colons_in(s)
-    c[s] = k
-    return k
-  end })
   while n > 0 do
     local t = todo[n]
     todo[n], n = nil, n - 1
-    for k, v in pairs(t) do
-      if type(k) == "string" then   -- cjson gives objects string keys only
-        members = members + 1
-        colons = colons + counted[k]
-      end
+    for k, v in next, t do
+      if type(k) == "string" then members = members + 1 end   -- cjson gives objects string keys only
       local tv = type(v)
       if tv == "table" then
         n = n + 1; todo[n] = v
-      elseif tv == "string" then
-        colons = colons + counted[v]
-      elseif math.type(v) == "float" then
-        local i = math.tointeger(v)
+      elseif tv == "number" then
+        local i = tointeger(v)
         if i then t[k] = i end
       end
     end
   end
-  return value, members, colons
+  return value, members
 end
 
--- Whether `text` (stripped, decoded by cjson into `members` object members
--- and strings holding `colons` ':') repeats no key.  Outside its strings a
--- JSON text has one ':' per member it writes; cjson keeps one member per
--- key, so a repeated key leaves the text with more ':' than the value.
--- Only an escaped colon (\u003a) can make a string's ':' differ between
--- text and value: such a text takes the scan.
-local function no_duplicates(text, members, colons)
+-- The ':' in the value's strings (keys and values), each string counted
+-- once: keys and values repeat from object to object.
+local function colons_in_strings(value)
+  if type(value) == "string" then return colons_in(value) end
+  if type(value) ~= "table" then return 0 end
+  local colons, counted = 0, {}
+  local function count(s)
+    local k = counted[s]
+    if not k then k = colons_in(s); counted[s] = k end
+    return k
+  end
+  local todo, n = { value }, 1
+  while n > 0 do
+    local t = todo[n]
+    todo[n], n = nil, n - 1
+    for k, v in pairs(t) do
+      if type(k) == "string" then colons = colons + count(k) end
+      if type(v) == "table" then
+        n = n + 1; todo[n] = v
+      elseif type(v) == "string" then
+        colons = colons + count(v)
+      end
+    end
+  end
+  return colons
+end
+
+-- Whether `text` (stripped, decoded by cjson into `value` with `members`
+-- object members) repeats no key.  Outside its strings a JSON text has one
+-- ':' per member it writes; cjson keeps one member per key, so a repeated
+-- key leaves the text with more ':' than the value.  A text with exactly
+-- one ':' per member has none in its strings either (both only add):
+-- only a text with more looks at the strings.  Only an escaped colon
+-- (\u003a) can make a string's ':' differ between text and value: such a
+-- text takes the scan.
+local function no_duplicates(text, value, members)
   -- plain finds: a pattern tries every offset of a big text
   local p = find(text, "\\u003", 1, true)
   while p do
@@ -508,7 +530,9 @@ local function no_duplicates(text, members, colons)
     if c == 97 or c == 65 then return false end   -- a, A
     p = find(text, "\\u003", p + 5, true)
   end
-  return colons_in(text) == members + colons
+  local colons = colons_in(text)
+  if colons == members then return true end
+  return colons == members + colons_in_strings(value)
 end
 
 -- An index built at its first read: a description that validates reads
@@ -559,9 +583,9 @@ function json.decode(text, opts)
   if value == nil then
     return nil, translate(stripped, msg)
   end
-  local members, colons
-  value, members, colons = integralize(value)
-  if opts and opts.lazy and no_duplicates(stripped, members, colons) then
+  local members
+  value, members = integralize(value)
+  if opts and opts.lazy and no_duplicates(stripped, value, members) then
     return value, lazy_index(stripped, opts)
   end
   return value, build_index(stripped, opts)
