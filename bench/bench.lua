@@ -478,24 +478,17 @@ end
 -- flush their report at the same point, or when they start the first
 -- invocation.  The run is shortened (--hours 0.01 at
 -- --time-scale 3600: 10 ms).
-local function startup(id, title)
+-- Workload 1t: the same at 10,000 events (w1b's description, a run of
+-- 1 s): one run's startup on a shared machine varies by a third, so the
+-- target is judged on the median of STARTUP_RUNS.
+-- argv_of(prog, report) -> the command line.
+local function startup(id, title, argv_of)
   if not want(id) then return end
   local runs = {}
   for _, prog in ipairs(PROGRAM_ORDER) do
     if PROGRAMS[prog] then
       local report = ("%s/%s.%s.jsonl"):format(OUT, id, prog)
-      local argv
-      if prog == "orchlua" then
-        argv = { ORCHLUA, "run", "my_orchestration_test", "--hours", "0.01", "--time-scale", "3600",
-                 "-qq", "--report", report }
-      elseif prog == "purelua" then
-        argv = { "lua5.4", "bench/purelua.lua", "descriptions/my_orchestration_test.json", "--sources",
-                 "events/demo.lua,events/playback.lua", "--hours", "0.01", "--time-scale", "3600",
-                 "-q", "--report", report }
-      else
-        argv = { "bench/floor", "ticks", "--events", "3", "--interval", "300", "--seconds", "36",
-                 "--scale", "3600", "--setup-spawn", "--report", report }
-      end
+      local argv = argv_of(prog, report)
       log("%s %s: %s x%d", id, prog, title, STARTUP_RUNS)
       local firsts, walls, rss, cpus, err = {}, {}, {}, {}, nil
       for i = 1, STARTUP_RUNS do
@@ -693,7 +686,28 @@ end
 flood("w3m", ("1 event, %d x metric in one burst"):format(RESULTS_N), 0, { metric = true })
 flood("w3m-checks", ("w3m with 20 checks on the flooded metric"), 0, { metric = true, checks = METRIC_CHECKS })
 flood("w3b", ("1 event, %d x add_result, yielding every 1,000"):format(RESULTS_N), 1000)
-startup("w4", "startup of the seed example (exec to first invocation)")
+startup("w4", "startup of the seed example (exec to first invocation)", function(prog, report)
+  if prog == "orchlua" then
+    return { ORCHLUA, "run", "my_orchestration_test", "--hours", "0.01", "--time-scale", "3600",
+             "-qq", "--report", report }
+  elseif prog == "purelua" then
+    return { "lua5.4", "bench/purelua.lua", "descriptions/my_orchestration_test.json", "--sources",
+             "events/demo.lua,events/playback.lua", "--hours", "0.01", "--time-scale", "3600",
+             "-q", "--report", report }
+  end
+  return { "bench/floor", "ticks", "--events", "3", "--interval", "300", "--seconds", "36",
+           "--scale", "3600", "--setup-spawn", "--report", report }
+end)
+if want("w1t") then
+  local events = {}
+  for i = 1, 10000 do events[i] = { name = "trivial", id = "e" .. i, interval_sec = 1 } end
+  desc_file("bench_w1t", { total_hours = 1 / 3600, events = events })
+end
+startup("w1t", "startup at 10,000 events (w1b's, a 1 s run; exec to t0)", function(prog, report)
+  if prog == "orchlua" then return orchlua_argv("bench_w1t", "bench/events/trivial.lua", { "--report", report }) end
+  if prog == "purelua" then return purelua_argv("bench_w1t", "bench/events/trivial.lua", { "--report", report }) end
+  return { "bench/floor", "ticks", "--events", "10000", "--interval", "1", "--seconds", "1", "--report", report }
+end)
 soak("w5", ("%d invocations, time-scaled (100 events @1 s, scale 100)"):format(SOAK_N))
 spawn("w6", ("stop with %d spawned processes running"):format(SPAWN_N))
 
@@ -764,10 +778,11 @@ for _, id in ipairs(order) do
     row(w, "JSONL result lines (lost)", function(r) return r.lines and (r.lines .. " (" .. r.lost .. ")") end, tostring)
     row(w, "peak RSS", function(r) return r.maxrss_kb end, fmt_mb)
   elseif w.kind == "startup" then
-    row(w, "exec to 1st invocation, median", function(r) return r.startup_ms end, fmt_pms)
-    row(w, "exec to 1st invocation, min", function(r) return r.startup_min_ms end, fmt_pms)
+    row(w, "exec to 1st invocation (t0), median", function(r) return r.startup_ms end, fmt_pms)
+    row(w, "exec to 1st invocation (t0), min", function(r) return r.startup_min_ms end, fmt_pms)
+    row(w, "exec to 1st invocation (t0), max", function(r) return r.startup_max_ms end, fmt_pms)
     row(w, "CPU until then, median", function(r) return r.startup_cpu_us and r.startup_cpu_us / 1000 end, fmt_pms)
-    row(w, "whole 10 ms run, median wall", function(r) return r.wall_ms end, fmt_pms)
+    row(w, "whole run, median wall", function(r) return r.wall_ms end, fmt_pms)
     row(w, "RSS at first invocation", function(r) return r.rss_at_start_kb end, fmt_mb)
   elseif w.kind == "soak" then
     row(w, "invocations (skipped)",
@@ -931,7 +946,7 @@ target("startup < 10 ms (median exec to first invocation, w4)", "w4",
   function(r) return r.startup_ms end, 10, "<", { { prog = "floor" }, { prog = "purelua" } })
 target("stop with 1,000 processes running: none left behind (w6)", "w6",
   function(r) return r.survivors end, 0, "<=", {})
-target("startup < 100 ms at 10,000 events (exec to t0, w1b)", "w1b",
+target("startup < 100 ms at 10,000 events (median exec to t0, w1t)", "w1t",
   function(r) return r.startup_ms end, 100, "<", { { prog = "floor" }, { prog = "purelua" } })
 target("peak RSS < 30 MB at 10,000 events (w1b)", "w1b",
   function(r) return r.maxrss_kb and r.maxrss_kb / 1024 end, 30, "<", { { prog = "floor" }, { prog = "purelua" } })

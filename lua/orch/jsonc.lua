@@ -35,7 +35,7 @@ json.null = cjson.null
 -- cjson's nesting limit; its message for it is rewritten below.
 json.MAX_DEPTH = 1000
 
-local byte, find, sub, match, gsub = string.byte, string.find, string.sub, string.match, string.gsub
+local byte, find, sub, match = string.byte, string.find, string.sub, string.match
 
 local B_QUOTE, B_SLASH, B_STAR = 34, 47, 42
 local B_LBRACE, B_RBRACE, B_LBRACKET, B_RBRACKET = 123, 125, 91, 93
