@@ -8,7 +8,7 @@
 --   BENCH_SECONDS=20        length of workloads 1 and 2 (the issue's 20 s)
 --   BENCH_RESULTS=1000000   add_result calls in workload 3
 --   BENCH_SOAK=1000000      invocations in workload 5
---   BENCH_STARTUP_RUNS=20   repetitions of workload 4 (the median is shown)
+--   BENCH_STARTUP_RUNS=20   repetitions of workloads 4 and 1t (the median is shown)
 --   BENCH_SPAWN=1000        processes in workload 6
 --   BENCH_ONLY=w1a,w3b      run only these workloads (ids as in the table)
 --   BENCH_PROGRAMS=orchlua,floor,purelua   run only these programs

@@ -11,6 +11,8 @@
 
 #include "core.h"
 
+void clock_init(orch_core *c) { c->clock.scale = 1.0; }
+
 double clock_wall(void) {
   struct timeval tv;
   gettimeofday(&tv, NULL);

@@ -94,6 +94,7 @@ static inline void stats_prefetch(const stats *s, uint64_t n) {
 }
 double stats_percentile(stats *s, double p);
 #define STATS_MT "orch.Stats"
+stats *stats_push(lua_State *L, int mti); /* mti: the metatable's index, or 0 */
 int stats_push_new(lua_State *L);
 stats *stats_check(lua_State *L, int idx);
 void stats_open(lua_State *L);
@@ -168,12 +169,16 @@ typedef struct writer {
 
 #define TICK_SLOTS 1024 /* hash buckets of the tick slots, by due ms */
 
-/* The host's state, by concern; each group says which file owns it. */
+/* The host's state, by concern.  Each group's comment names the files
+ * that may touch it: its owner first, then (after "also") the Lua faces
+ * that set it and the hot paths that read it; spec/e2e/house_spec.lua
+ * holds every file to that list. */
 struct orch_core {
   uv_loop_t loop;
   lua_State *L;             /* main thread */
   struct orch_alloc *alloc; /* L's allocator (alloc.c), or NULL: malloc's */
-  struct {                  /* clock.c, lorch_core.c's core.start_clock */
+  struct {                  /* clock.c; also lorch_core.c (core.start_clock), sched.c
+                             * and invoker.c (read on the hot path) */
     double scale;           /* --time-scale: real = description / scale */
     uint64_t t0_ns;         /* uv_hrtime() at t0 */
     double t0_wall;         /* unix seconds at t0 */
@@ -192,7 +197,7 @@ struct orch_core {
   int in_loop;              /* core.run is in uv_run */
   int ctx_set;              /* core.set_context holds a tag */
   int shut, closed;
-  struct {                  /* signals (sched.c) */
+  struct {                  /* signals: sched.c; also lorch_core.c (core.on_signal, core.signals) */
     uv_async_t async;
     int cb_ref;             /* engine's on_signal(signum, count) */
     volatile sig_atomic_t count, last;
@@ -200,13 +205,16 @@ struct orch_core {
     uint64_t first_ns;      /* hrtime of the first signal */
     int early;              /* no engine listens to signals yet: one ends orchlua */
   } sig;
-  struct {                  /* how long work may go on (sched.c) */
+  struct {                  /* how long work may go on: sched.c; also lorch_core.c
+                             * (core.set_grace, set_hard_deadline, set_end), main.c
+                             * (the exit's alarm) */
     uint64_t grace_ns;      /* after a signal, how long a CPU-bound task may run */
     uint64_t hard_ns;       /* any task still running at this hrtime is cancelled */
     uint64_t end_ns;        /* T: a task still running grace_ns after it is cancelled */
     uint64_t last_ns;       /* past it, a loop turn that never ends exits orchlua */
   } bound;
-  struct {                  /* the watchdog thread (sched.c); fields marked mu under mu */
+  struct {                  /* the watchdog thread: sched.c; also lorch_core.c (core.run,
+                             * core.stats, core.on_loop_lag); fields marked mu under mu */
     uv_mutex_t mu;
     uv_cond_t cv;           /* signalled to stop the watchdog, or to wake it from its sleep */
     uv_thread_t thread;
@@ -226,13 +234,14 @@ struct orch_core {
     int asleep;             /* mu: the watchdog waits for the poll to end */
     uint64_t looks;         /* mu: times the watchdog looked (core.stats) */
   } watch;
-  struct {                  /* finished coroutines kept for reuse (sched.c): creating a
-                             * thread and collecting it costs more than a trivial invocation */
+  struct {                  /* finished coroutines kept for reuse: sched.c; also
+                             * lorch_core.c (core.stats).  Creating a thread and
+                             * collecting it costs more than a trivial invocation */
     lua_State **co;
     int *ref;
     int n, cap;             /* grows to POOL_MAX: 10,000 events fire together */
   } pool;
-  struct {                  /* tickers due in the same millisecond share a timer (lorch_core.c) */
+  struct {                  /* tickers due in the same millisecond share a timer: lorch_core.c */
     struct tick_slot *slots[TICK_SLOTS];
     orch_list unarmed;      /* tickers made before t0, armed by start_clock */
   } tick;
@@ -252,7 +261,9 @@ struct orch_core {
   char line_head[WRITER_HEAD]; /* what a line starts with before its seq */
   jbuf line;
   orch_list writers;        /* writer.c: flushed before the loop blocks */
-  struct {                  /* what the tests assert is back to zero at the end */
+  struct {                  /* what the tests assert is back to zero at the end: counted
+                             * by handle.c, ref.c, sched.c, invoker.c and http.c, which
+                             * make them; also lorch_core.c (core.stats) */
     int handles, tasks, refs;
   } live;
 };
@@ -310,10 +321,14 @@ int sched_push_context(lua_State *L);  /* pushes that tag, if any: returns 1 */
 /* clock.c: description time and ISO times.  The ISO time is
  * "2026-11-25T12:00:00.123Z", always TS_LEN characters and a NUL. */
 #define TS_LEN 24
+void clock_init(orch_core *c);                              /* description time = real time until start_clock */
 double clock_wall(void);                                    /* unix time now */
 void clock_iso8601(orch_core *c, double unix_t, char out[32]);
 double clock_stamp(orch_core *c, char ts[32]);             /* description now, and as ISO time */
 void clock_stamp_at(orch_core *c, double t, char ts[32]);  /* description time t as ISO time */
+
+/* lorch_core.c: the tickers' list, before any is made */
+void tickers_init(orch_core *c);
 
 /* The mechanisms' Lua faces, which lorch_core.c registers */
 int queue_open(lua_State *L);
@@ -323,10 +338,11 @@ int net_open(lua_State *L);  /* net.c: sets core.tcp_connect */
 
 /* invoker.c */
 typedef struct invoker invoker;
-void invoker_open(lua_State *L);              /* sets core.invoker */
+void invoker_open(lua_State *L);              /* sets core.invokers */
 invoker *invoker_test(lua_State *L, int idx); /* NULL if not one */
 void invoker_fire(invoker *inv, lua_Integer k, uint64_t now, uint64_t late_ns, int from_loop);
 void invoker_pool_free(orch_core *c);          /* the spare firing tasks */
+lua_Integer invoker_fast_lines(orch_core *c); /* invocation lines the invokers wrote (core.stats) */
 /* An event's figures as the live view reads them (metrics.c), without Lua:
  * 0 when the value at idx is not an invoker. */
 typedef struct invoker_figs {

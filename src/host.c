@@ -166,10 +166,11 @@ orch_core *host_new(lua_State **out) {
   /* every thread copies the main thread's extra space: the core pointer */
   *(orch_core **)lua_getextraspace(L) = c;
   c->L = L;
-  c->clock.scale = 1.0;
+  clock_init(c);
   UV_CHECK(uv_loop_init(&c->loop));
   c->loop.data = c;
   sched_init(c);
+  tickers_init(c);
   luaL_openlibs(L);
   install_modules(L);
   *out = L;

@@ -115,6 +115,8 @@ static void ftask_free(orch_core *c, ftask *ft) {
   c->inv.nspare++;
 }
 
+lua_Integer invoker_fast_lines(orch_core *c) { return c->inv.fast_lines; }
+
 void invoker_pool_free(orch_core *c) {
   while (c->inv.spare != NULL) {
     ftask *ft = c->inv.spare;
@@ -415,11 +417,9 @@ static int l_family_gc(lua_State *L) {
 static void invoker_new(lua_State *L, orch_core *c, int evi, int fi, int mti, int smti) {
   static const char *const conc[] = {"allow", "forbid", "replace", NULL};
   invoker *inv;
-  stats *st;
   jbuf mid = {0};
   const char *s;
   size_t n;
-  int i;
   inv = lua_newuserdatauv(L, sizeof *inv, 4);            /* [inv] */
   memset(inv, 0, sizeof *inv);
   inv->core = c;
@@ -429,15 +429,10 @@ static void invoker_new(lua_State *L, orch_core *c, int evi, int fi, int mti, in
   list_init(&inv->running);
   lua_pushvalue(L, mti);
   lua_setmetatable(L, -2);
-  for (i = 1; i <= 2; i++) {
-    st = lua_newuserdatauv(L, sizeof *st, 0);
-    memset(st, 0, sizeof *st);
-    st->allocf = lua_getallocf(L, &st->allocud);
-    lua_pushvalue(L, smti);
-    lua_setmetatable(L, -2);
-    if (i == 1) inv->duration = st; else inv->lateness = st;
-    lua_setiuservalue(L, -2, i);
-  }
+  inv->duration = stats_push(L, smti);
+  lua_setiuservalue(L, -2, 1);
+  inv->lateness = stats_push(L, smti);
+  lua_setiuservalue(L, -2, 2);
   /* the tag: what core.current() gives inside the event, and the
    * invoker's other fields (invoker.ev, invoker.errors once one failed) */
   lua_createtable(L, 0, 2);
@@ -459,13 +454,14 @@ static void invoker_new(lua_State *L, orch_core *c, int evi, int fi, int mti, in
   lua_getfield(L, evi, "concurrency");
   inv->concurrency = luaL_checkoption(L, -1, "forbid", conc);
   lua_pop(L, 1);
-  /* ,"event":<name>,"id":<id>,"iteration": once for all lines */
-  lua_getfield(L, evi, "name");
-  s = luaL_checklstring(L, -1, &n);
+  /* ,"event":<name>,"id":<id>,"iteration": once for all lines; both
+   * checked first, so that an error leaves nothing allocated */
+  if (lua_getfield(L, evi, "name") != LUA_TSTRING || lua_getfield(L, evi, "id") != LUA_TSTRING)
+    luaL_error(L, "core.invokers: an event's name and id must be strings");
+  s = lua_tolstring(L, -2, &n);
   JSONW_LIT(&mid, ",\"event\":");
   jsonw_string(&mid, s, n);
-  lua_getfield(L, evi, "id");
-  s = luaL_checklstring(L, -1, &n);
+  s = lua_tolstring(L, -1, &n);
   JSONW_LIT(&mid, ",\"id\":");
   jsonw_string(&mid, s, n);
   lua_pop(L, 2);

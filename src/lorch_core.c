@@ -177,7 +177,7 @@ static int l_core_stats(lua_State *L) {
   lua_setfield(L, -2, "tasks");
   lua_pushinteger(L, c->live.refs - c->pool.n);  /* the pool's are not leaks */
   lua_setfield(L, -2, "refs");
-  lua_pushinteger(L, c->inv.fast_lines);
+  lua_pushinteger(L, invoker_fast_lines(c));
   lua_setfield(L, -2, "fast_lines");
   lua_pushinteger(L, c->pool.n);
   lua_setfield(L, -2, "pooled");
@@ -627,6 +627,9 @@ static int l_core_ticker(lua_State *L) {
     list_push(&c->tick.unarmed, &t->wait);
   return 1;
 }
+
+/* No ticker yet: none waits for t0. */
+void tickers_init(orch_core *c) { list_init(&c->tick.unarmed); }
 
 /* Arms the tickers made before t0: making them is not spent after t0, in
  * the startup firings' time. */

@@ -619,7 +619,6 @@ void sched_init(orch_core *c) {
   list_init(&c->ready);
   list_init(&c->deferred);
   list_init(&c->writers);
-  list_init(&c->tick.unarmed);
   UV_CHECK(uv_idle_init(&c->loop, &c->ready_idle));
   c->ready_idle.data = c;
   UV_CHECK(uv_prepare_init(&c->loop, &c->flush_prep));

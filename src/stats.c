@@ -158,12 +158,26 @@ static void stats_free(stats *s) {
 
 static stats *check_stats(lua_State *L) { return luaL_checkudata(L, 1, STATS_MT); }
 
-/* core.new_stats() -> stats */
-int stats_push_new(lua_State *L) {
-  stats *s = lua_newuserdatauv(L, sizeof *s, 0);
+/* Pushes a new, empty stats; mti: its metatable's index on the stack
+ * (one looked up for many), or 0 to look it up. */
+stats *stats_push(lua_State *L, int mti) {
+  stats *s;
+  if (mti != 0) mti = lua_absindex(L, mti);
+  s = lua_newuserdatauv(L, sizeof *s, 0);
   memset(s, 0, sizeof *s);
   s->allocf = lua_getallocf(L, &s->allocud);
-  luaL_setmetatable(L, STATS_MT);
+  if (mti != 0) {
+    lua_pushvalue(L, mti);
+    lua_setmetatable(L, -2);
+  } else {
+    luaL_setmetatable(L, STATS_MT);
+  }
+  return s;
+}
+
+/* core.new_stats() -> stats */
+int stats_push_new(lua_State *L) {
+  stats_push(L, 0);
   return 1;
 }
 
