@@ -7,10 +7,7 @@ local h = require "spec.helper"
 local ROOT = h.root or "."
 
 local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
+  return assert(h.read(path), "cannot read " .. path)
 end
 
 -- { {name =, files = {["x.c"] = true}}, ... } from struct orch_core
