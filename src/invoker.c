@@ -33,7 +33,7 @@ enum { ALLOW, FORBID, REPLACE };
 
 /* What every invoker of a run shares (core.invokers): the engine's
  * callbacks and the report writer, held once for the run rather than once
- * per event (10,000 events: 50,000 registry slots fewer). */
+ * per event. */
 typedef struct family {
   int fire_ref;      /* engine: fire(tag, k, late_ns) */
   int done_ref;      /* engine: done(tag, status, err, k, late_ns, started, phase) */

@@ -48,8 +48,8 @@ end
 local NO_INDEX = {}
 
 -- The value of a key absent whose default is {} (an event's params and
--- after): one table for every event, not two per event (10,000 events:
--- 1.3 MB), and read-only, so that no writer can give every event a param.
+-- after): one table for every event, not two per event, and read-only,
+-- so that no writer can give every event a param.
 local EMPTY = setmetatable({}, { __newindex = function()
   error("a description's absent params or list is shared and read-only", 2)
 end })
